@@ -1,0 +1,46 @@
+"""The Python API: ``rlm_tui.run(...)`` and ``await rlm_tui.arun(...)``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rlm_tui.engine.budget import Limits
+from rlm_tui.engine.run import Run, RunConfig, RunResult
+
+
+async def arun(
+    query: str,
+    context: Any = None,
+    *,
+    context_file: str | Path | None = None,
+    model: str = "demo",
+    sub_model: str | None = None,
+    api_base: str | None = None,
+    limits: Limits | None = None,
+    sessions_dir: str | Path | None = None,
+    **options: Any,
+) -> RunResult:
+    """Run an RLM to its answer. ``result.answer`` is the value, ``result.session_dir`` its log.
+
+    ``context`` is any Python value (str, dict, list, ...); ``context_file`` a file or directory.
+    Other keyword options are ``RunConfig`` fields (``truncate``, ``cell_timeout``, ...).
+    """
+    config = RunConfig(
+        query=query,
+        context_value=context,
+        context_file=str(context_file) if context_file is not None else None,
+        model=model,
+        sub_model=sub_model,
+        api_base=api_base,
+        limits=limits or Limits(),
+        **({"sessions_dir": Path(sessions_dir)} if sessions_dir is not None else {}),
+        **options,
+    )
+    return await Run(config).execute()
+
+
+def run(query: str, context: Any = None, **kwargs: Any) -> RunResult:
+    """Blocking form of ``arun`` for scripts and notebooks without a running loop."""
+    return asyncio.run(arun(query, context, **kwargs))

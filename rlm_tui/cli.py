@@ -1,0 +1,245 @@
+"""The command line: ``rlm-tui [tui|demo|run|sessions] ...``.
+
+Every user error ends as one line on stderr and an exit code (2 bad input, 3 budget stop,
+4 model or provider error, 5 kernel failure), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rlm_tui.errors import RlmError, UsageError
+
+EXIT_BAD_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="rlm-tui",
+        description="A terminal workbench for Recursive Language Models over Jupyter kernels.",
+    )
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a query headless: progress on stderr, the answer on stdout",
+        description="Run an RLM on QUERY. The context stays in the kernel as `context`.",
+    )
+    run.add_argument("query", help="the question or task")
+    add_run_options(run)
+    run.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
+    run.add_argument("--tui", action="store_true", help="follow the run in the TUI")
+
+    sessions = commands.add_parser("sessions", help="list saved sessions")
+    sessions.add_argument("--sessions-dir", type=Path, default=None)
+    sessions.add_argument("--json", action="store_true", help="one JSON object per session")
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--context-file", "-c", metavar="PATH",
+        help="text, .json/.jsonl/.yaml, a directory, or - for stdin",
+    )
+    parser.add_argument("--model", "-m", default="demo",
+                        help="litellm model name, 'demo' (offline) or 'replay:SESSION'")
+    parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
+    parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
+    budget.add_argument("--max-depth", type=_non_negative_int, default=3)
+    budget.add_argument("--max-iterations", type=_positive_int, default=20,
+                        help="model turns per agent (default 20)")
+    budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
+    budget.add_argument("--max-prompt-tokens", type=_positive_int)
+    budget.add_argument("--max-completion-tokens", type=_positive_int)
+    budget.add_argument("--max-cost", type=_positive_float, help="US dollars")
+    budget.add_argument("--max-time", type=_positive_float, help="seconds of wall time")
+    parser.add_argument("--truncate", type=_positive_int, default=2000,
+                        help="characters of each cell's output the model sees (default 2000)")
+    parser.add_argument("--cell-timeout", type=_positive_float, default=120.0,
+                        help="seconds before a cell is interrupted (default 120)")
+    parser.add_argument("--memory-limit", type=_positive_int, metavar="MB",
+                        help="address-space cap of each kernel")
+    parser.add_argument("--pool-size", type=_non_negative_int, default=2,
+                        help="kernels kept warm for sub-agents (default 2)")
+    parser.add_argument("--sessions-dir", type=Path, default=None,
+                        help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)")
+
+
+def _positive_int(text: str) -> int:
+    value = _parse(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _parse(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _parse(float, text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _parse(kind: type, text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
+    """A RunConfig from the shared run options; reads stdin for ``--context-file -``."""
+    from rlm_tui.engine.budget import Limits
+    from rlm_tui.engine.run import RunConfig
+    from rlm_tui.models.registry import make_model
+
+    context_value = None
+    context_file = args.context_file
+    if context_file == "-":
+        context_value = sys.stdin.read()
+        context_file = None
+    elif context_file is not None:
+        from rlm_tui.engine.context import context_from_file
+
+        context_from_file(Path(context_file))  # fail on a bad file before anything starts
+    for name in {args.model, args.sub_model} - {None}:
+        make_model(name, args.api_base)  # fail on an unknown model before kernels start
+    limits = Limits(
+        max_depth=args.max_depth,
+        max_iterations=args.max_iterations,
+        max_calls=args.max_calls,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_completion_tokens=args.max_completion_tokens,
+        max_cost=args.max_cost,
+        max_time=args.max_time,
+    )
+    options: dict[str, Any] = {}
+    if args.sessions_dir is not None:
+        options["sessions_dir"] = args.sessions_dir
+    return RunConfig(
+        query=query,
+        context_file=context_file,
+        context_value=context_value,
+        model=args.model,
+        sub_model=args.sub_model,
+        api_base=args.api_base,
+        limits=limits,
+        truncate=args.truncate,
+        cell_timeout=args.cell_timeout,
+        memory_limit_mb=args.memory_limit,
+        pool_size=args.pool_size,
+        **options,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except RlmError as exc:
+        print(f"rlm-tui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rlm-tui: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "run":
+        if args.tui:
+            raise UsageError("the TUI is not built yet: drop --tui")
+        return asyncio.run(_run_headless(run_config_from_args(args, args.query), args.json))
+    if args.command == "sessions":
+        return _list_sessions(args)
+    parser.print_help()
+    return 0
+
+
+async def _run_headless(config: Any, as_json: bool) -> int:
+    from rlm_tui.engine.run import Run
+    from rlm_tui.progress import Progress
+
+    run = Run(config)
+    progress = Progress()
+    run.subscribe(progress)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, run.stop, "interrupted by Ctrl-C")
+    loop.add_signal_handler(signal.SIGTERM, run.stop, "terminated")
+    try:
+        await run.start()
+        result = await run.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+        progress.close()
+    _print_result(result, as_json)
+    return result.exit_code
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    value = result.value
+    if as_json:
+        payload = {
+            "status": result.status,
+            "answer": value.python() if value else None,
+            "answer_is_json": bool(value and value.is_json),
+            "answer_type": value.type_name if value else None,
+            "reason": result.reason,
+            "usage": result.usage.model_dump(),
+            "elapsed": round(result.elapsed, 3),
+            "session": str(result.session_dir) if result.session_dir else None,
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    elif value is not None:
+        answer = value.python()
+        if isinstance(answer, str):
+            print(answer)
+        else:
+            print(json.dumps(answer, ensure_ascii=False, indent=2) if value.is_json else value.repr)
+    if result.status != "answered":
+        print(f"rlm-tui: {result.status}: {result.reason}", file=sys.stderr)
+    if result.session_dir:
+        print(f"rlm-tui: session saved in {result.session_dir}", file=sys.stderr)
+
+
+def _list_sessions(args: argparse.Namespace) -> int:
+    from rlm_tui.session.catalog import list_sessions
+
+    sessions = list_sessions(args.sessions_dir)
+    if args.json:
+        for entry in sessions:
+            print(json.dumps(entry.model_dump(mode="json"), ensure_ascii=False))
+        return 0
+    if not sessions:
+        print("no saved sessions")
+        return 0
+    for s in sessions:
+        print(f"{s.id}  {s.status:<11} {s.model:<16} {s.agents:>3} agents {s.cells:>4} cells  "
+              f"${s.cost:.4f}  {s.query[:60]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""One agent: messages -> model -> cells -> kernel -> feedback, until it answers.
+
+The agent owns its kernel and its conversation; the ``Run`` owns everything shared (models,
+budget, control gate, event stream) and is reached through ``self.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from rlm_tui.engine import prompts
+from rlm_tui.engine.context import ContextSource
+from rlm_tui.engine.parse import CodeCell, FinalMarker, code_cells, plain_final, truncate
+from rlm_tui.errors import KernelError
+from rlm_tui.events import (
+    AgentFinished,
+    AgentStarted,
+    AgentStatus,
+    CellEdited,
+    CellFinished,
+    CellOutput,
+    CellProposed,
+    CellSkipped,
+    CellStarted,
+    KernelEvent,
+    Usage,
+    Value,
+)
+from rlm_tui.kernel.base import Kernel, OutputStream
+
+if TYPE_CHECKING:
+    from rlm_tui.engine.run import Run
+
+MAX_KERNEL_DEATHS = 3
+StatusHint = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
+
+
+class Agent:
+    def __init__(
+        self,
+        run: Run,
+        agent_id: str,
+        query: str,
+        context: ContextSource,
+        depth: int = 0,
+        parent: Agent | None = None,
+        by_hand: bool = False,
+        bind_var: str | None = None,
+    ) -> None:
+        self.run = run
+        self.id = agent_id
+        self.query = query
+        self.context = context
+        self.depth = depth
+        self.parent = parent
+        self.by_hand = by_hand
+        self.bind_var = bind_var
+        self.kernel: Kernel | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.usage = Usage()
+        self.step = 0
+        self.cell_count = 0
+        self.children = 0
+        self.final: Value | None = None
+        self.notes: list[str] = []
+        self.status: AgentStatus = "running"
+        self._kernel_deaths = 0
+
+    def next_child_id(self) -> str:
+        self.children += 1
+        return f"{self.id}.{self.children}"
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def execute(self) -> Value:
+        """Run to an answer; always leaves an AgentFinished event and no kernel behind."""
+        self.run.emit(
+            AgentStarted(
+                agent_id=self.id,
+                parent_id=self.parent.id if self.parent else None,
+                depth=self.depth,
+                query=self.query,
+                model=self.run.model_for(self).name,
+                context_kind=self.context.kind,
+                context_chars=self.context.chars,
+                context_preview=self.context.preview,
+                by_hand=self.by_hand,
+                bind_var=self.bind_var,
+            )
+        )
+        try:
+            value = await self._loop()
+        except asyncio.CancelledError:
+            self._finish(self.run.stop_status(), reason=self.run.stop_reason())
+            raise
+        except BaseException as exc:
+            self._finish("failed", reason=str(exc))
+            raise
+        else:
+            self._finish("answered", answer=value)
+            return value
+        finally:
+            await self._release_kernel()
+
+    def _finish(self, status: AgentStatus, answer: Value | None = None, reason: str = "") -> None:
+        self.status = status
+        self.run.emit(
+            AgentFinished(
+                agent_id=self.id,
+                status=status,
+                answer=answer,
+                reason=reason,
+                steps=self.step,
+                usage=self.usage.model_copy(),
+            )
+        )
+
+    async def _release_kernel(self) -> None:
+        kernel, self.kernel = self.kernel, None
+        if kernel is not None:
+            await asyncio.shield(self.run.release_kernel(self, kernel))
+
+    async def _loop(self) -> Value:
+        run = self.run
+        self.kernel = await run.acquire_kernel(self)
+        self.messages = [
+            {
+                "role": "system",
+                "content": prompts.system_prompt(
+                    self.context, self.depth, run.budget.limits.max_depth, run.config.truncate
+                ),
+            },
+            {"role": "user", "content": prompts.first_message(self.query)},
+        ]
+        sent = 0
+        while True:
+            self.step += 1
+            run.budget.check_iterations(self.step, self.id)
+            self._attach_notes()
+            text = await run.call_model(self, self.messages, self.messages[sent:], self.step)
+            self.messages.append({"role": "assistant", "content": text})
+            sent = len(self.messages)
+            cells = code_cells(text)
+            feedback = []
+            for cell in cells:
+                feedback.append(await self._run_cell(self.step, cell))
+                if self.final is not None:
+                    break
+            if self.final is None and (marker := plain_final(text)) is not None:
+                await self._resolve_plain_final(marker)
+            if self.final is not None:
+                return self.final
+            if not cells:
+                feedback.append(prompts.no_code_feedback())
+            self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
+
+    def _attach_notes(self) -> None:
+        if self.notes:
+            last = self.messages[-1]
+            last["content"] = "\n\n".join([last["content"], *self.notes])
+            self.notes.clear()
+
+    # -- cells -----------------------------------------------------------------------------
+
+    async def _run_cell(self, step: int, cell: CodeCell) -> str:
+        run = self.run
+        self.cell_count += 1
+        index = self.cell_count
+        cell_id = f"{self.id}:{index}"
+        run.emit(
+            CellProposed(
+                agent_id=self.id,
+                cell_id=cell_id,
+                step=step,
+                index=index,
+                code=cell.code,
+                preamble=cell.preamble,
+            )
+        )
+        decision = await run.gate(self, "cell", cell_id, cell.code)
+        if decision.edited:
+            run.emit(CellEdited(agent_id=self.id, cell_id=cell_id, code=decision.code))
+        if decision.skipped:
+            run.emit(CellSkipped(agent_id=self.id, cell_id=cell_id))
+            run.emit(CellFinished(agent_id=self.id, cell_id=cell_id, status="skipped"))
+            return prompts.cell_feedback(index, "skipped by the user, not run", "")
+        status, output, error, duration = await self._execute(cell_id, decision.code)
+        model_view = truncate(output, run.config.truncate)
+        if status == "error":
+            run.control.note_cell_error(self.id)
+        run.emit(
+            CellFinished(
+                agent_id=self.id,
+                cell_id=cell_id,
+                status=status,
+                duration=duration,
+                output=output[: run.config.keep_output],
+                model_view=model_view,
+                output_chars=len(output),
+                error=error,
+            )
+        )
+        if decision.edited:
+            model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
+        return prompts.cell_feedback(index, _status_words(status, error), model_view)
+
+    async def _execute(self, cell_id: str, code: str) -> tuple[StatusHint, str, str | None, float]:
+        run = self.run
+        kernel = self._require_kernel()
+        parts: list[str] = []
+
+        def on_output(stream: OutputStream, text: str) -> None:
+            parts.append(text)
+            run.emit(CellOutput(agent_id=self.id, cell_id=cell_id, stream=stream, text=text))
+
+        run.emit(CellStarted(agent_id=self.id, cell_id=cell_id, code=code))
+        result = await kernel.execute(code, on_output, timeout=run.config.cell_timeout)
+        output = "".join(parts)
+        error = result.error
+        if result.status == "killed":
+            error = await self._recover_kernel(kernel, result.error or "kernel died")
+        return result.status, output, error, result.duration
+
+    async def _recover_kernel(self, kernel: Kernel, reason: str) -> str:
+        """A dead kernel is restarted with its context; the model is told its state is gone."""
+        self._kernel_deaths += 1
+        self.run.emit(
+            KernelEvent(agent_id=self.id, kernel_id=kernel.kernel_id, what="died", reason=reason)
+        )
+        if self._kernel_deaths > MAX_KERNEL_DEATHS:
+            raise KernelError(
+                f"kernel of agent {self.id} died {self._kernel_deaths} times; last: {reason}"
+            )
+        try:
+            await kernel.restart()
+        except Exception as exc:
+            raise KernelError(f"kernel of agent {self.id} could not be restarted: {exc}") from None
+        self.run.emit(
+            KernelEvent(agent_id=self.id, kernel_id=kernel.kernel_id, what="restarted", reason="")
+        )
+        return f"{reason}; the kernel was restarted: every variable is lost, `context` is reloaded"
+
+    def _require_kernel(self) -> Kernel:
+        if self.kernel is None:
+            raise KernelError(f"agent {self.id} has no kernel")
+        return self.kernel
+
+    async def _resolve_plain_final(self, marker: FinalMarker) -> None:
+        """``FINAL(x)`` written as text: evaluate it in the kernel, or take it as a string."""
+        kernel = self._require_kernel()
+        code = f"{marker.kind}({marker.argument})"
+        result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
+        if self.final is None and marker.kind == "FINAL":
+            text = marker.argument.strip().strip("\"'")
+            self.final = Value(json_value=text, is_json=True, repr=repr(text), type_name="str")
+        if self.final is None:
+            self.notes.append(f"Your text FINAL_VAR({marker.argument}) failed: {result.error}")
+
+    async def bind(self, name: str, value: Value) -> None:
+        """Put a value into this agent's kernel under ``name`` (a hand-launched sub-agent)."""
+        kernel = self._require_kernel()
+        if value.pickle is not None:
+            code = f"{name} = __import__('pickle').loads(__import__('base64').b64decode({value.pickle!r}))"
+        elif value.is_json:
+            code = f"{name} = __import__('json').loads({_json_literal(value.json_value)})"
+        else:
+            code = f"{name} = {value.repr!r}"
+        result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
+        if result.status != "ok":
+            raise KernelError(f"could not bind {name} in agent {self.id}: {result.error}")
+        preview = value.repr if len(value.repr) <= 200 else value.repr[:200] + "…"
+        self.notes.append(prompts.bound_value_note(name, value.type_name, preview))
+
+
+def _json_literal(value: Any) -> str:
+    return repr(json.dumps(value))
+
+
+def _status_words(status: StatusHint, error: str | None) -> str:
+    if status == "ok":
+        return "ok"
+    return f"{status}: {error}" if error else status

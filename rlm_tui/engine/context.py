@@ -1,0 +1,121 @@
+"""Where the context comes from, what kind it is, and the private file a kernel loads it from.
+
+The context never travels as code: the kernel reads it from a file (40 MB in 0.2 s, against
+18.8 s as a code literal). A file on disk is used in place; a value given in Python, or text
+read from stdin, is written into the session directory first so the session can be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlm_tui.errors import UsageError
+from rlm_tui.kernel.base import ContextKind
+
+PREVIEW_CHARS = 400
+_KIND_BY_SUFFIX: dict[str, ContextKind] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+}
+
+
+@dataclass(frozen=True)
+class ContextSource:
+    path: Path | None
+    kind: ContextKind
+    chars: int
+    preview: str
+
+    @property
+    def label(self) -> str:
+        if self.kind == "none":
+            return "none"
+        return f"{self.kind}, {self.chars:,} characters"
+
+
+NO_CONTEXT = ContextSource(None, "none", 0, "")
+
+
+def context_from_file(path: Path) -> ContextSource:
+    """Check a context file or directory and classify it; a clear UsageError if unusable."""
+    if not path.exists():
+        raise UsageError(f"context file not found: {path}")
+    if path.is_dir():
+        return _directory_source(path)
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"context file is not readable: {path}")
+    kind = _KIND_BY_SUFFIX.get(path.suffix.lower(), "text")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            preview = f.read(PREVIEW_CHARS)
+    except OSError as exc:
+        raise UsageError(f"cannot read context file {path}: {exc.strerror}") from None
+    if kind == "json":
+        _check_json(path)
+    return ContextSource(path.resolve(), kind, path.stat().st_size, preview)
+
+
+def _check_json(path: Path) -> None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"context file {path} is not valid JSON: {exc}") from None
+
+
+def _directory_source(path: Path) -> ContextSource:
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UsageError(f"context directory is not readable: {path}")
+    chars = 0
+    names: list[str] = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            file = Path(root, name)
+            chars += file.stat().st_size
+            names.append(str(file.relative_to(path)))
+    preview = "\n".join(sorted(names)[:20])
+    return ContextSource(path.resolve(), "dir", chars, preview)
+
+
+def context_from_value(value: Any, directory: Path) -> ContextSource:
+    """Write a Python value (text, dict, list, ...) into ``directory`` for a kernel to load."""
+    if value is None:
+        return NO_CONTEXT
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, str):
+        path = directory / "context.txt"
+        path.write_text(value, encoding="utf-8")
+        return ContextSource(path.resolve(), "text", len(value), value[:PREVIEW_CHARS])
+    text = _json_text(value)
+    if text is not None:
+        path = directory / "context.json"
+        path.write_text(text, encoding="utf-8")
+        return ContextSource(path.resolve(), "json", len(text), text[:PREVIEW_CHARS])
+    path = directory / "context.pickle"
+    path.write_bytes(pickle.dumps(value))
+    shown = repr(value)
+    return ContextSource(path.resolve(), "pickle", len(shown), shown[:PREVIEW_CHARS])
+
+
+def _json_text(value: Any) -> str | None:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    return text if json.loads(text) == value else None
+
+
+def context_from_pickle_bytes(data: bytes, directory: Path, name: str, shown: str) -> ContextSource:
+    """A sub-agent's context as the parent kernel pickled it, passed on unchanged."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.pickle"
+    path.write_bytes(data)
+    return ContextSource(path.resolve(), "pickle", len(shown), shown[:PREVIEW_CHARS])

@@ -1,0 +1,88 @@
+"""What the model is told: the REPL contract, the first message, and each step's feedback."""
+
+from __future__ import annotations
+
+from rlm_tui.engine.context import ContextSource
+
+SYSTEM_PROMPT = """\
+You are a Recursive Language Model (RLM). You answer a query by writing Python code that runs \
+in a live Jupyter kernel (a REPL). The data you work on is NOT in this conversation: it is the \
+variable `context` in the kernel. Explore it with code, like a data scientist in a notebook.
+
+Write code in fenced blocks marked ```repl (or ```python). Every block runs in order in the \
+same kernel; variables persist between blocks and between turns. After your blocks run you \
+see what they printed, cut to {truncate:,} characters per block, so print summaries, lengths, \
+slices and counts rather than whole objects.
+
+Available in the kernel:
+- `context`: the data ({context_label}).
+- `llm_query(prompt, model=None) -> str`: ask a language model one question (it does not see \
+`context` unless you put a part of it in the prompt).
+- `llm_query_batched(prompts) -> list[str]`: many questions at once, answered concurrently.
+- `rlm_query(prompt, context=None)`: start a sub-agent: an RLM like you with its own kernel, \
+whose `context` is the value you pass. It returns the sub-agent's final answer as a Python \
+value (a dict stays a dict). Use it to split work too big or too varied for one agent.
+- `rlm_query_batched(prompts, contexts=None) -> list`: many sub-agents at once, concurrently.
+- `SHOW_VARS()`: list the variables you have made.
+- `FINAL(value)`: give your final answer (any Python value) and stop.
+- `FINAL_VAR("name")`: give the value of the kernel variable `name` as your final answer.
+
+Build answers in code and return them with FINAL_VAR rather than retyping values. You are at \
+recursion depth {depth} of at most {max_depth}.{sub_agent_note}"""
+
+_SUB_AGENT_NOTE = (
+    " You are a sub-agent: your final value is returned to the code of the agent that "
+    "started you, so return exactly the Python value it asked for."
+)
+
+
+def system_prompt(context: ContextSource, depth: int, max_depth: int, truncate: int) -> str:
+    return SYSTEM_PROMPT.format(
+        truncate=truncate,
+        context_label=_context_label(context),
+        depth=depth,
+        max_depth=max_depth,
+        sub_agent_note=_SUB_AGENT_NOTE if depth > 0 else "",
+    )
+
+
+def _context_label(context: ContextSource) -> str:
+    if context.kind == "none":
+        return 'empty: the string ""'
+    kinds = {
+        "text": "a str",
+        "json": "the parsed JSON (dict or list)",
+        "jsonl": "a list of the parsed JSON lines",
+        "yaml": "the parsed YAML",
+        "dir": "a dict {relative path: file text}",
+        "pickle": "a Python value",
+        "none": "",
+    }
+    return f"{kinds[context.kind]} of {context.chars:,} characters"
+
+
+def first_message(query: str) -> str:
+    return (
+        f"Query: {query}\n\n"
+        "The context is in the kernel as `context`. Start by looking at it with code, "
+        "then work towards the answer."
+    )
+
+
+def cell_feedback(index: int, status: str, model_view: str) -> str:
+    body = model_view if model_view.strip() else "(no output)"
+    return f"[cell {index}: {status}]\n{body}"
+
+
+def no_code_feedback() -> str:
+    return (
+        "Your reply had no ```repl code block and no FINAL. Write code to make progress, "
+        "or give the answer with FINAL(value) / FINAL_VAR(\"name\")."
+    )
+
+
+def bound_value_note(var: str, type_name: str, preview: str) -> str:
+    return (
+        f"A sub-agent launched by the user has finished. Its answer is now in the kernel as "
+        f"`{var}` ({type_name}): {preview}"
+    )

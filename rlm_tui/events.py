@@ -1,0 +1,329 @@
+"""Typed events: the one vocabulary of the engine, the TUI, the CLI and session files.
+
+Every state change of a run is one of these. They are published to subscribers as they
+happen and appended, one JSON object a line, to the session's ``events.jsonl``. Reading a
+session back goes through the same models (``parse_event``), so a live run, a resumed one
+and a replay look the same to whoever folds them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+FORMAT_VERSION = 1
+
+AgentStatus = Literal["running", "answered", "failed", "stopped", "budget"]
+CellStatus = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
+RunStatus = Literal["answered", "budget", "model_error", "kernel_error", "stopped", "error"]
+RunState = Literal["running", "paused", "stepping"]
+
+
+class Usage(BaseModel):
+    """Tokens, calls and cost; added up per agent and per run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    cost: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.calls += other.calls
+        self.cost += other.cost
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Value(BaseModel):
+    """A Python value carried out of a kernel: JSON where it can be, always a repr.
+
+    ``pickle`` (base64) keeps the exact object for handing it to another kernel; it is not
+    written to session files unless the value has no JSON form.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    json_value: Any = None
+    is_json: bool = False
+    repr: str = ""
+    type_name: str = ""
+    pickle: str | None = None
+
+    def python(self) -> Any:
+        """The value on the host: the JSON form, or the repr when there is none."""
+        return self.json_value if self.is_json else self.repr
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int = 0
+    t: float = Field(default_factory=time.time)
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    version: int = FORMAT_VERSION
+    run_id: str
+    query: str
+    model: str
+    sub_model: str
+    model_is_demo: bool = False
+    context_kind: str = "str"
+    context_chars: int = 0
+    context_file: str | None = None
+    session_dir: str | None = None
+    limits: dict[str, Any] = Field(default_factory=dict)
+    truncate: int = 2000
+    resumed_from: str | None = None
+    forked_from: str | None = None
+
+
+class RunStateChanged(_Event):
+    type: Literal["run_state"] = "run_state"
+    state: RunState
+    reason: str = ""
+
+
+class AgentStarted(_Event):
+    type: Literal["agent_started"] = "agent_started"
+    agent_id: str
+    parent_id: str | None = None
+    depth: int = 0
+    query: str
+    model: str
+    context_kind: str = "str"
+    context_chars: int = 0
+    context_preview: str = ""
+    by_hand: bool = False
+    bind_var: str | None = None
+    kernel_id: str | None = None
+
+
+class AgentFinished(_Event):
+    type: Literal["agent_finished"] = "agent_finished"
+    agent_id: str
+    status: AgentStatus
+    answer: Value | None = None
+    reason: str = ""
+    steps: int = 0
+    usage: Usage = Field(default_factory=Usage)
+
+
+class ModelRequest(_Event):
+    type: Literal["model_request"] = "model_request"
+    agent_id: str
+    call_id: str
+    step: int
+    model: str
+    purpose: Literal["agent", "llm_query"] = "agent"
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    """Only the messages added since the agent's previous request (all of them the first time)."""
+
+
+class ModelDelta(_Event):
+    type: Literal["model_delta"] = "model_delta"
+    agent_id: str
+    call_id: str
+    text: str
+
+
+class ModelResponse(_Event):
+    type: Literal["model_response"] = "model_response"
+    agent_id: str
+    call_id: str
+    step: int
+    model: str
+    purpose: Literal["agent", "llm_query"] = "agent"
+    text: str
+    usage: Usage = Field(default_factory=Usage)
+    duration: float = 0.0
+
+
+class CellProposed(_Event):
+    type: Literal["cell_proposed"] = "cell_proposed"
+    agent_id: str
+    cell_id: str
+    step: int
+    index: int
+    code: str
+    preamble: str = ""
+
+
+class CellPaused(_Event):
+    """The cell waits at the control gate (pause, step or a breakpoint)."""
+
+    type: Literal["cell_paused"] = "cell_paused"
+    agent_id: str
+    cell_id: str
+    reason: str
+
+
+class CellEdited(_Event):
+    type: Literal["cell_edited"] = "cell_edited"
+    agent_id: str
+    cell_id: str
+    code: str
+
+
+class CellSkipped(_Event):
+    type: Literal["cell_skipped"] = "cell_skipped"
+    agent_id: str
+    cell_id: str
+
+
+class CellStarted(_Event):
+    type: Literal["cell_started"] = "cell_started"
+    agent_id: str
+    cell_id: str
+    code: str
+
+
+class CellOutput(_Event):
+    type: Literal["cell_output"] = "cell_output"
+    agent_id: str
+    cell_id: str
+    stream: Literal["stdout", "stderr", "result", "error"] = "stdout"
+    text: str
+
+
+class CellFinished(_Event):
+    type: Literal["cell_finished"] = "cell_finished"
+    agent_id: str
+    cell_id: str
+    status: CellStatus
+    duration: float = 0.0
+    output: str = ""
+    """The whole output as the kernel printed it (up to the keep limit)."""
+    model_view: str = ""
+    """What the model is shown: the output cut to the truncation limit, with a marker."""
+    output_chars: int = 0
+    error: str | None = None
+
+
+class SubcallStarted(_Event):
+    type: Literal["subcall_started"] = "subcall_started"
+    agent_id: str
+    call_id: str
+    kind: Literal["llm_query", "rlm_query"]
+    prompt: str
+    child_agent_id: str | None = None
+    context_preview: str = ""
+    context_chars: int = 0
+
+
+class SubcallFinished(_Event):
+    type: Literal["subcall_finished"] = "subcall_finished"
+    agent_id: str
+    call_id: str
+    ok: bool
+    result: Value | None = None
+    error: str | None = None
+    duration: float = 0.0
+
+
+class KernelEvent(_Event):
+    """Kernel life: started, died (with reason), restarted, shut down."""
+
+    type: Literal["kernel"] = "kernel"
+    agent_id: str
+    kernel_id: str
+    what: Literal["started", "died", "restarted", "interrupted", "shutdown"]
+    reason: str = ""
+
+
+class BudgetUpdate(_Event):
+    type: Literal["budget"] = "budget"
+    usage: Usage
+    depth: int = 0
+    elapsed: float = 0.0
+
+
+class BudgetStop(_Event):
+    type: Literal["budget_stop"] = "budget_stop"
+    limit: str
+    message: str
+    agent_id: str | None = None
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    kind: str
+    message: str
+    agent_id: str | None = None
+
+
+class Notice(_Event):
+    """Something a person should know that is not an error (a retry, a hand launch)."""
+
+    type: Literal["notice"] = "notice"
+    message: str
+    agent_id: str | None = None
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    status: RunStatus
+    answer: Value | None = None
+    reason: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    elapsed: float = 0.0
+
+
+Event = Annotated[
+    RunStarted
+    | RunStateChanged
+    | AgentStarted
+    | AgentFinished
+    | ModelRequest
+    | ModelDelta
+    | ModelResponse
+    | CellProposed
+    | CellPaused
+    | CellEdited
+    | CellSkipped
+    | CellStarted
+    | CellOutput
+    | CellFinished
+    | SubcallStarted
+    | SubcallFinished
+    | KernelEvent
+    | BudgetUpdate
+    | BudgetStop
+    | ErrorEvent
+    | Notice
+    | RunFinished,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(line: str | bytes) -> Event:
+    """Parse one JSON line of a session file into its event model."""
+    return _ADAPTER.validate_json(line)
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    return _ADAPTER.validate_python(data)
+
+
+def dump_event(event: Event) -> str:
+    """One JSON line (without newline); the pickle of values is dropped when JSON holds them."""
+    return event.model_dump_json(exclude=_pickle_excludes(event))
+
+
+def _pickle_excludes(event: Event) -> dict[str, Any] | None:
+    answer = getattr(event, "answer", None) or getattr(event, "result", None)
+    if isinstance(answer, Value) and answer.is_json and answer.pickle is not None:
+        field = "answer" if hasattr(event, "answer") else "result"
+        return {field: {"pickle"}}
+    return None

@@ -1,0 +1,64 @@
+"""Session files: append-only, locked, torn tails tolerated, corruption reported by line."""
+
+import pytest
+
+from rlm_tui.errors import SessionError
+from rlm_tui.events import Notice, RunStarted
+from rlm_tui.session.store import TORN_NOTICE, SessionWriter, find_session, read_session
+
+
+def _start(writer: SessionWriter) -> None:
+    writer.append(RunStarted(run_id=writer.directory.name, query="q", model="demo", sub_model="demo"))
+
+
+def test_round_trip(tmp_path):
+    writer = SessionWriter.create(tmp_path, "s1")
+    _start(writer)
+    writer.append(Notice(message="hello"))
+    writer.close()
+    log = read_session(tmp_path / "s1")
+    assert [e.type for e in log.events] == ["run_started", "notice"]
+    assert find_session("s1", tmp_path) == tmp_path / "s1"
+
+
+def test_second_writer_is_refused(tmp_path):
+    writer = SessionWriter.create(tmp_path, "s1")
+    with pytest.raises(SessionError, match="being written by pid"):
+        SessionWriter(tmp_path / "s1").open()
+    writer.close()
+    SessionWriter(tmp_path / "s1").open()
+
+
+def test_torn_last_line_is_reported_and_ignored_and_appending_goes_on(tmp_path):
+    writer = SessionWriter.create(tmp_path, "s1")
+    _start(writer)
+    writer.close()
+    path = tmp_path / "s1" / "events.jsonl"
+    with open(path, "a") as f:
+        f.write('{"type": "notice", "mess')
+    log = read_session(tmp_path / "s1")
+    assert len(log.events) == 1 and "torn line" in log.problems[0]
+    again = SessionWriter(tmp_path / "s1")
+    again.open()
+    again.append(Notice(message="after the crash"))
+    again.close()
+    log = read_session(tmp_path / "s1")
+    assert [e.message for e in log.events[1:]] == [TORN_NOTICE, "after the crash"]
+    assert log.problems == [f"{path}:2: torn line ignored"]
+
+
+def test_corrupt_middle_line_names_file_and_line(tmp_path):
+    writer = SessionWriter.create(tmp_path, "s1")
+    _start(writer)
+    writer.close()
+    path = tmp_path / "s1" / "events.jsonl"
+    with open(path, "a") as f:
+        f.write("not json\n")
+        f.write('{"type": "notice", "message": "x"}\n')
+    with pytest.raises(SessionError, match=r"events.jsonl:2: corrupt"):
+        read_session(tmp_path / "s1")
+
+
+def test_unknown_session(tmp_path):
+    with pytest.raises(SessionError, match="no session 'nope'"):
+        find_session("nope", tmp_path)
