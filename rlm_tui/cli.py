@@ -52,32 +52,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--context-file", "-c", metavar="PATH",
+        "--context-file",
+        "-c",
+        metavar="PATH",
         help="text, .json/.jsonl/.yaml, a directory, or - for stdin",
     )
-    parser.add_argument("--model", "-m", default="demo",
-                        help="litellm model name, 'demo' (offline) or 'replay:SESSION'")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default="demo",
+        help="litellm model name, 'demo' (offline) or 'replay:SESSION'",
+    )
     parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
     parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
     budget.add_argument("--max-depth", type=_non_negative_int, default=3)
-    budget.add_argument("--max-iterations", type=_positive_int, default=20,
-                        help="model turns per agent (default 20)")
+    budget.add_argument(
+        "--max-iterations",
+        type=_positive_int,
+        default=20,
+        help="model turns per agent (default 20)",
+    )
     budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
     budget.add_argument("--max-prompt-tokens", type=_positive_int)
     budget.add_argument("--max-completion-tokens", type=_positive_int)
     budget.add_argument("--max-cost", type=_positive_float, help="US dollars")
     budget.add_argument("--max-time", type=_positive_float, help="seconds of wall time")
-    parser.add_argument("--truncate", type=_positive_int, default=2000,
-                        help="characters of each cell's output the model sees (default 2000)")
-    parser.add_argument("--cell-timeout", type=_positive_float, default=120.0,
-                        help="seconds before a cell is interrupted (default 120)")
-    parser.add_argument("--memory-limit", type=_positive_int, metavar="MB",
-                        help="address-space cap of each kernel")
-    parser.add_argument("--pool-size", type=_non_negative_int, default=2,
-                        help="kernels kept warm for sub-agents (default 2)")
-    parser.add_argument("--sessions-dir", type=Path, default=None,
-                        help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)")
+    parser.add_argument(
+        "--truncate",
+        type=_positive_int,
+        default=2000,
+        help="characters of each cell's output the model sees (default 2000)",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds before a cell is interrupted (default 120)",
+    )
+    parser.add_argument(
+        "--memory-limit", type=_positive_int, metavar="MB", help="address-space cap of each kernel"
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=_non_negative_int,
+        default=2,
+        help="kernels kept warm for sub-agents (default 2)",
+    )
+    parser.add_argument(
+        "--sessions-dir",
+        type=Path,
+        default=None,
+        help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -236,8 +263,10 @@ def _list_sessions(args: argparse.Namespace) -> int:
         print("no saved sessions")
         return 0
     for s in sessions:
-        print(f"{s.id}  {s.status:<11} {s.model:<16} {s.agents:>3} agents {s.cells:>4} cells  "
-              f"${s.cost:.4f}  {s.query[:60]}")
+        print(
+            f"{s.id}  {s.status:<11} {s.model:<16} {s.agents:>3} agents {s.cells:>4} cells  "
+            f"${s.cost:.4f}  {s.query[:60]}"
+        )
     return 0
 
 

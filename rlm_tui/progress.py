@@ -52,7 +52,9 @@ class Progress:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            demo = "  [offline demo model: canned text, real kernels]" if event.model_is_demo else ""
+            demo = (
+                "  [offline demo model: canned text, real kernels]" if event.model_is_demo else ""
+            )
             self._say(f"rlm-tui: session {event.run_id}, model {event.model}{demo}")
         elif isinstance(event, AgentStarted):
             self.active[event.agent_id] = _Line(event.agent_id, event.depth)

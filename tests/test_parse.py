@@ -15,7 +15,7 @@ def test_repl_and_python_fences_are_cells_in_order():
 
 
 def test_other_languages_are_prose_not_cells():
-    text = "```json\n{\"a\": 1}\n```\n```bash\nrm -rf /\n```\n```repl\nok = True\n```"
+    text = '```json\n{"a": 1}\n```\n```bash\nrm -rf /\n```\n```repl\nok = True\n```'
     assert [c.code for c in code_cells(text)] == ["ok = True"]
 
 
@@ -29,7 +29,7 @@ def test_no_code_block():
 
 def test_plain_final_outside_code_only():
     assert plain_final("```repl\nFINAL(1)\n```") is None
-    marker = plain_final("Done.\nFINAL(\"a (nested) answer\")\n")
+    marker = plain_final('Done.\nFINAL("a (nested) answer")\n')
     assert marker is not None and marker.kind == "FINAL"
     assert marker.argument == '"a (nested) answer"'
     marker = plain_final("FINAL_VAR(result)")

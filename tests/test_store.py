@@ -8,7 +8,9 @@ from rlm_tui.session.store import TORN_NOTICE, SessionWriter, find_session, read
 
 
 def _start(writer: SessionWriter) -> None:
-    writer.append(RunStarted(run_id=writer.directory.name, query="q", model="demo", sub_model="demo"))
+    writer.append(
+        RunStarted(run_id=writer.directory.name, query="q", model="demo", sub_model="demo")
+    )
 
 
 def test_round_trip(tmp_path):

@@ -77,7 +77,7 @@ def cell_feedback(index: int, status: str, model_view: str) -> str:
 def no_code_feedback() -> str:
     return (
         "Your reply had no ```repl code block and no FINAL. Write code to make progress, "
-        "or give the answer with FINAL(value) / FINAL_VAR(\"name\")."
+        'or give the answer with FINAL(value) / FINAL_VAR("name").'
     )
 
 

@@ -282,7 +282,12 @@ class Run:
             self._writer.close()
         shutil.rmtree(self._scratch, ignore_errors=True)
         return RunResult(
-            status, value if fatal is None else None, self.budget.usage, elapsed, self.session_dir, reason
+            status,
+            value if fatal is None else None,
+            self.budget.usage,
+            elapsed,
+            self.session_dir,
+            reason,
         )
 
     async def _shutdown(self) -> None:
@@ -493,7 +498,9 @@ class Run:
                 agent_id=agent.id,
                 call_id=call_id,
                 ok=True,
-                result=Value(json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"),
+                result=Value(
+                    json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"
+                ),
                 duration=time.monotonic() - started,
             )
         )
@@ -504,7 +511,9 @@ class Run:
             return self.sub_model
         return make_model(name, self.config.api_base, delay=self.config.demo_delay)
 
-    def _subcall_failed(self, agent: Agent, call_id: str, exc: BaseException, started: float) -> None:
+    def _subcall_failed(
+        self, agent: Agent, call_id: str, exc: BaseException, started: float
+    ) -> None:
         message = str(exc) or type(exc).__name__
         self.emit(
             SubcallFinished(
@@ -580,7 +589,11 @@ class Run:
         directory = self._scratch / "contexts"
         if value.pickle is not None:
             data = base64.b64decode(value.pickle)
-            shown = value.json_value if value.is_json and isinstance(value.json_value, str) else value.repr
+            shown = (
+                value.json_value
+                if value.is_json and isinstance(value.json_value, str)
+                else value.repr
+            )
             return context_from_pickle_bytes(data, directory, child_id, shown)
         return context_from_value(value.python(), directory / child_id)
 

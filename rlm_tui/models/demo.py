@@ -15,32 +15,14 @@ from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
 
 NAME = "demo (offline)"
 
-FRUITS = (
-    "Apple Apricot Avocado Banana Blackberry Blackcurrant Blueberry Boysenberry Cantaloupe "
-    "Cherry Clementine Coconut Cranberry Currant Date Dragonfruit Durian Elderberry Feijoa Fig "
-    "Gooseberry Grape Grapefruit Guava Honeydew Jackfruit Jujube Kiwi Kumquat Lemon Lime Lychee "
-    "Mango Mandarin Mulberry Nectarine Orange Papaya Passionfruit Peach Pear Persimmon Pineapple "
-    "Plum Pomegranate Quince Raspberry Rambutan Starfruit Strawberry"
-).split()
+FRUITS = ["Apple", "Apricot", "Avocado", "Banana", "Blackberry", "Blackcurrant", "Blueberry", "Boysenberry", "Cantaloupe", "Cherry", "Clementine", "Coconut", "Cranberry", "Currant", "Date", "Dragonfruit", "Durian", "Elderberry", "Feijoa", "Fig", "Gooseberry", "Grape", "Grapefruit", "Guava", "Honeydew", "Jackfruit", "Jujube", "Kiwi", "Kumquat", "Lemon", "Lime", "Lychee", "Mango", "Mandarin", "Mulberry", "Nectarine", "Orange", "Papaya", "Passionfruit", "Peach", "Pear", "Persimmon", "Pineapple", "Plum", "Pomegranate", "Quince", "Raspberry", "Rambutan", "Starfruit", "Strawberry"]
 COUNTRIES = [
-    *(
-        "Argentina Australia Austria Brazil Bulgaria Cameroon Canada Chile Croatia Cuba Denmark "
-        "Egypt Eritrea Estonia France Germany Greece Hungary Iceland India Iran Iraq Ireland "
-        "Israel Italy Japan Kenya Luxembourg Morocco Mexico Nigeria Norway Peru Portugal Qatar "
-        "Romania Russia Rwanda Serbia Singapore Spain Sweden Switzerland Turkey Uruguay "
-        "Venezuela Vietnam"
-    ).split(),
+    *["Argentina", "Australia", "Austria", "Brazil", "Bulgaria", "Cameroon", "Canada", "Chile", "Croatia", "Cuba", "Denmark", "Egypt", "Eritrea", "Estonia", "France", "Germany", "Greece", "Hungary", "Iceland", "India", "Iran", "Iraq", "Ireland", "Israel", "Italy", "Japan", "Kenya", "Luxembourg", "Morocco", "Mexico", "Nigeria", "Norway", "Peru", "Portugal", "Qatar", "Romania", "Russia", "Rwanda", "Serbia", "Singapore", "Spain", "Sweden", "Switzerland", "Turkey", "Uruguay", "Venezuela", "Vietnam"],
     "New Zealand",
     "Sri Lanka",
     "United Kingdom",
 ]
-ANIMALS = (
-    "Aardvark Alligator Armadillo Badger Bear Beaver Buffalo Camel Caribou Cheetah Chimpanzee "
-    "Cobra Crocodile Deer Dolphin Donkey Eagle Ferret Flamingo Frog Giraffe Gorilla Hamster "
-    "Hippopotamus Horse Jaguar Kangaroo Koala Leopard Lion Lobster Marmot Otter Panther Parrot "
-    "Porcupine Rabbit Raccoon Rhinoceros Salamander Scorpion Shark Sparrow Squirrel Tiger "
-    "Tortoise Turkey Vulture Walrus Zebra"
-).split()
+ANIMALS = ["Aardvark", "Alligator", "Armadillo", "Badger", "Bear", "Beaver", "Buffalo", "Camel", "Caribou", "Cheetah", "Chimpanzee", "Cobra", "Crocodile", "Deer", "Dolphin", "Donkey", "Eagle", "Ferret", "Flamingo", "Frog", "Giraffe", "Gorilla", "Hamster", "Hippopotamus", "Horse", "Jaguar", "Kangaroo", "Koala", "Leopard", "Lion", "Lobster", "Marmot", "Otter", "Panther", "Parrot", "Porcupine", "Rabbit", "Raccoon", "Rhinoceros", "Salamander", "Scorpion", "Shark", "Sparrow", "Squirrel", "Tiger", "Tortoise", "Turkey", "Vulture", "Walrus", "Zebra"]
 CATEGORIES: dict[str, list[str]] = {"fruits": FRUITS, "countries": COUNTRIES, "animals": ANIMALS}
 _CATEGORY_WORDS = {"fruit": "fruits", "countr": "countries", "animal": "animals"}
 
@@ -118,8 +100,9 @@ def _cell(prose: str, code: str) -> str:
 def _retry(plan: list[str], step: int) -> str:
     """After a failed or skipped cell, run every cell of the plan so far again, in one go."""
     codes = [m.group(1).strip() for reply in plan[:step] for m in _CODE.finditer(reply)]
-    return _cell("That did not work as planned; I'll redo the steps so far in one cell.",
-                 "\n\n".join(codes))
+    return _cell(
+        "That did not work as planned; I'll redo the steps so far in one cell.", "\n\n".join(codes)
+    )
 
 
 _CODE = re.compile(r"```repl\n(.*?)\n```", re.DOTALL)

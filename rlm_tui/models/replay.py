@@ -14,8 +14,12 @@ from rlm_tui.session.store import find_session, read_session
 class ReplayModel:
     is_demo = False
 
-    def __init__(self, name: str, agent_replies: dict[tuple[str, int], str],
-                 query_replies: dict[tuple[str, str], deque[str]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        agent_replies: dict[tuple[str, int], str],
+        query_replies: dict[tuple[str, str], deque[str]],
+    ) -> None:
         self.name = name
         self._agent_replies = agent_replies
         self._query_replies = query_replies

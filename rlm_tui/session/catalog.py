@@ -66,8 +66,17 @@ def list_sessions(sessions_dir: Path | None = None) -> list[SessionSummary]:
             summaries.append(summarize(directory))
         except SessionError as exc:
             summaries.append(
-                SessionSummary(id=directory.name, path=str(directory), query=str(exc),
-                               model="?", status="corrupt", started="", agents=0, cells=0,
-                               tokens=0, cost=0.0)
+                SessionSummary(
+                    id=directory.name,
+                    path=str(directory),
+                    query=str(exc),
+                    model="?",
+                    status="corrupt",
+                    started="",
+                    agents=0,
+                    cells=0,
+                    tokens=0,
+                    cost=0.0,
+                )
             )
     return summaries

@@ -123,8 +123,7 @@ class SessionLog:
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                yield number, line
+            yield from enumerate(f, 1)
     except FileNotFoundError:
         raise SessionError(f"no session events at {path}") from None
     except OSError as exc:
