@@ -1,0 +1,119 @@
+"""The bridge: kernels call back into the host (llm_query, rlm_query, FINAL) over a Unix socket.
+
+An asyncio server on the host's own loop, in a private 0700 directory, socket 0600. A
+connection's first frame must carry the run's token; requests are length-prefixed JSON,
+tagged with an id (after an interrupt a kept-open socket could deliver a stale reply), and
+served concurrently so one long sub-agent does not hold up another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import struct
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+Handler = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 512 * 1024 * 1024
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    head = await reader.readexactly(_HEADER.size)
+    (size,) = _HEADER.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is too large")
+    return json.loads(await reader.readexactly(size))
+
+
+def encode_frame(obj: Any) -> bytes:
+    data = json.dumps(obj).encode()
+    return _HEADER.pack(len(data)) + data
+
+
+class BridgeServer:
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._dir: Path | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.token = secrets.token_hex(24)
+
+    @property
+    def path(self) -> Path:
+        assert self._dir is not None, "start() the bridge first"
+        return self._dir / "bridge.sock"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"RLM_BRIDGE_PATH": str(self.path), "RLM_BRIDGE_TOKEN": self.token}
+
+    async def start(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="rlm-bridge-"))
+        os.chmod(self._dir, 0o700)
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            hello = await read_frame(reader)
+            if not isinstance(hello, dict) or not secrets.compare_digest(
+                str(hello.get("token", "")), self.token
+            ):
+                writer.write(encode_frame({"id": None, "error": "bad token", "kind": "auth"}))
+                await writer.drain()
+                return
+            agent = str(hello.get("agent", ""))
+            pending: set[asyncio.Task[None]] = set()
+            try:
+                while True:
+                    request = await read_frame(reader)
+                    job = asyncio.ensure_future(self._answer(agent, request, writer))
+                    pending.add(job)
+                    job.add_done_callback(pending.discard)
+            finally:
+                for job in pending:
+                    job.cancel()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _answer(self, agent: str, request: Any, writer: asyncio.StreamWriter) -> None:
+        rid = request.get("id") if isinstance(request, dict) else None
+        try:
+            result = await self._handler(agent, str(request["op"]), dict(request.get("args") or {}))
+            reply: dict[str, Any] = {"id": rid, "result": result}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reply = {"id": rid, "error": str(exc) or type(exc).__name__, "kind": type(exc).__name__}
+        with contextlib.suppress(ConnectionError):
+            writer.write(encode_frame(reply))
+            await writer.drain()
