@@ -111,10 +111,10 @@ class Control:
             pending.released.set()
         self._on_change()
 
-    def step(self) -> None:
-        """Let one cell through, then hold again at the next gate."""
+    def step(self, gate_id: str | None = None) -> None:
+        """Let one cell through (the oldest waiting, or ``gate_id``), then hold at the next."""
         self.paused = True
-        waiting = self._oldest()
+        waiting = self._get(gate_id) if gate_id is not None else self._oldest()
         if waiting is None:
             self._free_passes = 1
         else:

@@ -47,6 +47,7 @@ from rlm_tui.events import (
     CellPaused,
     ErrorEvent,
     Event,
+    KernelEvent,
     ModelDelta,
     ModelRequest,
     ModelResponse,
@@ -356,6 +357,14 @@ class Run:
             raise
         except Exception as exc:
             raise KernelError(f"could not start a kernel for agent {agent.id}: {exc}") from None
+        self.emit(
+            KernelEvent(
+                agent_id=agent.id,
+                kernel_id=kernel.kernel_id,
+                what="started",
+                reason=f"pid {kernel.pid}",
+            )
+        )
         return kernel
 
     async def release_kernel(self, agent: Agent, kernel: Kernel) -> None:
@@ -605,8 +614,8 @@ class Run:
     def resume(self) -> None:
         self.control.resume()
 
-    def step(self) -> None:
-        self.control.step()
+    def step(self, gate_id: str | None = None) -> None:
+        self.control.step(gate_id)
 
     def set_breakpoints(self, breakpoints: Breakpoints) -> None:
         self.control.breakpoints = breakpoints

@@ -1,0 +1,76 @@
+"""Shared fixtures; and a check that the whole suite leaves no kernel process behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NESTED_QUERY = (
+    "Generate a dictionary of different categories: fruits, countries, animals. For each "
+    "category, generate 50 names of that and count the number of R in each, return as a "
+    "nested dictionary"
+)
+FRUITS_QUERY = (
+    "Generate 50 names of fruits and count the number of R in each, return as a dictionary"
+)
+
+
+def our_kernel_processes() -> list[int]:
+    """Pids of live ipykernels started by rlm-tui (their connection files are in rlm-kernels-*)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if (
+            state != "Z"
+            and b"ipykernel_launcher" in b" ".join(cmdline)
+            and any(b"rlm-kernels-" in part for part in cmdline)
+        ):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_kernel_left_behind():
+    before = set(our_kernel_processes())
+    yield
+    left = set(our_kernel_processes()) - before
+    assert not left, f"kernel processes left after the suite: {sorted(left)}"
+
+
+@pytest.fixture
+def sessions_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "sessions"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes into the repository's sessions/ by accident."""
+    monkeypatch.setenv("RLM_TUI_SESSIONS", str(tmp_path / "default-sessions"))
+    monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+@pytest.fixture
+async def start_run():
+    """Start runs that are stopped (kernels and all) even when the test fails midway."""
+    runs = []
+
+    async def start(run):
+        runs.append(run)
+        await run.start()
+        return run
+
+    yield start
+    for run in runs:
+        if run.result is None:
+            run.stop("test teardown")
+            await run.wait()
