@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,7 @@ from rlm_tui.events import (
     RunFinished,
     RunStarted,
     RunStateChanged,
+    RunState,
     RunStatus,
     SubcallFinished,
     SubcallStarted,
@@ -161,7 +162,7 @@ class Run:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._scratch = Path(tempfile.mkdtemp(prefix="rlm-run-"))
         self._result: RunResult | None = None
-        self._state = "running"
+        self._state: RunState = "running"
         self.context: ContextSource = NO_CONTEXT
 
     # -- events ----------------------------------------------------------------------------
@@ -378,7 +379,7 @@ class Run:
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
         step: int,
-        purpose: str = "agent",
+        purpose: Literal["agent", "llm_query"] = "agent",
         model: Model | None = None,
     ) -> str:
         """One model call with its events, budget checks and usage accounting."""
@@ -386,7 +387,7 @@ class Run:
         self.budget.check_before_call(agent.id)
         self._calls += 1
         call_id = f"c{self._calls}"
-        kind = "llm_query" if purpose == "llm_query" else "agent"
+        kind = purpose
         self.emit(
             ModelRequest(
                 agent_id=agent.id,
@@ -445,7 +446,7 @@ class Run:
         return decision
 
     def _control_changed(self) -> None:
-        state = "paused" if self.control.paused else "running"
+        state: RunState = "paused" if self.control.paused else "running"
         if state != self._state:
             self._state = state
             self.emit(RunStateChanged(state=state))

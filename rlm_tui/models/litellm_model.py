@@ -1,0 +1,249 @@
+"""Any provider through litellm: streaming, usage, cost, and our own retries with backoff.
+
+``import litellm`` costs ~2 s here, so it happens on first use (or in ``preload`` on a
+thread). Its price list is read from the package, never fetched: LITELLM_LOCAL_MODEL_COST_MAP
+is set before the import. Retries are ours (429, 5xx, timeouts, broken connections, cut
+streams, malformed replies), so every failure ends as one line in a ModelError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+
+from rlm_tui.errors import ModelError, UsageError
+from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
+
+_RETRY_AFTER_CAP = 30.0
+_KEY_VARS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+}
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    litellm.set_verbose = False
+    litellm.num_retries = 0
+    return litellm
+
+
+def preload() -> None:
+    """Import litellm now (call it in a thread while kernels start)."""
+    _litellm()
+
+
+def _provider(model: str, api_base: str | None) -> str:
+    litellm = _litellm()
+    try:
+        return str(litellm.get_llm_provider(model=model, api_base=api_base)[1])
+    except Exception:
+        if api_base:
+            return "openai"
+        raise
+
+
+def check_model_name(model: str, api_base: str | None = None) -> None:
+    """Refuse a model litellm cannot route, before any kernel starts (no network)."""
+    try:
+        _provider(model, api_base)
+    except Exception:
+        raise UsageError(
+            f"unknown model '{model}': litellm cannot tell its provider "
+            "(use provider/model, e.g. openai/gpt-4o-mini, or pass --api-base)"
+        ) from None
+
+
+class LiteLLMModel:
+    is_demo = False
+
+    def __init__(
+        self,
+        model: str,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        stream: bool = True,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = model
+        self.api_base = api_base
+        self._api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.stream = stream
+        self.on_retry = on_retry
+        self._route = model
+        if api_base and "/" not in model:
+            try:
+                _litellm().get_llm_provider(model=model)
+            except Exception:
+                self._route = f"openai/{model}"
+
+    @property
+    def _where(self) -> str:
+        return f"model '{self.name}'" + (f" at {self.api_base}" if self.api_base else "")
+
+    async def complete(
+        self, messages: list[Message], info: CallInfo, on_delta: DeltaCallback | None = None
+    ) -> Completion:
+        litellm = _litellm()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._once(litellm, messages, on_delta)
+            except Exception as exc:
+                retry, why, wait_hint = self._classify(litellm, exc)
+                if not retry:
+                    raise ModelError(why) from None
+                if attempt > self.max_retries:
+                    raise ModelError(f"{why} after {attempt} attempts") from None
+                delay = wait_hint if wait_hint is not None else self._backoff(attempt)
+                if self.on_retry is not None:
+                    self.on_retry(f"{why}; retry {attempt}/{self.max_retries} in {delay:.1f} s")
+                await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        return float(self.backoff * (2 ** (attempt - 1)) * (0.75 + random.random() / 2))
+
+    async def _once(
+        self, litellm: Any, messages: list[Message], on_delta: DeltaCallback | None
+    ) -> Completion:
+        kwargs: dict[str, Any] = {
+            "model": self._route,
+            "messages": messages,
+            "timeout": self.timeout,
+            "num_retries": 0,
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        elif self.api_base and _provider(self._route, self.api_base) == "openai":
+            kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or "no-key"
+        if not self.stream:
+            response = await litellm.acompletion(**kwargs)
+            text = response.choices[0].message.content or ""
+            return self._completion(litellm, messages, text, getattr(response, "usage", None))
+        response = await litellm.acompletion(
+            **kwargs, stream=True, stream_options={"include_usage": True}
+        )
+        parts: list[str] = []
+        usage = None
+        finished = False
+        async for chunk in response:
+            if getattr(chunk, "usage", None):
+                usage = chunk.usage
+            for choice in chunk.choices or []:
+                piece = getattr(choice.delta, "content", None)
+                if piece:
+                    parts.append(piece)
+                    if on_delta is not None:
+                        on_delta(piece)
+                if choice.finish_reason:
+                    finished = True
+        if not finished:
+            raise _CutStream("the stream ended before the reply was complete")
+        return self._completion(litellm, messages, "".join(parts), usage)
+
+    def _completion(
+        self, litellm: Any, messages: list[Message], text: str, usage: Any
+    ) -> Completion:
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        if prompt is None:
+            prompt = litellm.token_counter(model=self._route, messages=messages)
+        if completion is None:
+            completion = litellm.token_counter(model=self._route, text=text)
+        return Completion(
+            text=text,
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            cost=self._cost(litellm, int(prompt), int(completion)),
+            model=self.name,
+        )
+
+    def _cost(self, litellm: Any, prompt: int, completion: int) -> float:
+        try:
+            costs = litellm.cost_per_token(
+                model=self._route, prompt_tokens=prompt, completion_tokens=completion
+            )
+            return float(sum(costs))
+        except Exception:
+            return 0.0
+
+    def _classify(self, litellm: Any, exc: Exception) -> tuple[bool, str, float | None]:
+        """(retry?, one-line reason, server's Retry-After)."""
+        e = litellm.exceptions
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, _CutStream):
+            return True, f"{self._where}: {exc}", None
+        if "connection error" in str(exc).lower() or isinstance(exc, e.APIConnectionError):
+            target = self.api_base or self._where
+            return True, f"cannot reach {target}: connection failed", None
+        if isinstance(exc, e.AuthenticationError) or status == 401:
+            var = _KEY_VARS.get(self._provider_name(), "the provider's API key variable")
+            return False, f"authentication failed for {self._where}: check {var}", None
+        if isinstance(exc, e.NotFoundError) or status == 404:
+            return False, f"unknown model or endpoint: {self._where} was not found", None
+        if isinstance(exc, e.PermissionDeniedError) or status == 403:
+            return False, f"permission denied for {self._where}", None
+        if isinstance(exc, e.RateLimitError) or status == 429:
+            return True, f"{self._where}: rate limited (429)", _retry_after(exc)
+        if isinstance(exc, e.Timeout):
+            return True, f"{self._where}: timed out after {self.timeout:g} s", None
+        if isinstance(exc, e.BadRequestError) or status == 400:
+            return False, f"{self._where} refused the request: {_first_line(exc)}", None
+        if isinstance(status, int) and status >= 500:
+            return True, f"{self._where}: server error {status}", _retry_after(exc)
+        if isinstance(exc, e.APIError | ValueError | KeyError | AttributeError):
+            return True, f"{self._where}: malformed reply ({_first_line(exc)})", None
+        return False, f"{self._where}: {type(exc).__name__}: {_first_line(exc)}", None
+
+    def _provider_name(self) -> str:
+        try:
+            return _provider(self._route, self.api_base)
+        except Exception:
+            return ""
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _CutStream(Exception):
+    pass
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return min(float(value), _RETRY_AFTER_CAP) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"sk-[A-Za-z0-9_-]{6,}", "sk-***", text)
+    return text[:300]

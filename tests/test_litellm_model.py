@@ -1,0 +1,125 @@
+"""Real litellm against a loopback OpenAI-compatible server: streaming, usage, retries, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from openai_server import OpenAIServer, Reply
+
+from rlm_tui.errors import ModelError, UsageError
+from rlm_tui.models.base import CallInfo
+from rlm_tui.models.litellm_model import LiteLLMModel, check_model_name
+
+INFO = CallInfo("0", 0, 1, "agent", "q")
+MESSAGES = [{"role": "user", "content": "Say something about rivers, please."}]
+KEY = "sk-test-not-real-123456"
+
+
+@pytest.fixture
+def server():
+    with OpenAIServer() as s:
+        yield s
+
+
+def model(server: OpenAIServer, **kwargs) -> LiteLLMModel:
+    options = {"api_key": KEY, "backoff": 0.01, "timeout": 5.0} | kwargs
+    return LiteLLMModel("openai/test-model", api_base=server.base_url, **options)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_completion_with_usage(server, stream):
+    server.script(
+        [Reply(text="Rivers run to the sea, mostly.", prompt_tokens=11, completion_tokens=7)]
+    )
+    deltas: list[str] = []
+    done = await model(server, stream=stream).complete(MESSAGES, INFO, deltas.append)
+    assert done.text == "Rivers run to the sea, mostly."
+    assert (done.prompt_tokens, done.completion_tokens) == (11, 7)
+    if stream:
+        assert len(deltas) > 1 and "".join(deltas) == done.text
+        assert server.requests[0]["stream"] is True
+    assert server.requests[0]["messages"] == MESSAGES
+
+
+async def test_known_model_is_priced(server):
+    server.script([Reply(text="ok", prompt_tokens=1000, completion_tokens=1000)])
+    priced = LiteLLMModel("openai/gpt-4o-mini", api_base=server.base_url, api_key=KEY)
+    done = await priced.complete(MESSAGES, INFO)
+    assert done.cost > 0
+
+
+async def test_429_then_success(server):
+    server.script([Reply(status=429, retry_after=0.01), Reply(text="fine")])
+    retries: list[str] = []
+    done = await model(server, on_retry=retries.append).complete(MESSAGES, INFO)
+    assert done.text == "fine"
+    assert len(server.requests) == 2
+    assert len(retries) == 1 and "429" in retries[0]
+
+
+async def test_500_until_retries_run_out(server):
+    server.script([Reply(status=500)])
+    with pytest.raises(ModelError, match="500 after 4 attempts") as caught:
+        await model(server, max_retries=3).complete(MESSAGES, INFO)
+    assert len(server.requests) == 4
+    assert "\n" not in str(caught.value)
+
+
+async def test_bad_key_is_not_retried_and_never_shown(server):
+    server.script([Reply(status=401, text=f"Incorrect API key provided: {KEY}")])
+    with pytest.raises(ModelError, match="OPENAI_API_KEY") as caught:
+        await model(server).complete(MESSAGES, INFO)
+    assert len(server.requests) == 1
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_malformed_reply_is_retried(server, stream):
+    server.script([Reply(malformed=True), Reply(text="second time lucky")])
+    done = await model(server, stream=stream).complete(MESSAGES, INFO)
+    assert done.text == "second time lucky"
+    assert len(server.requests) == 2
+
+
+async def test_cut_stream_is_retried(server):
+    server.script(
+        [Reply(text="a reply long enough to be cut in half", cut_stream=True), Reply(text="whole")]
+    )
+    done = await model(server).complete(MESSAGES, INFO)
+    assert done.text == "whole"
+    assert len(server.requests) == 2
+
+
+async def test_hanging_server_times_out(server):
+    server.script([Reply(text="late", delay=3)])
+    started = time.monotonic()
+    with pytest.raises(ModelError, match="timed out"):
+        await model(server, timeout=0.5, max_retries=1).complete(MESSAGES, INFO)
+    assert time.monotonic() - started < 10
+
+
+async def test_unreachable_server():
+    unreachable = LiteLLMModel(
+        "openai/x", api_base="http://127.0.0.1:9/v1", max_retries=1, backoff=0.01
+    )
+    with pytest.raises(ModelError, match=r"cannot reach http://127.0.0.1:9/v1"):
+        await unreachable.complete(MESSAGES, INFO)
+
+
+def test_model_names():
+    check_model_name("openai/gpt-4o-mini")
+    check_model_name("gpt-4o-mini")
+    check_model_name("my-local-model", api_base="http://127.0.0.1:8000/v1")
+    with pytest.raises(UsageError, match="unknown model 'nonsense-provider/xyz'"):
+        check_model_name("nonsense-provider/xyz")
+
+
+async def test_32_concurrent_calls(server):
+    server.script(lambda request: Reply(text="n" + request["messages"][0]["content"]))
+    m = model(server)
+    replies = await asyncio.gather(
+        *(m.complete([{"role": "user", "content": str(i)}], INFO) for i in range(32))
+    )
+    assert sorted(r.text for r in replies) == sorted(f"n{i}" for i in range(32))
