@@ -44,6 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
     run.add_argument("--tui", action="store_true", help="follow the run in the TUI")
 
+    tui = commands.add_parser("tui", help="open the workbench (the default command)")
+    tui.add_argument("--sessions-dir", type=Path, default=None)
+    tui.add_argument("--session", metavar="SESSION", help="open a saved session")
+
+    demo = commands.add_parser(
+        "demo", help="open the workbench on the nested demo problem (offline demo model)"
+    )
+    demo.add_argument("--sessions-dir", type=Path, default=None)
+    demo.add_argument(
+        "--delay",
+        type=float,
+        default=0.02,
+        help="seconds between streamed pieces, so the run can be watched",
+    )
+    demo.add_argument("--pause", action="store_true", help="hold before every cell")
+
     sessions = commands.add_parser("sessions", help="list saved sessions")
     sessions.add_argument("--sessions-dir", type=Path, default=None)
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
@@ -195,12 +211,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
+        config = run_config_from_args(args, args.query)
         if args.tui:
-            raise UsageError("the TUI is not built yet: drop --tui")
-        return asyncio.run(_run_headless(run_config_from_args(args, args.query), args.json))
+            return _tui(config=config)
+        return asyncio.run(_run_headless(config, args.json))
     if args.command == "sessions":
         return _list_sessions(args)
+    if args.command == "demo":
+        from rlm_tui.engine.control import Breakpoints
+        from rlm_tui.engine.run import RunConfig
+        from rlm_tui.tui.home_screen import NESTED_QUERY
+
+        options = {"sessions_dir": args.sessions_dir} if args.sessions_dir else {}
+        config = RunConfig(query=NESTED_QUERY, model="demo", demo_delay=args.delay, **options)
+        return _tui(config=config, breakpoints=Breakpoints(every_cell=args.pause))
+    if args.command in (None, "tui"):
+        session = None
+        if getattr(args, "session", None):
+            from rlm_tui.session.store import find_session
+
+            session = find_session(args.session, args.sessions_dir)
+        return _tui(session=session, sessions_dir=getattr(args, "sessions_dir", None))
     parser.print_help()
+    return 0
+
+
+def _tui(**kwargs: Any) -> int:
+    """Run the Textual app; it needs a terminal."""
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UsageError("the TUI needs a terminal; use 'rlm-tui run' for headless runs")
+    from rlm_tui.tui.app import RlmApp
+
+    RlmApp(**kwargs).run()
     return 0
 
 

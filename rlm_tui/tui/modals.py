@@ -1,0 +1,219 @@
+"""Modal screens: edit a pending cell, launch a sub-agent, set breakpoints, help, the answer."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
+
+from rlm_tui.engine.control import Breakpoints
+
+MODAL_CSS = """
+ModalScreen { align: center middle; }
+ModalScreen > Vertical {
+    width: 90%; max-width: 110; height: auto; max-height: 90%;
+    border: thick $primary; background: $panel; padding: 1 2;
+}
+ModalScreen .title { text-style: bold; margin-bottom: 1; }
+ModalScreen .buttons { height: auto; align: right middle; margin-top: 1; }
+ModalScreen Button { margin-left: 1; }
+ModalScreen TextArea { height: 20; }
+"""
+
+
+class EditCellScreen(ModalScreen[str | None]):
+    """Replace the code of the cell waiting at the gate; the kernel runs what is saved here."""
+
+    DEFAULT_CSS = MODAL_CSS
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", id="edit.save"),
+        Binding("escape", "cancel", "Cancel", id="edit.cancel"),
+        Binding("ctrl+e", "external", "$EDITOR", id="edit.external"),
+    ]
+
+    def __init__(self, cell_id: str, code: str, editor: str | None = None) -> None:
+        super().__init__()
+        self.cell_id, self.code, self.editor = cell_id, code, editor
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Edit cell {self.cell_id} before it runs", classes="title")
+            yield TextArea.code_editor(self.code, language="python", id="code")
+            yield Label("ctrl+s save · escape cancel · ctrl+e open in $EDITOR", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Save", id="save", variant="primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_save() if event.button.id == "save" else self.action_cancel()
+
+    def action_save(self) -> None:
+        self.dismiss(self.query_one(TextArea).text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_external(self) -> None:
+        editor = self.editor or os.environ.get("VISUAL") or os.environ.get("EDITOR")
+        if not editor:
+            self.notify(
+                "set $EDITOR (or editor: in config.yaml) to edit outside", severity="warning"
+            )
+            return
+        area = self.query_one(TextArea)
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(area.text)
+        try:
+            with self.app.suspend():
+                subprocess.run([*shlex.split(editor), f.name], check=False)
+            area.text = Path(f.name).read_text()
+        finally:
+            os.unlink(f.name)
+
+
+@dataclass
+class LaunchRequest:
+    parent_id: str
+    prompt: str
+    var: str
+    context: str | None
+
+
+class LaunchScreen(ModalScreen[LaunchRequest | None]):
+    """Launch a sub-agent by hand under an agent; its answer is bound to a variable there."""
+
+    DEFAULT_CSS = MODAL_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="launch.cancel")]
+
+    def __init__(self, parent_id: str, selection: str | None) -> None:
+        super().__init__()
+        self.parent_id, self.selection = parent_id, selection
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Launch a sub-agent under agent {self.parent_id}", classes="title")
+            yield Label("Prompt")
+            yield Input(placeholder="what the sub-agent should do", id="prompt")
+            yield Label("Variable that receives its answer in the parent's kernel")
+            yield Input(value="sub_answer", id="var")
+            chars = len(self.selection) if self.selection else 0
+            yield Checkbox(
+                f"pass the context browser's selection as its context ({chars:,} chars)",
+                value=bool(self.selection),
+                disabled=not self.selection,
+                id="use-selection",
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Launch", id="launch", variant="primary")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._launch()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self._launch() if event.button.id == "launch" else self.action_cancel()
+
+    def _launch(self) -> None:
+        prompt = self.query_one("#prompt", Input).value.strip()
+        var = self.query_one("#var", Input).value.strip()
+        if not prompt:
+            self.notify("the sub-agent needs a prompt", severity="warning")
+            return
+        if not var.isidentifier():
+            self.notify(f"'{var}' is not a Python variable name", severity="warning")
+            return
+        use = self.query_one("#use-selection", Checkbox).value
+        self.dismiss(LaunchRequest(self.parent_id, prompt, var, self.selection if use else None))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class BreakpointsScreen(ModalScreen[Breakpoints | None]):
+    DEFAULT_CSS = MODAL_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="breakpoints.cancel")]
+
+    def __init__(self, current: Breakpoints) -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        bp = self.current
+        with Vertical():
+            yield Label("Breakpoints: hold the run before…", classes="title")
+            yield Checkbox("every cell", bp.every_cell, id="every")
+            yield Checkbox("a sub-agent starts", bp.subagent_start, id="subagent")
+            yield Checkbox("the cell after a failed cell", bp.on_error, id="error")
+            yield Label("cells at depth ≥ (empty: off)")
+            yield Input("" if bp.min_depth is None else str(bp.min_depth), id="depth")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Apply", id="apply", variant="primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "apply":
+            self.dismiss(None)
+            return
+        depth = self.query_one("#depth", Input).value.strip()
+        if depth and not depth.isdigit():
+            self.notify("depth must be a whole number", severity="warning")
+            return
+        self.dismiss(
+            Breakpoints(
+                every_cell=self.query_one("#every", Checkbox).value,
+                subagent_start=self.query_one("#subagent", Checkbox).value,
+                on_error=self.query_one("#error", Checkbox).value,
+                min_depth=int(depth) if depth else None,
+            )
+        )
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextScreen(ModalScreen[None]):
+    """A scrollable read-only text (help, the full answer)."""
+
+    DEFAULT_CSS = MODAL_CSS + "TextScreen VerticalScroll { height: auto; max-height: 40; }"
+    BINDINGS = [Binding("escape,q,f1", "close", "Close", id="text.close")]
+
+    def __init__(self, title: str, body: Any) -> None:
+        super().__init__()
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="title")
+            with VerticalScroll():
+                yield Static(self.body)
+            yield Label("escape to close", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def bindings_table(groups: list[tuple[str, list[Any]]], keymap: dict[str, str]) -> Table:
+    table = Table(box=None, padding=(0, 2), expand=True)
+    table.add_column("key", style="bold")
+    table.add_column("action")
+    table.add_column("id (remap in config.yaml)", style="dim")
+    for title, bindings in groups:
+        if not bindings:
+            continue
+        table.add_row(Text(title, style="underline"), "", "")
+        for b in bindings:
+            key = keymap.get(b.id, b.key) if b.id else b.key
+            table.add_row(key, b.description or b.action, b.id or "")
+    return table
