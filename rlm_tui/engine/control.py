@@ -66,14 +66,14 @@ class Control:
 
     def wait_reason(self, kind: GateKind, agent_id: str, depth: int) -> str | None:
         """Why this gate must hold, or None to pass."""
+        bp = self.breakpoints
+        if kind == "agent_start":  # pausing holds cells; only this breakpoint holds a start
+            return "breakpoint: sub-agent start" if bp.subagent_start and depth > 0 else None
         if self._free_passes > 0:
             self._free_passes -= 1
             return None
-        bp = self.breakpoints
         if self.paused:
             return "paused"
-        if kind == "agent_start":
-            return "breakpoint: sub-agent start" if bp.subagent_start and depth > 0 else None
         if bp.every_cell:
             return "breakpoint: every cell"
         if bp.min_depth is not None and depth >= bp.min_depth:

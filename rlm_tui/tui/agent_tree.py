@@ -46,7 +46,7 @@ class AgentTree(Tree[str]):
     AgentTree { height: 1fr; background: $surface; }
     """
     BINDINGS = [
-        Binding("l", "app.launch", "Launch sub-agent", id="tree.launch"),
+        Binding("l", "screen.launch", "Launch sub-agent", id="tree.launch"),
         Binding("a", "show_all", "All agents", id="tree.all_agents"),
     ]
 

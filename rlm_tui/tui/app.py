@@ -14,6 +14,7 @@ from textual.screen import Screen
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import RlmError
+from rlm_tui.events import Event
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
 from rlm_tui.tui.home_screen import HomeScreen
 from rlm_tui.tui.run_screen import RunScreen, session_events
@@ -30,7 +31,9 @@ class RlmApp(App[None]):
     def __init__(
         self,
         config: RunConfig | None = None,
+        run: Run | None = None,
         session: Path | None = None,
+        events: list[Event] | None = None,
         breakpoints: Breakpoints | None = None,
         sessions_dir: Path | None = None,
         ui_config: UiConfig | None = None,
@@ -39,12 +42,13 @@ class RlmApp(App[None]):
         super().__init__()
         self.run_config = config
         self.session = session
+        self.events = events
         self.breakpoints = breakpoints
         self.sessions_dir = sessions_dir
         self.ui = ui_config or load_config()
         self.watch = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
-        self.current_run: Run | None = None
+        self.current_run: Run | None = run
 
     def on_mount(self) -> None:
         themes, problems = load_themes(theme_dirs())
@@ -57,10 +61,14 @@ class RlmApp(App[None]):
             self.notify(warning, severity="warning")
         if self.watch:
             self.run_worker(watch_themes(self, theme_dirs()), exclusive=True, group="themes")
-        if self.run_config is not None:
+        if self.current_run is not None:
+            self.push_screen(RunScreen(self.current_run, editor=self.ui.editor))
+        elif self.run_config is not None:
             self.start_run(self.run_config, self.breakpoints)
         elif self.session is not None:
             self.open_session(self.session)
+        elif self.events is not None:
+            self.push_screen(RunScreen(None, self.events, editor=self.ui.editor))
         else:
             self.push_screen(HomeScreen(self.sessions_dir))
 

@@ -62,7 +62,7 @@ class RunScreen(Screen[None]):
     #panes.narrow.show-tree > #pane-tree { display: block; }
     #panes.narrow.show-context > #pane-context { display: block; }
     #panes.narrow.show-budget > #pane-budget { display: block; }
-    #answer { height: auto; max-height: 6; background: $success 15%; padding: 0 1; display: none; }
+    #answer { height: auto; max-height: 4; background: $success 15%; padding: 0 1; display: none; }
     #answer.shown { display: block; }
     """
     BINDINGS = [
@@ -316,10 +316,14 @@ class RunScreen(Screen[None]):
         self._dirty = True
 
     def action_step(self) -> None:
+        """Let one cell through: the selected one if it waits, else the oldest waiting."""
         run = self._live()
-        if run is not None:
-            run.step()
-            self._dirty = True
+        if run is None:
+            return
+        selected = self.query_one(CellLog).current
+        gate = selected.cell_id if selected and selected.cell_id in run.control.pending else None
+        run.step(gate)
+        self._dirty = True
 
     def action_skip(self) -> None:
         cell_id = self._pending_cell()
