@@ -151,6 +151,7 @@ class Run:
         self.root: Agent | None = None
         self.session_dir: Path | None = None
         self._provider = provider
+        self._owns_provider = provider is None
         self._bridge: BridgeServer | None = None
         self._writer: SessionWriter | None = None
         self._subscribers: list[Subscriber] = []
@@ -195,7 +196,7 @@ class Run:
         await self._bridge.start()
         if self._provider is None:
             self._provider = LocalKernelPool(
-                size=config.pool_size, env=self._bridge.env, memory_limit_mb=config.memory_limit_mb
+                size=config.pool_size, memory_limit_mb=config.memory_limit_mb
             )
         self.emit(
             RunStarted(
@@ -299,7 +300,7 @@ class Run:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        if self._provider is not None:
+        if self._provider is not None and self._owns_provider:
             await self._provider.close()
         if self._bridge is not None:
             await self._bridge.close()
@@ -353,7 +354,8 @@ class Run:
         assert self._provider is not None
         try:
             kernel = await self._provider.acquire()
-            await kernel.setup(agent.id, agent.context.path, agent.context.kind)
+            assert self._bridge is not None
+            await kernel.setup(agent.id, agent.context.path, agent.context.kind, self._bridge.grant)
         except RlmError:
             raise
         except Exception as exc:

@@ -34,9 +34,16 @@ class Kernel(Protocol):
     def is_alive(self) -> bool: ...
 
     async def setup(
-        self, agent_id: str, context_path: Path | None, context_kind: ContextKind
+        self,
+        agent_id: str,
+        context_path: Path | None,
+        context_kind: ContextKind,
+        bridge: dict[str, str] | None = None,
     ) -> None:
-        """Bind the kernel to an agent and load its ``context`` from a private file."""
+        """Bind the kernel to an agent and a bridge; load its ``context`` from a private file.
+
+        ``bridge`` ({"path", "token"}) reaches the kernel through a one-time private file.
+        """
         ...
 
     async def execute(

@@ -54,8 +54,9 @@ class BridgeServer:
         return self._dir / "bridge.sock"
 
     @property
-    def env(self) -> dict[str, str]:
-        return {"RLM_BRIDGE_PATH": str(self.path), "RLM_BRIDGE_TOKEN": self.token}
+    def grant(self) -> dict[str, str]:
+        """What a kernel needs to connect: the socket's path and the run's token."""
+        return {"path": str(self.path), "token": self.token}
 
     async def start(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="rlm-bridge-"))

@@ -40,7 +40,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def kernel_env(extra: dict[str, str]) -> dict[str, str]:
-    """The host's environment without secrets, plus the bridge variables."""
+    """The host's environment without secrets (API keys, tokens, passwords)."""
     env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
@@ -83,7 +83,8 @@ class LocalKernel:
         self._startup_code = startup_code
         self._client: Any = None
         self._lock = asyncio.Lock()
-        self._setup_args: tuple[str, Path | None, ContextKind] | None = None
+        self._root = root
+        self._setup_args: tuple[str, Path | None, ContextKind, dict[str, str] | None] | None = None
         self._pgid: int | None = None
 
     @property
@@ -132,12 +133,28 @@ class LocalKernel:
             raise RuntimeError(f"kernel setup failed: {result.error}")
 
     async def setup(
-        self, agent_id: str, context_path: Path | None, context_kind: ContextKind
+        self,
+        agent_id: str,
+        context_path: Path | None,
+        context_kind: ContextKind,
+        bridge: dict[str, str] | None = None,
     ) -> None:
-        self._setup_args = (agent_id, context_path, context_kind)
-        path = str(context_path) if context_path else ""
+        self._setup_args = (agent_id, context_path, context_kind, bridge)
         async with self._lock:
-            await self._run_internal(f"_rlm_setup({agent_id!r}, {path!r}, {context_kind!r})")
+            await self._run_setup()
+
+    async def _run_setup(self) -> None:
+        assert self._setup_args is not None
+        agent_id, context_path, kind, bridge = self._setup_args
+        path = str(context_path) if context_path else ""
+        grant = ""
+        if bridge is not None:
+            grant_path = self._root / f"grant-{self.kernel_id}.json"
+            fd = os.open(grant_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(bridge, f)
+            grant = str(grant_path)
+        await self._run_internal(f"_rlm_setup({agent_id!r}, {path!r}, {kind!r}, {grant!r})")
 
     async def execute(
         self, code: str, on_output: OutputCallback, timeout: float | None = None
@@ -212,9 +229,7 @@ class LocalKernel:
         self._pgid = _pgid(self.pid)
         await self._connect()
         if self._setup_args is not None:
-            agent_id, path, kind = self._setup_args
-            file = str(path) if path else ""
-            await self._run_internal(f"_rlm_setup({agent_id!r}, {file!r}, {kind!r})")
+            await self._run_setup()
 
     def _stop_client(self) -> None:
         if self._client is not None:

@@ -1,8 +1,8 @@
 """The code every kernel runs at start: the REPL contract's helpers, talking to the bridge.
 
-It runs inside ipykernel with the stdlib (and pyyaml) only. The bridge token is taken out of
-``os.environ`` at once and kept in a closure, so cell code cannot print it from the
-environment. Everything private lives under underscore names that ``SHOW_VARS`` hides.
+It runs inside ipykernel with the stdlib (and pyyaml) only. The bridge's address and token
+arrive at setup in a one-time 0600 file that is deleted once read, and live on in a closure
+only, so cell code finds them neither in the environment nor in the input history. Everything private lives under underscore names that ``SHOW_VARS`` hides.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ PRELUDE = r'''
 def _rlm_install(ns):
     import base64, json, os, pickle, socket, struct, threading
 
-    path = os.environ.pop("RLM_BRIDGE_PATH", "")
-    token = os.environ.pop("RLM_BRIDGE_TOKEN", "")
-    state = {"sock": None, "agent": "", "next_id": 0}
+    state = {"sock": None, "agent": "", "next_id": 0, "path": "", "token": ""}
     lock = threading.Lock()
 
     class RLMError(RuntimeError):
@@ -67,11 +65,11 @@ def _rlm_install(ns):
         return json.loads(buf)
 
     def connect():
-        if not path:
-            raise RLMError("no bridge: this kernel was not started by rlm-tui")
+        if not state["path"]:
+            raise RLMError("no bridge: this kernel was not set up by rlm-tui")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(path)
-        send(sock, {"token": token, "agent": state["agent"]})
+        sock.connect(state["path"])
+        send(sock, {"token": state["token"], "agent": state["agent"]})
         state["sock"] = sock
         return sock
 
@@ -201,7 +199,13 @@ def _rlm_install(ns):
             return out
         raise ValueError(f"unknown context kind {kind!r}")
 
-    def setup(agent, file, kind):
+    def setup(agent, file, kind, grant=""):
+        # the bridge's address and token come in a one-time file, read and removed at once
+        if grant:
+            with open(grant, encoding="utf-8") as f:
+                bridge = json.load(f)
+            os.unlink(grant)
+            state["path"], state["token"] = bridge["path"], bridge["token"]
         state["agent"] = agent
         if state["sock"] is not None:
             state["sock"].close()

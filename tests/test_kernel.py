@@ -1,0 +1,187 @@
+"""The kernel layer on real ipykernels: context loading, the bridge, secrets, limits, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import our_kernel_processes
+
+from rlm_tui.kernel.bridge import BridgeServer
+from rlm_tui.kernel.pool import LocalKernelPool
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Host:
+    """A bridge whose handler records calls and answers like a tiny engine would."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.bridge = BridgeServer(self.handle)
+
+    async def handle(self, agent: str, op: str, args: dict) -> dict:
+        self.calls.append((agent, op, args))
+        if op == "llm_query":
+            return {"text": f"answer to {args['prompt']}"}
+        if op == "llm_query_batched":
+            return {"texts": [f"answer to {p}" for p in args["prompts"]]}
+        if op == "rlm_query":  # echo the context back as the sub-agent's answer
+            return {"value": args["context"]}
+        if op == "final":
+            return {}
+        raise ValueError(f"no op {op}")
+
+
+@pytest.fixture
+async def host():
+    h = Host()
+    await h.bridge.start()
+    yield h
+    await h.bridge.close()
+
+
+@pytest.fixture
+async def pool():
+    p = LocalKernelPool(size=1)
+    await p.start()
+    yield p
+    await p.close()
+
+
+async def run(kernel, code: str, timeout: float | None = 30) -> tuple[str, str | None, str]:
+    parts: list[str] = []
+    result = await kernel.execute(code, lambda _stream, text: parts.append(text), timeout=timeout)
+    return result.status, result.error, "".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind", "expected"),
+    [
+        ("c.txt", "hello\nworld", "text", "hello\nworld"),
+        ("c.json", json.dumps({"a": [1, 2]}), "json", {"a": [1, 2]}),
+        ("c.jsonl", '{"n": 1}\n{"n": 2}\n', "jsonl", [{"n": 1}, {"n": 2}]),
+        ("c.yaml", yaml.safe_dump({"k": "v"}), "yaml", {"k": "v"}),
+    ],
+)
+async def test_context_kinds(pool, host, tmp_path, name, content, kind, expected):
+    path = tmp_path / name
+    path.write_text(content)
+    kernel = await pool.acquire()
+    await kernel.setup("0", path, kind, host.bridge.grant)
+    status, _, out = await run(kernel, "print(repr(context))")
+    assert status == "ok" and out.strip() == repr(expected)
+    await pool.release(kernel)
+
+
+async def test_directory_context(pool, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("A")
+    (tmp_path / "sub" / "b.md").write_text("B")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe\x00")
+    kernel = await pool.acquire()
+    await kernel.setup("0", tmp_path, "dir")
+    _, _, out = await run(kernel, "print(sorted(context.items()))")
+    assert out.strip() == "[('a.txt', 'A'), ('sub/b.md', 'B')]"
+    await pool.release(kernel)
+
+
+async def test_sub_calls_values_and_final_through_the_bridge(pool, host):
+    kernel = await pool.acquire()
+    await kernel.setup("0.2", None, "none", host.bridge.grant)
+    code = """
+print(llm_query("q1"))
+print(llm_query_batched(["a", "b"]))
+v = rlm_query("child", context={"t": (1, 2), 3: "int key"})
+print(type(v).__name__, v)
+FINAL_VAR("v")
+answer["content"] = "done"; answer["ready"] = True
+"""
+    status, error, out = await run(kernel, code)
+    assert status == "ok", error
+    assert "answer to q1" in out and "['answer to a', 'answer to b']" in out
+    assert "dict {'t': (1, 2), 3: 'int key'}" in out  # pickled across: tuple and int key kept
+    finals = [args["value"] for agent, op, args in host.calls if op == "final"]
+    assert [f["repr"] for f in finals] == ["{'t': (1, 2), 3: 'int key'}", "'done'"]
+    assert all(agent == "0.2" for agent, _, _ in host.calls)
+    status, error, _ = await run(kernel, "FINAL_VAR('missing')")
+    assert status == "error" and "no variable named 'missing'" in error
+    await pool.release(kernel)
+
+
+async def test_secrets_and_bridge_token_are_not_visible(monkeypatch, host):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")
+    async with LocalKernelPool(size=0) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none", host.bridge.grant)
+        _, _, out = await run(
+            kernel,
+            "import os\nprint(sorted(k for k in os.environ if 'KEY' in k or 'TOKEN' in k))\n"
+            "print(llm_query('x'))",
+        )
+        assert "sk-secret-value" not in out and "OPENAI_API_KEY" not in out
+        assert host.bridge.token not in out
+        assert out.splitlines() == ["[]", "answer to x"]
+        _, _, history = await run(kernel, "print(In)")
+        assert host.bridge.token not in history
+
+
+async def test_bridge_refuses_a_wrong_token(host):
+    reader, writer = await asyncio.open_unix_connection(str(host.bridge.path))
+    hello = json.dumps({"token": "wrong", "agent": "0"}).encode()
+    writer.write(struct.pack(">I", len(hello)) + hello)
+    request = json.dumps({"id": 1, "op": "llm_query", "args": {"prompt": "x"}}).encode()
+    writer.write(struct.pack(">I", len(request)) + request)
+    await writer.drain()
+    size = struct.unpack(">I", await reader.readexactly(4))[0]
+    reply = json.loads(await reader.readexactly(size))
+    assert reply["error"] == "bad token"
+    assert await reader.read() == b""  # closed
+    assert host.calls == []
+    writer.close()
+    assert oct(host.bridge.path.stat().st_mode & 0o777) == "0o600"
+    assert oct(host.bridge.path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+async def test_memory_cap(tmp_path):
+    async with LocalKernelPool(size=0, memory_limit_mb=600) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        status, error, _ = await run(kernel, "x = bytearray(2 * 1024**3)")
+        assert status in ("error", "killed")
+        assert "MemoryError" in (error or "") or "memory cap" in (error or "")
+
+
+async def test_forked_processes_die_with_the_kernel():
+    async with LocalKernelPool(size=0) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        _, _, out = await run(
+            kernel, "import subprocess\np = subprocess.Popen(['sleep', '300'])\nprint(p.pid)"
+        )
+        child = int(out.strip())
+        assert Path(f"/proc/{child}").exists()
+    await asyncio.sleep(0.2)
+    state = (
+        Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        if Path(f"/proc/{child}").exists()
+        else "gone"
+    )
+    assert state in ("gone", "Z")
+
+
+async def test_pool_close_stops_kernels_that_are_still_booting():
+    before = set(our_kernel_processes())
+    pool = LocalKernelPool(size=2)
+    await pool.start()
+    await asyncio.sleep(0.1)
+    await pool.close()
+    await asyncio.sleep(0.2)
+    assert set(our_kernel_processes()) - before == set()
