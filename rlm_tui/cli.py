@@ -81,6 +81,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
     parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="ask the provider for whole replies (faster on loopback servers)",
+    )
     budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
     budget.add_argument("--max-depth", type=_non_negative_int, default=3)
     budget.add_argument(
@@ -192,6 +197,7 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         cell_timeout=args.cell_timeout,
         memory_limit_mb=args.memory_limit,
         pool_size=args.pool_size,
+        stream=not args.no_stream,
         **options,
     )
 

@@ -102,6 +102,7 @@ class RunConfig(BaseModel):
     memory_limit_mb: int | None = Field(None, ge=64)
     keep_output: int = Field(1_000_000, ge=1000)
     demo_delay: float = Field(0.0, ge=0)
+    stream: bool = True
     save: bool = True
 
 
@@ -138,11 +139,11 @@ class Run:
         breakpoints: Breakpoints | None = None,
     ) -> None:
         self.config = config
-        self.model = model or make_model(config.model, config.api_base, delay=config.demo_delay)
+        self.model = model or self._make_model(config.model)
         if sub_model is not None:
             self.sub_model = sub_model
         elif config.sub_model and config.sub_model != config.model:
-            self.sub_model = make_model(config.sub_model, config.api_base, delay=config.demo_delay)
+            self.sub_model = self._make_model(config.sub_model)
         else:
             self.sub_model = self.model
         self.budget = Budget(config.limits)
@@ -521,7 +522,11 @@ class Run:
     def _named_model(self, name: str | None) -> Model:
         if not name or name in (self.sub_model.name, self.config.sub_model):
             return self.sub_model
-        return make_model(name, self.config.api_base, delay=self.config.demo_delay)
+        return self._make_model(name)
+
+    def _make_model(self, name: str) -> Model:
+        config = self.config
+        return make_model(name, config.api_base, delay=config.demo_delay, stream=config.stream)
 
     def _subcall_failed(
         self, agent: Agent, call_id: str, exc: BaseException, started: float

@@ -237,6 +237,14 @@ class LocalKernel:
                 self._client.stop_channels()
             self._client = None
 
+    async def _reap(self, limit: float = 1.0) -> None:
+        """Wait (briefly, finely) for the killed process, so jupyter_client's 0.1 s polls
+        find it already gone."""
+        process = getattr(self._km.provisioner, "process", None)
+        deadline = time.monotonic() + limit
+        while process is not None and process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+
     async def _kill_group(self) -> None:
         if self._pgid is not None:
             with contextlib.suppress(OSError):
@@ -245,6 +253,7 @@ class LocalKernel:
     async def shutdown(self) -> None:
         self._stop_client()
         await self._kill_group()
+        await self._reap()
         with contextlib.suppress(Exception):
             await self._km.shutdown_kernel(now=True)
         with contextlib.suppress(Exception):

@@ -8,7 +8,9 @@ DEMO = "demo"
 REPLAY_PREFIX = "replay:"
 
 
-def make_model(name: str, api_base: str | None = None, delay: float = 0.0) -> Model:
+def make_model(
+    name: str, api_base: str | None = None, delay: float = 0.0, stream: bool = True
+) -> Model:
     """``demo``, ``replay:<session>``, or any litellm model name (checked without network)."""
     if name == DEMO:
         from rlm_tui.models.demo import DemoModel
@@ -21,4 +23,4 @@ def make_model(name: str, api_base: str | None = None, delay: float = 0.0) -> Mo
     from rlm_tui.models.litellm_model import LiteLLMModel, check_model_name
 
     check_model_name(name, api_base)
-    return LiteLLMModel(name, api_base=api_base)
+    return LiteLLMModel(name, api_base=api_base, stream=stream)

@@ -1,0 +1,49 @@
+"""`make bench`: run every benchmark script, print one table, keep the JSON in bench/results/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["bench_engine.py", "bench_tui.py"]
+TARGETS = {
+    "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
+    "scripted_4_step_run_streaming_s": ("(streaming)", None),
+    "subcall_round_trip_ms": ("< 0.5 ms", 0.5),
+    "context_load_40mb_s": ("< 0.3 s", 0.3),
+    "ui_loop_lag_p99_ms": ("< 50 ms", 50.0),
+    "context_40mb_first_paint_s": ("< 0.1 s", 0.1),
+    "context_40mb_regex_first_match_s": ("< 0.05 s", 0.05),
+}
+
+
+def main() -> int:
+    figures: dict[str, float] = {}
+    for script in SCRIPTS:
+        print(f"running {script} …", file=sys.stderr, flush=True)
+        done = subprocess.run(
+            [sys.executable, str(HERE / script)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            print(f"{script} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        figures |= json.loads(done.stdout)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(figures, indent=2))
+    print(f"{'figure':<40} {'value':>12}  target")
+    for name, value in figures.items():
+        target, limit = TARGETS.get(name, ("", None))
+        mark = "" if limit is None else ("  ok" if value < limit else "  MISSED")
+        print(f"{name:<40} {value:>12.4f}  {target}{mark}")
+    print(f"\n(written to {out.relative_to(HERE.parent)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
