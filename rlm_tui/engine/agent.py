@@ -186,8 +186,8 @@ class Agent:
             run.emit(CellSkipped(agent_id=self.id, cell_id=cell_id))
             run.emit(CellFinished(agent_id=self.id, cell_id=cell_id, status="skipped"))
             return prompts.cell_feedback(index, "skipped by the user, not run", "")
-        status, output, error, duration = await self._execute(cell_id, decision.code)
-        model_view = truncate(output, run.config.truncate)
+        status, output, total, error, duration = await self._execute(cell_id, decision.code)
+        model_view = truncate(output, run.config.truncate, total)
         if status == "error":
             run.control.note_cell_error(self.id)
         run.emit(
@@ -196,9 +196,9 @@ class Agent:
                 cell_id=cell_id,
                 status=status,
                 duration=duration,
-                output=output[: run.config.keep_output],
+                output=output,
                 model_view=model_view,
-                output_chars=len(output),
+                output_chars=total,
                 error=error,
             )
         )
@@ -206,22 +206,32 @@ class Agent:
             model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
         return prompts.cell_feedback(index, _status_words(status, error), model_view)
 
-    async def _execute(self, cell_id: str, code: str) -> tuple[StatusHint, str, str | None, float]:
+    async def _execute(
+        self, cell_id: str, code: str
+    ) -> tuple[StatusHint, str, int, str | None, float]:
+        """Run a cell; keep (and record) at most ``keep_output`` characters of what it prints."""
         run = self.run
         kernel = self._require_kernel()
+        keep = run.config.keep_output
         parts: list[str] = []
+        counts = {"kept": 0, "total": 0}
 
         def on_output(stream: OutputStream, text: str) -> None:
+            counts["total"] += len(text)
+            room = keep - counts["kept"]
+            if room <= 0:
+                return
+            text = text[:room]
+            counts["kept"] += len(text)
             parts.append(text)
             run.emit(CellOutput(agent_id=self.id, cell_id=cell_id, stream=stream, text=text))
 
         run.emit(CellStarted(agent_id=self.id, cell_id=cell_id, code=code))
         result = await kernel.execute(code, on_output, timeout=run.config.cell_timeout)
-        output = "".join(parts)
         error = result.error
         if result.status == "killed":
             error = await self._recover_kernel(kernel, result.error or "kernel died")
-        return result.status, output, error, result.duration
+        return result.status, "".join(parts), counts["total"], error, result.duration
 
     async def _recover_kernel(self, kernel: Kernel, reason: str) -> str:
         """A dead kernel is restarted with its context; the model is told its state is gone."""

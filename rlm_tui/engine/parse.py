@@ -100,9 +100,13 @@ def _balanced(text: str, start: int) -> str | None:
     return rest.rstrip(")") or None
 
 
-def truncate(output: str, limit: int) -> str:
-    """Cut output to ``limit`` characters for the model, with a marker saying how much went."""
-    if len(output) <= limit:
+def truncate(output: str, limit: int, total: int | None = None) -> str:
+    """Cut output to ``limit`` characters for the model, with a marker saying how much was cut.
+
+    ``total`` is the length of the whole output when ``output`` is only its kept head.
+    """
+    total = len(output) if total is None else total
+    if total <= limit:
         return output
-    cut = len(output) - limit
-    return f"{output[:limit]}\n... [output truncated: {cut:,} of {len(output):,} characters cut]"
+    cut = total - limit
+    return f"{output[:limit]}\n... [output truncated: {cut:,} of {total:,} characters cut]"
