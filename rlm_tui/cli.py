@@ -60,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--pause", action="store_true", help="hold before every cell")
 
+    resume = commands.add_parser(
+        "resume",
+        help="go on with a saved session where it stopped (the recorded part costs nothing)",
+    )
+    resume.add_argument("session", help="session id, id prefix, or directory")
+    _add_continue_options(resume)
+
+    fork = commands.add_parser(
+        "fork", help="copy a session up to a cell into a new session and go on from there"
+    )
+    fork.add_argument("session", help="session id, id prefix, or directory")
+    fork.add_argument("--at", required=True, metavar="CELL", help="cell id, e.g. 0:2 or 0.1:1")
+    fork.add_argument("--code-file", type=Path, help="run this code in place of that cell")
+    _add_continue_options(fork)
+
     sessions = commands.add_parser("sessions", help="list saved sessions")
     sessions.add_argument("--sessions-dir", type=Path, default=None)
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
@@ -86,19 +101,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ask the provider for whole replies (faster on loopback servers)",
     )
-    budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
-    budget.add_argument("--max-depth", type=_non_negative_int, default=3)
-    budget.add_argument(
-        "--max-iterations",
-        type=_positive_int,
-        default=20,
-        help="model turns per agent (default 20)",
-    )
-    budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
-    budget.add_argument("--max-prompt-tokens", type=_positive_int)
-    budget.add_argument("--max-completion-tokens", type=_positive_int)
-    budget.add_argument("--max-cost", type=_positive_float, help="US dollars")
-    budget.add_argument("--max-time", type=_positive_float, help="seconds of wall time")
+    add_budget_options(parser, keep_recorded=False)
     parser.add_argument(
         "--truncate",
         type=_positive_int,
@@ -126,6 +129,59 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
     )
+
+
+def _add_continue_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", help="go on with another model")
+    parser.add_argument("--sub-model")
+    parser.add_argument("--api-base")
+    parser.add_argument("--sessions-dir", type=Path, default=None)
+    parser.add_argument("--tui", action="store_true", help="go on in the TUI")
+    parser.add_argument("--headless", action="store_true", help="go on headless (the default)")
+    parser.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
+    add_budget_options(parser, keep_recorded=True)
+
+
+def add_budget_options(parser: argparse.ArgumentParser, keep_recorded: bool) -> None:
+    """The budget flags; when resuming, a flag left out keeps the recorded limit."""
+    budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
+    default_depth, default_iterations = (None, None) if keep_recorded else (3, 20)
+    budget.add_argument(
+        "--max-depth",
+        type=_non_negative_int,
+        default=default_depth,
+        help="sub-agent depth (default 3)",
+    )
+    budget.add_argument(
+        "--max-iterations",
+        type=_positive_int,
+        default=default_iterations,
+        help="model turns per agent (default 20)",
+    )
+    budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
+    budget.add_argument("--max-prompt-tokens", type=_positive_int)
+    budget.add_argument("--max-completion-tokens", type=_positive_int)
+    budget.add_argument("--max-cost", type=_positive_float, help="US dollars")
+    budget.add_argument("--max-time", type=_positive_float, help="seconds of wall time")
+
+
+LIMIT_FLAGS = (
+    "max_depth",
+    "max_iterations",
+    "max_calls",
+    "max_prompt_tokens",
+    "max_completion_tokens",
+    "max_cost",
+    "max_time",
+)
+
+
+def limits_from_args(args: argparse.Namespace, base: Any = None) -> Any:
+    """Limits from the flags given, on top of ``base`` (the recorded limits when resuming)."""
+    from rlm_tui.engine.budget import Limits
+
+    given = {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    return (base or Limits()).model_copy(update=given)
 
 
 def _positive_int(text: str) -> int:
@@ -158,7 +214,6 @@ def _parse(kind: type, text: str) -> Any:
 
 def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
     """A RunConfig from the shared run options; reads stdin for ``--context-file -``."""
-    from rlm_tui.engine.budget import Limits
     from rlm_tui.engine.run import RunConfig
     from rlm_tui.models.registry import make_model
 
@@ -173,15 +228,7 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
     for name in {args.model, args.sub_model} - {None}:
         make_model(name, args.api_base)  # fail on an unknown model before kernels start
-    limits = Limits(
-        max_depth=args.max_depth,
-        max_iterations=args.max_iterations,
-        max_calls=args.max_calls,
-        max_prompt_tokens=args.max_prompt_tokens,
-        max_completion_tokens=args.max_completion_tokens,
-        max_cost=args.max_cost,
-        max_time=args.max_time,
-    )
+    limits = limits_from_args(args)
     options: dict[str, Any] = {}
     if args.sessions_dir is not None:
         options["sessions_dir"] = args.sessions_dir
@@ -223,6 +270,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return asyncio.run(_run_headless(config, args.json))
     if args.command == "sessions":
         return _list_sessions(args)
+    if args.command in ("resume", "fork"):
+        return _continue(args)
     if args.command == "demo":
         from rlm_tui.engine.control import Breakpoints
         from rlm_tui.engine.run import RunConfig
@@ -242,6 +291,40 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
+def _continue(args: argparse.Namespace) -> int:
+    """resume / fork: rebuild the recorded state, then go on live."""
+    from rlm_tui.engine.recording import Recording
+    from rlm_tui.engine.resume import fork_run, resume_run
+    from rlm_tui.session.store import find_session
+
+    directory = find_session(args.session, args.sessions_dir)
+    base = Recording.from_session(directory).started.limits
+    from rlm_tui.engine.budget import Limits
+
+    changes: dict[str, Any] = {"limits": limits_from_args(args, Limits.model_validate(base))}
+    for name in ("model", "sub_model", "api_base"):
+        if getattr(args, name):
+            changes[name] = getattr(args, name)
+    if args.model:
+        from rlm_tui.models.registry import make_model
+
+        make_model(args.model, args.api_base)
+    if args.command == "fork":
+        code = None
+        if args.code_file is not None:
+            try:
+                code = args.code_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot read {args.code_file}: {exc.strerror}") from None
+        run = fork_run(directory, args.at, code, **changes)
+        print(f"rlm-tui: forked into session {run.config.append_to.name}", file=sys.stderr)
+    else:
+        run = resume_run(directory, **changes)
+    if args.tui:
+        return _tui(run=run)
+    return asyncio.run(_follow_headless(run, args.json))
+
+
 def _tui(**kwargs: Any) -> int:
     """Run the Textual app; it needs a terminal."""
     if not sys.stdout.isatty() or not sys.stdin.isatty():
@@ -254,9 +337,13 @@ def _tui(**kwargs: Any) -> int:
 
 async def _run_headless(config: Any, as_json: bool) -> int:
     from rlm_tui.engine.run import Run
+
+    return await _follow_headless(Run(config), as_json)
+
+
+async def _follow_headless(run: Any, as_json: bool) -> int:
     from rlm_tui.progress import Progress
 
-    run = Run(config)
     progress = Progress()
     run.subscribe(progress)
     loop = asyncio.get_running_loop()

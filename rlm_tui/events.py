@@ -83,6 +83,10 @@ class RunStarted(_Event):
     session_dir: str | None = None
     limits: dict[str, Any] = Field(default_factory=dict)
     truncate: int = 2000
+    api_base: str | None = None
+    model_spec: str | None = None
+    """The --model value that made ``model`` ('demo' for the demo model), for resuming."""
+    sub_model_spec: str | None = None
     resumed_from: str | None = None
     forked_from: str | None = None
 

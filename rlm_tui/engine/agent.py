@@ -67,6 +67,8 @@ class Agent:
         self.notes: list[str] = []
         self.status: AgentStatus = "running"
         self._kernel_deaths = 0
+        self.replaying = False
+        """True while the current step's reply came from a recording (resume, fork)."""
 
     def next_child_id(self) -> str:
         self.children += 1
@@ -169,6 +171,9 @@ class Agent:
         self.cell_count += 1
         index = self.cell_count
         cell_id = f"{self.id}:{index}"
+        recorded = run.recording.cells.get(cell_id) if run.recording and self.replaying else None
+        if recorded is not None:
+            return await self._rerun_cell(index, cell, recorded.code)
         run.emit(
             CellProposed(
                 agent_id=self.id,
@@ -205,6 +210,19 @@ class Agent:
         if decision.edited:
             model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
         return prompts.cell_feedback(index, _status_words(status, error), model_view)
+
+    async def _rerun_cell(self, index: int, cell: CodeCell, code: str | None) -> str:
+        """Run a recorded cell again to rebuild the kernel; its events are already saved."""
+        if code is None:
+            return prompts.cell_feedback(index, "skipped by the user, not run", "")
+        parts: list[str] = []
+        kernel = self._require_kernel()
+        result = await kernel.execute(code, lambda _s, text: parts.append(text))
+        output = "".join(parts)
+        model_view = truncate(output, self.run.config.truncate)
+        if code != cell.code:
+            model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
+        return prompts.cell_feedback(index, _status_words(result.status, result.error), model_view)
 
     async def _execute(
         self, cell_id: str, code: str

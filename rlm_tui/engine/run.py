@@ -32,6 +32,7 @@ from rlm_tui.engine.context import (
     context_from_value,
 )
 from rlm_tui.engine.control import Breakpoints, Control, Decision, GateKind, Pending
+from rlm_tui.engine.recording import Recording
 from rlm_tui.errors import (
     BudgetExceeded,
     KernelError,
@@ -103,6 +104,8 @@ class RunConfig(BaseModel):
     keep_output: int = Field(1_000_000, ge=1000)
     demo_delay: float = Field(0.0, ge=0)
     stream: bool = True
+    append_to: Path | None = None
+    """An existing session directory to go on in (resume, fork) instead of a new one."""
     save: bool = True
 
 
@@ -137,8 +140,12 @@ class Run:
         sub_model: Model | None = None,
         provider: KernelProvider | None = None,
         breakpoints: Breakpoints | None = None,
+        recording: Recording | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.recording = recording
+        self.overrides = dict(overrides or {})
         self.model = model or self._make_model(config.model)
         if sub_model is not None:
             self.sub_model = sub_model
@@ -147,6 +154,10 @@ class Run:
         else:
             self.sub_model = self.model
         self.budget = Budget(config.limits)
+        self._seq = 0
+        if recording is not None:
+            self.budget.usage = recording.usage.model_copy()
+            self._seq = recording.last_seq
         self.control = Control(breakpoints, on_change=self._control_changed)
         self.agents: dict[str, Agent] = {}
         self.root: Agent | None = None
@@ -156,7 +167,6 @@ class Run:
         self._bridge: BridgeServer | None = None
         self._writer: SessionWriter | None = None
         self._subscribers: list[Subscriber] = []
-        self._seq = 0
         self._calls = 0
         self._subcalls = 0
         self._fatal: RlmError | None = None
@@ -189,7 +199,11 @@ class Run:
     async def start(self) -> None:
         """Open the session, start the bridge and the kernel pool, and launch the root agent."""
         config = self.config
-        if config.save:
+        if config.save and config.append_to is not None:
+            self._writer = SessionWriter(config.append_to)
+            self._writer.open()
+            self.session_dir = config.append_to
+        elif config.save:
             self._writer = SessionWriter.create(config.sessions_dir, config.session_id)
             self.session_dir = self._writer.directory
         self.context = self._resolve_context()
@@ -212,6 +226,10 @@ class Run:
                 session_dir=str(self.session_dir) if self.session_dir else None,
                 limits=config.limits.model_dump(),
                 truncate=config.truncate,
+                api_base=config.api_base,
+                model_spec=config.model,
+                sub_model_spec=config.sub_model,
+                resumed_from=self.recording.started.run_id if self.recording else None,
             )
         )
         warm = asyncio.ensure_future(self._provider.start())
@@ -385,7 +403,15 @@ class Run:
         purpose: Literal["agent", "llm_query"] = "agent",
         model: Model | None = None,
     ) -> str:
-        """One model call with its events, budget checks and usage accounting."""
+        """One model call with its events, budget checks and usage accounting.
+
+        A reply the recording holds is served as it was, with no event and no cost.
+        """
+        if purpose == "agent":
+            recorded = self.recording.reply(agent.id, step) if self.recording else None
+            agent.replaying = recorded is not None
+            if recorded is not None:
+                return recorded
         model = model or self.model_for(agent)
         self.budget.check_before_call(agent.id)
         self._calls += 1
@@ -439,11 +465,21 @@ class Run:
         return completion.text
 
     async def gate(self, agent: Agent, kind: GateKind, gate_id: str, code: str) -> Decision:
+        if gate_id in self.overrides:
+            code = self.overrides.pop(gate_id)
+            return await self._gate(agent, kind, gate_id, code, edited=True)
+        return await self._gate(agent, kind, gate_id, code, edited=False)
+
+    async def _gate(
+        self, agent: Agent, kind: GateKind, gate_id: str, code: str, edited: bool
+    ) -> Decision:
         reason = self.control.wait_reason(kind, agent.id, agent.depth)
         if reason is None:
-            return Decision(code, skipped=False, edited=False)
+            return Decision(code, skipped=False, edited=edited)
         self.emit(CellPaused(agent_id=agent.id, cell_id=gate_id, reason=reason))
-        decision = await self.control.hold(Pending(kind, agent.id, gate_id, code, reason))
+        decision = await self.control.hold(
+            Pending(kind, agent.id, gate_id, code, reason, edited=edited)
+        )
         if self._fatal is not None:
             raise asyncio.CancelledError
         return decision
@@ -493,6 +529,9 @@ class Run:
         raise UsageError(f"unknown bridge operation {op!r}")
 
     async def _llm_query(self, agent: Agent, prompt: str, model_name: str | None) -> str:
+        recorded = self.recording.query_reply(agent.id, prompt) if self.recording else None
+        if recorded is not None:
+            return recorded
         self._subcalls += 1
         call_id = f"q{self._subcalls}"
         self.emit(
@@ -552,6 +591,8 @@ class Run:
     ) -> Value:
         """Run a child agent to its answer; its kernel comes from the pool."""
         child_id = parent.next_child_id()
+        if self.recording is not None and child_id in self.recording.answers:
+            return self.recording.answers[child_id]
         self.budget.check_depth(parent.depth + 1, child_id)
         source = self._child_context(child_id, context)
         child = Agent(

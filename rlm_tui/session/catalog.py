@@ -31,12 +31,13 @@ def summarize(directory: Path) -> SessionSummary:
     assert start is not None
     usage = Usage()
     status = "unfinished"
-    agents = cells = 0
+    agents: set[str] = set()
+    cells: set[str] = set()
     for event in log.events:
         if isinstance(event, AgentStarted):
-            agents += 1
+            agents.add(event.agent_id)
         elif isinstance(event, CellFinished):
-            cells += 1
+            cells.add(event.cell_id)
         elif isinstance(event, RunFinished):
             status, usage = event.status, event.usage
     return SessionSummary(
@@ -46,8 +47,8 @@ def summarize(directory: Path) -> SessionSummary:
         model=start.model,
         status=status,
         started=datetime.fromtimestamp(start.t).isoformat(timespec="seconds"),
-        agents=agents,
-        cells=cells,
+        agents=len(agents),
+        cells=len(cells),
         tokens=usage.total_tokens,
         cost=usage.cost,
     )

@@ -133,6 +133,7 @@ class RunView:
 
 
 def _run_started(view: RunView, e: RunStarted) -> None:
+    view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
     view.model_is_demo = e.model_is_demo
     view.session_dir, view.context_file = e.session_dir, e.context_file
@@ -141,6 +142,10 @@ def _run_started(view: RunView, e: RunStarted) -> None:
 
 
 def _agent_started(view: RunView, e: AgentStarted) -> None:
+    known = view.agents.get(e.agent_id)
+    if known is not None:  # the agent goes on in a resumed or forked run
+        known.status, known.finished, known.answer_preview = "running", None, ""
+        return
     view.agents[e.agent_id] = AgentView(
         e.agent_id,
         e.parent_id,

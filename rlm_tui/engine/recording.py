@@ -1,0 +1,105 @@
+"""What a saved session already did, so a resumed run can redo it without paying again.
+
+A resumed run walks the same path: each agent's recorded replies are served instead of model
+calls, its recorded cells are run again (edited code as edited, skipped cells skipped) to
+rebuild its kernel, answered sub-agents return their recorded value, and ``llm_query`` gets
+its recorded text. Where the record ends, the run goes on live.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlm_tui.errors import SessionError
+from rlm_tui.events import (
+    AgentFinished,
+    BudgetUpdate,
+    CellFinished,
+    CellProposed,
+    CellSkipped,
+    CellStarted,
+    Event,
+    ModelRequest,
+    ModelResponse,
+    RunFinished,
+    RunStarted,
+    Usage,
+    Value,
+)
+from rlm_tui.session.store import read_session
+
+
+@dataclass
+class RecordedCell:
+    code: str | None
+    """The code that ran, or None if the cell was skipped."""
+
+
+@dataclass
+class Recording:
+    started: RunStarted
+    replies: dict[tuple[str, int], str] = field(default_factory=dict)
+    queries: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
+    cells: dict[str, RecordedCell] = field(default_factory=dict)
+    answers: dict[str, Value] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    finished: RunFinished | None = None
+    last_seq: int = 0
+    _running: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_events(cls, events: list[Event]) -> Recording:
+        first = events[0] if events else None
+        if not isinstance(first, RunStarted):
+            raise SessionError("not a session: it does not start with run_started")
+        recording = cls(started=first)
+        prompts: dict[str, str] = {}
+        for event in events:
+            recording._add(event, prompts)
+        return recording
+
+    @classmethod
+    def from_session(cls, directory: Path) -> Recording:
+        return cls.from_events(list(read_session(directory).events))
+
+    def _add(self, event: Event, prompts: dict[str, str]) -> None:
+        self.last_seq = max(self.last_seq, event.seq)
+        if isinstance(event, ModelRequest) and event.purpose == "llm_query" and event.messages:
+            prompts[event.call_id] = str(event.messages[-1].get("content", ""))
+        elif isinstance(event, ModelResponse):
+            if event.purpose == "agent":
+                self.replies[(event.agent_id, event.step)] = event.text
+            else:
+                self.queries[(event.agent_id, prompts.get(event.call_id, ""))].append(event.text)
+        elif isinstance(event, CellStarted):
+            self._running[event.cell_id] = event.code
+        elif isinstance(event, CellFinished) and event.cell_id in self._running:
+            # a cell cut off by a crash has no CellFinished: it runs again, live
+            self.cells[event.cell_id] = RecordedCell(self._running.pop(event.cell_id))
+        elif isinstance(event, CellSkipped):
+            self.cells[event.cell_id] = RecordedCell(None)
+        elif isinstance(event, AgentFinished) and event.status == "answered" and event.answer:
+            self.answers[event.agent_id] = event.answer
+        elif isinstance(event, BudgetUpdate | RunFinished):
+            self.usage = event.usage.model_copy()
+            if isinstance(event, RunFinished):
+                self.finished = event
+
+    def reply(self, agent_id: str, step: int) -> str | None:
+        return self.replies.get((agent_id, step))
+
+    def query_reply(self, agent_id: str, prompt: str) -> str | None:
+        queue = self.queries.get((agent_id, prompt))
+        return queue.popleft() if queue else None
+
+
+def cut_before_cell(events: list[Event], cell_id: str) -> list[Event]:
+    """The events of a session up to (not including) the proposal of ``cell_id``."""
+    for i, event in enumerate(events):
+        if isinstance(event, CellProposed) and event.cell_id == cell_id:
+            return events[:i]
+    cells = [e.cell_id for e in events if isinstance(e, CellProposed)]
+    shown = ", ".join(cells[:12]) + (" …" if len(cells) > 12 else "")
+    raise SessionError(f"no cell {cell_id} in this session (cells: {shown or 'none'})")

@@ -1,0 +1,202 @@
+"""Resume without re-spending, fork from a cell, survive a killed CLI, list sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openai_server import OpenAIServer, Reply
+from scripted import cell
+
+from rlm_tui.engine.budget import Limits
+from rlm_tui.engine.resume import fork_run, resume_run
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.errors import SessionError
+from rlm_tui.events import CellFinished, RunFinished
+from rlm_tui.session.store import read_session
+
+pytestmark = pytest.mark.timeout(120)
+
+STEPS = [
+    cell("a = len(context)\nprint(a)"),
+    cell("b = a + llm_query('one more?').count('y')\nprint(b)"),
+    cell("c = b * 10\nprint(c)"),
+    cell("FINAL_VAR('c')"),
+]
+
+
+def responder(request: dict) -> Reply:
+    messages = request["messages"]
+    if len(messages) == 1:
+        return Reply(text="yes")
+    step = sum(1 for m in messages if m["role"] == "assistant")
+    return Reply(text=STEPS[min(step, len(STEPS) - 1)])
+
+
+def config(server: OpenAIServer, sessions_dir: Path, **kwargs) -> RunConfig:
+    return RunConfig(
+        query="q",
+        context_value="abcd",
+        model="openai/test",
+        api_base=server.base_url,
+        sessions_dir=sessions_dir,
+        **kwargs,
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256((path / "events.jsonl").read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def server():
+    with OpenAIServer() as s:
+        s.script(responder)
+        yield s
+
+
+async def test_resume_after_a_budget_stop_spends_nothing_twice(server, sessions_dir):
+    stopped = await Run(config(server, sessions_dir, limits=Limits(max_calls=3))).execute()
+    assert stopped.status == "budget"
+    paid = len(server.requests)
+    assert paid == 3  # steps 1 and 2, and step 2's llm_query
+    resumed = await resume_run(stopped.session_dir, limits=Limits(max_calls=10)).execute()
+    assert resumed.status == "answered"
+    assert resumed.answer == (4 + 1) * 10  # a and b came from re-run cells in a new kernel
+    new = server.requests[paid:]
+    assert len(new) == 2, "only steps 3 and 4 reached the server"
+    assert all("c = b * 10" not in str(r["messages"][-2:]) or len(r["messages"]) > 4 for r in new)
+    assert resumed.usage.calls == 5
+    events = read_session(stopped.session_dir).events
+    assert [e.status for e in events if isinstance(e, RunFinished)] == ["budget", "answered"]
+    cell_ids = [e.cell_id for e in events if isinstance(e, CellFinished)]
+    assert cell_ids == ["0:1", "0:2", "0:3", "0:4"], "recorded cells are not recorded twice"
+
+
+async def test_fork_from_cell_2_with_an_edited_cell_diverges(server, sessions_dir):
+    original = await Run(config(server, sessions_dir)).execute()
+    assert original.answer == 50
+    before = digest(original.session_dir)
+    paid = len(server.requests)
+    fork = fork_run(original.session_dir, "0:2", code="b = 100")
+    forked = await fork.execute()
+    assert forked.answer == 1000
+    assert forked.session_dir != original.session_dir
+    assert digest(original.session_dir) == before
+    assert len(server.requests) - paid == 2  # steps 3 and 4 only
+    with pytest.raises(SessionError, match="no cell 9:9"):
+        fork_run(original.session_dir, "9:9")
+    with pytest.raises(SessionError, match="already answered"):
+        resume_run(original.session_dir)
+
+
+def test_a_killed_cli_run_resumes(server, sessions_dir, tmp_path):
+    flag = tmp_path / "go"
+    step_2 = (
+        f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)\n"
+        "b = a + llm_query('one more?').count('y')\nprint(b)"
+    )
+
+    def slow_step_2(request: dict) -> Reply:
+        if sum(1 for m in request["messages"] if m["role"] == "assistant") == 1:
+            return Reply(text=cell(step_2))
+        return responder(request)
+
+    server.script(slow_step_2)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "run",
+            "--model",
+            "openai/test",
+            "--api-base",
+            server.base_url,
+            "--sessions-dir",
+            str(sessions_dir),
+            "-c",
+            "-",
+            "q",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdin.write("abcd")
+    process.stdin.close()
+    deadline = time.monotonic() + 60
+    files: list[Path] = []
+    while time.monotonic() < deadline:
+        files = list(sessions_dir.glob("*/events.jsonl"))
+        if files and '"cell_started"' in files[0].read_text() and "0:2" in files[0].read_text():
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    session = files[0].parent
+    flag.touch()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "resume",
+            session.name,
+            "--sessions-dir",
+            str(sessions_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer"] == 50
+    events = read_session(session).events
+    assert [e.status for e in events if isinstance(e, RunFinished)] == ["answered"]
+    time.sleep(1.5)  # orphaned kernels notice their parent is gone within a second
+
+
+def test_sessions_json_lists_every_field(server, sessions_dir):
+    subprocess.run(
+        [sys.executable, "-m", "rlm_tui", "run", "--sessions-dir", str(sessions_dir), "hello"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "sessions",
+            "--json",
+            "--sessions-dir",
+            str(sessions_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    entry = json.loads(done.stdout.splitlines()[0])
+    assert set(entry) == {
+        "id",
+        "path",
+        "query",
+        "model",
+        "status",
+        "started",
+        "agents",
+        "cells",
+        "tokens",
+        "cost",
+    }
+    assert entry["query"] == "hello" and entry["status"] == "answered" and entry["agents"] == 1
