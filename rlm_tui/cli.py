@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--code-file", type=Path, help="run this code in place of that cell")
     _add_continue_options(fork)
 
+    export = commands.add_parser("export", help="write a session as a notebook or a report")
+    export.add_argument("session", help="session id, id prefix, or directory")
+    export.add_argument("--format", choices=["ipynb", "md"], default="ipynb")
+    export.add_argument("--output", "-o", type=Path, required=True, metavar="PATH")
+    export.add_argument("--sessions-dir", type=Path, default=None)
+
+    replay = commands.add_parser("replay", help="play a session back in the TUI")
+    replay.add_argument("session", help="session id, id prefix, or directory")
+    replay.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="times the recorded pace (default 1; 0 shows it all at once)",
+    )
+    replay.add_argument("--sessions-dir", type=Path, default=None)
+
     sessions = commands.add_parser("sessions", help="list saved sessions")
     sessions.add_argument("--sessions-dir", type=Path, default=None)
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
@@ -272,6 +288,18 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _list_sessions(args)
     if args.command in ("resume", "fork"):
         return _continue(args)
+    if args.command == "export":
+        from rlm_tui.session.export import export
+        from rlm_tui.session.store import find_session
+
+        written = export(find_session(args.session, args.sessions_dir), args.format, args.output)
+        print(f"rlm-tui: wrote {written}", file=sys.stderr)
+        return 0
+    if args.command == "replay":
+        from rlm_tui.session.store import find_session, read_session
+
+        directory = find_session(args.session, args.sessions_dir)
+        return _tui(events=list(read_session(directory).events), replay_speed=args.speed)
     if args.command == "demo":
         from rlm_tui.engine.control import Breakpoints
         from rlm_tui.engine.run import RunConfig

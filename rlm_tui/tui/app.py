@@ -34,6 +34,7 @@ class RlmApp(App[None]):
         run: Run | None = None,
         session: Path | None = None,
         events: list[Event] | None = None,
+        replay_speed: float = 0.0,
         breakpoints: Breakpoints | None = None,
         sessions_dir: Path | None = None,
         ui_config: UiConfig | None = None,
@@ -43,6 +44,7 @@ class RlmApp(App[None]):
         self.run_config = config
         self.session = session
         self.events = events
+        self.replay_speed = replay_speed
         self.breakpoints = breakpoints
         self.sessions_dir = sessions_dir
         self.ui = ui_config or load_config()
@@ -68,7 +70,9 @@ class RlmApp(App[None]):
         elif self.session is not None:
             self.open_session(self.session)
         elif self.events is not None:
-            self.push_screen(RunScreen(None, self.events, editor=self.ui.editor))
+            self.push_screen(
+                RunScreen(None, self.events, editor=self.ui.editor, replay_speed=self.replay_speed)
+            )
         else:
             self.push_screen(HomeScreen(self.sessions_dir))
 

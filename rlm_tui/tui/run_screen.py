@@ -83,10 +83,15 @@ class RunScreen(Screen[None]):
     ]
 
     def __init__(
-        self, run: Run | None = None, events: list[Event] | None = None, editor: str | None = None
+        self,
+        run: Run | None = None,
+        events: list[Event] | None = None,
+        editor: str | None = None,
+        replay_speed: float = 0.0,
     ) -> None:
         super().__init__()
         self.run = run
+        self.replay_speed = replay_speed
         self.view = RunView()
         self.editor = editor
         self._recorded = events or []
@@ -115,8 +120,11 @@ class RunScreen(Screen[None]):
     def on_mount(self) -> None:
         for key, label in PANES:
             self.query_one(f"#pane-{key}").border_title = label
-        for event in self._recorded:
-            self.view.apply(event)
+        if self.replay_speed > 0:
+            self._replay()
+        else:
+            for event in self._recorded:
+                self.view.apply(event)
         self.set_interval(REFRESH, self._refresh_if_dirty)
         self._apply_width(self.size.width)
         if self.run is not None:
@@ -136,6 +144,16 @@ class RunScreen(Screen[None]):
         except RlmError as exc:
             self.notify(str(exc), title="the run could not start", severity="error", timeout=10)
             self.view.status, self.view.reason = "error", str(exc)
+            self._dirty = True
+
+    @work(exclusive=True, group="replay")
+    async def _replay(self) -> None:
+        """Play recorded events back at ``replay_speed`` times their pace (gaps capped at 1 s)."""
+        previous = self._recorded[0].t if self._recorded else 0.0
+        for event in self._recorded:
+            await asyncio.sleep(min(max(0.0, event.t - previous) / self.replay_speed, 1.0))
+            previous = event.t
+            self.view.apply(event)
             self._dirty = True
 
     def _on_event(self, event: Event) -> None:

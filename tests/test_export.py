@@ -1,0 +1,109 @@
+"""Exports: a notebook that validates and re-runs top to bottom in a fresh kernel; a report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from conftest import NESTED_QUERY
+
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.kernel.pool import LocalKernelPool
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_notebook_validates_and_runs_top_to_bottom(sessions_dir, tmp_path):
+    context = tmp_path / "notes.txt"
+    context.write_text("alpha beta\ngamma delta\n")
+    result = await Run(
+        RunConfig(query=NESTED_QUERY, context_file=str(context), sessions_dir=sessions_dir)
+    ).execute()
+    output = tmp_path / "run.ipynb"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "export",
+            str(result.session_dir),
+            "--format",
+            "ipynb",
+            "-o",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    notebook = nbformat.read(output, as_version=4)
+    nbformat.validate(notebook)
+    headings = [c.source.splitlines()[0] for c in notebook.cells if c.cell_type == "markdown"]
+    assert sum(h.startswith("## Sub-agent") for h in headings) == 3
+    printed: list[str] = []
+    async with LocalKernelPool(size=0) as pool:
+        kernel = await pool.acquire()
+        for code in (c.source for c in notebook.cells if c.cell_type == "code"):
+            outcome = await kernel.execute(code, lambda _s, text: printed.append(text), timeout=30)
+            assert outcome.status == "ok", (code, outcome.error)
+    finals = [line for line in "".join(printed).splitlines() if line.startswith("FINAL:")]
+    assert len(finals) == 4  # the root first, then its three sub-agents
+    assert finals[0].startswith("FINAL: {'fruits': {'Apple': 0")  # rebuilt in a plain kernel
+
+
+async def test_markdown_report(sessions_dir, tmp_path):
+    result = await Run(RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir)).execute()
+    output = tmp_path / "report.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "export",
+            result.session_dir.name,
+            "--sessions-dir",
+            str(sessions_dir),
+            "--format",
+            "md",
+            "-o",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = output.read_text()
+    assert "  - agent 0.2 (depth 1, answered" in report
+    assert report.count("### Cell") == 3 + 3 * 2
+    answer = report.split("## Answer")[1].split("```")[1]
+    assert json.loads(answer) == result.answer
+
+
+def test_export_of_a_missing_session_is_one_line(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "export",
+            "nope",
+            "--sessions-dir",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "x.md"),
+            "--format",
+            "md",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"rlm-tui: error: no session 'nope' (looked in {tmp_path})"
+    ]
