@@ -64,6 +64,7 @@ class _Session:
     finished: RunFinished | None = None
     rlm_answers: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     llm_answers: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    """Per calling agent, in the order the calls were made (not the order they finished)."""
 
 
 def _fold(events: list[Event]) -> _Session:
@@ -71,7 +72,8 @@ def _fold(events: list[Event]) -> _Session:
     assert isinstance(first, RunStarted)
     session = _Session(first)
     cells: dict[str, _Cell] = {}
-    kinds: dict[str, str] = {}
+    order: dict[str, tuple[str, int]] = {}
+    answered: dict[str, list[tuple[tuple[str, int], Any]]] = defaultdict(list)
     for e in events:
         if isinstance(e, AgentStarted) and e.agent_id not in session.agents:
             session.agents[e.agent_id] = _Agent(e.agent_id, e.parent_id, e.depth, e.query)
@@ -89,15 +91,18 @@ def _fold(events: list[Event]) -> _Session:
             agent.status, agent.usage = e.status, e.usage
             agent.answer = e.answer.repr if e.answer else e.reason
         elif isinstance(e, SubcallStarted):
-            kinds[e.call_id] = e.kind
+            order[e.call_id] = (e.kind, e.seq)
         elif isinstance(e, SubcallFinished) and e.ok and e.result is not None:
             value = e.result.json_value if e.result.is_json else e.result.repr
-            if kinds.get(e.call_id) == "rlm_query":
-                session.rlm_answers[e.agent_id].append(value)
-            else:
-                session.llm_answers[e.agent_id].append(str(value))
+            answered[e.agent_id].append((order.get(e.call_id, ("llm_query", e.seq)), value))
         elif isinstance(e, RunFinished):
             session.finished = e
+    for agent_id, answers in answered.items():
+        for (kind, _), value in sorted(answers, key=lambda item: item[0][1]):
+            if kind == "rlm_query":
+                session.rlm_answers[agent_id].append(value)
+            else:
+                session.llm_answers[agent_id].append(str(value))
     return session
 
 
