@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_engine.py", "bench_tui.py"]
+SCRIPTS = ["bench_engine.py", "bench_tui.py", "bench_resume.py"]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
     "scripted_4_step_run_streaming_s": ("(streaming)", None),
@@ -18,6 +18,7 @@ TARGETS = {
     "ui_loop_lag_p99_ms": ("< 50 ms", 50.0),
     "context_40mb_first_paint_s": ("< 0.1 s", 0.1),
     "context_40mb_regex_first_match_s": ("< 0.05 s", 0.05),
+    "resume_200_cells_s": ("< 2 s", 2.0),
 }
 
 

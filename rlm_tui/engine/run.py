@@ -213,9 +213,11 @@ class Run:
             self._provider = LocalKernelPool(
                 size=config.pool_size, memory_limit_mb=config.memory_limit_mb
             )
+        run_id = self.session_dir.name if self.session_dir else "unsaved"
+        origin = self.recording.started.run_id if self.recording else None
         self.emit(
             RunStarted(
-                run_id=self.session_dir.name if self.session_dir else "unsaved",
+                run_id=run_id,
                 query=config.query,
                 model=self.model.name,
                 sub_model=self.sub_model.name,
@@ -229,7 +231,8 @@ class Run:
                 api_base=config.api_base,
                 model_spec=config.model,
                 sub_model_spec=config.sub_model,
-                resumed_from=self.recording.started.run_id if self.recording else None,
+                resumed_from=origin if origin == run_id else None,
+                forked_from=origin if origin not in (None, run_id) else None,
             )
         )
         warm = asyncio.ensure_future(self._provider.start())
