@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from textual.app import App
 
 from rlm_tui.errors import UsageError
 from rlm_tui.tui.themes import config_dir
+from rlm_tui.tui.yaml_file import read_yaml_model
 
 
 class ConfigError(UsageError):
@@ -29,17 +29,7 @@ def load_config() -> UiConfig:
     path = config_dir() / "config.yaml"
     if not path.is_file():
         return UiConfig()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return UiConfig.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "config"
-        raise ConfigError(f"{path}: {field}: {error['msg']}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return read_yaml_model(path, UiConfig, ConfigError)
 
 
 def apply_keymap(app: App[Any], keymap: dict[str, str], known_ids: set[str]) -> list[str]:

@@ -150,7 +150,7 @@ class ContextTextView(ScrollView, can_focus=True):
         self.coverage = _Ranges()
         self.highlight = _Ranges()
         self.matches: list[tuple[int, int]] = []
-        self._match_starts: list[int] = []
+        self._match_ranges = _Ranges()
         self.match_at = -1
         self._gutter = 2
         self._lowered: str | None = None
@@ -160,7 +160,7 @@ class ContextTextView(ScrollView, can_focus=True):
         self.index = LineIndex(text, QUICK_LINES)
         self._lowered = None
         self.cursor, self.mark = 0, None
-        self.matches, self._match_starts, self.match_at = [], [], -1
+        self.matches, self._match_ranges, self.match_at = [], _Ranges(), -1
         self._sized()
         self.scroll_to(0, 0, animate=False)
         if not self.index.complete:  # after the first paint: the thread competes for the GIL
@@ -280,7 +280,7 @@ class ContextTextView(ScrollView, can_focus=True):
     def _set_matches(self, found: list[tuple[int, int]], pattern: str, done: bool) -> None:
         first_time = not self.matches or not done
         self.matches = found
-        self._match_starts = [m[0] for m in found]
+        self._match_ranges = _Ranges(found)
         if found and first_time:
             self.match_at = 0
             self.jump_to_offset(found[0][0])
@@ -332,7 +332,7 @@ class ContextTextView(ScrollView, can_focus=True):
         for name, ranges in (
             ("context-view--covered", self.coverage.overlapping(start, end)),
             ("context-view--highlight", self.highlight.overlapping(start, end)),
-            ("context-view--match", self._matches_in(start, end)),
+            ("context-view--match", self._match_ranges.overlapping(start, end)),
         ):
             style = self.get_component_rich_style(name)
             marks += [(a - start, b - start, style) for a, b in ranges]
@@ -349,16 +349,6 @@ class ContextTextView(ScrollView, can_focus=True):
                 segments.append(Segment(text[run_start:i], styles[run_start]))
                 run_start = i
         return segments
-
-    def _matches_in(self, start: int, end: int) -> list[tuple[int, int]]:
-        i = max(0, bisect_left(self._match_starts, start) - 1)
-        found = []
-        while i < len(self.matches) and self.matches[i][0] < end:
-            a, b = self.matches[i]
-            if b > start:
-                found.append((max(a, start), min(b, end)))
-            i += 1
-        return found
 
 
 class ContextTree(Tree[Any]):

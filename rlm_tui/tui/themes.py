@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from textual.app import App
 from textual.theme import Theme
 
 from rlm_tui.errors import UsageError
+from rlm_tui.tui.yaml_file import read_yaml_model
 
 BUILTIN_THEMES = Path(__file__).resolve().parents[2] / "themes"
 
@@ -47,18 +47,9 @@ def theme_dirs() -> list[Path]:
 
 
 def load_theme_file(path: Path) -> Theme:
+    spec = read_yaml_model(path, ThemeFile, ThemeError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        spec = ThemeFile.model_validate(data)
         return Theme(**spec.model_dump())
-    except OSError as exc:
-        raise ThemeError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ThemeError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "theme"
-        raise ThemeError(f"{path}: {field}: {error['msg']}") from None
     except Exception as exc:  # Textual rejects a bad colour
         raise ThemeError(f"{path}: {exc}") from None
 
