@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", type=Path, required=True, metavar="PATH")
     export.add_argument("--sessions-dir", type=Path, default=None)
 
+    importer = commands.add_parser(
+        "import", help="turn a fast-rlm or official rlm (RLMLogger) JSONL log into a session"
+    )
+    importer.add_argument("log", type=Path, help="the .jsonl log file")
+    importer.add_argument("--sessions-dir", type=Path, default=None)
+
     replay = commands.add_parser("replay", help="play a session back in the TUI")
     replay.add_argument("session", help="session id, id prefix, or directory")
     replay.add_argument(
@@ -294,6 +300,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         written = export(find_session(args.session, args.sessions_dir), args.format, args.output)
         print(f"rlm-tui: wrote {written}", file=sys.stderr)
+        return 0
+    if args.command == "import":
+        from rlm_tui.session.importers import import_log
+
+        if not args.log.is_file():
+            raise UsageError(f"log file not found: {args.log}")
+        directory = import_log(args.log, args.sessions_dir)
+        print(directory.name)
         return 0
     if args.command == "replay":
         from rlm_tui.session.store import find_session, read_session
