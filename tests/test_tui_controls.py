@@ -121,7 +121,10 @@ async def test_launch_sub_agent_by_hand(sessions_dir):
         pilot.app.screen.query_one("#var").value = "zoo"
         await pilot.click("#launch")
         await until(pilot, lambda: "0.1:1" in run.control.pending)
-        screen(pilot).query_one("CellLog").select_cell("0.1:1")
+        cell_log = screen(pilot).query_one("CellLog")
+        await until(pilot, lambda: any(c.cell_id == "0.1:1" for c in cell_log.cells))
+        cell_log.select_cell("0.1:1")
+        assert cell_log.current.cell_id == "0.1:1"
         await pilot.press("s")
         await until(pilot, lambda: run.agents["0.1"].status == "answered")
         await until(pilot, lambda: any("zoo" in n for n in run.agents["0"].notes))
@@ -146,3 +149,32 @@ async def test_interrupt_a_long_cell(sessions_dir):
         await until(pilot, lambda: screen(pilot).view.finished)
         assert screen(pilot).view.cells["0:1"].status == "interrupted"
         assert screen(pilot).view.answer == "after"
+
+
+async def test_fork_from_the_tui_and_edit_the_fork_cell(sessions_dir):
+    model = ScriptedModel({"q": [cell("a = 1"), cell("b = a + 1"), cell("FINAL_VAR('b')")]})
+    original = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    assert original.answer == 2
+    before = (original.session_dir / "events.jsonl").read_bytes()
+    app = RlmApp(session=original.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = screen(pilot).query_one("CellLog")
+        await until(pilot, lambda: len(log.cells) == 3)
+        log.select_cell("0:2")
+        await pilot.press("F")
+        await until(pilot, lambda: screen(pilot).run is not None)
+        fork = screen(pilot).run
+        fork.model = ScriptedModel(
+            {"q": [cell("a = 1"), cell("b = a + 1"), cell("FINAL_VAR('b')")]}
+        )
+        await until(pilot, lambda: "0:2" in fork.control.pending)
+        assert screen(pilot).view.cells["0:1"].status == "ok"  # the shared history is shown
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, EditCellScreen))
+        pilot.app.screen.query_one("TextArea").text = "b = a + 41"
+        await pilot.press("ctrl+s")
+        fork.set_breakpoints(Breakpoints())
+        await pilot.press("space")
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.answer == 42
+    assert (original.session_dir / "events.jsonl").read_bytes() == before

@@ -75,6 +75,7 @@ class RunScreen(Screen[None]):
         Binding("b", "breakpoints", "Breakpoints", id="run.breakpoints"),
         Binding("l", "launch", "Launch sub-agent", id="run.launch"),
         Binding("A", "answer", "Answer", show=False, id="run.answer"),
+        Binding("F", "fork", "Fork at cell", id="run.fork"),
         Binding("1", "pane('cells')", "Cells", show=False, id="pane.cells"),
         Binding("2", "pane('tree')", "Agents", show=False, id="pane.tree"),
         Binding("3", "pane('context')", "Context", show=False, id="pane.context"),
@@ -94,6 +95,8 @@ class RunScreen(Screen[None]):
         self.replay_speed = replay_speed
         self.view = RunView()
         self.editor = editor
+        if events is None and run is not None and run.config.append_to is not None:
+            events = session_events(run.config.append_to)  # a resumed or forked run's past
         self._recorded = events or []
         self._dirty = True
         self._agent_filter: str | None = None
@@ -424,6 +427,26 @@ class RunScreen(Screen[None]):
             self.notify(f"sub-agent failed: {error}", severity="error")
         else:
             self.notify(f"sub-agent answered; bound as {request.var} in agent {request.parent_id}")
+
+    def action_fork(self) -> None:
+        """A new session sharing this one up to the selected cell, held there to be edited."""
+        cell = self.query_one(CellLog).current
+        directory = self.view.session_dir
+        if cell is None or not directory:
+            self.notify("select a cell of a saved session to fork at", severity="warning")
+            return
+        if self.run is not None and not self.view.finished:
+            self.notify("stop the run (X) before forking it", severity="warning")
+            return
+        from rlm_tui.engine.resume import fork_run
+
+        try:
+            run = fork_run(Path(directory), cell.cell_id, breakpoints=Breakpoints(every_cell=True))
+        except RlmError as exc:
+            self.notify(str(exc), title="cannot fork", severity="error")
+            return
+        self.notify(f"forked at cell {cell.cell_id}: edit it (e), then resume (space)")
+        self.app.push_screen(RunScreen(run, editor=self.editor))
 
     def action_answer(self) -> None:
         if self.view.finished:
