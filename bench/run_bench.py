@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_engine.py", "bench_tui.py", "bench_resume.py"]
+SCRIPTS = ["bench_engine.py", "bench_tui.py", "bench_resume.py", "bench_scale.py"]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
     "scripted_4_step_run_streaming_s": ("(streaming)", None),
@@ -19,6 +19,7 @@ TARGETS = {
     "context_40mb_first_paint_s": ("< 0.1 s", 0.1),
     "context_40mb_regex_first_match_s": ("< 0.05 s", 0.05),
     "resume_200_cells_s": ("< 2 s", 2.0),
+    "batched_32x0.3s_subcalls_s": ("< 0.35 s", 0.35),
 }
 
 

@@ -1,0 +1,164 @@
+"""Scale figures: fan-out to 64 sub-agents, 32 batched sub-calls, and contexts from 0 to 400 MB.
+Prints JSON. `--pool N` sets the warm kernel pool for the fan-out (default 4)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from openai_server import OpenAIServer, Reply  # noqa: E402
+from scripted import cell  # noqa: E402
+
+from rlm_tui.engine.run import Run, RunConfig  # noqa: E402
+from rlm_tui.events import CellFinished, KernelEvent, ModelRequest  # noqa: E402
+
+
+def step_of(request: dict) -> int:
+    return sum(1 for m in request["messages"] if m["role"] == "assistant")
+
+
+async def run_against(server: OpenAIServer, tmp: Path, **config) -> tuple[Run, list]:
+    events: list = []
+    run = Run(
+        RunConfig(
+            query=config.pop("query", "root"),
+            model="openai/bench",
+            api_base=server.base_url,
+            sessions_dir=tmp,
+            stream=False,
+            **config,
+        )
+    )
+    run.subscribe(events.append)
+    result = await run.execute()
+    assert result.status == "answered", result.reason
+    return run, events
+
+
+async def fan_out(pool: int, children: int = 64, latency: float = 0.2) -> dict[str, float]:
+    def responder(request: dict) -> Reply:
+        query = request["messages"][1]["content"]
+        if "Query: root" in query:
+            code = f"r = rlm_query_batched(['leaf'] * {children})\nFINAL(len(r))"
+            return Reply(
+                text=cell(code) if step_of(request) == 0 else cell("FINAL(0)"), delay=latency
+            )
+        return Reply(text=cell("FINAL(1)"), delay=latency)
+
+    with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
+        server.script(responder)
+        started = time.perf_counter()
+        _, events = await run_against(server, Path(tmp), pool_size=pool)
+        wall = time.perf_counter() - started
+    kernels = sum(1 for e in events if isinstance(e, KernelEvent) and e.what == "started")
+    return {
+        f"fanout_{children}_subagents_pool{pool}_s": wall,
+        "fanout_ideal_s": 2 * latency,
+        "fanout_kernels_started": float(kernels),
+    }
+
+
+async def batched(calls: int = 32, latency: float = 0.3) -> dict[str, float]:
+    def responder(request: dict) -> Reply:
+        if len(request["messages"]) == 1:
+            return Reply(text="ok", delay=latency)
+        code = f"a = llm_query_batched(['q'] * {calls})\nFINAL(len(a))"
+        return Reply(text=cell(code))
+
+    with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
+        server.script(responder)
+        _, events = await run_against(server, Path(tmp))
+    cell_time = next(e.duration for e in events if isinstance(e, CellFinished))
+    return {f"batched_{calls}x{latency}s_subcalls_s": cell_time}
+
+
+def context_scale_child(megabytes: int) -> None:
+    """In a fresh process: time to the first model request, kernel and host memory."""
+
+    async def main() -> dict[str, float]:
+        with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "context.txt"
+            line = "a line of the context, long enough to be realistic 0123456789\n"
+            with open(path, "w") as f:
+                for _ in range(megabytes):
+                    f.write(line * (1024 * 1024 // len(line)))
+            server.script(
+                lambda request: Reply(
+                    text=cell("import os\nprint(os.getpid())\nFINAL(len(context))")
+                )
+            )
+            run = Run(
+                RunConfig(
+                    query="q",
+                    context_file=str(path),
+                    model="openai/bench",
+                    api_base=server.base_url,
+                    sessions_dir=Path(tmp),
+                    stream=False,
+                )
+            )
+            first: list[float] = []
+            kernel_rss: list[float] = []
+
+            def watch(event: object) -> None:
+                if isinstance(event, ModelRequest) and not first:
+                    first.append(time.perf_counter())
+                    pid = run.agents["0"].kernel.pid  # type: ignore[union-attr]
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    rss = next(line for line in status.splitlines() if line.startswith("VmRSS"))
+                    kernel_rss.append(int(rss.split()[1]) / 1024)
+
+            run.subscribe(watch)
+            started = time.perf_counter()
+            await run.execute()
+            return {
+                f"context_{megabytes}mb_first_request_s": first[0] - started,
+                f"context_{megabytes}mb_kernel_rss_mb": kernel_rss[0],
+                f"context_{megabytes}mb_host_peak_rss_mb": resource.getrusage(
+                    resource.RUSAGE_SELF
+                ).ru_maxrss
+                / 1024,
+            }
+
+    print(json.dumps(asyncio.run(main())))
+
+
+def context_scale(sizes: list[int]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for size in sizes:
+        done = subprocess.run(
+            [sys.executable, __file__, "--context-child", str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        figures |= json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+async def main(pool: int, sizes: list[int]) -> None:
+    figures = await batched()
+    figures |= await fan_out(pool)
+    figures |= context_scale(sizes)
+    print(json.dumps({k: round(v, 4) for k, v in figures.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pool", type=int, default=4)
+    parser.add_argument("--sizes", default="0,10,40,400", help="context sizes in MB")
+    parser.add_argument("--context-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.context_child is not None:
+        context_scale_child(args.context_child)
+    else:
+        asyncio.run(main(args.pool, [int(s) for s in args.sizes.split(",")]))
