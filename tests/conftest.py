@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,12 @@ FRUITS_QUERY = (
 )
 
 
+SUITE_TAG = f"RLM_TUI_TEST_SUITE={uuid.uuid4().hex}"
+os.environ[SUITE_TAG.split("=")[0]] = SUITE_TAG.split("=")[1]  # inherited by CLIs and kernels
+
+
 def our_kernel_processes() -> list[int]:
-    """Pids of live ipykernels started by rlm-tui (their connection files are in rlm-kernels-*)."""
+    """Pids of live ipykernels this test suite started (directly or through a CLI it ran)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -326,3 +326,14 @@ def test_context_from_stdin(sessions_dir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "14 characters" in json.loads(done.stdout)["answer"]
+
+
+def test_python_api_returns_answer_usage_cost_and_session(sessions_dir: Path) -> None:
+    import rlm_tui
+
+    result = rlm_tui.run(FRUITS_QUERY, sessions_dir=sessions_dir)
+    _check_r_counts(result.answer)
+    assert result.usage.calls == 2 and result.cost == 0.0
+    assert (result.session_dir / "events.jsonl").is_file()
+    other = rlm_tui.run("Summarise", context={"notes": ["a", "b"]}, sessions_dir=sessions_dir)
+    assert "needs a real model" in other.answer

@@ -297,9 +297,13 @@ class LocalKernelPool:
         self._all.add(kernel)
 
         async def boot() -> LocalKernel:
+            starting = asyncio.ensure_future(kernel.start())
             try:
-                await kernel.start()
+                await asyncio.shield(starting)
             except BaseException:
+                # cancelled mid-launch: let the launch finish, so the process is known and dies
+                with contextlib.suppress(BaseException):
+                    await starting
                 await kernel.shutdown()
                 self._all.discard(kernel)
                 raise
