@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -81,3 +83,38 @@ async def start_run():
         if run.result is None:
             run.stop("test teardown")
             await run.wait()
+
+
+def start_cli_run(base_url: str, sessions_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """`rlm-tui run` in a child process against a loopback server (stdin piped)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "run",
+            "--model",
+            "openai/test",
+            "--api-base",
+            base_url,
+            "--sessions-dir",
+            str(sessions_dir),
+            *extra,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_session_text(sessions_dir: Path, *needles: str, timeout: float = 60) -> Path:
+    """The first session's directory, once its events file holds every needle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for events in sessions_dir.glob("*/events.jsonl"):
+            text = events.read_text()
+            if all(needle in text for needle in needles):
+                return events.parent
+        time.sleep(0.05)
+    raise AssertionError(f"no session showed {needles} within {timeout} s")

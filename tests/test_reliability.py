@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import start_cli_run, wait_for_session_text
 from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
 
@@ -104,31 +102,8 @@ async def test_call_budget_holds_exactly_under_batched_fan_out(sessions_dir):
 def test_ctrl_c_of_the_headless_cli_saves_the_session_and_kills_kernels(sessions_dir):
     with OpenAIServer() as server:
         server.script([Reply(text=cell("import time\ntime.sleep(60)"))])
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rlm_tui",
-                "run",
-                "--model",
-                "openai/test",
-                "--api-base",
-                server.base_url,
-                "--sessions-dir",
-                str(sessions_dir),
-                "--json",
-                "q",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            sessions = list(sessions_dir.glob("*/events.jsonl"))
-            if sessions and "cell_started" in sessions[0].read_text():
-                break
-            time.sleep(0.1)
+        process = start_cli_run(server.base_url, sessions_dir, "--json", "q")
+        wait_for_session_text(sessions_dir, '"cell_started"')
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import start_cli_run, wait_for_session_text
 from openai_server import OpenAIServer, Reply
 from scripted import cell
 
@@ -109,39 +110,12 @@ def test_a_killed_cli_run_resumes(server, sessions_dir, tmp_path):
         return responder(request)
 
     server.script(slow_step_2)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rlm_tui",
-            "run",
-            "--model",
-            "openai/test",
-            "--api-base",
-            server.base_url,
-            "--sessions-dir",
-            str(sessions_dir),
-            "-c",
-            "-",
-            "q",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli_run(server.base_url, sessions_dir, "-c", "-", "q")
     process.stdin.write("abcd")
     process.stdin.close()
-    deadline = time.monotonic() + 60
-    files: list[Path] = []
-    while time.monotonic() < deadline:
-        files = list(sessions_dir.glob("*/events.jsonl"))
-        if files and '"cell_started"' in files[0].read_text() and "0:2" in files[0].read_text():
-            break
-        time.sleep(0.1)
+    session = wait_for_session_text(sessions_dir, '"cell_id":"0:2","code"')
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
-    session = files[0].parent
     flag.touch()
     done = subprocess.run(
         [
