@@ -34,13 +34,12 @@ def our_kernel_processes() -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
+            if state == "Z" or b"ipykernel_launcher" not in cmdline:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if (
-            state != "Z"
-            and b"ipykernel_launcher" in b" ".join(cmdline)
-            and any(b"rlm-kernels-" in part for part in cmdline)
-        ):
+        if SUITE_TAG.encode() in environ:
             pids.append(int(entry.name))
     return pids
 

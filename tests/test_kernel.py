@@ -185,3 +185,10 @@ async def test_pool_close_stops_kernels_that_are_still_booting():
     await pool.close()
     await asyncio.sleep(0.2)
     assert set(our_kernel_processes()) - before == set()
+
+
+async def test_the_leftover_check_sees_the_suites_kernels():
+    async with LocalKernelPool(size=0) as pool:
+        kernel = await pool.acquire()
+        assert kernel.pid in our_kernel_processes()
+    assert kernel.pid not in our_kernel_processes()
