@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_engine.py", "bench_tui.py", "bench_resume.py", "bench_scale.py"]
+SCRIPTS = [
+    "bench_engine.py",
+    "bench_tui.py",
+    "bench_resume.py",
+    "bench_scale.py",
+    "bench_vs_rlms.py",
+]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
     "scripted_4_step_run_streaming_s": ("(streaming)", None),
@@ -20,6 +26,7 @@ TARGETS = {
     "context_40mb_regex_first_match_s": ("< 0.05 s", 0.05),
     "resume_200_cells_s": ("< 2 s", 2.0),
     "batched_32x0.3s_subcalls_s": ("< 0.35 s", 0.35),
+    "speedup_vs_rlms_local": ("> 5x", None),
 }
 
 
