@@ -169,7 +169,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
     agent = view.agents.get(e.agent_id)
     if agent is None:
         return
-    agent.status, agent.finished, agent.usage = e.status, e.t, e.usage
+    agent.status, agent.finished = e.status, e.t  # usage adds up from its model responses
     if e.answer is not None:
         agent.answer_preview = e.answer.repr[:200]
     elif e.reason:
