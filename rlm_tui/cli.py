@@ -296,9 +296,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _continue(args)
     if args.command == "export":
         from rlm_tui.session.export import export
-        from rlm_tui.session.store import find_session
 
-        written = export(find_session(args.session, args.sessions_dir), args.format, args.output)
+        written = export(
+            _checked_session(args.session, args.sessions_dir), args.format, args.output
+        )
         print(f"rlm-tui: wrote {written}", file=sys.stderr)
         return 0
     if args.command == "import":
@@ -310,9 +311,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(directory.name)
         return 0
     if args.command == "replay":
-        from rlm_tui.session.store import find_session, read_session
+        from rlm_tui.session.store import read_session
 
-        directory = find_session(args.session, args.sessions_dir)
+        directory = _checked_session(args.session, args.sessions_dir)
         return _tui(events=list(read_session(directory).events), replay_speed=args.speed)
     if args.command == "demo":
         from rlm_tui.engine.control import Breakpoints
@@ -337,9 +338,8 @@ def _continue(args: argparse.Namespace) -> int:
     """resume / fork: rebuild the recorded state, then go on live."""
     from rlm_tui.engine.recording import Recording
     from rlm_tui.engine.resume import fork_run, resume_run
-    from rlm_tui.session.store import find_session
 
-    directory = find_session(args.session, args.sessions_dir)
+    directory = _checked_session(args.session, args.sessions_dir)
     base = Recording.from_session(directory).started.limits
     from rlm_tui.engine.budget import Limits
 
@@ -365,6 +365,16 @@ def _continue(args: argparse.Namespace) -> int:
     if args.tui:
         return _tui(run=run)
     return asyncio.run(_follow_headless(run, args.json))
+
+
+def _checked_session(ref: str, sessions_dir: Path | None) -> Path:
+    """Find a session and say, one line each, what reading it had to skip (a torn line)."""
+    from rlm_tui.session.store import find_session, read_session
+
+    directory = find_session(ref, sessions_dir)
+    for problem in read_session(directory).problems:
+        print(f"rlm-tui: warning: {problem}", file=sys.stderr)
+    return directory
 
 
 def _tui(**kwargs: Any) -> int:

@@ -107,3 +107,28 @@ def test_export_of_a_missing_session_is_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"rlm-tui: error: no session 'nope' (looked in {tmp_path})"
     ]
+
+
+async def test_a_torn_session_is_read_with_a_warning(sessions_dir, tmp_path):
+    result = await Run(RunConfig(query="hello", sessions_dir=sessions_dir)).execute()
+    with open(result.session_dir / "events.jsonl", "a") as events:
+        events.write('{"type": "notice", "mess')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_tui",
+            "export",
+            str(result.session_dir),
+            "--format",
+            "md",
+            "-o",
+            str(tmp_path / "r.md"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning:" in done.stderr and "torn line ignored" in done.stderr
+    assert "needs a real model" in (tmp_path / "r.md").read_text()

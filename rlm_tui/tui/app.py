@@ -15,9 +15,10 @@ from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import RlmError
 from rlm_tui.events import Event
+from rlm_tui.session.store import read_session
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
 from rlm_tui.tui.home_screen import HomeScreen
-from rlm_tui.tui.run_screen import RunScreen, session_events
+from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
 
 
@@ -99,11 +100,13 @@ class RlmApp(App[None]):
 
     def open_session(self, directory: Path) -> None:
         try:
-            events = session_events(directory)
+            log = read_session(directory)
         except RlmError as exc:
             self.notify(str(exc), title="cannot open session", severity="error")
             return
-        self.push_screen(RunScreen(None, events, editor=self.ui.editor))
+        for problem in log.problems:
+            self.notify(problem, title="session repaired on reading", severity="warning")
+        self.push_screen(RunScreen(None, list(log.events), editor=self.ui.editor))
 
     def action_home(self) -> None:
         if not isinstance(self.screen, HomeScreen):
