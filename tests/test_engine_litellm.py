@@ -105,7 +105,7 @@ def test_429_then_success(server, sessions_dir):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["answer"] == 7
     assert len(server.requests) == 2
-    assert "429" in done.stderr
+    assert "rate limited (429); retry 1/4" in done.stderr
 
 
 def test_500_until_retries_run_out_exits_4(server, sessions_dir):

@@ -100,6 +100,6 @@ def cut_before_cell(events: list[Event], cell_id: str) -> list[Event]:
     for i, event in enumerate(events):
         if isinstance(event, CellProposed) and event.cell_id == cell_id:
             return events[:i]
-    cells = [e.cell_id for e in events if isinstance(e, CellProposed)]
+    cells = list(dict.fromkeys(e.cell_id for e in events if isinstance(e, CellProposed)))
     shown = ", ".join(cells[:12]) + (" …" if len(cells) > 12 else "")
     raise SessionError(f"no cell {cell_id} in this session (cells: {shown or 'none'})")

@@ -568,7 +568,13 @@ class Run:
 
     def _make_model(self, name: str) -> Model:
         config = self.config
-        return make_model(name, config.api_base, delay=config.demo_delay, stream=config.stream)
+        return make_model(
+            name,
+            config.api_base,
+            delay=config.demo_delay,
+            stream=config.stream,
+            on_retry=lambda message: self.emit(Notice(message=message)),
+        )
 
     def _subcall_failed(
         self, agent: Agent, call_id: str, exc: BaseException, started: float

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rlm_tui.models.base import Model
 
 DEMO = "demo"
@@ -9,7 +11,11 @@ REPLAY_PREFIX = "replay:"
 
 
 def make_model(
-    name: str, api_base: str | None = None, delay: float = 0.0, stream: bool = True
+    name: str,
+    api_base: str | None = None,
+    delay: float = 0.0,
+    stream: bool = True,
+    on_retry: Callable[[str], None] | None = None,
 ) -> Model:
     """``demo``, ``replay:<session>``, or any litellm model name (checked without network)."""
     if name == DEMO:
@@ -23,4 +29,4 @@ def make_model(
     from rlm_tui.models.litellm_model import LiteLLMModel, check_model_name
 
     check_model_name(name, api_base)
-    return LiteLLMModel(name, api_base=api_base, stream=stream)
+    return LiteLLMModel(name, api_base=api_base, stream=stream, on_retry=on_retry)
