@@ -69,6 +69,10 @@ async def test_browser_jump_search_and_coverage():
         view.jump_to_line(150_000)
         await pilot.pause()
         assert any("150001 line 150000" in line for line in _screen_lines(app))
+        browser.action_goto_line()
+        await pilot.press(*"@25", "enter")
+        assert view.cursor == text[:25].count("\n")
+        view.jump_to_line(150_000)
         await pilot.press("slash", *"needle", "enter")
         for _ in range(100):
             if "matches" in browser.status:

@@ -461,7 +461,7 @@ class ContextBrowser(Vertical):
     def action_open_search(self, goto: bool = False) -> None:
         box = self.query_one("#context-search", Input)
         self._goto = goto
-        box.placeholder = "line number (Enter)" if goto else "regex search (Enter)"
+        box.placeholder = "line number, or @offset (Enter)" if goto else "regex search (Enter)"
         box.add_class("visible")
         box.focus()
 
@@ -486,6 +486,10 @@ class ContextBrowser(Vertical):
         if self._goto:
             if value.isdigit():
                 self.text_view.jump_to_line(int(value) - 1)
+            elif value.startswith("@") and value[1:].isdigit():
+                self.text_view.jump_to_offset(int(value[1:]))
+            else:
+                self.app.notify("a line number, or @ and a character offset", severity="warning")
             self.action_close_search()
         elif value:
             self.status = f"searching /{value}/…"
