@@ -159,6 +159,11 @@ class Run:
     def model(self) -> Model:
         return self.models.model
 
+    @model.setter
+    def model(self, model: Model) -> None:
+        """Let the root agent's next calls go to another model."""
+        self.models.model = model
+
     @property
     def sub_model(self) -> Model:
         return self.models.sub_model
