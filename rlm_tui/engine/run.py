@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +66,7 @@ from rlm_tui.events import (
 from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.wire import Op
 from rlm_tui.models.base import CallInfo, Model
 from rlm_tui.models.registry import make_model
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
@@ -495,7 +496,7 @@ class Run:
 
     # -- sub-calls from kernels --------------------------------------------------------------
 
-    async def _handle_subcall(self, agent_id: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _handle_subcall(self, agent_id: str, op: Op, args: dict[str, Any]) -> dict[str, Any]:
         agent = self.agents.get(agent_id)
         if agent is None:
             raise UsageError(f"unknown agent {agent_id}")
@@ -505,22 +506,22 @@ class Run:
             self.fail(exc)
             raise
 
-    async def _dispatch(self, agent: Agent, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        if op == "final":
+    async def _dispatch(self, agent: Agent, op: Op, args: dict[str, Any]) -> dict[str, Any]:
+        if op is Op.FINAL:
             agent.final = Value.model_validate(args["value"])
             return {}
-        if op == "llm_query":
+        if op is Op.LLM_QUERY:
             return {"text": await self._llm_query(agent, args["prompt"], args.get("model"))}
-        if op == "llm_query_batched":
+        if op is Op.LLM_QUERY_BATCHED:
             prompts = list(args["prompts"])
             texts = await asyncio.gather(
                 *(self._llm_query(agent, p, args.get("model")) for p in prompts)
             )
             return {"texts": list(texts)}
-        if op == "rlm_query":
+        if op is Op.RLM_QUERY:
             value = await self.spawn(agent, args["prompt"], args.get("context"))
             return {"value": value.model_dump()}
-        if op == "rlm_query_batched":
+        if op is Op.RLM_QUERY_BATCHED:
             prompts = list(args["prompts"])
             contexts = args.get("contexts") or [None] * len(prompts)
             if len(contexts) != len(prompts):
@@ -529,7 +530,7 @@ class Run:
                 *(self.spawn(agent, p, c) for p, c in zip(prompts, contexts, strict=True))
             )
             return {"values": [v.model_dump() for v in values]}
-        raise UsageError(f"unknown bridge operation {op!r}")
+        assert_never(op)
 
     async def _llm_query(self, agent: Agent, prompt: str, model_name: str | None) -> str:
         recorded = self.recording.query_reply(agent.id, prompt) if self.recording else None
