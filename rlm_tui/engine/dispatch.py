@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rlm_tui.engine.budget import Budget
 from rlm_tui.engine.calls import Models
@@ -26,16 +26,10 @@ from rlm_tui.engine.context import (
 from rlm_tui.engine.replay import Replay
 from rlm_tui.errors import BudgetExceeded, KernelError, ModelError, RlmError, UsageError
 from rlm_tui.events import Notice, SubcallFinished, SubcallStarted, Value
+from rlm_tui.kernel.wire import Op
 
 if TYPE_CHECKING:
     from rlm_tui.engine.agent import Agent, AgentHost
-
-# The bridge's operation names (the kernel side calls them by these names).
-FINAL: Final = "final"
-LLM_QUERY: Final = "llm_query"
-LLM_QUERY_BATCHED: Final = "llm_query_batched"
-RLM_QUERY: Final = "rlm_query"
-RLM_QUERY_BATCHED: Final = "rlm_query_batched"
 
 Handler = Callable[["Agent", dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -70,22 +64,20 @@ class Subcalls:
     def __init__(self, run: SubcallHost) -> None:
         self._run = run
         self._count = 0
-        self._handlers: dict[str, Handler] = {
-            FINAL: self._final,
-            LLM_QUERY: self._llm_query,
-            LLM_QUERY_BATCHED: self._llm_query_batched,
-            RLM_QUERY: self._rlm_query,
-            RLM_QUERY_BATCHED: self._rlm_query_batched,
+        self._handlers: dict[Op, Handler] = {
+            Op.FINAL: self._final,
+            Op.LLM_QUERY: self._llm_query,
+            Op.LLM_QUERY_BATCHED: self._llm_query_batched,
+            Op.RLM_QUERY: self._rlm_query,
+            Op.RLM_QUERY_BATCHED: self._rlm_query_batched,
         }
+        assert set(self._handlers) == set(Op), "every bridge operation has a handler"
 
-    async def handle(self, agent_id: str, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, agent_id: str, op: Op, args: dict[str, Any]) -> dict[str, Any]:
         """Serve one bridge request; a budget, model or kernel failure ends the whole run."""
         agent = self._run.agent(agent_id)
-        handler = self._handlers.get(op)
-        if handler is None:
-            raise UsageError(f"unknown bridge operation {op!r}")
         try:
-            return await handler(agent, args)
+            return await self._handlers[op](agent, args)
         except (BudgetExceeded, ModelError, KernelError) as exc:
             self._run.fail(exc)
             raise
@@ -128,11 +120,13 @@ class Subcalls:
             return recorded
         self._count += 1
         call_id = f"q{self._count}"
-        started = SubcallStarted(agent_id=agent.id, call_id=call_id, kind=LLM_QUERY, prompt=prompt)
+        started = SubcallStarted(
+            agent_id=agent.id, call_id=call_id, kind="llm_query", prompt=prompt
+        )
         async with self._bracket(started) as done:
             messages = [{"role": "user", "content": prompt}]
             text = await run.host.call_model(
-                agent, messages, messages, agent.step, LLM_QUERY, run.models.named(model_name)
+                agent, messages, messages, agent.step, "llm_query", run.models.named(model_name)
             )
             done(Value(json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"))
         return text
@@ -157,7 +151,7 @@ class Subcalls:
         started = SubcallStarted(
             agent_id=parent.id,
             call_id=f"r{child_id}",
-            kind=RLM_QUERY,
+            kind="rlm_query",
             prompt=prompt,
             child_agent_id=child_id,
             context_preview=source.preview,

@@ -10,34 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import shutil
-import struct
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rlm_tui.kernel import wire
+from rlm_tui.kernel.wire import Op
+
 log = logging.getLogger(__name__)
-Handler = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
-_HEADER = struct.Struct(">I")
-MAX_FRAME = 512 * 1024 * 1024
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    head = await reader.readexactly(_HEADER.size)
-    (size,) = _HEADER.unpack(head)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes is too large")
-    return json.loads(await reader.readexactly(size))
-
-
-def encode_frame(obj: Any) -> bytes:
-    data = json.dumps(obj).encode()
-    return _HEADER.pack(len(data)) + data
+Handler = Callable[[str, Op, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class BridgeServer:
@@ -81,18 +67,18 @@ class BridgeServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            hello = await read_frame(reader)
+            hello = await wire.read_frame(reader)
             if not isinstance(hello, dict) or not secrets.compare_digest(
                 str(hello.get("token", "")), self.token
             ):
-                writer.write(encode_frame({"id": None, "error": "bad token", "kind": "auth"}))
+                writer.write(wire.encode({"id": None, "error": "bad token", "kind": "auth"}))
                 await writer.drain()
                 return
             agent = str(hello.get("agent", ""))
             pending: set[asyncio.Task[None]] = set()
             try:
                 while True:
-                    request = await read_frame(reader)
+                    request = await wire.read_frame(reader)
                     job = asyncio.ensure_future(self._answer(agent, request, writer))
                     pending.add(job)
                     job.add_done_callback(pending.discard)
@@ -100,6 +86,7 @@ class BridgeServer:
                 for job in pending:
                     job.cancel()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            # a torn, oversized or malformed frame ends the connection; the kernel reconnects
             pass
         finally:
             writer.close()
@@ -109,12 +96,17 @@ class BridgeServer:
     async def _answer(self, agent: str, request: Any, writer: asyncio.StreamWriter) -> None:
         rid = request.get("id") if isinstance(request, dict) else None
         try:
-            result = await self._handler(agent, str(request["op"]), dict(request.get("args") or {}))
+            op = wire.parse_op(request.get("op"))
+            result = await self._handler(agent, op, dict(request.get("args") or {}))
             reply: dict[str, Any] = {"id": rid, "result": result}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             reply = {"id": rid, "error": str(exc) or type(exc).__name__, "kind": type(exc).__name__}
+        try:
+            frame = wire.encode(reply)
+        except wire.FrameTooLarge as exc:
+            frame = wire.encode({"id": rid, "error": str(exc), "kind": "FrameTooLarge"})
         with contextlib.suppress(ConnectionError):
-            writer.write(encode_frame(reply))
+            writer.write(frame)
             await writer.drain()

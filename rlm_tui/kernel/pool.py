@@ -29,7 +29,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
-from rlm_tui.kernel.prelude import PRELUDE
+from rlm_tui.kernel.prelude import INSTALL_CODE, LIMIT_MEMORY_NAME, SETUP_NAME
 
 KERNEL_NAME = "rlm-tui-python"
 START_TIMEOUT = 60.0
@@ -123,9 +123,9 @@ class LocalKernel:
         self._client = self._km.client()
         self._client.start_channels()
         await self._client.wait_for_ready(timeout=START_TIMEOUT)
-        await self._run_internal(PRELUDE + "\n" + self._startup_code)
+        await self._run_internal(INSTALL_CODE + "\n" + self._startup_code)
         if self._memory_limit_mb:
-            await self._run_internal(f"_rlm_limit_memory({self._memory_limit_mb})")
+            await self._run_internal(f"{LIMIT_MEMORY_NAME}({self._memory_limit_mb})")
 
     async def _run_internal(self, code: str) -> None:
         result = await self._execute(code, lambda _s, _t: None, None, silent=True)
@@ -154,7 +154,7 @@ class LocalKernel:
             with os.fdopen(fd, "w") as f:
                 json.dump(bridge, f)
             grant = str(grant_path)
-        await self._run_internal(f"_rlm_setup({agent_id!r}, {path!r}, {kind!r}, {grant!r})")
+        await self._run_internal(f"{SETUP_NAME}({agent_id!r}, {path!r}, {kind!r}, {grant!r})")
 
     async def execute(
         self, code: str, on_output: OutputCallback, timeout: float | None = None

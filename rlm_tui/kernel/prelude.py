@@ -1,164 +1,245 @@
 """The code every kernel runs at start: the REPL contract's helpers, talking to the bridge.
 
-It runs inside ipykernel with the stdlib (and pyyaml) only. The bridge's address and token
-arrive at setup in a one-time 0600 file that is deleted once read, and live on in a closure
-only, so cell code finds them neither in the environment nor in the input history. Everything private lives under underscore names that ``SHOW_VARS`` hides.
+It is imported inside the kernel (standard library and pyyaml only) and ``install``-ed into
+the user namespace. The bridge's address and token arrive at setup in a one-time 0600 file that
+is deleted once read, and live on in a closure only, so cell code finds them neither in the
+environment nor in the input history. Everything private lives under underscore names that
+``SHOW_VARS`` hides.
 """
 
 from __future__ import annotations
 
-PRELUDE = r'''
-def _rlm_install(ns):
-    import base64, json, os, pickle, socket, struct, threading
+import base64
+import contextlib
+import json
+import os
+import pickle
+import socket
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
 
-    state = {"sock": None, "agent": "", "next_id": 0, "path": "", "token": ""}
-    lock = threading.Lock()
+from rlm_tui.kernel import wire
 
-    class RLMError(RuntimeError):
-        """A sub-call the host refused or could not complete."""
+INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\ndel _i"
+"""What a kernel runs to load the helpers into its namespace."""
+SETUP_NAME = "_rlm_setup"
+LIMIT_MEMORY_NAME = "_rlm_limit_memory"
+HIDDEN_NAMES = ("In", "Out", "exit", "quit", "get_ipython")
+REPR_LIMIT = 2000
 
-    def payload(value):
+
+class RLMError(RuntimeError):
+    """A sub-call the host refused or could not complete."""
+
+
+def payload(value: Any) -> dict[str, Any]:
+    """A kernel value as it crosses to the host: JSON if it round-trips, a pickle, a repr."""
+    try:
+        text = json.dumps(value)
+        is_json = json.loads(text) == value
+    except (TypeError, ValueError, RecursionError):
+        is_json = False
+    try:
+        pickled: str | None = base64.b64encode(pickle.dumps(value)).decode()
+    except Exception:
+        pickled = None
+    shown = repr(value)
+    return {
+        "json_value": value if is_json else None,
+        "is_json": is_json,
+        "repr": shown if len(shown) <= REPR_LIMIT else shown[:REPR_LIMIT] + "...",
+        "type_name": type(value).__name__,
+        "pickle": pickled,
+    }
+
+
+def unpayload(p: dict[str, Any]) -> Any:
+    """A payload back as a Python value: the pickle if it loads, else JSON, else the repr."""
+    if p.get("pickle"):
         try:
-            text = json.dumps(value)
-            is_json = json.loads(text) == value
-        except (TypeError, ValueError, RecursionError):
-            is_json = False
-        try:
-            pickled = base64.b64encode(pickle.dumps(value)).decode()
+            return pickle.loads(base64.b64decode(p["pickle"]))
         except Exception:
-            pickled = None
-        shown = repr(value)
-        return {
-            "json_value": value if is_json else None,
-            "is_json": is_json,
-            "repr": shown if len(shown) <= 2000 else shown[:2000] + "...",
-            "type_name": type(value).__name__,
-            "pickle": pickled,
-        }
+            pass
+    return p["json_value"] if p.get("is_json") else p.get("repr")
 
-    def unpayload(p):
-        if p.get("pickle"):
+
+def load_context(file: str, kind: str) -> Any:
+    """The agent's ``context`` from the private file the host wrote."""
+    if kind == "none" or not file:
+        return ""
+    if kind == "text":
+        with open(file, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    if kind == "json":
+        with open(file, encoding="utf-8") as f:
+            return json.load(f)
+    if kind == "jsonl":
+        with open(file, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if kind == "yaml":
+        import yaml
+
+        with open(file, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    if kind == "pickle":
+        with open(file, "rb") as f:
+            return pickle.load(f)
+    if kind == "dir":
+        return _read_dir(file)
+    raise ValueError(f"unknown context kind {kind!r}")
+
+
+def _read_dir(top: str) -> dict[str, str]:
+    out = {}
+    for root, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            full = os.path.join(root, name)
             try:
-                return pickle.loads(base64.b64decode(p["pickle"]))
-            except Exception:
-                pass
-        return p["json_value"] if p.get("is_json") else p.get("repr")
+                with open(full, encoding="utf-8") as f:
+                    out[os.path.relpath(full, top).replace(os.sep, "/")] = f.read()
+            except (UnicodeDecodeError, OSError):
+                continue
+    return out
 
-    def send(sock, obj):
-        data = json.dumps(obj).encode()
-        sock.sendall(struct.pack(">I", len(data)) + data)
 
-    def recv(sock):
-        head = b""
-        while len(head) < 4:
-            chunk = sock.recv(4 - len(head))
-            if not chunk:
-                raise ConnectionError("the bridge closed the connection")
-            head += chunk
-        (size,) = struct.unpack(">I", head)
-        buf = bytearray()
-        while len(buf) < size:
-            chunk = sock.recv(min(size - len(buf), 1 << 20))
-            if not chunk:
-                raise ConnectionError("the bridge closed the connection")
-            buf += chunk
-        return json.loads(buf)
+def limit_memory(megabytes: int) -> None:
+    import resource
 
-    def connect():
-        if not state["path"]:
+    cap = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+class _Link:
+    """The kernel's connection to the bridge: one request at a time, replies matched by id."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.agent = ""
+        self.path = ""
+        self.token = ""
+        self.next_id = 0
+        self.lock = threading.Lock()
+
+    def bind(self, agent: str, path: str, token: str) -> None:
+        if path:
+            self.path, self.token = path, token
+        self.agent = agent
+        self.drop()
+
+    def drop(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _connect(self) -> socket.socket:
+        if not self.path:
             raise RLMError("no bridge: this kernel was not set up by rlm-tui")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(state["path"])
-        send(sock, {"token": state["token"], "agent": state["agent"]})
-        state["sock"] = sock
+        sock.connect(self.path)
+        wire.send(sock, {"token": self.token, "agent": self.agent})
+        self.sock = sock
         return sock
 
-    def call(op, **args):
-        with lock:
-            state["next_id"] += 1
-            rid = state["next_id"]
-            for attempt in (1, 2):
-                sock = state["sock"] or connect()
-                try:
-                    send(sock, {"id": rid, "op": op, "args": args})
-                    while True:
-                        reply = recv(sock)
-                        if reply.get("id") == rid:
-                            break
-                    break
-                except (OSError, ConnectionError):
-                    state["sock"] = None
-                    try:
-                        sock.close()
-                    except OSError:
-                        pass
-                    if attempt == 2:
-                        raise RLMError("lost the connection to the rlm-tui host")
-                except BaseException:
-                    # an interrupt mid-call: the reply may still come; a new socket avoids it
-                    state["sock"] = None
-                    sock.close()
-                    raise
+    def call(self, op: wire.Op, **args: Any) -> Any:
+        with self.lock:
+            self.next_id += 1
+            rid = self.next_id
+            request = wire.encode({"id": rid, "op": op.value, "args": args})
+            reply = self._exchange(rid, request)
         if "error" in reply:
             raise RLMError(reply["error"])
         return reply["result"]
 
-    def llm_query(prompt, model=None):
+    def _exchange(self, rid: int, request: bytes) -> dict[str, Any]:
+        for attempt in (1, 2):
+            sock = self.sock or self._connect()
+            try:
+                sock.sendall(request)
+                while True:
+                    reply = wire.recv(sock)
+                    if isinstance(reply, dict) and reply.get("id") == rid:
+                        return reply
+            except (OSError, ConnectionError):
+                self.drop()
+                if attempt == 2:
+                    raise RLMError("lost the connection to the rlm-tui host") from None
+            except BaseException:
+                # an interrupt mid-call: the reply may still come; a new socket avoids it
+                self.drop()
+                raise
+        raise AssertionError("unreachable")
+
+
+class _Answer(dict[str, Any]):
+    """The official rlm library's answer dict: ready=True gives the content as FINAL."""
+
+    def __init__(self, final: Callable[[Any], None]) -> None:
+        super().__init__(content="", ready=False)
+        self._final = final
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key == "ready" and value:
+            self._final(self.get("content"))
+
+
+def install(ns: dict[str, Any]) -> None:
+    """Put the REPL contract's helpers into a kernel's user namespace ``ns``."""
+    link = _Link()
+    hidden: set[str] = set()
+
+    def llm_query(prompt: Any, model: str | None = None) -> str:
         """Ask a language model one question; returns its text."""
-        return call("llm_query", prompt=str(prompt), model=model)["text"]
+        return str(link.call(wire.Op.LLM_QUERY, prompt=str(prompt), model=model)["text"])
 
-    def llm_query_batched(prompts, model=None):
+    def llm_query_batched(prompts: list[Any], model: str | None = None) -> list[str]:
         """Ask many questions at once (answered concurrently); returns a list of texts."""
-        return call("llm_query_batched", prompts=[str(p) for p in prompts], model=model)["texts"]
+        texts = [str(p) for p in prompts]
+        return list(link.call(wire.Op.LLM_QUERY_BATCHED, prompts=texts, model=model)["texts"])
 
-    def rlm_query(prompt, context=None):
+    def rlm_query(prompt: Any, context: Any = None) -> Any:
         """Start a sub-agent with its own kernel; returns its final answer as a Python value."""
         ctx = None if context is None else payload(context)
-        return unpayload(call("rlm_query", prompt=str(prompt), context=ctx)["value"])
+        return unpayload(link.call(wire.Op.RLM_QUERY, prompt=str(prompt), context=ctx)["value"])
 
-    def rlm_query_batched(prompts, contexts=None):
+    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> list[Any]:
         """Start many sub-agents at once; returns their answers in order."""
-        prompts = [str(p) for p in prompts]
+        texts = [str(p) for p in prompts]
         ctxs = None if contexts is None else [None if c is None else payload(c) for c in contexts]
-        values = call("rlm_query_batched", prompts=prompts, contexts=ctxs)["values"]
+        values = link.call(wire.Op.RLM_QUERY_BATCHED, prompts=texts, contexts=ctxs)["values"]
         return [unpayload(v) for v in values]
 
-    def FINAL(value):
+    def FINAL(value: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the final answer (any Python value)."""
-        call("final", value=payload(value))
+        link.call(wire.Op.FINAL, value=payload(value))
 
-    def FINAL_VAR(name):
+    def FINAL_VAR(name: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the value of the variable ``name`` as the final answer."""
         if not isinstance(name, str):
             return FINAL(name)
         key = name.strip().strip("'\"")
         if key not in ns:
-            shown = ", ".join(_user_vars()) or "none"
+            shown = ", ".join(user_vars()) or "none"
             raise NameError(f"FINAL_VAR: no variable named {key!r}; variables: {shown}")
         FINAL(ns[key])
 
-    class _Answer(dict):
-        """The official rlm library's answer dict: ready=True gives the content as FINAL."""
-
-        def __setitem__(self, key, value):
-            super().__setitem__(key, value)
-            if key == "ready" and value:
-                FINAL(self.get("content"))
-
-    hidden = set()
-
-    def _user_vars():
-        import types
+    def user_vars() -> list[str]:
         return [
-            k for k, v in ns.items()
-            if not k.startswith("_") and k not in hidden
+            k
+            for k, v in ns.items()
+            if not k.startswith("_")
+            and k not in hidden
             and not isinstance(v, types.ModuleType)
-            and k not in ("In", "Out", "exit", "quit", "get_ipython")
+            and k not in HIDDEN_NAMES
         ]
 
-    def SHOW_VARS():
+    def SHOW_VARS() -> None:  # noqa: N802 - the REPL contract's name
         """Print the variables you have made, with their types."""
-        names = _user_vars()
+        names = user_vars()
         if not names:
             print("(no variables yet)")
         for k in names:
@@ -166,59 +247,19 @@ def _rlm_install(ns):
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
             print(f"{k}: {type(ns[k]).__name__} = {shown}")
 
-    def load_context(file, kind):
-        if kind == "none" or not file:
-            return ""
-        if kind == "text":
-            with open(file, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        if kind == "json":
-            with open(file, encoding="utf-8") as f:
-                return json.load(f)
-        if kind == "jsonl":
-            with open(file, encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
-        if kind == "yaml":
-            import yaml
-            with open(file, encoding="utf-8") as f:
-                return yaml.safe_load(f)
-        if kind == "pickle":
-            with open(file, "rb") as f:
-                return pickle.load(f)
-        if kind == "dir":
-            out = {}
-            for root, dirs, files in os.walk(file):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    try:
-                        with open(full, encoding="utf-8") as f:
-                            out[os.path.relpath(full, file).replace(os.sep, "/")] = f.read()
-                    except (UnicodeDecodeError, OSError):
-                        continue
-            return out
-        raise ValueError(f"unknown context kind {kind!r}")
-
-    def setup(agent, file, kind, grant=""):
+    def setup(agent: str, file: str, kind: str, grant: str = "") -> None:
         # the bridge's address and token come in a one-time file, read and removed at once
+        path = token = ""
         if grant:
             with open(grant, encoding="utf-8") as f:
                 bridge = json.load(f)
             os.unlink(grant)
-            state["path"], state["token"] = bridge["path"], bridge["token"]
-        state["agent"] = agent
-        if state["sock"] is not None:
-            state["sock"].close()
-            state["sock"] = None
+            path, token = bridge["path"], bridge["token"]
+        link.bind(agent, path, token)
         ns["context"] = load_context(file, kind)
-        ns["answer"] = _Answer(content="", ready=False)
+        ns["answer"] = _Answer(FINAL)
 
-    def limit_memory(megabytes):
-        import resource
-        cap = megabytes * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-    helpers = {
+    helpers: dict[str, Any] = {
         "RLMError": RLMError,
         "llm_query": llm_query,
         "llm_query_batched": llm_query_batched,
@@ -232,11 +273,6 @@ def _rlm_install(ns):
     hidden.update({"context", "answer"})
     ns.update(helpers)
     ns["context"] = ""
-    ns["answer"] = _Answer(content="", ready=False)
-    ns["_rlm_setup"] = setup
-    ns["_rlm_limit_memory"] = limit_memory
-
-
-_rlm_install(globals())
-del _rlm_install
-'''
+    ns["answer"] = _Answer(FINAL)
+    ns[SETUP_NAME] = setup
+    ns[LIMIT_MEMORY_NAME] = limit_memory
