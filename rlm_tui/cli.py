@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rlm_tui.errors import RlmError, UsageError
+from rlm_tui.redact import redact
 
 EXIT_BAD_USAGE = 2
 
@@ -36,13 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
+        argument_default=argparse.SUPPRESS,
         help="run a query headless: progress on stderr, the answer on stdout",
         description="Run an RLM on QUERY. The context stays in the kernel as `context`.",
     )
     run.add_argument("query", help="the question or task")
+    run.add_argument(
+        "--context-file",
+        "-c",
+        metavar="PATH",
+        help="text, .json/.jsonl/.yaml, a directory, or - for stdin",
+    )
     add_run_options(run)
-    run.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
-    run.add_argument("--tui", action="store_true", help="follow the run in the TUI")
+    run.add_argument(
+        "--json", action="store_true", default=False, help="print the answer and usage as JSON"
+    )
+    run.add_argument("--tui", action="store_true", default=False, help="follow the run in the TUI")
 
     tui = commands.add_parser("tui", help="open the workbench (the default command)")
     tui.add_argument("--sessions-dir", type=Path, default=None)
@@ -62,17 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser(
         "resume",
+        argument_default=argparse.SUPPRESS,
         help="go on with a saved session where it stopped (the recorded part costs nothing)",
     )
     resume.add_argument("session", help="session id, id prefix, or directory")
     _add_continue_options(resume)
 
     fork = commands.add_parser(
-        "fork", help="copy a session up to a cell into a new session and go on from there"
+        "fork",
+        argument_default=argparse.SUPPRESS,
+        help="copy a session up to a cell into a new session and go on from there",
     )
     fork.add_argument("session", help="session id, id prefix, or directory")
     fork.add_argument("--at", required=True, metavar="CELL", help="cell id, e.g. 0:2 or 0.1:1")
-    fork.add_argument("--code-file", type=Path, help="run this code in place of that cell")
+    fork.add_argument(
+        "--code-file", type=Path, default=None, help="run this code in place of that cell"
+    )
     _add_continue_options(fork)
 
     export = commands.add_parser("export", help="write a session as a notebook or a report")
@@ -104,106 +121,110 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--context-file",
-        "-c",
-        metavar="PATH",
-        help="text, .json/.jsonl/.yaml, a directory, or - for stdin",
-    )
+    """The settings of a run, shared by ``run``, ``resume`` and ``fork``.
+
+    No flag has a default here: a flag left out is absent from the parsed arguments, so a new
+    run takes RunConfig's default and a resumed one keeps what its session recorded. Each
+    flag's ``dest`` is the RunConfig field it sets (budget flags: the Limits field).
+    """
     parser.add_argument(
         "--model",
         "-m",
-        default="demo",
-        help="litellm model name, 'demo' (offline) or 'replay:SESSION'",
+        help="litellm model name, 'demo' (offline) or 'replay:SESSION' (default: demo)",
     )
     parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
     parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     parser.add_argument(
         "--no-stream",
-        action="store_true",
+        dest="stream",
+        action="store_false",
         help="ask the provider for whole replies (faster on loopback servers)",
     )
-    add_budget_options(parser, keep_recorded=False)
+    parser.add_argument(
+        "--stream", dest="stream", action="store_true", help="stream replies (the default)"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="seconds one model request may take before it is retried (default 60)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="model calls at once across the run; more wait their turn (default 8)",
+    )
+    add_budget_options(parser)
     parser.add_argument(
         "--truncate",
         type=_positive_int,
-        default=2000,
-        help="characters of each cell's output the model sees (default 2000)",
+        help="characters of each cell's output the model sees (default 2000, at least 100)",
     )
     parser.add_argument(
         "--cell-timeout",
         type=_positive_float,
-        default=120.0,
         help="seconds before a cell is interrupted (default 120)",
     )
     parser.add_argument(
-        "--memory-limit", type=_positive_int, metavar="MB", help="address-space cap of each kernel"
+        "--memory-limit",
+        dest="memory_limit_mb",
+        type=_positive_int,
+        metavar="MB",
+        help="address-space cap of each kernel (at least 64)",
     )
     parser.add_argument(
         "--pool-size",
         type=_non_negative_int,
-        default=2,
         help="kernels kept warm for sub-agents (default 2)",
     )
     parser.add_argument(
         "--sessions-dir",
         type=Path,
-        default=None,
         help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
     )
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "-m", help="go on with another model")
-    parser.add_argument("--sub-model")
-    parser.add_argument("--api-base")
-    parser.add_argument("--sessions-dir", type=Path, default=None)
-    parser.add_argument("--tui", action="store_true", help="go on in the TUI")
-    parser.add_argument("--headless", action="store_true", help="go on headless (the default)")
-    parser.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
-    add_budget_options(parser, keep_recorded=True)
-
-
-def add_budget_options(parser: argparse.ArgumentParser, keep_recorded: bool) -> None:
-    """The budget flags; when resuming, a flag left out keeps the recorded limit."""
-    budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
-    default_depth, default_iterations = (None, None) if keep_recorded else (3, 20)
-    budget.add_argument(
-        "--max-depth",
-        type=_non_negative_int,
-        default=default_depth,
-        help="sub-agent depth (default 3)",
+    add_run_options(parser)
+    parser.add_argument("--tui", action="store_true", default=False, help="go on in the TUI")
+    parser.add_argument(
+        "--headless", action="store_true", default=False, help="go on headless (the default)"
     )
+    parser.add_argument(
+        "--json", action="store_true", default=False, help="print the answer and usage as JSON"
+    )
+
+
+def add_budget_options(parser: argparse.ArgumentParser) -> None:
+    """The budget flags (dest: the Limits field)."""
+    budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
+    budget.add_argument("--max-depth", type=_non_negative_int, help="sub-agent depth (default 3)")
     budget.add_argument(
-        "--max-iterations",
-        type=_positive_int,
-        default=default_iterations,
-        help="model turns per agent (default 20)",
+        "--max-iterations", type=_positive_int, help="model turns per agent (default 20)"
     )
     budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
     budget.add_argument("--max-prompt-tokens", type=_positive_int)
-    budget.add_argument("--max-completion-tokens", type=_positive_int)
+    budget.add_argument(
+        "--max-completion-tokens",
+        type=_positive_int,
+        help="also sent to the provider as max_tokens (what is left of it)",
+    )
     budget.add_argument("--max-cost", type=_positive_float, help="US dollars")
     budget.add_argument("--max-time", type=_positive_float, help="seconds of wall time")
 
 
-LIMIT_FLAGS = (
-    "max_depth",
-    "max_iterations",
-    "max_calls",
-    "max_prompt_tokens",
-    "max_completion_tokens",
-    "max_cost",
-    "max_time",
-)
-
-
-def limits_from_args(args: argparse.Namespace, base: Any = None) -> Any:
-    """Limits from the flags given, on top of ``base`` (the recorded limits when resuming)."""
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings given on the command line, as RunConfig fields (``limits``: a dict)."""
     from rlm_tui.engine.budget import Limits
+    from rlm_tui.engine.run import RunConfig
 
-    given = {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
-    return (base or Limits()).model_copy(update=given)
+    given = vars(args)
+    settings = {k: v for k, v in given.items() if k in RunConfig.model_fields and k != "query"}
+    limits = {k: v for k, v in given.items() if k in Limits.model_fields}
+    if limits:
+        settings["limits"] = limits
+    return settings
 
 
 def _positive_int(text: str) -> int:
@@ -222,6 +243,8 @@ def _non_negative_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = _parse(float, text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
@@ -235,12 +258,14 @@ def _parse(kind: type, text: str) -> Any:
 
 
 def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
-    """A RunConfig from the shared run options; reads stdin for ``--context-file -``."""
-    from rlm_tui.engine.run import RunConfig
-    from rlm_tui.models.registry import make_model
+    """A RunConfig from the run options; reads stdin for ``--context-file -``.
+
+    Everything that can be refused is refused here, before a session or a kernel starts.
+    """
+    from rlm_tui.engine.run import config_from_settings
 
     context_value = None
-    context_file = args.context_file
+    context_file = getattr(args, "context_file", None)
     if context_file == "-":
         context_value = sys.stdin.read()
         context_file = None
@@ -248,27 +273,22 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         from rlm_tui.engine.context import context_from_file
 
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
-    for name in {args.model, args.sub_model} - {None}:
-        make_model(name, args.api_base)  # fail on an unknown model before kernels start
-    limits = limits_from_args(args)
-    options: dict[str, Any] = {}
-    if args.sessions_dir is not None:
-        options["sessions_dir"] = args.sessions_dir
-    return RunConfig(
+    config = config_from_settings(
+        settings_from_args(args),
         query=query,
         context_file=context_file,
         context_value=context_value,
-        model=args.model,
-        sub_model=args.sub_model,
-        api_base=args.api_base,
-        limits=limits,
-        truncate=args.truncate,
-        cell_timeout=args.cell_timeout,
-        memory_limit_mb=args.memory_limit,
-        pool_size=args.pool_size,
-        stream=not args.no_stream,
-        **options,
     )
+    check_models(config)
+    return config
+
+
+def check_models(config: Any) -> None:
+    """Fail on an unknown model or a bad API base before kernels start."""
+    from rlm_tui.models.registry import make_model
+
+    for name in {config.model, config.sub_model} - {None}:
+        make_model(name, config.api_base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,11 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(parser, args)
     except RlmError as exc:
-        print(f"rlm-tui: error: {exc}", file=sys.stderr)
+        print(f"rlm-tui: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rlm-tui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``rlm-tui sessions | head -1``): what it wanted is out
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -335,36 +359,35 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _continue(args: argparse.Namespace) -> int:
-    """resume / fork: rebuild the recorded state, then go on live."""
-    from rlm_tui.engine.recording import Recording
+    """resume / fork: rebuild the recorded state, then go on live (with any settings changed)."""
     from rlm_tui.engine.resume import fork_run, resume_run
 
-    directory = _checked_session(args.session, args.sessions_dir)
-    base = Recording.from_session(directory).started.limits
-    from rlm_tui.engine.budget import Limits
-
-    changes: dict[str, Any] = {"limits": limits_from_args(args, Limits.model_validate(base))}
-    for name in ("model", "sub_model", "api_base"):
-        if getattr(args, name):
-            changes[name] = getattr(args, name)
-    if args.model:
-        from rlm_tui.models.registry import make_model
-
-        make_model(args.model, args.api_base)
+    directory = _checked_session(args.session, getattr(args, "sessions_dir", None))
+    changes = settings_from_args(args)
+    changes.pop("sessions_dir", None)
     if args.command == "fork":
         code = None
         if args.code_file is not None:
             try:
                 code = args.code_file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot read {args.code_file}: {exc.strerror}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"cannot read {args.code_file}: {_reason(exc)}") from None
         run = fork_run(directory, args.at, code, **changes)
         print(f"rlm-tui: forked into session {run.config.append_to.name}", file=sys.stderr)
     else:
         run = resume_run(directory, **changes)
-    if args.tui:
-        return _tui(run=run)
+    try:
+        check_models(run.config)
+        if args.tui:
+            return _tui(run=run)
+    except BaseException:
+        run.abandon()
+        raise
     return asyncio.run(_follow_headless(run, args.json))
+
+
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else "not UTF-8 text"
 
 
 def _checked_session(ref: str, sessions_dir: Path | None) -> Path:

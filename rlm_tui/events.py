@@ -84,6 +84,9 @@ class RunStarted(_Event):
     limits: dict[str, Any] = Field(default_factory=dict)
     truncate: int = 2000
     api_base: str | None = None
+    """Without credentials (``user:pass@``, ``?api-key=``): those are never recorded."""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """Every setting of the run (RunConfig.recorded_settings), restored by resume and fork."""
     model_spec: str | None = None
     """The --model value that made ``model`` ('demo' for the demo model), for resuming."""
     sub_model_spec: str | None = None
@@ -130,14 +133,20 @@ class ModelRequest(_Event):
     model: str
     purpose: Literal["agent", "llm_query"] = "agent"
     messages: list[dict[str, Any]] = Field(default_factory=list)
+    max_tokens: int | None = None
+    """The completion limit sent with the call (what was left of the budget)."""
     """Only the messages added since the agent's previous request (all of them the first time)."""
 
 
 class ModelDelta(_Event):
+    """Streamed text of a call, a few pieces a second; the response holds the whole text."""
+
     type: Literal["model_delta"] = "model_delta"
     agent_id: str
     call_id: str
     text: str
+    reset: bool = False
+    """The text streamed so far by this call is void (a failed attempt): drop it first."""
 
 
 class ModelResponse(_Event):

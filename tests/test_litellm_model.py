@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from openai_server import OpenAIServer, Reply
@@ -53,7 +54,7 @@ async def test_known_model_is_priced(server):
 async def test_429_then_success(server):
     server.script([Reply(status=429, retry_after=0.01), Reply(text="fine")])
     retries: list[str] = []
-    done = await model(server, on_retry=retries.append).complete(MESSAGES, INFO)
+    done = await model(server).complete(MESSAGES, replace(INFO, on_retry=retries.append))
     assert done.text == "fine"
     assert len(server.requests) == 2
     assert len(retries) == 1 and "429" in retries[0]

@@ -46,6 +46,7 @@ def test_torn_last_line_is_reported_and_ignored_and_appending_goes_on(tmp_path):
     again.close()
     log = read_session(tmp_path / "s1")
     assert [e.message for e in log.events[1:]] == [TORN_NOTICE, "after the crash"]
+    assert log.events[1].seq == log.events[0].seq + 1  # the repair notice has a real seq
     assert log.problems == [f"{path}:2: torn line ignored"]
 
 

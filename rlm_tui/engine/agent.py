@@ -306,6 +306,15 @@ class Agent:
         host.emit(CellStarted(agent_id=self.id, cell_id=cell_id, code=code))
         result = await kernel.execute(code, on_output, timeout=host.settings.cell_timeout)
         error = result.error
+        if result.restarted:
+            host.emit(
+                KernelEvent(
+                    agent_id=self.id,
+                    kernel_id=kernel.kernel_id,
+                    what="restarted",
+                    reason=error or "restarted to end the cell",
+                )
+            )
         if result.status == "killed":
             error = await self._recover_kernel(kernel, result.error or "kernel died")
         return result.status, "".join(parts), counts["total"], error, result.duration

@@ -1,10 +1,19 @@
-"""Limits with hard stops: each check names the limit that ran out and the agent at fault."""
+"""Limits with hard stops: each check names the limit that ran out and the agent at fault.
+
+Calls in flight count: a call takes its place in the call budget, and its share of the
+completion-token budget (sent to the provider as ``max_tokens``), before it starts, so any
+number of concurrent calls cannot pass a limit between them.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from rlm_tui.errors import BudgetExceeded
 from rlm_tui.events import Usage
@@ -21,15 +30,25 @@ class Limits(BaseModel):
     max_cost: float | None = Field(None, gt=0)
     max_time: float | None = Field(None, gt=0)
 
+    @field_validator("max_cost", "max_time")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
 
 class Budget:
-    """The run's spending so far, checked before and after every model call."""
+    """The run's spending so far and the calls in flight, checked around every model call."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.usage = Usage()
         self.started = time.monotonic()
         self.max_depth_seen = 0
+        self.in_flight = 0
+        self._reserved_completion = 0
+        self._settled = asyncio.Condition()
 
     @property
     def elapsed(self) -> float:
@@ -53,14 +72,45 @@ class Budget:
                 agent_id,
             )
 
-    def check_before_call(self, agent_id: str) -> None:
-        """Refuse a call that would pass the call limit, or come after another limit ran out."""
+    @asynccontextmanager
+    async def reserve(self, agent_id: str) -> AsyncIterator[int | None]:
+        """Hold a place for one call; yields its ``max_tokens`` (None: no completion limit).
+
+        A call that finds the completion budget all reserved by calls in flight waits for
+        them to settle; when nothing is left it is refused.
+        """
+        max_tokens = await self._take(agent_id)
+        try:
+            yield max_tokens
+        finally:
+            self.in_flight -= 1
+            self._reserved_completion -= max_tokens or 0
+            async with self._settled:
+                self._settled.notify_all()
+
+    async def _take(self, agent_id: str) -> int | None:
         lim = self.limits
-        if lim.max_calls is not None and self.usage.calls >= lim.max_calls:
-            raise BudgetExceeded(
-                "calls", f"model call limit {lim.max_calls} reached at agent {agent_id}", agent_id
-            )
-        self.check_spent(agent_id)
+        while True:
+            if lim.max_calls is not None and self.usage.calls + self.in_flight >= lim.max_calls:
+                raise BudgetExceeded(
+                    "calls",
+                    f"model call limit {lim.max_calls} reached at agent {agent_id}",
+                    agent_id,
+                )
+            self.check_spent(agent_id)
+            if lim.max_completion_tokens is None:
+                self.in_flight += 1
+                return None
+            left = lim.max_completion_tokens - self.usage.completion_tokens
+            free = left - self._reserved_completion
+            if left <= 0 or (free <= 0 and self.in_flight == 0):
+                raise self._completion_exceeded(agent_id)
+            if free > 0:
+                self.in_flight += 1
+                self._reserved_completion += free
+                return free
+            async with self._settled:
+                await self._settled.wait()
 
     def record(self, usage: Usage) -> None:
         self.usage.add(usage)
@@ -78,12 +128,7 @@ class Budget:
             lim.max_completion_tokens is not None
             and used.completion_tokens > lim.max_completion_tokens
         ):
-            raise BudgetExceeded(
-                "completion_tokens",
-                f"completion token limit {lim.max_completion_tokens:,} passed "
-                f"({used.completion_tokens:,}) at agent {agent_id}",
-                agent_id,
-            )
+            raise self._completion_exceeded(agent_id)
         if lim.max_cost is not None and used.cost > lim.max_cost:
             raise BudgetExceeded(
                 "cost",
@@ -91,6 +136,15 @@ class Budget:
                 agent_id,
             )
         self.check_time(agent_id)
+
+    def _completion_exceeded(self, agent_id: str) -> BudgetExceeded:
+        lim, used = self.limits, self.usage
+        return BudgetExceeded(
+            "completion_tokens",
+            f"completion token limit {lim.max_completion_tokens:,} reached "
+            f"({used.completion_tokens:,}) at agent {agent_id}",
+            agent_id,
+        )
 
     def check_time(self, agent_id: str | None = None) -> None:
         lim = self.limits

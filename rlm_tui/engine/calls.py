@@ -1,18 +1,29 @@
 """Model calls of a run: which model serves whom, and one call with its events and budget.
 
-Every model call of every agent goes through ``ModelCalls.call``: the budget is checked
-before it, its request, deltas and response leave as events, its usage is counted after it.
+Every model call of every agent goes through ``ModelCalls.call``: it waits for a free slot,
+takes its place in the budget, its request, deltas and response leave as events, and its
+usage is counted after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from rlm_tui.engine.budget import Budget
-from rlm_tui.events import BudgetUpdate, Event, ModelDelta, ModelRequest, ModelResponse, Usage
+from rlm_tui.events import (
+    BudgetUpdate,
+    Event,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    Notice,
+    Usage,
+)
 from rlm_tui.models.base import CallInfo, Model
 from rlm_tui.models.registry import make_model
 
@@ -67,20 +78,54 @@ class Models:
 
 
 def model_maker(
-    api_base: str | None, delay: float, stream: bool, on_retry: Callable[[str], None]
+    api_base: str | None, delay: float, stream: bool, timeout: float
 ) -> Callable[[str], Model]:
     """Make models by name with the run's provider settings."""
 
     def make(name: str) -> Model:
-        return make_model(name, api_base, delay=delay, stream=stream, on_retry=on_retry)
+        return make_model(name, api_base, delay=delay, stream=stream, timeout=timeout)
 
     return make
 
 
+DELTA_INTERVAL = 0.25
+"""Seconds between two delta events of one call: a few lines a second, however fast it streams."""
+
+
+class _Deltas:
+    """Streamed pieces of one call, gathered into a few events a second."""
+
+    def __init__(self, emit: Callable[[str, bool], None]) -> None:
+        self._emit = emit
+        self._parts: list[str] = []
+        self._last = time.monotonic()
+        self._reset = False
+
+    def add(self, piece: str) -> None:
+        self._parts.append(piece)
+        if time.monotonic() - self._last >= DELTA_INTERVAL:
+            self.flush()
+
+    def void(self) -> None:
+        """A failed attempt: what it streamed is dropped, here and (next event) in the view."""
+        self._parts.clear()
+        self._reset = True
+
+    def flush(self) -> None:
+        if self._parts or self._reset:
+            self._emit("".join(self._parts), self._reset)
+        self._parts.clear()
+        self._reset = False
+        self._last = time.monotonic()
+
+
 class ModelCalls:
-    def __init__(self, budget: Budget, emit: Callable[[Event], None]) -> None:
+    """Every model call of a run: at most ``concurrency`` at once, the rest queue."""
+
+    def __init__(self, budget: Budget, emit: Callable[[Event], None], concurrency: int) -> None:
         self.budget = budget
         self._emit = emit
+        self._slots = asyncio.Semaphore(concurrency)
         self._count = 0
 
     async def call(
@@ -91,8 +136,18 @@ class ModelCalls:
         new_messages: list[dict[str, Any]],
     ) -> tuple[str, Usage]:
         """One model call; returns its text and its usage (already counted in the budget)."""
+        async with self._slots, self.budget.reserve(info.agent_id) as max_tokens:
+            return await self._call(model, info, messages, new_messages, max_tokens)
+
+    async def _call(
+        self,
+        model: Model,
+        info: CallInfo,
+        messages: list[dict[str, Any]],
+        new_messages: list[dict[str, Any]],
+        max_tokens: int | None,
+    ) -> tuple[str, Usage]:
         agent_id = info.agent_id
-        self.budget.check_before_call(agent_id)
         self._count += 1
         call_id = f"c{self._count}"
         self._emit(
@@ -103,14 +158,24 @@ class ModelCalls:
                 model=model.name,
                 purpose=info.purpose,
                 messages=new_messages,
+                max_tokens=max_tokens,
             )
         )
         started = time.monotonic()
+        deltas = _Deltas(
+            lambda text, reset: self._emit(
+                ModelDelta(agent_id=agent_id, call_id=call_id, text=text, reset=reset)
+            )
+        )
 
-        def on_delta(text: str) -> None:
-            self._emit(ModelDelta(agent_id=agent_id, call_id=call_id, text=text))
+        def on_retry(message: str) -> None:
+            deltas.void()
+            deltas.flush()
+            self._emit(Notice(agent_id=agent_id, message=message))
 
-        completion = await model.complete(messages, info, on_delta)
+        info = replace(info, max_tokens=max_tokens, on_retry=on_retry)
+        completion = await model.complete(messages, info, deltas.add)
+        deltas.flush()
         usage = Usage(
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,

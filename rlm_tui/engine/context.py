@@ -57,17 +57,33 @@ def context_from_file(path: Path) -> ContextSource:
             preview = f.read(PREVIEW_CHARS)
     except OSError as exc:
         raise UsageError(f"cannot read context file {path}: {exc.strerror}") from None
-    if kind == "json":
-        _check_json(path)
+    _check_structured(path, kind)
     return ContextSource(path.resolve(), kind, path.stat().st_size, preview)
 
 
-def _check_json(path: Path) -> None:
+def _check_structured(path: Path, kind: ContextKind) -> None:
+    """Parse a JSON, JSONL or YAML context now, so a bad one stops the run before it starts."""
+    if kind not in ("json", "jsonl", "yaml"):
+        return
+    import yaml
+
+    line = 0
     try:
         with open(path, encoding="utf-8") as f:
-            json.load(f)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"context file {path} is not valid JSON: {exc}") from None
+            if kind == "json":
+                json.load(f)
+            elif kind == "yaml":
+                yaml.safe_load(f)
+            else:
+                for line, text in enumerate(f, 1):  # noqa: B007 - reported below
+                    if text.strip():
+                        json.loads(text)
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        where = f" (line {line})" if kind == "jsonl" else ""
+        reason = " ".join(str(exc).split())[:200]
+        raise UsageError(
+            f"context file {path} is not valid {kind.upper()}{where}: {reason}"
+        ) from None
 
 
 def _directory_source(path: Path) -> ContextSource:
@@ -79,7 +95,12 @@ def _directory_source(path: Path) -> ContextSource:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             file = Path(root, name)
-            chars += file.stat().st_size
+            try:
+                chars += file.stat().st_size
+            except OSError as exc:
+                raise UsageError(
+                    f"context directory holds an unreadable file {file}: {exc.strerror}"
+                ) from None
             names.append(str(file.relative_to(path)))
     preview = "\n".join(sorted(names)[:20])
     return ContextSource(path.resolve(), "dir", chars, preview)

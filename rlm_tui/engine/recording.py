@@ -47,6 +47,7 @@ class Recording:
     usage: Usage = field(default_factory=Usage)
     finished: RunFinished | None = None
     last_seq: int = 0
+    _latest: RunStarted | None = None
     _running: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -66,7 +67,9 @@ class Recording:
 
     def _add(self, event: Event, prompts: dict[str, str]) -> None:
         self.last_seq = max(self.last_seq, event.seq)
-        if isinstance(event, ModelRequest) and event.purpose == "llm_query" and event.messages:
+        if isinstance(event, RunStarted):
+            self._latest = event
+        elif isinstance(event, ModelRequest) and event.purpose == "llm_query" and event.messages:
             prompts[event.call_id] = str(event.messages[-1].get("content", ""))
         elif isinstance(event, ModelResponse):
             if event.purpose == "agent":
@@ -86,6 +89,11 @@ class Recording:
             self.usage = event.usage.model_copy()
             if isinstance(event, RunFinished):
                 self.finished = event
+
+    @property
+    def latest(self) -> RunStarted:
+        """The last start (each resume records one, with its settings): what goes on now."""
+        return self._latest or self.started
 
     def reply(self, agent_id: str, step: int) -> str | None:
         return self.replies.get((agent_id, step))

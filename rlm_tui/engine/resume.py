@@ -1,4 +1,8 @@
-"""Resume a saved session where it stopped, or fork it from a cell into a new session."""
+"""Resume a saved session where it stopped, or fork it from a cell into a new session.
+
+The session's lock is taken before it is read, and held until the run ends, so two resumes
+of one session cannot both go on: the second is refused before it reads anything.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,61 @@ from typing import Any
 from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.recording import Recording, cut_before_cell
-from rlm_tui.engine.run import Run, RunConfig
-from rlm_tui.errors import SessionError
-from rlm_tui.events import Notice
+from rlm_tui.engine.run import Run, RunConfig, config_from_settings
+from rlm_tui.errors import SessionError, UsageError
+from rlm_tui.events import Notice, RunStarted
 from rlm_tui.models.base import Model
+from rlm_tui.redact import MASK
 from rlm_tui.session.store import SessionWriter, read_session
 
 
 def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConfig:
-    """The recorded run's settings, with ``changes`` (new limits, another model) on top."""
-    started = recording.started
-    limits = changes.pop("limits", None) or Limits.model_validate(started.limits)
-    model = (
-        changes.pop("model", None)
-        or started.model_spec
-        or ("demo" if started.model_is_demo else started.model)
-    )
-    return RunConfig(
+    """The recorded run's settings, with ``changes`` (RunConfig fields) on top.
+
+    ``limits`` in ``changes`` (a Limits or a dict) changes only the limits it sets.
+    """
+    started = recording.latest
+    settings = dict(started.settings or _settings_of_old(started))
+    limits = changes.pop("limits", None)
+    if isinstance(limits, Limits):
+        limits = limits.model_dump(exclude_unset=True)
+    settings["limits"] = {**settings.get("limits", {}), **(limits or {})}
+    settings.update({k: v for k, v in changes.items() if v is not None})
+    if MASK in (settings.get("api_base") or "") and "api_base" not in changes:
+        raise UsageError(
+            "this session's --api-base held credentials, which are never recorded: "
+            "give --api-base again"
+        )
+    return config_from_settings(
+        settings,
         query=started.query,
         context_file=started.context_file,
-        model=model,
-        sub_model=changes.pop("sub_model", None) or started.sub_model_spec,
-        api_base=changes.pop("api_base", None) or started.api_base,
-        limits=limits,
-        truncate=started.truncate,
         sessions_dir=directory.parent,
         append_to=directory,
-        **changes,
     )
+
+
+def _settings_of_old(started: RunStarted) -> dict[str, Any]:
+    """What a session written before settings were recorded says of them."""
+    settings: dict[str, Any] = {
+        "model": started.model_spec or ("demo" if started.model_is_demo else started.model),
+        "sub_model": started.sub_model_spec,
+        "api_base": started.api_base,
+        "limits": started.limits,
+        "truncate": started.truncate,
+    }
+    return settings
+
+
+def _locked(directory: Path) -> tuple[SessionWriter, Recording]:
+    """Take the session's lock, then read it (a second writer is refused here)."""
+    writer = SessionWriter(directory)
+    writer.open()
+    try:
+        return writer, Recording.from_session(directory)
+    except BaseException:
+        writer.close()
+        raise
 
 
 def resume_run(
@@ -47,16 +78,24 @@ def resume_run(
     """A Run that goes on in ``directory``: the recorded part is redone for free, then live.
 
     ``model`` serves the live part in place of the recorded model (tests and benchmarks).
+    The returned run holds the session's lock: start it (it lets go when it ends).
     """
-    recording = Recording.from_session(directory)
-    if recording.finished is not None and recording.finished.status == "answered":
-        raise SessionError(f"session {directory.name} has already answered; fork it to go on")
-    config = config_for(recording, directory, **changes)
-    return Run(config, model=model, breakpoints=breakpoints, recording=recording)
+    writer, recording = _locked(directory)
+    try:
+        if recording.finished is not None and recording.finished.status == "answered":
+            raise SessionError(f"session {directory.name} has already answered; fork it to go on")
+        config = config_for(recording, directory, **changes)
+    except BaseException:
+        writer.close()
+        raise
+    return Run(config, model=model, breakpoints=breakpoints, recording=recording, writer=writer)
 
 
-def fork_session(directory: Path, at_cell: str, sessions_dir: Path | None = None) -> Path:
-    """A new session holding ``directory``'s history up to ``at_cell``; the original is only read."""
+def fork_session(directory: Path, at_cell: str, sessions_dir: Path | None = None) -> SessionWriter:
+    """A new session holding ``directory``'s history up to ``at_cell``, left open and locked.
+
+    The original is only read.
+    """
     log = read_session(directory)
     kept = cut_before_cell(list(log.events), at_cell)
     writer = SessionWriter.create(sessions_dir or directory.parent)
@@ -66,9 +105,10 @@ def fork_session(directory: Path, at_cell: str, sessions_dir: Path | None = None
         writer.append(
             Notice(seq=kept[-1].seq + 1, message=f"forked from {directory.name} at cell {at_cell}")
         )
-    finally:
+    except BaseException:
         writer.close()
-    return writer.directory
+        raise
+    return writer
 
 
 def fork_run(
@@ -80,8 +120,14 @@ def fork_run(
     **changes: Any,
 ) -> Run:
     """Fork at a cell and go on from there, with that cell's code replaced if ``code`` is given."""
-    new = fork_session(directory, at_cell, sessions_dir)
-    recording = Recording.from_session(new)
-    config = config_for(recording, new, **changes)
+    writer = fork_session(directory, at_cell, sessions_dir)
+    try:
+        recording = Recording.from_session(writer.directory)
+        config = config_for(recording, writer.directory, **changes)
+    except BaseException:
+        writer.close()
+        raise
     overrides = {at_cell: code} if code is not None else None
-    return Run(config, breakpoints=breakpoints, recording=recording, overrides=overrides)
+    return Run(
+        config, breakpoints=breakpoints, recording=recording, overrides=overrides, writer=writer
+    )

@@ -22,8 +22,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlm_tui.engine.agent import Agent, AgentSettings
 from rlm_tui.engine.budget import Budget, Limits
@@ -54,9 +55,11 @@ from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
 from rlm_tui.models.base import CallInfo, Model
+from rlm_tui.redact import strip_url_credentials
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
 
 log = logging.getLogger(__name__)
+DEFAULT_CONCURRENCY = 8
 
 
 class RunConfig(BaseModel):
@@ -75,14 +78,57 @@ class RunConfig(BaseModel):
     sessions_dir: Path = Field(default_factory=default_sessions_dir)
     session_id: str | None = None
     pool_size: int = Field(2, ge=0)
-    cell_timeout: float | None = Field(120.0, gt=0)
+    cell_timeout: float | None = Field(120.0, gt=0, allow_inf_nan=False)
     memory_limit_mb: int | None = Field(None, ge=64)
     keep_output: int = Field(1_000_000, ge=1000)
-    demo_delay: float = Field(0.0, ge=0)
+    demo_delay: float = Field(0.0, ge=0, allow_inf_nan=False)
     stream: bool = True
+    request_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
+    """Seconds one model request may take before it is retried."""
+    max_concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1)
+    """Model calls at once across the run; more wait their turn."""
     append_to: Path | None = None
     """An existing session directory to go on in (resume, fork) instead of a new one."""
     save: bool = True
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """The settings a session records so that resume and fork go on with the same ones.
+
+        Every field but the run's identity and where it is saved; a new field is recorded
+        (and restored) without more code. The API base is recorded without credentials.
+        """
+        settings = self.model_dump(mode="json", exclude=NOT_RECORDED)
+        if self.api_base:
+            settings["api_base"] = strip_url_credentials(self.api_base)
+        return settings
+
+
+NOT_RECORDED = {"query", "context_file", "context_value", "sessions_dir", "session_id"} | {
+    "append_to",
+    "save",
+}
+FLAG_OF_FIELD = {"memory_limit_mb": "--memory-limit", "stream": "--no-stream"}
+
+
+def config_from_settings(settings: dict[str, Any], **fields: Any) -> RunConfig:
+    """A RunConfig from settings (given flags, or recorded ones); a bad value is a UsageError."""
+    try:
+        if api_base := settings.get("api_base"):
+            check_url(api_base)
+        return RunConfig.model_validate({**settings, **fields})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][-1]) if error["loc"] else "settings"
+        flag = FLAG_OF_FIELD.get(name, "--" + name.replace("_", "-"))
+        value = error.get("input")
+        raise UsageError(f"{flag} {value}: {error['msg'].lower()}") from None
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = strip_url_credentials(url)
+        raise UsageError(f"--api-base {shown!r} is not a URL (like http://127.0.0.1:8000/v1)")
 
 
 @dataclass
@@ -115,21 +161,21 @@ class Run:
         breakpoints: Breakpoints | None = None,
         recording: Recording | None = None,
         overrides: dict[str, str] | None = None,
+        writer: SessionWriter | None = None,
     ) -> None:
+        """``writer``: the session, already locked and read (resume, fork), to go on in."""
         self.config = config
         self.overrides = dict(overrides or {})
         self.replay = Replay(recording)
         self.bus = EventBus(self.replay.last_seq)
+        self.bus.writer = writer
         make = model_maker(
-            config.api_base,
-            config.demo_delay,
-            config.stream,
-            lambda message: self.emit(Notice(message=message)),
+            config.api_base, config.demo_delay, config.stream, config.request_timeout
         )
         self.models = Models.build(config.model, config.sub_model, make, model, sub_model)
         self.budget = Budget(config.limits)
         self.budget.usage = self.replay.usage
-        self.calls = ModelCalls(self.budget, self.emit)
+        self.calls = ModelCalls(self.budget, self.emit, config.max_concurrency)
         self.subcalls = Subcalls(self)
         self.settings = AgentSettings(
             truncate=config.truncate,
@@ -208,6 +254,9 @@ class Run:
     def _open_session(self) -> Path | None:
         """Take the session's lock; returns the directory if this call created it."""
         config = self.config
+        if self.bus.writer is not None:
+            self.session_dir = self.bus.writer.directory
+            return None
         if not config.save:
             return None
         if config.append_to is not None:
@@ -252,7 +301,8 @@ class Run:
                 session_dir=str(self.session_dir) if self.session_dir else None,
                 limits=config.limits.model_dump(),
                 truncate=config.truncate,
-                api_base=config.api_base,
+                api_base=strip_url_credentials(config.api_base) if config.api_base else None,
+                settings=config.recorded_settings(),
                 model_spec=config.model,
                 sub_model_spec=config.sub_model,
                 resumed_from=origin if origin == run_id else None,
@@ -517,6 +567,10 @@ class Run:
             return value
 
         return self._spawn(launch())
+
+    def abandon(self) -> None:
+        """Let go of a run that will not be started: its session's lock is released."""
+        self.bus.close()
 
     @property
     def result(self) -> RunResult | None:

@@ -23,6 +23,8 @@ class ExecResult:
     duration: float
     error: str | None = None
     """One line: 'ValueError: bad thing', or why the cell was cut short."""
+    restarted: bool = False
+    """The kernel was restarted to end the cell (its state is gone)."""
 
 
 class Kernel(Protocol):

@@ -183,6 +183,7 @@ class LocalKernel:
                         time.monotonic() - started,
                         f"cell ran past {timeout:g} s and did not stop when interrupted; the "
                         "kernel was restarted and its state lost",
+                        restarted=True,
                     )
                 interrupted_for_timeout = True
                 await self.interrupt()

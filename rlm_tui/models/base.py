@@ -12,13 +12,17 @@ DeltaCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CallInfo:
-    """Who is asking: lets offline models (demo, replay) answer per agent and step."""
+    """Who is asking (offline models answer per agent and step) and what the call may do."""
 
     agent_id: str
     depth: int
     step: int
     purpose: Literal["agent", "llm_query"]
     query: str
+    max_tokens: int | None = None
+    """The most completion tokens the reply may take (what is left of the budget)."""
+    on_retry: Callable[[str], None] | None = None
+    """Told why an attempt failed before the next one: what that attempt streamed is void."""
 
 
 @dataclass

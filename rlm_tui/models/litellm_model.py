@@ -9,14 +9,16 @@ streams, malformed replies), so every failure ends as one line in a ModelError.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 from rlm_tui.errors import ModelError, UsageError
 from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
+from rlm_tui.redact import redact, remember, strip_url_credentials
 
 _RETRY_AFTER_CAP = 30.0
 _KEY_VARS = {
@@ -81,16 +83,15 @@ class LiteLLMModel:
         max_retries: int = 4,
         backoff: float = 0.5,
         stream: bool = True,
-        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.name = model
         self.api_base = api_base
         self._api_key = api_key
+        remember(api_key)
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
         self.stream = stream
-        self.on_retry = on_retry
         self._route = model
         if api_base and "/" not in model:
             try:
@@ -100,7 +101,8 @@ class LiteLLMModel:
 
     @property
     def _where(self) -> str:
-        return f"model '{self.name}'" + (f" at {self.api_base}" if self.api_base else "")
+        where = f" at {strip_url_credentials(self.api_base)}" if self.api_base else ""
+        return f"model '{self.name}'{where}"
 
     async def complete(
         self, messages: list[Message], info: CallInfo, on_delta: DeltaCallback | None = None
@@ -110,23 +112,28 @@ class LiteLLMModel:
         while True:
             attempt += 1
             try:
-                return await self._once(litellm, messages, on_delta)
+                return await self._once(litellm, messages, info.max_tokens, on_delta)
             except Exception as exc:
                 retry, why, wait_hint = self._classify(litellm, exc)
-                if not retry:
-                    raise ModelError(why) from None
-                if attempt > self.max_retries:
-                    raise ModelError(f"{why} after {attempt} attempts") from None
-                delay = wait_hint if wait_hint is not None else self._backoff(attempt)
-                if self.on_retry is not None:
-                    self.on_retry(f"{why}; retry {attempt}/{self.max_retries} in {delay:.1f} s")
-                await asyncio.sleep(delay)
+            why = redact(why, self._api_key)
+            if not retry:
+                raise ModelError(why)
+            if attempt > self.max_retries:
+                raise ModelError(f"{why} after {attempt} attempts")
+            delay = wait_hint if wait_hint is not None else self._backoff(attempt)
+            if info.on_retry is not None:
+                info.on_retry(f"{why}; retry {attempt}/{self.max_retries} in {delay:.1f} s")
+            await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
         return float(self.backoff * (2 ** (attempt - 1)) * (0.75 + random.random() / 2))
 
     async def _once(
-        self, litellm: Any, messages: list[Message], on_delta: DeltaCallback | None
+        self,
+        litellm: Any,
+        messages: list[Message],
+        max_tokens: int | None,
+        on_delta: DeltaCallback | None,
     ) -> Completion:
         kwargs: dict[str, Any] = {
             "model": self._route,
@@ -134,6 +141,8 @@ class LiteLLMModel:
             "timeout": self.timeout,
             "num_retries": 0,
         }
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self._api_key:
@@ -192,32 +201,48 @@ class LiteLLMModel:
             return 0.0
 
     def _classify(self, litellm: Any, exc: Exception) -> tuple[bool, str, float | None]:
-        """(retry?, one-line reason, server's Retry-After)."""
+        """(retry?, one-line reason naming what happened, server's Retry-After).
+
+        litellm wraps the telling error (a JSON error, a cut stream, a bad URL) in a "server
+        error 500", so the causes are looked at before the status.
+        """
+        import httpx
+
         e = litellm.exceptions
+        causes = list(_causes(exc))
+
+        def caused_by(*kinds: type[BaseException]) -> bool:
+            return any(isinstance(cause, kinds) for cause in causes)
+
         status = getattr(exc, "status_code", None)
-        if isinstance(exc, _CutStream):
-            return True, f"{self._where}: {exc}", None
-        if "connection error" in str(exc).lower() or isinstance(exc, e.APIConnectionError):
-            target = self.api_base or self._where
+        where = self._where
+        if caused_by(httpx.InvalidURL, httpx.UnsupportedProtocol):
+            return False, f"{where}: the API base is not a URL (like http://host:port/v1)", None
+        if caused_by(e.Timeout, httpx.TimeoutException, TimeoutError):
+            return True, f"{where}: timed out after {self.timeout:g} s", None
+        if caused_by(json.JSONDecodeError):
+            return True, f"{where}: malformed reply (not valid JSON)", None
+        if caused_by(_CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError):
+            return True, f"{where}: the stream was cut before the reply was complete", None
+        if caused_by(httpx.ConnectError, ConnectionError, e.APIConnectionError):
+            target = strip_url_credentials(self.api_base) if self.api_base else where
             return True, f"cannot reach {target}: connection failed", None
         if isinstance(exc, e.AuthenticationError) or status == 401:
             var = _KEY_VARS.get(self._provider_name(), "the provider's API key variable")
-            return False, f"authentication failed for {self._where}: check {var}", None
+            return False, f"authentication failed for {where}: check {var}", None
         if isinstance(exc, e.NotFoundError) or status == 404:
-            return False, f"unknown model or endpoint: {self._where} was not found", None
+            return False, f"unknown model or endpoint: {where} was not found", None
         if isinstance(exc, e.PermissionDeniedError) or status == 403:
-            return False, f"permission denied for {self._where}", None
+            return False, f"permission denied for {where}", None
         if isinstance(exc, e.RateLimitError) or status == 429:
-            return True, f"{self._where}: rate limited (429)", _retry_after(exc)
-        if isinstance(exc, e.Timeout):
-            return True, f"{self._where}: timed out after {self.timeout:g} s", None
+            return True, f"{where}: rate limited (429)", _retry_after(exc)
         if isinstance(exc, e.BadRequestError) or status == 400:
-            return False, f"{self._where} refused the request: {_first_line(exc)}", None
+            return False, f"{where} refused the request: {_first_line(exc)}", None
         if isinstance(status, int) and status >= 500:
-            return True, f"{self._where}: server error {status}", _retry_after(exc)
+            return True, f"{where}: server error {status}", _retry_after(exc)
         if isinstance(exc, e.APIError | ValueError | KeyError | AttributeError):
-            return True, f"{self._where}: malformed reply ({_first_line(exc)})", None
-        return False, f"{self._where}: {type(exc).__name__}: {_first_line(exc)}", None
+            return True, f"{where}: malformed reply ({_first_line(exc)})", None
+        return False, f"{where}: {type(exc).__name__}: {_first_line(exc)}", None
 
     def _provider_name(self) -> str:
         try:
@@ -233,6 +258,16 @@ class _CutStream(Exception):
     pass
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it: litellm wraps the telling error several times."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
@@ -244,6 +279,7 @@ def _retry_after(exc: Exception) -> float | None:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"sk-[A-Za-z0-9_-]{6,}", "sk-***", text)
-    return text[:300]
+    """The server's own words, without litellm's "litellm.XError: XException - " wrapping."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return re.sub(r"^(?:(?:litellm\.)?\w+(?:Error|Exception)(?::| -) )+", "", line)[:300]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rlm_tui.models.base import Model
 
 DEMO = "demo"
@@ -15,7 +13,7 @@ def make_model(
     api_base: str | None = None,
     delay: float = 0.0,
     stream: bool = True,
-    on_retry: Callable[[str], None] | None = None,
+    timeout: float = 60.0,
 ) -> Model:
     """``demo``, ``replay:<session>``, or any litellm model name (checked without network)."""
     if name == DEMO:
@@ -29,4 +27,4 @@ def make_model(
     from rlm_tui.models.litellm_model import LiteLLMModel, check_model_name
 
     check_model_name(name, api_base)
-    return LiteLLMModel(name, api_base=api_base, stream=stream, on_retry=on_retry)
+    return LiteLLMModel(name, api_base=api_base, stream=stream, timeout=timeout)

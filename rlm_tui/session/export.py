@@ -31,6 +31,7 @@ from rlm_tui.events import (
     SubcallStarted,
     Usage,
 )
+from rlm_tui.redact import redact
 from rlm_tui.session.store import read_session
 
 OUTPUT_IN_REPORT = 2000
@@ -280,7 +281,7 @@ def export(directory: Path, fmt: str, output: Path) -> Path:
         raise UsageError(f"unknown export format '{fmt}' (use ipynb or md)")
     partial = output.with_name(output.name + ".partial")
     try:
-        partial.write_text(text, encoding="utf-8")
+        partial.write_text(redact(text), encoding="utf-8")
         partial.replace(output)
     except OSError as exc:
         partial.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ live run writes: agents in a tree, cells with their outputs, usage and answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,16 +60,23 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except OSError as exc:
         raise ImportError_(f"cannot read {path}: {exc.strerror}") from None
     with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ImportError_(f"{path}:{number}: not JSON ({exc.msg})") from None
-            if not isinstance(data, dict):
-                raise ImportError_(f"{path}:{number}: expected a JSON object")
-            yield number, data
+        try:
+            yield from _parsed(path, handle)
+        except UnicodeDecodeError:
+            raise ImportError_(f"{path}: not a text log (it is not UTF-8)") from None
+
+
+def _parsed(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(handle, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ImportError_(f"{path}:{number}: not JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ImportError_(f"{path}:{number}: expected a JSON object")
+        yield number, data
 
 
 @dataclass

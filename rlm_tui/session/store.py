@@ -7,7 +7,9 @@ process writes, and the context file when the context did not come from a file o
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
 import secrets
 import time
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 
 from rlm_tui.errors import SessionError
 from rlm_tui.events import FORMAT_VERSION, Event, Notice, RunStarted, dump_event, parse_event
+from rlm_tui.redact import redact
 
 EVENTS_FILE = "events.jsonl"
 TORN_NOTICE = "the line before this one was cut short by a crash and is ignored"
@@ -88,12 +91,20 @@ class SessionWriter:
         if torn:
             assert self._file is not None
             self._file.write("\n")
-            self.append(Notice(message=TORN_NOTICE))
+            self.append(Notice(seq=self._last_seq() + 1, message=TORN_NOTICE))
+
+    def _last_seq(self) -> int:
+        """The highest sequence number among the readable lines (a repair comes next)."""
+        last = 0
+        for _number, line in iter_lines(self.path):
+            with contextlib.suppress(ValueError, AttributeError):
+                last = max(last, int(json.loads(line).get("seq", 0)))
+        return last
 
     def append(self, event: Event) -> None:
         if self._file is None:
             return
-        self._file.write(dump_event(event) + "\n")
+        self._file.write(redact(dump_event(event)) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -160,7 +171,9 @@ def read_session(directory: Path) -> SessionLog:
 
 
 def find_session(ref: str, sessions_dir: Path | None = None) -> Path:
-    """A session directory from a path, an id, or a unique prefix of an id."""
+    """A session directory from a path, an id, or a unique prefix of an id (never a pattern)."""
+    if not ref.strip() or any(c in ref for c in "*?["):
+        raise SessionError(f"{ref!r} is not a session id, id prefix or directory")
     as_path = Path(ref)
     if (as_path / EVENTS_FILE).is_file():
         return as_path

@@ -186,7 +186,7 @@ def _model_request(view: RunView, e: ModelRequest) -> None:
 def _model_delta(view: RunView, e: ModelDelta) -> None:
     agent = view.agents.get(e.agent_id)
     if agent is not None:
-        agent.streaming += e.text
+        agent.streaming = ("" if e.reset else agent.streaming) + e.text
 
 
 def _model_response(view: RunView, e: ModelResponse) -> None:

@@ -1,0 +1,68 @@
+"""Secrets out of every line we write: the values themselves, whatever their shape.
+
+A secret is the value of any environment variable whose name looks secret (…KEY, …TOKEN,
+…SECRET, …PASSWORD, …CREDENTIALS, …AUTH…), and any key handed to a model explicitly
+(``remember``). Credentials inside URLs (``user:pass@``, ``?api-key=``) are blanked too.
+Applied to model errors, every session line, the CLI's error lines and exports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+_MIN_LENGTH = 8
+_SK_SHAPED = re.compile(r"sk-[A-Za-z0-9_-]{6,}")
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
+_PARAM_NAMES = r"api[-_]?key|key|token|access[-_]?token|secret|password|sig"
+_SECRET_PARAM_NAME = re.compile(rf"(?:{_PARAM_NAMES})$", re.IGNORECASE)
+_SECRET_PARAM = re.compile(rf"(?<=[?&])((?:{_PARAM_NAMES})=)[^&\s\"']+", re.IGNORECASE)
+_remembered: set[str] = set()
+
+
+def remember(secret: str | None) -> None:
+    """Treat ``secret`` (a key passed in code, not the environment) as a secret from now on."""
+    if secret and len(secret) >= _MIN_LENGTH:
+        _remembered.add(secret)
+
+
+def secrets() -> list[str]:
+    """Every secret value known now, longest first (so a key inside another goes with it)."""
+    found = set(_remembered)
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH and not value.startswith("/"):
+            found.add(value)
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, *extra: str | None) -> str:
+    """``text`` with every secret (and ``extra``), and credentials in URLs, masked."""
+    for secret in [*secrets(), *(e for e in extra if e and len(e) >= _MIN_LENGTH)]:
+        if secret in text:
+            text = text.replace(secret, MASK)
+        escaped = json.dumps(secret)[1:-1]  # as it appears inside a JSON string
+        if escaped != secret and escaped in text:
+            text = text.replace(escaped, MASK)
+    text = _SK_SHAPED.sub("sk-" + MASK, text)
+    text = _URL_USERINFO.sub(MASK + "@", text)
+    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+
+
+def strip_url_credentials(url: str) -> str:
+    """``url`` without its user, password and secret query parameters (to be recorded)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not _SECRET_PARAM_NAME.match(k)
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def has_url_credentials(url: str) -> bool:
+    return strip_url_credentials(url) != url
