@@ -295,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _dispatch(parser, args)
+        code = _dispatch(parser, args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except RlmError as exc:
         print(f"rlm-tui: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -220,6 +220,8 @@ class LiteLLMModel:
             return False, f"{where}: the API base is not a URL (like http://host:port/v1)", None
         if caused_by(e.Timeout, httpx.TimeoutException, TimeoutError):
             return True, f"{where}: timed out after {self.timeout:g} s", None
+        if "repeating the same chunk" in str(exc):
+            return False, f"{where}: the reply repeated one piece over and over (stopped)", None
         if caused_by(json.JSONDecodeError):
             return True, f"{where}: malformed reply (not valid JSON)", None
         if caused_by(_CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError):

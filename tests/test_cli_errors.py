@@ -1,0 +1,81 @@
+"""Bad values and files: one line on stderr, exit 2, no traceback, nothing started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe\xfa")
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{nope\n')
+    (tmp_path / "bad.json").write_text('{"a": ')
+    return tmp_path
+
+
+BAD = {
+    "truncate below 100": (["run", "q", "--truncate", "5"], "--truncate"),
+    "memory limit below 64": (["run", "q", "--memory-limit", "10"], "--memory-limit"),
+    "cell timeout nan": (["run", "q", "--cell-timeout", "nan"], "finite"),
+    "max cost nan": (["run", "q", "--max-cost", "nan"], "finite"),
+    "max time inf": (["run", "q", "--max-time", "inf"], "finite"),
+    "request timeout -1": (["run", "q", "--request-timeout", "-1"], "--request-timeout"),
+    "dangling symlink in a context dir": (["run", "q", "-c", "{tmp}/ctx"], "unreadable file"),
+    "invalid yaml context": (["run", "q", "-c", "{tmp}/bad.yaml"], "not valid YAML"),
+    "invalid jsonl context": (["run", "q", "-c", "{tmp}/bad.jsonl"], "line 2"),
+    "invalid json context": (["run", "q", "-c", "{tmp}/bad.json"], "not valid JSON"),
+    "api base not a url": (
+        ["run", "q", "-m", "openai/x", "--api-base", "localhost:8000"],
+        "not a URL",
+    ),
+    "import of a binary file": (["import", "{tmp}/binary.jsonl"], "not UTF-8"),
+    "resume of an empty name": (["resume", ""], "not a session"),
+    "resume of a pattern": (["resume", "*"], "not a session"),
+    "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),
+}
+
+
+@pytest.mark.parametrize("args, words", BAD.values(), ids=BAD.keys())
+def test_bad_value_gets_one_line_and_exit_2(files: Path, args: list[str], words: str):
+    sessions = files / "sessions"
+    done = cli(*(a.format(tmp=files) for a in args), "--sessions-dir", str(sessions), cwd=files)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert words in lines[0]
+    assert not sessions.exists() or not any(sessions.iterdir()), "nothing was started"
+
+
+def test_a_closed_pipe_is_no_traceback(tmp_path: Path):
+    sessions = tmp_path / "sessions"
+    for _ in range(2):
+        assert cli("run", "hello", "--sessions-dir", str(sessions)).returncode == 0
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "rlm_tui", "sessions", "--sessions-dir", str(sessions)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    listing.stdout.close()  # the reader is gone before a line is written (`| head -0`)
+    errors = listing.stderr.read()
+    listing.wait(timeout=60)
+    assert errors == "" and listing.returncode == 0
