@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
@@ -19,7 +18,6 @@ _MIN_LENGTH = 8
 _SK_SHAPED = re.compile(r"sk-[A-Za-z0-9_-]{6,}")
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
 _PARAM_NAMES = r"api[-_]?key|key|token|access[-_]?token|secret|password|sig"
-_SECRET_PARAM_NAME = re.compile(rf"(?:{_PARAM_NAMES})$", re.IGNORECASE)
 _SECRET_PARAM = re.compile(rf"(?<=[?&])((?:{_PARAM_NAMES})=)[^&\s\"']+", re.IGNORECASE)
 _remembered: set[str] = set()
 
@@ -48,21 +46,9 @@ def redact(text: str, *extra: str | None) -> str:
         if escaped != secret and escaped in text:
             text = text.replace(escaped, MASK)
     text = _SK_SHAPED.sub("sk-" + MASK, text)
-    text = _URL_USERINFO.sub(MASK + "@", text)
-    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, text)
+    return mask_url_credentials(text)
 
 
-def strip_url_credentials(url: str) -> str:
-    """``url`` without its user, password and secret query parameters (to be recorded)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    query = [
-        (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if not _SECRET_PARAM_NAME.match(k)
-    ]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
-
-
-def has_url_credentials(url: str) -> bool:
-    return strip_url_credentials(url) != url
+def mask_url_credentials(url: str) -> str:
+    """``url`` with its user, password and secret query parameters masked (to be recorded)."""
+    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, _URL_USERINFO.sub(MASK + "@", url))

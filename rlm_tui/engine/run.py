@@ -55,7 +55,7 @@ from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
 from rlm_tui.models.base import CallInfo, Model
-from rlm_tui.redact import strip_url_credentials
+from rlm_tui.redact import mask_url_credentials
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class RunConfig(BaseModel):
         """
         settings = self.model_dump(mode="json", exclude=NOT_RECORDED)
         if self.api_base:
-            settings["api_base"] = strip_url_credentials(self.api_base)
+            settings["api_base"] = mask_url_credentials(self.api_base)
         return settings
 
 
@@ -127,7 +127,7 @@ def config_from_settings(settings: dict[str, Any], **fields: Any) -> RunConfig:
 def check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = strip_url_credentials(url)
+        shown = mask_url_credentials(url)
         raise UsageError(f"--api-base {shown!r} is not a URL (like http://127.0.0.1:8000/v1)")
 
 
@@ -301,7 +301,7 @@ class Run:
                 session_dir=str(self.session_dir) if self.session_dir else None,
                 limits=config.limits.model_dump(),
                 truncate=config.truncate,
-                api_base=strip_url_credentials(config.api_base) if config.api_base else None,
+                api_base=mask_url_credentials(config.api_base) if config.api_base else None,
                 settings=config.recorded_settings(),
                 model_spec=config.model,
                 sub_model_spec=config.sub_model,

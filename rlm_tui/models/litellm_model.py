@@ -18,7 +18,7 @@ from typing import Any
 
 from rlm_tui.errors import ModelError, UsageError
 from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
-from rlm_tui.redact import redact, remember, strip_url_credentials
+from rlm_tui.redact import mask_url_credentials, redact, remember
 
 _RETRY_AFTER_CAP = 30.0
 _KEY_VARS = {
@@ -101,7 +101,7 @@ class LiteLLMModel:
 
     @property
     def _where(self) -> str:
-        where = f" at {strip_url_credentials(self.api_base)}" if self.api_base else ""
+        where = f" at {mask_url_credentials(self.api_base)}" if self.api_base else ""
         return f"model '{self.name}'{where}"
 
     async def complete(
@@ -220,6 +220,13 @@ class LiteLLMModel:
             return False, f"{where}: the API base is not a URL (like http://host:port/v1)", None
         if caused_by(e.Timeout, httpx.TimeoutException, TimeoutError):
             return True, f"{where}: timed out after {self.timeout:g} s", None
+        if "credentials encoded in URL" in str(exc):
+            return (
+                False,
+                f"{where}: the API base holds credentials, which cannot be sent "
+                "with a key: put the key in the provider's API key variable",
+                None,
+            )
         if "repeating the same chunk" in str(exc):
             return False, f"{where}: the reply repeated one piece over and over (stopped)", None
         if caused_by(json.JSONDecodeError):
@@ -227,7 +234,7 @@ class LiteLLMModel:
         if caused_by(_CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError):
             return True, f"{where}: the stream was cut before the reply was complete", None
         if caused_by(httpx.ConnectError, ConnectionError, e.APIConnectionError):
-            target = strip_url_credentials(self.api_base) if self.api_base else where
+            target = mask_url_credentials(self.api_base) if self.api_base else where
             return True, f"cannot reach {target}: connection failed", None
         if isinstance(exc, e.AuthenticationError) or status == 401:
             var = _KEY_VARS.get(self._provider_name(), "the provider's API key variable")
