@@ -146,6 +146,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="kernels kept warm for sub-agents (default 2)",
     )
     parser.add_argument(
+        "--max-kernels",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="kernels alive at once; past it sub-agents queue (default: from free memory)",
+    )
+    parser.add_argument(
         "--sessions-dir",
         type=Path,
         default=None,
@@ -234,10 +241,11 @@ def _parse(kind: type, text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
-    """A RunConfig from the shared run options; reads stdin for ``--context-file -``."""
+def run_config_from_args(args: argparse.Namespace, query: str, check: bool = True) -> Any:
+    """A RunConfig from the shared run options; reads stdin for ``--context-file -``.
+
+    ``check=False`` leaves the model names to ``check_models`` (it imports litellm)."""
     from rlm_tui.engine.run import RunConfig
-    from rlm_tui.models.registry import make_model
 
     context_value = None
     context_file = args.context_file
@@ -248,8 +256,8 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         from rlm_tui.engine.context import context_from_file
 
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
-    for name in {args.model, args.sub_model} - {None}:
-        make_model(name, args.api_base)  # fail on an unknown model before kernels start
+    if check:
+        check_models(args)
     limits = limits_from_args(args)
     options: dict[str, Any] = {}
     if args.sessions_dir is not None:
@@ -266,9 +274,18 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         cell_timeout=args.cell_timeout,
         memory_limit_mb=args.memory_limit,
         pool_size=args.pool_size,
+        max_kernels=args.max_kernels,
         stream=not args.no_stream,
         **options,
     )
+
+
+def check_models(args: argparse.Namespace) -> None:
+    """Fail on an unknown model before the run starts."""
+    from rlm_tui.models.registry import make_model
+
+    for name in {args.model, args.sub_model} - {None}:
+        make_model(name, args.api_base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,10 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
-        config = run_config_from_args(args, args.query)
         if args.tui:
-            return _tui(config=config)
-        return asyncio.run(_run_headless(config, args.json))
+            return _tui(config=run_config_from_args(args, args.query))
+        return _run_cli(args)
     if args.command == "sessions":
         return _list_sessions(args)
     if args.command in ("resume", "fork"):
@@ -387,10 +403,29 @@ def _tui(**kwargs: Any) -> int:
     return 0
 
 
-async def _run_headless(config: Any, as_json: bool) -> int:
+def _run_cli(args: argparse.Namespace) -> int:
+    """``rlm-tui run``: the kernel template starts first, so its imports overlap litellm's; the
+    answer is printed before the kernels are torn down."""
+    from rlm_tui.engine.run import kernel_pool
+
+    config = run_config_from_args(args, args.query, check=False)
+    pool = kernel_pool(config)
+    pool.launch()
+    try:
+        check_models(args)
+    except BaseException:
+        pool.abandon()
+        raise
+    return asyncio.run(_run_headless(config, args.json, pool))
+
+
+async def _run_headless(config: Any, as_json: bool, pool: Any) -> int:
     from rlm_tui.engine.run import Run
 
-    return await _follow_headless(Run(config), as_json)
+    try:
+        return await _follow_headless(Run(config, provider=pool), as_json)
+    finally:
+        await pool.close()
 
 
 async def _follow_headless(run: Any, as_json: bool) -> int:

@@ -215,7 +215,6 @@ async def test_two_agents_kernels_from_one_template_share_nothing(pool, host):
     assert first.scratch != second.scratch and (first.scratch / "mine.txt").exists()
     await pool.release(first)
     await pool.release(second)
-    assert not first.scratch.exists()
 
 
 async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):

@@ -174,6 +174,14 @@ class Zygote:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(wire.encode({"op": "signal", "pid": pid, "signal": number}))
 
+    def kill(self) -> None:
+        """Kill the template at once (before any kernel was asked for)."""
+        if self._socket is not None:
+            self._socket.close()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     async def close(self) -> None:
         """Stop the template; it kills every kernel it forked on its way out."""
         if self._writer is not None:
@@ -446,11 +454,18 @@ class LocalKernelPool:
         self._zygote = Zygote(self._env, self._root, wrap)
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
         self._all: set[LocalKernel] = set()
+        self._ending: set[asyncio.Future[None]] = set()
         self._closed = False
 
     def launch(self) -> None:
         """Start the template process at once (it imports on its own core meanwhile)."""
         self._zygote.launch()
+
+    def abandon(self) -> None:
+        """Undo ``launch`` outside any event loop (the run never started)."""
+        self._closed = True
+        self._zygote.kill()
+        shutil.rmtree(self._root, ignore_errors=True)
 
     def _launch(self) -> asyncio.Task[LocalKernel]:
         kernel = LocalKernel(self._root, self._zygote, self._env, self._memory_limit_mb)
@@ -487,8 +502,11 @@ class LocalKernelPool:
             raise RuntimeError(f"kernel failed to start: {exc}") from exc
 
     async def release(self, kernel: Any) -> None:
-        await kernel.shutdown()
+        """Kill the kernel and go on: its end is awaited in the background (and by close)."""
         self._all.discard(kernel)
+        ending = asyncio.ensure_future(kernel.shutdown())
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
 
     async def close(self) -> None:
         """Shut down every kernel, ready, busy or still starting, and the template; safe twice."""
@@ -499,7 +517,8 @@ class LocalKernelPool:
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        await asyncio.gather(*(k.shutdown() for k in list(self._all)), return_exceptions=True)
+        ending = [*(k.shutdown() for k in list(self._all)), *self._ending]
+        await asyncio.gather(*ending, return_exceptions=True)
         self._all.clear()
         await self._zygote.close()
         shutil.rmtree(self._root, ignore_errors=True)
