@@ -26,12 +26,6 @@ from typing import Any
 from rlm_tui.kernel import prelude, wire
 
 PR_SET_PDEATHSIG = 1
-KERNEL_FLAGS = [
-    "--IPKernelApp.parent_handle=0",
-    "--HistoryManager.enabled=False",
-    "--IPKernelApp.quiet=True",
-]
-"""No parent polling (the death signal does it), no history database (nothing reads it)."""
 
 
 def die_with_parent() -> None:
@@ -42,11 +36,16 @@ def die_with_parent() -> None:
 
 def preload() -> None:
     """Import what a kernel's initialize would import, so each fork skips it (~0.4 s)."""
+    import faulthandler  # noqa: F401
+
     import ipykernel.debugger  # noqa: F401 - debugpy alone is most of it
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
     import IPython.core.completerlib  # noqa: F401
+    import IPython.core.debugger  # noqa: F401
+    import IPython.core.oinspect  # noqa: F401
     import IPython.extensions.storemagic  # noqa: F401
+    import IPython.utils.wildcard  # noqa: F401
     import tornado.platform.asyncio  # noqa: F401
     import tornado.queues  # noqa: F401
     import yaml  # noqa: F401 - a yaml context
@@ -64,9 +63,19 @@ def run_kernel(request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     from ipykernel.kernelapp import IPKernelApp
+    from traitlets.config import Config
 
-    app = IPKernelApp.instance(connection_file=request["connection_file"])
-    app.initialize(KERNEL_FLAGS)
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database: nothing reads it
+    app = IPKernelApp.instance(
+        connection_file=request["connection_file"],
+        parent_handle=0,  # no parent polling: the death signal does it
+        quiet=True,
+        config=config,
+    )
+    # the traits are set above: skip building a parser for an empty command line (~30 ms)
+    app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
+    app.initialize([])
     assert app.shell is not None
     prelude.install(app.shell.user_ns)
     if request.get("memory_limit_mb"):
