@@ -34,6 +34,7 @@ from rlm_tui.kernel.pool import LocalKernelPool  # noqa: E402
 from rlm_tui.models.litellm_model import LiteLLMModel  # noqa: E402
 
 RUNS = 3
+POOL = 4
 LATENCIES = (0.0, 0.2)
 SEQUENTIAL_CALLS = 5
 """root step 1, its llm_query, a child, a grandchild, root step 2."""
@@ -100,20 +101,24 @@ def responder(latency: float, rlms: bool = False):
 
 
 async def rlm_tui_trajectory(latency: float) -> float:
+    """Runs on one kernel pool (its template started once), its reserve refilled between."""
     times = []
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
         server.script(responder(latency))
         model = LiteLLMModel(
             "openai/bench", api_base=server.base_url, api_key="sk-bench", stream=False
         )
-        for i in range(RUNS + 1):
-            config = RunConfig(query="root", sessions_dir=Path(tmp))
-            started = time.perf_counter()
-            result = await Run(config, model=model).execute()
-            assert result.status == "answered", result.reason
-            assert result.answer["parts"]["c2"] == {"child": {"leaf": [1, 2, 3]}}, result.answer
-            if i:
-                times.append(time.perf_counter() - started)
+        async with LocalKernelPool(size=POOL) as pool:
+            for i in range(RUNS + 1):
+                await pool.start()
+                await asyncio.sleep(0.5)
+                config = RunConfig(query="root", sessions_dir=Path(tmp))
+                started = time.perf_counter()
+                result = await Run(config, model=model, provider=pool).execute()
+                assert result.status == "answered", result.reason
+                assert result.answer["parts"]["c2"] == {"child": {"leaf": [1, 2, 3]}}
+                if i:
+                    times.append(time.perf_counter() - started)
         await model.aclose()
     return statistics.median(times)
 
