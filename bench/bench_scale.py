@@ -112,7 +112,8 @@ def context_scale_child(megabytes: int) -> None:
             def watch(event: object) -> None:
                 if isinstance(event, ModelRequest) and not first:
                     first.append(time.perf_counter())
-                    pid = run.agents["0"].kernel.pid  # type: ignore[union-attr]
+                if isinstance(event, KernelEvent) and event.what == "started" and not kernel_rss:
+                    pid = int(event.reason.split()[-1])  # "pid N": its context is loaded
                     status = Path(f"/proc/{pid}/status").read_text()
                     rss = next(line for line in status.splitlines() if line.startswith("VmRSS"))
                     kernel_rss.append(int(rss.split()[1]) / 1024)

@@ -98,16 +98,18 @@ async def rlm_tui_run(server: OpenAIServer) -> float:
     return statistics.median(times)
 
 
-def rlms_run(python: Path, server: OpenAIServer, environment: str) -> float:
+def run_driver(python: Path, driver: str, *args: str) -> float:
+    """Run a driver script in rlms's virtualenv; it prints one figure last."""
     done = subprocess.run(
-        [str(python), "-c", RLMS_DRIVER, server.base_url, environment, str(RUNS)],
-        capture_output=True,
-        text=True,
-        check=False,
+        [str(python), "-c", driver, *args], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise SystemExit(f"rlms ({environment}) failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"rlms ({' '.join(args)}) failed:\n{done.stderr[-3000:]}")
     return float(done.stdout.strip().splitlines()[-1])
+
+
+def rlms_run(python: Path, server: OpenAIServer, environment: str) -> float:
+    return run_driver(python, RLMS_DRIVER, server.base_url, environment, str(RUNS))
 
 
 def main() -> None:

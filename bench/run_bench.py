@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_resume.py",
     "bench_scale.py",
     "bench_vs_rlms.py",
+    "bench_kernels.py",
 ]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
@@ -27,6 +28,12 @@ TARGETS = {
     "resume_200_cells_s": ("< 2 s", 2.0),
     "batched_32x0.3s_subcalls_s": ("< 0.35 s", 0.35),
     "speedup_vs_rlms_local": ("> 5x", None),
+    "fanout_64_subagents_pool4_s": ("< 1.5 s", 1.5),
+    "trajectory_7_agents_0s_speedup_vs_rlms_local": ("> 5x", None),
+    "trajectory_7_agents_0.2s_over_critical_path": ("< 1.1", 1.1),
+    "rlm_tui_run_process_over_import_litellm": ("< 1.3", 1.3),
+    "kernel_ready_p50_ms": ("< 60 ms", 60.0),
+    "kernel_ready_p99_ms": ("< 150 ms", 150.0),
 }
 
 

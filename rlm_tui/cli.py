@@ -179,6 +179,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="kernels kept warm for sub-agents (default 2)",
     )
     parser.add_argument(
+        "--max-kernels",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="kernels alive at once; past it sub-agents queue (default: from free memory)",
+    )
+    parser.add_argument(
         "--sessions-dir",
         type=Path,
         help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
@@ -257,10 +264,11 @@ def _parse(kind: type, text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
+def run_config_from_args(args: argparse.Namespace, query: str, check: bool = True) -> Any:
     """A RunConfig from the run options; reads stdin for ``--context-file -``.
 
-    Everything that can be refused is refused here, before a session or a kernel starts.
+    Everything that can be refused is refused here, before a session or a kernel starts;
+    ``check=False`` leaves the model names to ``check_models`` (it imports litellm).
     """
     from rlm_tui.engine.run import config_from_settings
 
@@ -279,7 +287,8 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         context_file=context_file,
         context_value=context_value,
     )
-    check_models(config)
+    if check:
+        check_models(config)
     return config
 
 
@@ -312,10 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
-        config = run_config_from_args(args, args.query)
         if args.tui:
-            return _tui(config=config)
-        return asyncio.run(_run_headless(config, args.json))
+            return _tui(config=run_config_from_args(args, args.query))
+        return _run_cli(args)
     if args.command == "sessions":
         return _list_sessions(args)
     if args.command in ("resume", "fork"):
@@ -412,10 +420,29 @@ def _tui(**kwargs: Any) -> int:
     return 0
 
 
-async def _run_headless(config: Any, as_json: bool) -> int:
+def _run_cli(args: argparse.Namespace) -> int:
+    """``rlm-tui run``: the kernel template starts first, so its imports overlap litellm's; the
+    answer is printed before the kernels are torn down."""
+    from rlm_tui.engine.run import kernel_pool
+
+    config = run_config_from_args(args, args.query, check=False)
+    pool = kernel_pool(config)
+    pool.launch()
+    try:
+        check_models(config)
+    except BaseException:
+        pool.abandon()
+        raise
+    return asyncio.run(_run_headless(config, args.json, pool))
+
+
+async def _run_headless(config: Any, as_json: bool, pool: Any) -> int:
     from rlm_tui.engine.run import Run
 
-    return await _follow_headless(Run(config), as_json)
+    try:
+        return await _follow_headless(Run(config, provider=pool), as_json)
+    finally:
+        await pool.close()
 
 
 async def _follow_headless(run: Any, as_json: bool) -> int:

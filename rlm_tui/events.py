@@ -244,12 +244,13 @@ class SubcallFinished(_Event):
 
 
 class KernelEvent(_Event):
-    """Kernel life: started, died (with reason), restarted, shut down."""
+    """Kernel life: queued (the run holds --max-kernels already; kernel_id is ""), started,
+    died (with reason), restarted, shut down."""
 
     type: Literal["kernel"] = "kernel"
     agent_id: str
     kernel_id: str
-    what: Literal["started", "died", "restarted", "interrupted", "shutdown"]
+    what: Literal["queued", "started", "died", "restarted", "interrupted", "shutdown"]
     reason: str = ""
 
 

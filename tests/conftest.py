@@ -25,8 +25,11 @@ SUITE_TAG = f"RLM_TUI_TEST_SUITE={uuid.uuid4().hex}"
 os.environ[SUITE_TAG.split("=")[0]] = SUITE_TAG.split("=")[1]  # inherited by CLIs and kernels
 
 
+KERNEL_COMMANDS = {b"ipykernel_launcher", b"rlm_tui.kernel.zygote"}
+
+
 def our_kernel_processes() -> list[int]:
-    """Pids of live ipykernels this test suite started (directly or through a CLI it ran)."""
+    """Pids of live kernels and kernel templates this suite started (directly or by a CLI)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -34,7 +37,7 @@ def our_kernel_processes() -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
-            if state == "Z" or b"ipykernel_launcher" not in cmdline:
+            if state == "Z" or not KERNEL_COMMANDS & set(cmdline):
                 continue
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:

@@ -132,8 +132,9 @@ async def test_skip_and_step(sessions_dir: Path, start_run) -> None:
     run.pause()
     await start_run(run)
     await _first(run, CellPaused)
-    run.step()  # a = 1 runs
-    await asyncio.sleep(0.3)
+    second = asyncio.ensure_future(_first(run, CellPaused))  # the next one to stop
+    run.step()  # a = 1 runs (once the kernel, prepared meanwhile, is ready)
+    assert (await second).cell_id == "0:2"
     assert "0:2" in run.control.pending
     run.skip_cell("0:2")  # a = 2 never runs
     run.resume()

@@ -192,3 +192,63 @@ async def test_the_leftover_check_sees_the_suites_kernels():
         kernel = await pool.acquire()
         assert kernel.pid in our_kernel_processes()
     assert kernel.pid not in our_kernel_processes()
+
+
+async def test_two_agents_kernels_from_one_template_share_nothing(pool, host):
+    first, second = await pool.acquire(), await pool.acquire()
+    await first.setup("0.1", None, "none", host.bridge.grant)
+    await second.setup("0.2", None, "none", host.bridge.grant)
+    status, error, out = await run(
+        first,
+        "import colorsys, json, os\ncolorsys.rgb_to_hsv = None\njson.marker = 1\nsecret_var = 1\n"
+        "open('mine.txt', 'w').write('x')\nos.chdir('/')\nprint(os.getpid())",
+    )
+    assert status == "ok", error
+    status, error, out = await run(
+        second,
+        "import colorsys, json, os\nprint(colorsys.rgb_to_hsv(1, 0, 0), hasattr(json, 'marker'), "
+        "'secret_var' in globals(), os.path.exists('mine.txt'), os.getcwd() == '/')",
+    )
+    assert status == "ok", error
+    assert out.split() == ["(0.0,", "1.0,", "1)", "False", "False", "False", "False"]
+    assert first.pid != second.pid
+    assert first.scratch != second.scratch and (first.scratch / "mine.txt").exists()
+    await pool.release(first)
+    await pool.release(second)
+
+
+async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):
+    kernel = await pool.acquire()
+    await kernel.setup("0", None, "none")
+    await run(kernel, "x = 41")
+    status, error, _ = await run(kernel, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    assert status == "killed" and "killed by signal 9, SIGKILL" in error
+    assert not kernel.is_alive()
+    await kernel.restart()
+    status, error, out = await run(kernel, "print('x' in globals(), context == '')")
+    assert (status, out.strip()) == ("ok", "False True")
+    await pool.release(kernel)
+
+
+async def test_interrupt_and_timeout_still_stop_a_cell(pool):
+    kernel = await pool.acquire()
+    await kernel.setup("0", None, "none")
+    cell = asyncio.ensure_future(run(kernel, "import time\nwhile True: time.sleep(0.01)"))
+    await asyncio.sleep(0.5)
+    await kernel.interrupt()
+    status, error, _ = await cell
+    assert (status, error) == ("interrupted", "interrupted")
+    status, error, _ = await run(kernel, "while True: pass", timeout=0.5)
+    assert status == "timeout" and "interrupted" in error
+    status, _, out = await run(kernel, "print('alive')")
+    assert (status, out) == ("ok", "alive\n")
+    await pool.release(kernel)
+
+
+async def test_a_template_that_cannot_start_is_an_error_with_its_reason():
+    def failing(argv, runtime_dir):
+        return ["sh", "-c", "echo 'bwrap: cannot do that' >&2; exit 1"]
+
+    async with LocalKernelPool(size=0, wrap=failing) as pool:
+        with pytest.raises(RuntimeError, match="template process ended: bwrap: cannot do that"):
+            await pool.acquire()

@@ -7,6 +7,7 @@ gate, event stream) belongs to the run and is reached through the narrow ``Agent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -110,6 +111,7 @@ class Agent:
         self.by_hand = by_hand
         self.bind_var = bind_var
         self.kernel: Kernel | None = None
+        self._kernel_task: asyncio.Task[Kernel] | None = None
         self.messages: list[dict[str, Any]] = []
         self.usage = Usage()
         self.step = 0
@@ -174,13 +176,31 @@ class Agent:
         )
 
     async def _release_kernel(self) -> None:
+        task, self._kernel_task = self._kernel_task, None
+        if task is not None and not task.done():
+            task.cancel()  # never needed: the acquire gives back what it got
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await task
         kernel, self.kernel = self.kernel, None
         if kernel is not None:
             await asyncio.shield(self.host.release_kernel(self, kernel))
 
+    def _kernel_ready(self, task: asyncio.Task[Kernel]) -> None:
+        if self._kernel_task is task and not task.cancelled() and task.exception() is None:
+            self.kernel = task.result()
+
+    async def _ready_kernel(self) -> Kernel:
+        """The agent's kernel, waited for the first time a cell needs it."""
+        if self.kernel is None and self._kernel_task is not None:
+            self.kernel = await self._kernel_task
+        return self._require_kernel()
+
     async def _loop(self) -> Value:
         host, settings = self.host, self.host.settings
-        self.kernel = await host.acquire_kernel(self)
+        # the kernel is prepared while the model writes its first reply
+        self._kernel_task = asyncio.ensure_future(host.acquire_kernel(self))
+        self._kernel_task.add_done_callback(self._kernel_ready)
         self.messages = [
             {
                 "role": "system",
@@ -275,7 +295,7 @@ class Agent:
         if code is None:
             return prompts.cell_feedback(index, "skipped by the user, not run", "")
         parts: list[str] = []
-        kernel = self._require_kernel()
+        kernel = await self._ready_kernel()
         result = await kernel.execute(code, lambda _s, text: parts.append(text))
         output = "".join(parts)
         model_view = truncate(output, self.host.settings.truncate)
@@ -288,7 +308,7 @@ class Agent:
     ) -> tuple[StatusHint, str, int, str | None, float]:
         """Run a cell; keep (and record) at most ``keep_output`` characters of what it prints."""
         host = self.host
-        kernel = self._require_kernel()
+        kernel = await self._ready_kernel()
         keep = host.settings.keep_output
         parts: list[str] = []
         counts = {"kept": 0, "total": 0}
@@ -345,7 +365,7 @@ class Agent:
 
     async def _resolve_plain_final(self, marker: FinalMarker) -> None:
         """``FINAL(x)`` written as text: evaluate it in the kernel, or take it as a string."""
-        kernel = self._require_kernel()
+        kernel = await self._ready_kernel()
         code = f"{marker.kind}({marker.argument})"
         result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
         if self.final is None and marker.kind == "FINAL":
@@ -356,7 +376,7 @@ class Agent:
 
     async def bind(self, name: str, value: Value) -> None:
         """Put a value into this agent's kernel under ``name`` (a hand-launched sub-agent)."""
-        kernel = self._require_kernel()
+        kernel = await self._ready_kernel()
         if value.pickle is not None:
             code = f"{name} = __import__('pickle').loads(__import__('base64').b64decode({value.pickle!r}))"
         elif value.is_json:

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,6 +59,8 @@ class SubcallHost(Protocol):
 
     def fail(self, exc: RlmError) -> None: ...
 
+    def lend_kernel_slot(self, agent: Agent) -> AbstractAsyncContextManager[None]: ...
+
 
 class Subcalls:
     def __init__(self, run: SubcallHost) -> None:
@@ -97,7 +99,8 @@ class Subcalls:
         return {"texts": list(texts)}
 
     async def _rlm_query(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
-        value = await self.spawn(agent, args["prompt"], args.get("context"))
+        async with self._run.lend_kernel_slot(agent):
+            value = await self.spawn(agent, args["prompt"], args.get("context"))
         return {"value": value.model_dump()}
 
     async def _rlm_query_batched(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +108,10 @@ class Subcalls:
         contexts = args.get("contexts") or [None] * len(prompts)
         if len(contexts) != len(prompts):
             raise UsageError("rlm_query_batched: contexts and prompts differ in length")
-        values = await asyncio.gather(
-            *(self.spawn(agent, p, c) for p, c in zip(prompts, contexts, strict=True))
-        )
+        async with self._run.lend_kernel_slot(agent):
+            values = await asyncio.gather(
+                *(self.spawn(agent, p, c) for p, c in zip(prompts, contexts, strict=True))
+            )
         return {"values": [v.model_dump() for v in values]}
 
     # -- the two kinds of sub-call -------------------------------------------------------------

@@ -35,6 +35,7 @@ from rlm_tui.engine.control import Breakpoints, Control, Decision, GateKind, Pen
 from rlm_tui.engine.dispatch import Subcalls
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
+from rlm_tui.engine.slots import KernelSlots, default_max_kernels
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     BudgetStop,
@@ -80,6 +81,8 @@ class RunConfig(BaseModel):
     pool_size: int = Field(2, ge=0)
     cell_timeout: float | None = Field(120.0, gt=0, allow_inf_nan=False)
     memory_limit_mb: int | None = Field(None, ge=64)
+    max_kernels: int | None = Field(None, ge=1)
+    """Kernels held at once; past it sub-agents queue. None: from the memory available."""
     keep_output: int = Field(1_000_000, ge=1000)
     demo_delay: float = Field(0.0, ge=0, allow_inf_nan=False)
     stream: bool = True
@@ -151,6 +154,11 @@ class RunResult:
         return self.usage.cost
 
 
+def kernel_pool(config: RunConfig) -> LocalKernelPool:
+    """The local kernels a run of this config uses (made by the run, or early by the CLI)."""
+    return LocalKernelPool(size=config.pool_size, memory_limit_mb=config.memory_limit_mb)
+
+
 class Run:
     def __init__(
         self,
@@ -192,6 +200,7 @@ class Run:
         """Private files of this run (sub-agents' contexts); made by start(), removed at the end."""
         self._provider = provider
         self._owns_provider = provider is None
+        self.kernel_slots = KernelSlots(config.max_kernels or default_max_kernels())
         self._bridge: BridgeServer | None = None
         self._services = AsyncExitStack()
         """Closed when the run ends, before its last events: bridge, kernels, models."""
@@ -278,9 +287,7 @@ class Run:
         services.push_async_callback(bridge.close)
         self._bridge = bridge
         if self._provider is None:
-            self._provider = LocalKernelPool(
-                size=self.config.pool_size, memory_limit_mb=self.config.memory_limit_mb
-            )
+            self._provider = kernel_pool(self.config)
         if self._owns_provider:
             services.push_async_callback(self._provider.close)
 
@@ -339,8 +346,9 @@ class Run:
             log.exception("run failed")
             self._fatal = self._fatal or RlmError(f"internal error: {exc!r}")
         finally:
-            await self._shutdown()
+            await self._stop_tasks()
         self._result = self._finish(value)
+        await self._services.aclose()  # the answer is out; kernels are torn down after it
         return self._result
 
     async def execute(self) -> RunResult:
@@ -381,14 +389,13 @@ class Run:
             status, answer, self.budget.usage, elapsed, self.session_dir, reason, exit_code
         )
 
-    async def _shutdown(self) -> None:
+    async def _stop_tasks(self) -> None:
         self.control.release_all()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        await self._services.aclose()
 
     def fail(self, exc: RlmError) -> None:
         """End the whole run for this reason (the first reason wins)."""
@@ -462,13 +469,21 @@ class Run:
 
     async def acquire_kernel(self, agent: Agent) -> Kernel:
         assert self._provider is not None and self._bridge is not None
+        await self.kernel_slots.take(agent.id, lambda held: self._emit_queued(agent, held))
         try:
             kernel = await self._provider.acquire()
-            await kernel.setup(agent.id, agent.context.path, agent.context.kind, self._bridge.grant)
-        except RlmError:
+        except BaseException as exc:
+            self.kernel_slots.give(agent.id)
+            if isinstance(exc, Exception) and not isinstance(exc, RlmError):
+                raise KernelError(f"could not start a kernel for agent {agent.id}: {exc}") from None
             raise
-        except Exception as exc:
-            raise KernelError(f"could not start a kernel for agent {agent.id}: {exc}") from None
+        try:
+            await kernel.setup(agent.id, agent.context.path, agent.context.kind, self._bridge.grant)
+        except BaseException as exc:
+            await asyncio.shield(self.release_kernel(agent, kernel))
+            if isinstance(exc, Exception) and not isinstance(exc, RlmError):
+                raise KernelError(f"could not start a kernel for agent {agent.id}: {exc}") from None
+            raise
         self.emit(
             KernelEvent(
                 agent_id=agent.id,
@@ -481,8 +496,17 @@ class Run:
 
     async def release_kernel(self, agent: Agent, kernel: Kernel) -> None:
         assert self._provider is not None
+        self.kernel_slots.give(agent.id)
         with contextlib.suppress(Exception):
             await self._provider.release(kernel)
+
+    def _emit_queued(self, agent: Agent, held: int) -> None:
+        reason = f"{held} of {self.kernel_slots.limit} kernels in use (--max-kernels)"
+        self.emit(KernelEvent(agent_id=agent.id, kernel_id="", what="queued", reason=reason))
+
+    def lend_kernel_slot(self, agent: Agent) -> contextlib.AbstractAsyncContextManager[None]:
+        """While an agent waits on its sub-agents, its kernel does not count against the cap."""
+        return self.kernel_slots.lent(agent.id, lambda held: self._emit_queued(agent, held))
 
     async def call_model(
         self,
@@ -556,7 +580,7 @@ class Run:
         parent = self.agent(parent_id)
         if not var.isidentifier():
             raise UsageError(f"'{var}' is not a valid Python variable name")
-        if parent.kernel is None or parent.status != "running":
+        if parent.status != "running":  # its kernel may still be coming: bind waits for it
             raise UsageError(f"agent {parent_id} is not running")
         payload = None if context is None else _payload_of(context)
         self.emit(Notice(agent_id=parent_id, message=f"sub-agent launched by hand -> {var}"))

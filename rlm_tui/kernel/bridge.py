@@ -32,6 +32,7 @@ class BridgeServer:
         self._dir: Path | None = None
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.token = secrets.token_hex(24)
 
     @property
@@ -53,6 +54,12 @@ class BridgeServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            # end each connection from our side: its reader sees EOF and its task ends (a
+            # cancelled connection task is logged as an error by asyncio's streams)
+            for writer in list(self._writers):
+                writer.close()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=1.0)
             for task in list(self._tasks):
                 task.cancel()
             with contextlib.suppress(Exception):
@@ -66,6 +73,7 @@ class BridgeServer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        self._writers.add(writer)
         try:
             hello = await wire.read_frame(reader)
             if not isinstance(hello, dict) or not secrets.compare_digest(
@@ -90,6 +98,7 @@ class BridgeServer:
             pass
         finally:
             writer.close()
+            self._writers.discard(writer)
             if task is not None:
                 self._tasks.discard(task)
 

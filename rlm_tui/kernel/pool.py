@@ -1,10 +1,12 @@
-"""Local ipykernel processes, kept warm in a pool so a sub-agent never waits for one to boot.
+"""Local kernels forked from a per-run template process, a few kept ready ahead of need.
 
-Each kernel: ``AsyncKernelManager`` over the "ipc" transport in a private directory, a private
-kernelspec that runs this interpreter, its output to /dev/null, its own process group (killed
-whole on shutdown, so processes a cell forked die with it), an environment without secrets,
-and the prelude already run. AsyncKernelManager has no auto-restarter, so ``execute`` watches
-the process itself: a dead kernel is an ``ExecResult`` with a reason, never a hang.
+The template (``zygote``) has imported ipykernel, IPython and the prelude once; each kernel is
+a fork of it that was never used, so every agent starts pristine, in tens of milliseconds. The
+host talks to a kernel with a bare ``AsyncKernelClient`` over the "ipc" transport in a private
+directory (no kernel manager, no ``wait_for_ready`` polling: one kernel_info round trip says it
+is up). Processes are only ever signalled through the template, which also reports each kernel's
+exit, so a dead kernel is an ``ExecResult`` with a reason, never a hang; and the template's
+command line passes through ``wrap`` so a sandbox can hold it and every kernel it forks.
 """
 
 from __future__ import annotations
@@ -15,28 +17,44 @@ import json
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.session import Session
 
+from rlm_tui.kernel import wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
-from rlm_tui.kernel.prelude import INSTALL_CODE, LIMIT_MEMORY_NAME, SETUP_NAME
+from rlm_tui.kernel.prelude import SETUP_NAME
 
-KERNEL_NAME = "rlm-tui-python"
 START_TIMEOUT = 60.0
 POLL = 0.2
+HANDSHAKE_POLL = 0.05
 GRACE_AFTER_INTERRUPT = 2.0
+RECONNECT_MS = 5
+"""zmq retries a connect to a kernel that has not bound yet this often (its default: 100 ms)."""
 _SECRET = re.compile(r"API_KEY|_KEY$|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+
+Wrap = Callable[[list[str], Path], list[str]]
+"""Wraps the template's command line (a sandbox); gets the runtime directory the template and
+its kernels write to (ipc files, each kernel's scratch)."""
+
+
+def unwrapped(argv: list[str], runtime_dir: Path) -> list[str]:
+    return argv
 
 
 def kernel_env(extra: dict[str, str]) -> dict[str, str]:
@@ -48,89 +66,245 @@ def kernel_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _private_kernelspecs(root: Path) -> KernelSpecManager:
-    """A kernelspec of our own: this interpreter, whatever kernels the machine has installed."""
-    spec_dir = root / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "rlm-tui",
-        "language": "python",
-        "interrupt_mode": "signal",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    return KernelSpecManager(kernel_dirs=[str(root / "kernels")], ensure_native_kernel=False)
+def exit_reason(status: int, memory_limit_mb: int | None) -> str:
+    """A kernel's wait status in words."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else "?"
+        reason = f"kernel process died (killed by signal {number}, {name})"
+    else:
+        reason = f"kernel process exited with status {os.waitstatus_to_exitcode(status)}"
+    if memory_limit_mb:
+        reason += f"; its memory cap is {memory_limit_mb} MB"
+    return reason
+
+
+class Zygote:
+    """The host's end of the template process: fork requests out, exits back."""
+
+    def __init__(self, env: dict[str, str], root: Path, wrap: Wrap) -> None:
+        self._env = env
+        self._root = root
+        self._wrap = wrap
+        self._process: subprocess.Popen[bytes] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._forks: dict[str, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._gone_reason = ""
+        self._socket: socket.socket | None = None
+        self._connecting: asyncio.Future[asyncio.StreamWriter] | None = None
+
+    def launch(self) -> None:
+        """Start the template now; it imports while the host goes on (requests queue)."""
+        if self._process is not None:
+            return
+        ours, theirs = socket.socketpair()
+        argv = [sys.executable, "-m", "rlm_tui.kernel.zygote", str(theirs.fileno())]
+        with open(self._root / "zygote.log", "wb") as log:
+            self._process = subprocess.Popen(
+                self._wrap(argv, self._root),
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(theirs.fileno(),),
+            )
+        theirs.close()
+        self._socket = ours
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        if self._connecting is None:
+            self.launch()
+            self._connecting = asyncio.ensure_future(self._open())
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> asyncio.StreamWriter:
+        assert self._socket is not None
+        reader, writer = await asyncio.open_unix_connection(sock=self._socket)
+        self._writer = writer
+        self._reader_task = asyncio.ensure_future(self._read(reader))
+        return writer
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                message = await wire.read_frame(reader)
+                if "forked" in message:
+                    future = self._forks.pop(str(message["forked"]), None)
+                    if future is not None and not future.done():
+                        future.set_result(int(message["pid"]))
+                elif "exited" in message:
+                    done = self._exits.setdefault(int(message["exited"]), _future())
+                    if not done.done():
+                        done.set_result(int(message["status"]))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        self._gone_reason = self._why_gone()
+        for future in [*self._forks.values(), *self._exits.values()]:
+            if not future.done():
+                future.set_exception(RuntimeError(self._gone_reason))
+
+    def _why_gone(self) -> str:
+        log = ""
+        with contextlib.suppress(OSError):
+            lines = (self._root / "zygote.log").read_text(errors="replace").strip().splitlines()
+            log = f": {lines[-1]}" if lines else ""
+        return f"the kernel template process ended{log}"
+
+    async def fork(self, request: dict[str, Any]) -> int:
+        if self._gone_reason:
+            raise RuntimeError(self._gone_reason)
+        writer = await self._connect()
+        future: asyncio.Future[int] = _future()
+        self._forks[str(request["kernel_id"])] = future
+        if self._gone_reason:  # it ended while we connected
+            raise RuntimeError(self._gone_reason)
+        writer.write(wire.encode({"op": "fork", **request}))
+        pid = await future
+        self._exits.setdefault(pid, _future())
+        return pid
+
+    def exited(self, pid: int) -> asyncio.Future[int]:
+        """Resolves to the kernel's wait status when it ends (an error if the template did)."""
+        return self._exits.setdefault(pid, _future())
+
+    def signal(self, pid: int, number: int) -> None:
+        """Signal a kernel's process group (the kernel and whatever its cells started)."""
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(wire.encode({"op": "signal", "pid": pid, "signal": number}))
+
+    def kill(self) -> None:
+        """Kill the template at once (before any kernel was asked for)."""
+        if self._socket is not None:
+            self._socket.close()
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    async def close(self) -> None:
+        """Stop the template; it kills every kernel it forked on its way out."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.write(wire.encode({"op": "exit"}))
+                self._writer.close()
+        elif self._socket is not None:
+            self._socket.close()
+        if self._process is not None:
+            deadline = time.monotonic() + 1.0
+            while self._process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+        if self._reader_task is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader_task
+
+
+def _future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
 
 
 class LocalKernel:
-    """One kernel process and its client; cells on it run one at a time."""
+    """One forked kernel and its client; cells on it run one at a time."""
 
     def __init__(
-        self,
-        root: Path,
-        specs: KernelSpecManager,
-        env: dict[str, str],
-        memory_limit_mb: int | None,
-        startup_code: str,
+        self, root: Path, zygote: Zygote, env: dict[str, str], memory_limit_mb: int | None
     ) -> None:
         self.kernel_id = uuid.uuid4().hex[:8]
-        self._km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
-        self._km.transport = "ipc"
-        self._km.ip = str(root / f"k-{self.kernel_id}")
-        self._km.connection_file = str(root / f"k-{self.kernel_id}.json")
+        self._root = root
+        self._zygote = zygote
         self._env = env
         self._memory_limit_mb = memory_limit_mb
-        self._startup_code = startup_code
+        self._scratch = root / f"scratch-{self.kernel_id}"
         self._client: Any = None
+        self._pid: int | None = None
+        self._exited: asyncio.Future[int] | None = None
+        self._generation = 0
         self._lock = asyncio.Lock()
-        self._root = root
         self._setup_args: tuple[str, Path | None, ContextKind, dict[str, str] | None] | None = None
-        self._pgid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        process = getattr(self._km.provisioner, "process", None)
-        return process.pid if process is not None else None
+        return self._pid
+
+    @property
+    def scratch(self) -> Path:
+        """Its private working directory (cwd and IPython's profile)."""
+        return self._scratch
 
     def is_alive(self) -> bool:
-        process = getattr(self._km.provisioner, "process", None)
-        return process is not None and process.poll() is None
+        return self._exited is not None and not self._exited.done()
 
     def _exit_reason(self) -> str:
-        process = getattr(self._km.provisioner, "process", None)
-        code = process.poll() if process is not None else None
-        if code is None:
+        if self._exited is None or not self._exited.done():
             return "kernel process died"
-        if code < 0:
-            name = (
-                signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
-            )
-            reason = f"kernel process died (killed by signal {-code}, {name})"
-        else:
-            reason = f"kernel process exited with status {code}"
-        if self._memory_limit_mb:
-            reason += f"; its memory cap is {self._memory_limit_mb} MB"
+        if self._exited.exception() is not None:
+            return str(self._exited.exception())
+        reason = exit_reason(self._exited.result(), self._memory_limit_mb)
+        err = self._connection_file().with_name(self._connection_file().name + ".err")
+        with contextlib.suppress(OSError):
+            reason += f": {err.read_text().strip()}"
         return reason
 
+    def _connection_file(self) -> Path:
+        return self._root / f"k-{self.kernel_id}-{self._generation}.json"
+
     async def start(self) -> None:
-        await self._km.start_kernel(
-            env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self._pgid = _pgid(self.pid)
-        await self._connect()
+        """Fork a kernel and wait for its first reply (zmq queues until the kernel binds)."""
+        self._generation += 1
+        self._scratch.mkdir(mode=0o700, exist_ok=True)
+        key = secrets.token_hex(16)
+        info: dict[str, Any] = {
+            "transport": "ipc",
+            "ip": str(self._root / f"k-{self.kernel_id}-{self._generation}"),
+            **{f"{name}_port": n for n, name in enumerate(_CHANNELS, 1)},
+            "key": key,
+            "signature_scheme": "hmac-sha256",
+            "kernel_name": "rlm-tui",
+        }
+        path = self._connection_file()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        env = {**self._env, "IPYTHONDIR": str(self._scratch / ".ipython")}
+        request = {
+            "kernel_id": self.kernel_id,
+            "connection_file": str(path),
+            "cwd": str(self._scratch),
+            "env": env,
+            "memory_limit_mb": self._memory_limit_mb,
+        }
+        self._pid = await self._zygote.fork(request)
+        self._exited = self._zygote.exited(self._pid)
+        client = AsyncKernelClient(context=_zmq_context(), session=Session(key=key.encode()))
+        client.load_connection_info(info)  # type: ignore[arg-type]
+        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        self._client = client
+        await self._handshake()
 
-    async def _connect(self) -> None:
-        self._client = self._km.client()
-        self._client.start_channels()
-        await self._client.wait_for_ready(timeout=START_TIMEOUT)
-        await self._run_internal(INSTALL_CODE + "\n" + self._startup_code)
-        if self._memory_limit_mb:
-            await self._run_internal(f"{LIMIT_MEMORY_NAME}({self._memory_limit_mb})")
-
-    async def _run_internal(self, code: str) -> None:
-        result = await self._execute(code, lambda _s, _t: None, None, silent=True)
-        if result.status != "ok":
-            raise RuntimeError(f"kernel setup failed: {result.error}")
+    async def _handshake(self) -> None:
+        """kernel_info until its reply and its iopub status both arrive (iopub is then live)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        client = self._client
+        while time.monotonic() < deadline:
+            msg_id = client.kernel_info()
+            while True:
+                if not self.is_alive():
+                    raise RuntimeError(self._exit_reason())
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the kernel did not answer within {START_TIMEOUT:g} s")
+                with contextlib.suppress(queue.Empty):
+                    reply = await client.shell_channel.get_msg(timeout=HANDSHAKE_POLL)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        break
+            with contextlib.suppress(queue.Empty):
+                while True:  # the status messages of that request; none if iopub is not live yet
+                    msg = await client.get_iopub_msg(timeout=HANDSHAKE_POLL)
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        return
+        raise RuntimeError(f"the kernel did not answer within {START_TIMEOUT:g} s")
 
     async def setup(
         self,
@@ -154,7 +328,10 @@ class LocalKernel:
             with os.fdopen(fd, "w") as f:
                 json.dump(bridge, f)
             grant = str(grant_path)
-        await self._run_internal(f"{SETUP_NAME}({agent_id!r}, {path!r}, {kind!r}, {grant!r})")
+        code = f"{SETUP_NAME}({agent_id!r}, {path!r}, {kind!r}, {grant!r})"
+        result = await self._execute(code, lambda _s, _t: None, None, silent=True)
+        if result.status != "ok":
+            raise RuntimeError(f"kernel setup failed: {result.error}")
 
     async def execute(
         self, code: str, on_output: OutputCallback, timeout: float | None = None
@@ -220,81 +397,79 @@ class LocalKernel:
         return ExecResult("error" if error else "ok", duration, error)
 
     async def interrupt(self) -> None:
-        if self.is_alive():
-            await self._km.interrupt_kernel()
+        if self.is_alive() and self._pid is not None:
+            self._zygote.signal(self._pid, signal.SIGINT)
 
     async def restart(self) -> None:
-        self._stop_client()
-        await self._kill_group()
-        await self._km.restart_kernel(now=True, newports=True)
-        self._pgid = _pgid(self.pid)
-        await self._connect()
+        await self._stop()
+        await self.start()
         if self._setup_args is not None:
             await self._run_setup()
 
-    def _stop_client(self) -> None:
+    async def _stop(self) -> None:
+        """Kill the process group, wait (briefly) until the template saw it end, drop files."""
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.stop_channels()
             self._client = None
-
-    async def _reap(self, limit: float = 1.0) -> None:
-        """Wait (briefly, finely) for the killed process, so jupyter_client's 0.1 s polls
-        find it already gone."""
-        process = getattr(self._km.provisioner, "process", None)
-        deadline = time.monotonic() + limit
-        while process is not None and process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
-
-    async def _kill_group(self) -> None:
-        if self._pgid is not None:
+        if self._pid is not None and self._exited is not None:
+            self._zygote.signal(self._pid, signal.SIGKILL)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._exited), 1.0)
+        for leftover in self._root.glob(f"k-{self.kernel_id}-{self._generation}*"):
             with contextlib.suppress(OSError):
-                os.killpg(self._pgid, signal.SIGKILL)
+                leftover.unlink()
 
     async def shutdown(self) -> None:
-        self._stop_client()
-        await self._kill_group()
-        await self._reap()
-        with contextlib.suppress(Exception):
-            await self._km.shutdown_kernel(now=True)
-        with contextlib.suppress(Exception):
-            await self._km.cleanup_resources()
+        await self._stop()
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _pgid(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+_CONTEXT: zmq.asyncio.Context | None = None
+
+
+def _zmq_context() -> zmq.asyncio.Context:
+    """One zmq context (one io thread) for every client of this host."""
+    global _CONTEXT
+    if _CONTEXT is None or _CONTEXT.closed:
+        _CONTEXT = zmq.asyncio.Context()
+        _CONTEXT.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+    return _CONTEXT
 
 
 class LocalKernelPool:
-    """Kernels started ahead of need; ``acquire`` takes a warm one and starts its successor."""
+    """Kernels forked ahead of need; ``acquire`` takes a ready one and forks its successor."""
 
     def __init__(
         self,
         size: int = 2,
         env: dict[str, str] | None = None,
         memory_limit_mb: int | None = None,
-        startup_code: str = "",
+        wrap: Wrap = unwrapped,
     ) -> None:
         self.size = size
         self._root = Path(tempfile.mkdtemp(prefix="rlm-kernels-"))
         os.chmod(self._root, 0o700)
-        self._specs = _private_kernelspecs(self._root)
         self._env = kernel_env(env or {})
         self._memory_limit_mb = memory_limit_mb
-        self._startup_code = startup_code
+        self._zygote = Zygote(self._env, self._root, wrap)
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
         self._all: set[LocalKernel] = set()
+        self._ending: set[asyncio.Future[None]] = set()
         self._closed = False
 
+    def launch(self) -> None:
+        """Start the template process at once (it imports on its own core meanwhile)."""
+        self._zygote.launch()
+
+    def abandon(self) -> None:
+        """Undo ``launch`` outside any event loop (the run never started)."""
+        self._closed = True
+        self._zygote.kill()
+        shutil.rmtree(self._root, ignore_errors=True)
+
     def _launch(self) -> asyncio.Task[LocalKernel]:
-        kernel = LocalKernel(
-            self._root, self._specs, self._env, self._memory_limit_mb, self._startup_code
-        )
+        kernel = LocalKernel(self._root, self._zygote, self._env, self._memory_limit_mb)
         self._all.add(kernel)
 
         async def boot() -> LocalKernel:
@@ -328,11 +503,14 @@ class LocalKernelPool:
             raise RuntimeError(f"kernel failed to start: {exc}") from exc
 
     async def release(self, kernel: Any) -> None:
-        await kernel.shutdown()
+        """Kill the kernel and go on: its end is awaited in the background (and by close)."""
         self._all.discard(kernel)
+        ending = asyncio.ensure_future(kernel.shutdown())
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
 
     async def close(self) -> None:
-        """Shut down every kernel, warm, busy or still booting; safe to call twice."""
+        """Shut down every kernel, ready, busy or still starting, and the template; safe twice."""
         self._closed = True
         while not self._warm.empty():
             task = self._warm.get_nowait()
@@ -340,8 +518,10 @@ class LocalKernelPool:
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        await asyncio.gather(*(k.shutdown() for k in list(self._all)), return_exceptions=True)
+        ending = [*(k.shutdown() for k in list(self._all)), *self._ending]
+        await asyncio.gather(*ending, return_exceptions=True)
         self._all.clear()
+        await self._zygote.close()
         shutil.rmtree(self._root, ignore_errors=True)
 
     async def __aenter__(self) -> LocalKernelPool:

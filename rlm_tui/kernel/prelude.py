@@ -26,7 +26,6 @@ INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\
 """What a kernel runs to load the helpers into its namespace."""
 SETUP_NAME = "_rlm_setup"
 LIMIT_MEMORY_NAME = "_rlm_limit_memory"
-HIDDEN_NAMES = ("In", "Out", "exit", "quit", "get_ipython")
 REPR_LIMIT = 2000
 
 
@@ -190,7 +189,7 @@ class _Answer(dict[str, Any]):
 def install(ns: dict[str, Any]) -> None:
     """Put the REPL contract's helpers into a kernel's user namespace ``ns``."""
     link = _Link()
-    hidden: set[str] = set()
+    hidden: set[str] = set(ns)  # what the shell put there (In, Out, open, exit...)
 
     def llm_query(prompt: Any, model: str | None = None) -> str:
         """Ask a language model one question; returns its text."""
@@ -231,10 +230,7 @@ def install(ns: dict[str, Any]) -> None:
         return [
             k
             for k, v in ns.items()
-            if not k.startswith("_")
-            and k not in hidden
-            and not isinstance(v, types.ModuleType)
-            and k not in HIDDEN_NAMES
+            if not k.startswith("_") and k not in hidden and not isinstance(v, types.ModuleType)
         ]
 
     def SHOW_VARS() -> None:  # noqa: N802 - the REPL contract's name

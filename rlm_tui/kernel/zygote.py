@@ -1,0 +1,180 @@
+"""The kernel template ("zygote"): imports ipykernel, IPython and the prelude once, then forks
+a fresh kernel per request, so a kernel costs an ``IPKernelApp.initialize`` and not a Python
+start and its imports.
+
+Run as ``python -m rlm_tui.kernel.zygote FD`` with one end of a socketpair on ``FD``; it speaks
+``wire`` frames over it. The host asks ``fork`` (a kernel id, its connection file, cwd, env,
+memory cap), ``signal`` (a kernel's process group) and ``kill``; the template answers ``forked``
+and reports each child's end as ``exited`` with its wait status. Nothing here ever runs user
+code, and no ZMQ context exists before a fork (ZMQ does not survive one): every kernel is a copy
+of a template that was never used. The template dies with the host (PR_SET_PDEATHSIG) and its
+kernels with the template; when the host's end closes, it kills every kernel and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+from rlm_tui.kernel import prelude, wire
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when the process that started it dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def preload() -> None:
+    """Import what a kernel's initialize would import, so each fork skips it.
+
+    Without debugpy: ipykernel's debugger is what nobody here uses and half the import time
+    (a cell can still ``import debugpy``)."""
+    import faulthandler  # noqa: F401
+
+    sys.modules["debugpy"] = None  # type: ignore[assignment]
+    try:
+        import ipykernel.debugger  # noqa: F401 - finds no debugpy: no debugger in the kernel
+    finally:
+        del sys.modules["debugpy"]
+    import ipykernel.ipkernel  # noqa: F401
+    import ipykernel.kernelapp  # noqa: F401
+    import IPython.core.completerlib  # noqa: F401
+    import IPython.core.debugger  # noqa: F401
+    import IPython.core.oinspect  # noqa: F401
+    import IPython.extensions.storemagic  # noqa: F401
+    import IPython.utils.wildcard  # noqa: F401
+    import tornado.platform.asyncio  # noqa: F401
+    import tornado.queues  # noqa: F401
+    import yaml  # noqa: F401 - a yaml context
+
+
+def run_kernel(request: dict[str, Any]) -> None:
+    """In the forked child: become a pristine kernel for ``request`` and serve until killed."""
+    os.setsid()  # its own process group: killed whole, cell children with it
+    die_with_parent()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    from ipykernel.kernelapp import IPKernelApp
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database: nothing reads it
+    app = IPKernelApp.instance(
+        connection_file=request["connection_file"],
+        parent_handle=0,  # no parent polling: the death signal does it
+        quiet=True,
+        config=config,
+    )
+    # the traits are set above: skip building a parser for an empty command line (~30 ms)
+    app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
+    app.initialize([])
+    assert app.shell is not None
+    prelude.install(app.shell.user_ns)
+    if request.get("memory_limit_mb"):
+        prelude.limit_memory(int(request["memory_limit_mb"]))
+    app.start()
+
+
+class Template:
+    """The template's loop: requests from the host, child exits from SIGCHLD."""
+
+    def __init__(self, host: socket.socket) -> None:
+        self.host = host
+        self.children: set[int] = set()
+        self.groups: set[int] = set()
+        """Every process group forked: a cell's children outlive their kernel until killed."""
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.selector = selectors.DefaultSelector()
+
+    def serve(self) -> None:
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.selector.register(self.host, selectors.EVENT_READ, "host")
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "child")
+        try:
+            while True:
+                for key, _ in self.selector.select():
+                    if key.data == "child":
+                        os.read(self.wake_r, 4096)
+                        self.reap()
+                    elif not self.handle(wire.recv(self.host)):
+                        return
+        except (ConnectionError, OSError):
+            traceback.print_exc()
+        finally:
+            for group in self.groups:
+                with contextlib.suppress(OSError):
+                    os.killpg(group, signal.SIGKILL)
+
+    def handle(self, request: dict[str, Any]) -> bool:
+        op = request.get("op")
+        if op == "fork":
+            pid = self.fork(request)
+            self.children.add(pid)
+            self.groups.add(pid)
+            wire.send(self.host, {"forked": request["kernel_id"], "pid": pid})
+        elif op == "signal" and int(request["pid"]) in self.groups:
+            with contextlib.suppress(OSError):
+                os.killpg(int(request["pid"]), int(request["signal"]))
+        elif op == "exit":
+            return False
+        return True
+
+    def fork(self, request: dict[str, Any]) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 0
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self.selector.close()
+            self.host.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            run_kernel(request)
+        except BaseException as exc:
+            code = 1
+            with contextlib.suppress(OSError), open(request["connection_file"] + ".err", "w") as f:
+                f.write("".join(traceback.format_exception_only(type(exc), exc)).strip())
+        os._exit(code)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.children:
+                self.children.discard(pid)
+                wire.send(self.host, {"exited": pid, "status": status})
+
+
+def main(argv: list[str]) -> None:
+    die_with_parent()
+    host = socket.socket(fileno=int(argv[0]))
+    preload()
+    wire.send(host, {"ready": os.getpid()})
+    Template(host).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
