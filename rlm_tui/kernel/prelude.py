@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -21,6 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from rlm_tui.kernel import wire
+from rlm_tui.kernel.aio_link import AsyncLink
+from rlm_tui.kernel.awaiting import AIO_NAME, AsyncForms
+from rlm_tui.kernel.awaiting import install as install_rewriter
 
 INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\ndel _i"
 """What a kernel runs to load the helpers into its namespace."""
@@ -28,6 +32,8 @@ SETUP_NAME = "_rlm_setup"
 LIMIT_MEMORY_NAME = "_rlm_limit_memory"
 HIDDEN_NAMES = ("In", "Out", "exit", "quit", "get_ipython")
 REPR_LIMIT = 2000
+Request = Callable[..., dict[str, Any]]
+"""A helper's own code: its arguments -> the bridge request's arguments."""
 
 
 class RLMError(RuntimeError):
@@ -103,6 +109,15 @@ def _read_dir(top: str) -> dict[str, str]:
             except (UnicodeDecodeError, OSError):
                 continue
     return out
+
+
+def _ipython() -> Any:
+    """The kernel's IPython shell, or None outside IPython (a plain test process)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
 
 
 def limit_memory(megabytes: int) -> None:
@@ -190,28 +205,49 @@ class _Answer(dict[str, Any]):
 def install(ns: dict[str, Any]) -> None:
     """Put the REPL contract's helpers into a kernel's user namespace ``ns``."""
     link = _Link()
+    alink = AsyncLink(link, RLMError)
+    forms = AsyncForms()
+    two_way_names: list[str] = []
     hidden: set[str] = set()
 
-    def llm_query(prompt: Any, model: str | None = None) -> str:
+    def two_way(op: wire.Op, result: Callable[[Any], Any]) -> Callable[[Request], Any]:
+        """A helper from its request: called plainly it blocks; awaited it runs concurrently."""
+
+        def make(request: Request) -> Any:
+            @functools.wraps(request)
+            def plain(*args: Any, **kwargs: Any) -> Any:
+                return result(link.call(op, **request(*args, **kwargs)))
+
+            async def awaited(*args: Any, **kwargs: Any) -> Any:
+                return result(await alink.call(op, **request(*args, **kwargs)))
+
+            forms.register(plain, awaited)
+            two_way_names.append(request.__name__)
+            return plain
+
+        return make
+
+    @two_way(wire.Op.LLM_QUERY, lambda r: str(r["text"]))
+    def llm_query(prompt: Any, model: str | None = None) -> dict[str, Any]:
         """Ask a language model one question; returns its text."""
-        return str(link.call(wire.Op.LLM_QUERY, prompt=str(prompt), model=model)["text"])
+        return {"prompt": str(prompt), "model": model}
 
-    def llm_query_batched(prompts: list[Any], model: str | None = None) -> list[str]:
+    @two_way(wire.Op.LLM_QUERY_BATCHED, lambda r: list(r["texts"]))
+    def llm_query_batched(prompts: list[Any], model: str | None = None) -> dict[str, Any]:
         """Ask many questions at once (answered concurrently); returns a list of texts."""
-        texts = [str(p) for p in prompts]
-        return list(link.call(wire.Op.LLM_QUERY_BATCHED, prompts=texts, model=model)["texts"])
+        return {"prompts": [str(p) for p in prompts], "model": model}
 
-    def rlm_query(prompt: Any, context: Any = None) -> Any:
+    @two_way(wire.Op.RLM_QUERY, lambda r: unpayload(r["value"]))
+    def rlm_query(prompt: Any, context: Any = None) -> dict[str, Any]:
         """Start a sub-agent with its own kernel; returns its final answer as a Python value."""
         ctx = None if context is None else payload(context)
-        return unpayload(link.call(wire.Op.RLM_QUERY, prompt=str(prompt), context=ctx)["value"])
+        return {"prompt": str(prompt), "context": ctx}
 
-    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> list[Any]:
+    @two_way(wire.Op.RLM_QUERY_BATCHED, lambda r: [unpayload(v) for v in r["values"]])
+    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> dict[str, Any]:
         """Start many sub-agents at once; returns their answers in order."""
-        texts = [str(p) for p in prompts]
         ctxs = None if contexts is None else [None if c is None else payload(c) for c in contexts]
-        values = link.call(wire.Op.RLM_QUERY_BATCHED, prompts=texts, contexts=ctxs)["values"]
-        return [unpayload(v) for v in values]
+        return {"prompts": [str(p) for p in prompts], "contexts": ctxs}
 
     def FINAL(value: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the final answer (any Python value)."""
@@ -256,6 +292,7 @@ def install(ns: dict[str, Any]) -> None:
             os.unlink(grant)
             path, token = bridge["path"], bridge["token"]
         link.bind(agent, path, token)
+        alink.drop()
         ns["context"] = load_context(file, kind)
         ns["answer"] = _Answer(FINAL)
 
@@ -275,4 +312,8 @@ def install(ns: dict[str, Any]) -> None:
     ns["context"] = ""
     ns["answer"] = _Answer(FINAL)
     ns[SETUP_NAME] = setup
+    ns[AIO_NAME] = forms
+    shell = _ipython()
+    if shell is not None:
+        install_rewriter(shell, lambda: two_way_names)
     ns[LIMIT_MEMORY_NAME] = limit_memory
