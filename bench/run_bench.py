@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_resume.py",
     "bench_scale.py",
     "bench_vs_rlms.py",
+    "bench_awaited.py",
 ]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
