@@ -32,9 +32,10 @@ async def main() -> None:
         assert stopped.session_dir is not None
         started = time.perf_counter()
         run = resume_run(
-            stopped.session_dir, limits=Limits(max_calls=CELLS + 1, max_iterations=500)
+            stopped.session_dir,
+            model=ScriptedModel({"q": STEPS}),
+            limits=Limits(max_calls=CELLS + 1, max_iterations=500),
         )
-        run.model = ScriptedModel({"q": STEPS})
         result = await run.execute()
         elapsed = time.perf_counter() - started
         assert result.status == "answered" and result.answer == 398, result.reason

@@ -1,19 +1,20 @@
 """One agent: messages -> model -> cells -> kernel -> feedback, until it answers.
 
-The agent owns its kernel and its conversation; the ``Run`` owns everything shared (models,
-budget, control gate, event stream) and is reached through ``self.run``.
+The agent owns its kernel and its conversation; everything shared (models, budget, control
+gate, event stream) belongs to the run and is reached through the narrow ``AgentHost``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rlm_tui.engine import prompts
 from rlm_tui.engine.context import ContextSource
 from rlm_tui.engine.parse import CodeCell, FinalMarker, code_cells, plain_final, truncate
-from rlm_tui.errors import KernelError
+from rlm_tui.errors import KernelError, RlmError
 from rlm_tui.events import (
     AgentFinished,
     AgentStarted,
@@ -24,6 +25,7 @@ from rlm_tui.events import (
     CellProposed,
     CellSkipped,
     CellStarted,
+    Event,
     KernelEvent,
     Usage,
     Value,
@@ -31,16 +33,66 @@ from rlm_tui.events import (
 from rlm_tui.kernel.base import Kernel, OutputStream
 
 if TYPE_CHECKING:
-    from rlm_tui.engine.run import Run
+    from rlm_tui.engine.control import Decision, GateKind
+    from rlm_tui.engine.recording import RecordedCell
+    from rlm_tui.models.base import Model
 
 MAX_KERNEL_DEATHS = 3
 StatusHint = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
 
 
+@dataclass(frozen=True)
+class AgentSettings:
+    """The run's settings an agent works by."""
+
+    truncate: int
+    keep_output: int
+    cell_timeout: float | None
+    max_depth: int
+
+
+class AgentHost(Protocol):
+    """What an agent may ask of its run, and nothing more."""
+
+    settings: AgentSettings
+
+    def emit(self, event: Event) -> None: ...
+
+    def model_name(self, depth: int) -> str: ...
+
+    async def acquire_kernel(self, agent: Agent) -> Kernel: ...
+
+    async def release_kernel(self, agent: Agent, kernel: Kernel) -> None: ...
+
+    def check_iterations(self, step: int, agent_id: str) -> None: ...
+
+    def recorded_reply(self, agent_id: str, step: int) -> str | None: ...
+
+    def recorded_cell(self, cell_id: str) -> RecordedCell | None: ...
+
+    async def call_model(
+        self,
+        agent: Agent,
+        messages: list[dict[str, Any]],
+        new_messages: list[dict[str, Any]],
+        step: int,
+        purpose: Literal["agent", "llm_query"] = "agent",
+        model: Model | None = None,
+    ) -> str: ...
+
+    async def gate(self, agent: Agent, kind: GateKind, gate_id: str, code: str) -> Decision: ...
+
+    def note_cell_error(self, agent_id: str) -> None: ...
+
+    def stop_cause(self) -> RlmError | None:
+        """Why the run is ending, when it is."""
+        ...
+
+
 class Agent:
     def __init__(
         self,
-        run: Run,
+        host: AgentHost,
         agent_id: str,
         query: str,
         context: ContextSource,
@@ -49,7 +101,7 @@ class Agent:
         by_hand: bool = False,
         bind_var: str | None = None,
     ) -> None:
-        self.run = run
+        self.host = host
         self.id = agent_id
         self.query = query
         self.context = context
@@ -78,13 +130,13 @@ class Agent:
 
     async def execute(self) -> Value:
         """Run to an answer; always leaves an AgentFinished event and no kernel behind."""
-        self.run.emit(
+        self.host.emit(
             AgentStarted(
                 agent_id=self.id,
                 parent_id=self.parent.id if self.parent else None,
                 depth=self.depth,
                 query=self.query,
-                model=self.run.model_for(self).name,
+                model=self.host.model_name(self.depth),
                 context_kind=self.context.kind,
                 context_chars=self.context.chars,
                 context_preview=self.context.preview,
@@ -95,7 +147,9 @@ class Agent:
         try:
             value = await self._loop()
         except asyncio.CancelledError:
-            self._finish(self.run.stop_status(), reason=self.run.stop_reason())
+            cause = self.host.stop_cause()
+            status = cause.agent_status if cause else "stopped"
+            self._finish(status, reason=str(cause) if cause else "stopped")
             raise
         except BaseException as exc:
             self._finish("failed", reason=str(exc))
@@ -108,7 +162,7 @@ class Agent:
 
     def _finish(self, status: AgentStatus, answer: Value | None = None, reason: str = "") -> None:
         self.status = status
-        self.run.emit(
+        self.host.emit(
             AgentFinished(
                 agent_id=self.id,
                 status=status,
@@ -122,16 +176,16 @@ class Agent:
     async def _release_kernel(self) -> None:
         kernel, self.kernel = self.kernel, None
         if kernel is not None:
-            await asyncio.shield(self.run.release_kernel(self, kernel))
+            await asyncio.shield(self.host.release_kernel(self, kernel))
 
     async def _loop(self) -> Value:
-        run = self.run
-        self.kernel = await run.acquire_kernel(self)
+        host, settings = self.host, self.host.settings
+        self.kernel = await host.acquire_kernel(self)
         self.messages = [
             {
                 "role": "system",
                 "content": prompts.system_prompt(
-                    self.context, self.depth, run.budget.limits.max_depth, run.config.truncate
+                    self.context, self.depth, settings.max_depth, settings.truncate
                 ),
             },
             {"role": "user", "content": prompts.first_message(self.query)},
@@ -139,9 +193,14 @@ class Agent:
         sent = 0
         while True:
             self.step += 1
-            run.budget.check_iterations(self.step, self.id)
+            host.check_iterations(self.step, self.id)
             self._attach_notes()
-            text = await run.call_model(self, self.messages, self.messages[sent:], self.step)
+            recorded = host.recorded_reply(self.id, self.step)
+            self.replaying = recorded is not None
+            if recorded is not None:
+                text = recorded
+            else:
+                text = await host.call_model(self, self.messages, self.messages[sent:], self.step)
             self.messages.append({"role": "assistant", "content": text})
             sent = len(self.messages)
             cells = code_cells(text)
@@ -167,14 +226,14 @@ class Agent:
     # -- cells -----------------------------------------------------------------------------
 
     async def _run_cell(self, step: int, cell: CodeCell) -> str:
-        run = self.run
+        host = self.host
         self.cell_count += 1
         index = self.cell_count
         cell_id = f"{self.id}:{index}"
-        recorded = run.recording.cells.get(cell_id) if run.recording and self.replaying else None
+        recorded = host.recorded_cell(cell_id) if self.replaying else None
         if recorded is not None:
             return await self._rerun_cell(index, cell, recorded.code)
-        run.emit(
+        host.emit(
             CellProposed(
                 agent_id=self.id,
                 cell_id=cell_id,
@@ -184,18 +243,18 @@ class Agent:
                 preamble=cell.preamble,
             )
         )
-        decision = await run.gate(self, "cell", cell_id, cell.code)
+        decision = await host.gate(self, "cell", cell_id, cell.code)
         if decision.edited:
-            run.emit(CellEdited(agent_id=self.id, cell_id=cell_id, code=decision.code))
+            host.emit(CellEdited(agent_id=self.id, cell_id=cell_id, code=decision.code))
         if decision.skipped:
-            run.emit(CellSkipped(agent_id=self.id, cell_id=cell_id))
-            run.emit(CellFinished(agent_id=self.id, cell_id=cell_id, status="skipped"))
+            host.emit(CellSkipped(agent_id=self.id, cell_id=cell_id))
+            host.emit(CellFinished(agent_id=self.id, cell_id=cell_id, status="skipped"))
             return prompts.cell_feedback(index, "skipped by the user, not run", "")
         status, output, total, error, duration = await self._execute(cell_id, decision.code)
-        model_view = truncate(output, run.config.truncate, total)
+        model_view = truncate(output, host.settings.truncate, total)
         if status == "error":
-            run.control.note_cell_error(self.id)
-        run.emit(
+            host.note_cell_error(self.id)
+        host.emit(
             CellFinished(
                 agent_id=self.id,
                 cell_id=cell_id,
@@ -219,7 +278,7 @@ class Agent:
         kernel = self._require_kernel()
         result = await kernel.execute(code, lambda _s, text: parts.append(text))
         output = "".join(parts)
-        model_view = truncate(output, self.run.config.truncate)
+        model_view = truncate(output, self.host.settings.truncate)
         if code != cell.code:
             model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
         return prompts.cell_feedback(index, _status_words(result.status, result.error), model_view)
@@ -228,9 +287,9 @@ class Agent:
         self, cell_id: str, code: str
     ) -> tuple[StatusHint, str, int, str | None, float]:
         """Run a cell; keep (and record) at most ``keep_output`` characters of what it prints."""
-        run = self.run
+        host = self.host
         kernel = self._require_kernel()
-        keep = run.config.keep_output
+        keep = host.settings.keep_output
         parts: list[str] = []
         counts = {"kept": 0, "total": 0}
 
@@ -242,10 +301,10 @@ class Agent:
             text = text[:room]
             counts["kept"] += len(text)
             parts.append(text)
-            run.emit(CellOutput(agent_id=self.id, cell_id=cell_id, stream=stream, text=text))
+            host.emit(CellOutput(agent_id=self.id, cell_id=cell_id, stream=stream, text=text))
 
-        run.emit(CellStarted(agent_id=self.id, cell_id=cell_id, code=code))
-        result = await kernel.execute(code, on_output, timeout=run.config.cell_timeout)
+        host.emit(CellStarted(agent_id=self.id, cell_id=cell_id, code=code))
+        result = await kernel.execute(code, on_output, timeout=host.settings.cell_timeout)
         error = result.error
         if result.status == "killed":
             error = await self._recover_kernel(kernel, result.error or "kernel died")
@@ -254,7 +313,7 @@ class Agent:
     async def _recover_kernel(self, kernel: Kernel, reason: str) -> str:
         """A dead kernel is restarted with its context; the model is told its state is gone."""
         self._kernel_deaths += 1
-        self.run.emit(
+        self.host.emit(
             KernelEvent(agent_id=self.id, kernel_id=kernel.kernel_id, what="died", reason=reason)
         )
         if self._kernel_deaths > MAX_KERNEL_DEATHS:
@@ -265,7 +324,7 @@ class Agent:
             await kernel.restart()
         except Exception as exc:
             raise KernelError(f"kernel of agent {self.id} could not be restarted: {exc}") from None
-        self.run.emit(
+        self.host.emit(
             KernelEvent(agent_id=self.id, kernel_id=kernel.kernel_id, what="restarted", reason="")
         )
         return f"{reason}; the kernel was restarted: every variable is lost, `context` is reloaded"

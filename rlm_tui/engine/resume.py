@@ -11,6 +11,7 @@ from rlm_tui.engine.recording import Recording, cut_before_cell
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import SessionError
 from rlm_tui.events import Notice
+from rlm_tui.models.base import Model
 from rlm_tui.session.store import SessionWriter, read_session
 
 
@@ -37,13 +38,21 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
     )
 
 
-def resume_run(directory: Path, breakpoints: Breakpoints | None = None, **changes: Any) -> Run:
-    """A Run that goes on in ``directory``: the recorded part is redone for free, then live."""
+def resume_run(
+    directory: Path,
+    breakpoints: Breakpoints | None = None,
+    model: Model | None = None,
+    **changes: Any,
+) -> Run:
+    """A Run that goes on in ``directory``: the recorded part is redone for free, then live.
+
+    ``model`` serves the live part in place of the recorded model (tests and benchmarks).
+    """
     recording = Recording.from_session(directory)
     if recording.finished is not None and recording.finished.status == "answered":
         raise SessionError(f"session {directory.name} has already answered; fork it to go on")
     config = config_for(recording, directory, **changes)
-    return Run(config, breakpoints=breakpoints, recording=recording)
+    return Run(config, model=model, breakpoints=breakpoints, recording=recording)
 
 
 def fork_session(directory: Path, at_cell: str, sessions_dir: Path | None = None) -> Path:

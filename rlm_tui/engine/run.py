@@ -1,7 +1,10 @@
-"""A run: the tree of agents, the shared budget, the event stream and the control API.
+"""A run: the tree of agents, its life (start, wait, stop) and the control API.
 
-Everything a person can do to a live run goes through the methods under "control"; every
-state change leaves as an event through ``emit`` (to the session file and to subscribers).
+The run wires its parts together and owns their lifetimes: the event bus (``bus.py``), model
+calls and the budget (``calls.py``), sub-calls from kernels (``dispatch.py``), replay of a
+recording (``replay.py``) and the control gate (``control.py``). Agents reach it only
+through the ``AgentHost`` interface. Everything a person can do to a live run goes through
+the methods under "control".
 """
 
 from __future__ import annotations
@@ -14,74 +17,46 @@ import logging
 import pickle
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, assert_never
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlm_tui.engine.agent import Agent
+from rlm_tui.engine.agent import Agent, AgentSettings
 from rlm_tui.engine.budget import Budget, Limits
-from rlm_tui.engine.context import (
-    NO_CONTEXT,
-    ContextSource,
-    context_from_file,
-    context_from_pickle_bytes,
-    context_from_value,
-)
+from rlm_tui.engine.bus import EventBus, Subscriber
+from rlm_tui.engine.calls import ModelCalls, Models, model_maker
+from rlm_tui.engine.context import NO_CONTEXT, ContextSource, context_from_file, context_from_value
 from rlm_tui.engine.control import Breakpoints, Control, Decision, GateKind, Pending
-from rlm_tui.engine.recording import Recording
-from rlm_tui.errors import (
-    BudgetExceeded,
-    KernelError,
-    ModelError,
-    RlmError,
-    RunStopped,
-    UsageError,
-)
+from rlm_tui.engine.dispatch import Subcalls
+from rlm_tui.engine.recording import RecordedCell, Recording
+from rlm_tui.engine.replay import Replay
+from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
-    AgentStatus,
     BudgetStop,
-    BudgetUpdate,
     CellPaused,
     ErrorEvent,
     Event,
     KernelEvent,
-    ModelDelta,
-    ModelRequest,
-    ModelResponse,
     Notice,
     RunFinished,
     RunStarted,
     RunState,
     RunStateChanged,
     RunStatus,
-    SubcallFinished,
-    SubcallStarted,
     Usage,
     Value,
 )
 from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
-from rlm_tui.kernel.wire import Op
 from rlm_tui.models.base import CallInfo, Model
-from rlm_tui.models.registry import make_model
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
 
 log = logging.getLogger(__name__)
-Subscriber = Callable[[Event], None]
-
-EXIT_CODES: dict[RunStatus, int] = {
-    "answered": 0,
-    "budget": 3,
-    "model_error": 4,
-    "kernel_error": 5,
-    "stopped": 130,
-    "error": 1,
-}
 
 
 class RunConfig(BaseModel):
@@ -118,15 +93,12 @@ class RunResult:
     elapsed: float
     session_dir: Path | None
     reason: str = ""
+    exit_code: int = 0
 
     @property
     def answer(self) -> Any:
         """The answer on the host: its JSON form, or its repr (never unpickled here)."""
         return self.value.python() if self.value else None
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
 
     @property
     def cost(self) -> float:
@@ -145,77 +117,128 @@ class Run:
         overrides: dict[str, str] | None = None,
     ) -> None:
         self.config = config
-        self.recording = recording
         self.overrides = dict(overrides or {})
-        self.model = model or self._make_model(config.model)
-        if sub_model is not None:
-            self.sub_model = sub_model
-        elif config.sub_model and config.sub_model != config.model:
-            self.sub_model = self._make_model(config.sub_model)
-        else:
-            self.sub_model = self.model
+        self.replay = Replay(recording)
+        self.bus = EventBus(self.replay.last_seq)
+        make = model_maker(
+            config.api_base,
+            config.demo_delay,
+            config.stream,
+            lambda message: self.emit(Notice(message=message)),
+        )
+        self.models = Models.build(config.model, config.sub_model, make, model, sub_model)
         self.budget = Budget(config.limits)
-        self._seq = 0
-        if recording is not None:
-            self.budget.usage = recording.usage.model_copy()
-            self._seq = recording.last_seq
+        self.budget.usage = self.replay.usage
+        self.calls = ModelCalls(self.budget, self.emit)
+        self.subcalls = Subcalls(self)
+        self.settings = AgentSettings(
+            truncate=config.truncate,
+            keep_output=config.keep_output,
+            cell_timeout=config.cell_timeout,
+            max_depth=config.limits.max_depth,
+        )
         self.control = Control(breakpoints, on_change=self._control_changed)
         self.agents: dict[str, Agent] = {}
         self.root: Agent | None = None
         self.session_dir: Path | None = None
+        self.context: ContextSource = NO_CONTEXT
+        self.scratch: Path
+        """Private files of this run (sub-agents' contexts); made by start(), removed at the end."""
         self._provider = provider
         self._owns_provider = provider is None
         self._bridge: BridgeServer | None = None
-        self._writer: SessionWriter | None = None
-        self._subscribers: list[Subscriber] = []
-        self._calls = 0
-        self._subcalls = 0
+        self._services = AsyncExitStack()
+        """Closed when the run ends, before its last events: bridge, kernels, models."""
         self._fatal: RlmError | None = None
         self._root_task: asyncio.Task[Value] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._scratch = Path(tempfile.mkdtemp(prefix="rlm-run-"))
         self._result: RunResult | None = None
         self._state: RunState = "running"
-        self.context: ContextSource = NO_CONTEXT
+
+    @property
+    def model(self) -> Model:
+        return self.models.model
+
+    @model.setter
+    def model(self, model: Model) -> None:
+        """Let the root agent's next calls go to another model."""
+        self.models.model = model
+
+    @property
+    def sub_model(self) -> Model:
+        return self.models.sub_model
 
     # -- events ----------------------------------------------------------------------------
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(subscriber)
-        return lambda: self._subscribers.remove(subscriber)
+        return self.bus.subscribe(subscriber)
 
     def emit(self, event: Event) -> None:
-        self._seq += 1
-        event.seq = self._seq
-        if self._writer is not None:
-            self._writer.append(event)
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber(event)
-            except Exception:
-                log.exception("event subscriber failed")
+        self.bus.emit(event)
 
     # -- life ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the session, start the bridge and the kernel pool, and launch the root agent."""
+        """Open the session, start the bridge and the kernel pool, and launch the root agent.
+
+        If any of it fails, what was already opened is closed again before the error leaves.
+        """
+        created: Path | None = None
+        self.scratch = Path(tempfile.mkdtemp(prefix="rlm-run-"))
+        try:
+            created = self._open_session()
+            self.context = self._resolve_context()
+            await self._start_services()
+            self._emit_started()
+        except BaseException:
+            await self._services.aclose()
+            self._close_session()
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)  # nothing worth keeping was written
+                self.session_dir = None
+            raise
+        assert self._provider is not None
+        self._spawn(self._provider.start())
+        self.root = Agent(self, "0", self.config.query, self.context)
+        self.agents["0"] = self.root
+        self._root_task = asyncio.ensure_future(self.root.execute())
+        if self.config.limits.max_time is not None:
+            self._spawn(self._watch_time(self.config.limits.max_time))
+
+    def _open_session(self) -> Path | None:
+        """Take the session's lock; returns the directory if this call created it."""
         config = self.config
-        if config.save and config.append_to is not None:
-            self._writer = SessionWriter(config.append_to)
-            self._writer.open()
-            self.session_dir = config.append_to
-        elif config.save:
-            self._writer = SessionWriter.create(config.sessions_dir, config.session_id)
-            self.session_dir = self._writer.directory
-        self.context = self._resolve_context()
-        self._bridge = BridgeServer(self._handle_subcall)
-        await self._bridge.start()
+        if not config.save:
+            return None
+        if config.append_to is not None:
+            writer = SessionWriter(config.append_to)
+            writer.open()
+            created = None
+        else:
+            writer = SessionWriter.create(config.sessions_dir, config.session_id)
+            created = writer.directory
+        self.bus.writer = writer
+        self.session_dir = writer.directory
+        return created
+
+    async def _start_services(self) -> None:
+        services = self._services
+        services.push_async_callback(self.models.aclose)
+        bridge = BridgeServer(self.subcalls.handle)
+        await bridge.start()
+        services.push_async_callback(bridge.close)
+        self._bridge = bridge
         if self._provider is None:
             self._provider = LocalKernelPool(
-                size=config.pool_size, memory_limit_mb=config.memory_limit_mb
+                size=self.config.pool_size, memory_limit_mb=self.config.memory_limit_mb
             )
+        if self._owns_provider:
+            services.push_async_callback(self._provider.close)
+
+    def _emit_started(self) -> None:
+        config = self.config
         run_id = self.session_dir.name if self.session_dir else "unsaved"
-        origin = self.recording.started.run_id if self.recording else None
+        origin = self.replay.origin
         self.emit(
             RunStarted(
                 run_id=run_id,
@@ -236,18 +259,15 @@ class Run:
                 forked_from=origin if origin not in (None, run_id) else None,
             )
         )
-        warm = asyncio.ensure_future(self._provider.start())
-        self._tasks.add(warm)
-        self.root = Agent(self, "0", config.query, self.context)
-        self.agents["0"] = self.root
-        self._root_task = asyncio.ensure_future(self.root.execute())
-        if config.limits.max_time is not None:
-            self._spawn(self._watch_time(config.limits.max_time))
+
+    def _close_session(self) -> None:
+        self.bus.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _resolve_context(self) -> ContextSource:
         config = self.config
         if config.context_value is not None:
-            directory = self.session_dir or self._scratch
+            directory = self.session_dir or self.scratch
             return context_from_value(config.context_value, directory)
         if config.context_file is not None:
             return context_from_file(Path(config.context_file))
@@ -288,32 +308,27 @@ class Run:
 
     def _finish(self, value: Value | None) -> RunResult:
         fatal = self._fatal
-        status: RunStatus = "answered" if fatal is None else self.stop_run_status()
+        status: RunStatus = fatal.run_status if fatal else "answered"
         reason = str(fatal) if fatal else ""
         if isinstance(fatal, BudgetExceeded):
             self.emit(BudgetStop(limit=fatal.limit, message=str(fatal), agent_id=fatal.where))
         elif fatal is not None and not isinstance(fatal, RunStopped):
             self.emit(ErrorEvent(kind=type(fatal).__name__, message=str(fatal)))
+        answer = value if fatal is None else None
         elapsed = self.budget.elapsed
         self.emit(
             RunFinished(
                 status=status,
-                answer=value if fatal is None else None,
+                answer=answer,
                 reason=reason,
                 usage=self.budget.usage.model_copy(),
                 elapsed=elapsed,
             )
         )
-        if self._writer is not None:
-            self._writer.close()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._close_session()
+        exit_code = fatal.exit_code if fatal else 0
         return RunResult(
-            status,
-            value if fatal is None else None,
-            self.budget.usage,
-            elapsed,
-            self.session_dir,
-            reason,
+            status, answer, self.budget.usage, elapsed, self.session_dir, reason, exit_code
         )
 
     async def _shutdown(self) -> None:
@@ -323,13 +338,7 @@ class Run:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        if self._provider is not None and self._owns_provider:
-            await self._provider.close()
-        if self._bridge is not None:
-            await self._bridge.close()
-        for model in {id(self.model): self.model, id(self.sub_model): self.sub_model}.values():
-            with contextlib.suppress(Exception):
-                await model.aclose()
+        await self._services.aclose()
 
     def fail(self, exc: RlmError) -> None:
         """End the whole run for this reason (the first reason wins)."""
@@ -338,25 +347,6 @@ class Run:
         self.control.release_all()
         if self._root_task is not None and not self._root_task.done():
             self._root_task.cancel()
-
-    def stop_run_status(self) -> RunStatus:
-        fatal = self._fatal
-        if isinstance(fatal, BudgetExceeded):
-            return "budget"
-        if isinstance(fatal, ModelError):
-            return "model_error"
-        if isinstance(fatal, KernelError):
-            return "kernel_error"
-        if isinstance(fatal, RunStopped):
-            return "stopped"
-        return "error"
-
-    def stop_status(self) -> AgentStatus:
-        """How an agent cut short by the run's end is recorded."""
-        return "budget" if isinstance(self._fatal, BudgetExceeded) else "stopped"
-
-    def stop_reason(self) -> str:
-        return str(self._fatal) if self._fatal else "stopped"
 
     async def _watch_time(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -368,16 +358,62 @@ class Run:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # -- services for agents ---------------------------------------------------------------
+    # -- what agents and sub-calls may ask (AgentHost, SubcallHost) ----------------------------
 
-    def model_for(self, agent: Agent) -> Model:
-        return self.model if agent.depth == 0 else self.sub_model
+    @property
+    def host(self) -> Run:
+        return self
+
+    def stop_cause(self) -> RlmError | None:
+        return self._fatal
+
+    def model_name(self, depth: int) -> str:
+        return self.models.for_depth(depth).name
+
+    def check_iterations(self, step: int, agent_id: str) -> None:
+        self.budget.check_iterations(step, agent_id)
+
+    def recorded_reply(self, agent_id: str, step: int) -> str | None:
+        return self.replay.reply(agent_id, step)
+
+    def recorded_cell(self, cell_id: str) -> RecordedCell | None:
+        return self.replay.cell(cell_id)
+
+    def note_cell_error(self, agent_id: str) -> None:
+        self.control.note_cell_error(agent_id)
+
+    def agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise UsageError(f"no agent {agent_id}") from None
+
+    def new_agent(
+        self,
+        parent: Agent,
+        agent_id: str,
+        prompt: str,
+        source: ContextSource,
+        by_hand: bool,
+        bind_var: str | None,
+    ) -> Agent:
+        child = Agent(
+            self,
+            agent_id,
+            prompt,
+            source,
+            depth=parent.depth + 1,
+            parent=parent,
+            by_hand=by_hand,
+            bind_var=bind_var,
+        )
+        self.agents[agent_id] = child
+        return child
 
     async def acquire_kernel(self, agent: Agent) -> Kernel:
-        assert self._provider is not None
+        assert self._provider is not None and self._bridge is not None
         try:
             kernel = await self._provider.acquire()
-            assert self._bridge is not None
             await kernel.setup(agent.id, agent.context.path, agent.context.kind, self._bridge.grant)
         except RlmError:
             raise
@@ -407,76 +443,17 @@ class Run:
         purpose: Literal["agent", "llm_query"] = "agent",
         model: Model | None = None,
     ) -> str:
-        """One model call with its events, budget checks and usage accounting.
-
-        A reply the recording holds is served as it was, with no event and no cost.
-        """
-        if purpose == "agent":
-            recorded = self.recording.reply(agent.id, step) if self.recording else None
-            agent.replaying = recorded is not None
-            if recorded is not None:
-                return recorded
-        model = model or self.model_for(agent)
-        self.budget.check_before_call(agent.id)
-        self._calls += 1
-        call_id = f"c{self._calls}"
-        kind = purpose
-        self.emit(
-            ModelRequest(
-                agent_id=agent.id,
-                call_id=call_id,
-                step=step,
-                model=model.name,
-                purpose=kind,
-                messages=new_messages,
-            )
-        )
-        started = time.monotonic()
-        info = CallInfo(agent.id, agent.depth, step, kind, agent.query)
-
-        def on_delta(text: str) -> None:
-            self.emit(ModelDelta(agent_id=agent.id, call_id=call_id, text=text))
-
-        completion = await model.complete(messages, info, on_delta)
-        usage = Usage(
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            calls=1,
-            cost=completion.cost,
-        )
-        self.budget.record(usage)
+        """One model call of ``agent``, counted in its usage and the run's budget."""
+        model = model or self.models.for_depth(agent.depth)
+        info = CallInfo(agent.id, agent.depth, step, purpose, agent.query)
+        text, usage = await self.calls.call(model, info, messages, new_messages)
         agent.usage.add(usage)
-        self.emit(
-            ModelResponse(
-                agent_id=agent.id,
-                call_id=call_id,
-                step=step,
-                model=completion.model or model.name,
-                purpose=kind,
-                text=completion.text,
-                usage=usage,
-                duration=time.monotonic() - started,
-            )
-        )
-        self.emit(
-            BudgetUpdate(
-                usage=self.budget.usage.model_copy(),
-                depth=self.budget.max_depth_seen,
-                elapsed=self.budget.elapsed,
-            )
-        )
-        self.budget.check_spent(agent.id)
-        return completion.text
+        return text
 
     async def gate(self, agent: Agent, kind: GateKind, gate_id: str, code: str) -> Decision:
-        if gate_id in self.overrides:
+        edited = gate_id in self.overrides
+        if edited:
             code = self.overrides.pop(gate_id)
-            return await self._gate(agent, kind, gate_id, code, edited=True)
-        return await self._gate(agent, kind, gate_id, code, edited=False)
-
-    async def _gate(
-        self, agent: Agent, kind: GateKind, gate_id: str, code: str, edited: bool
-    ) -> Decision:
         reason = self.control.wait_reason(kind, agent.id, agent.depth)
         if reason is None:
             return Decision(code, skipped=False, edited=edited)
@@ -493,177 +470,6 @@ class Run:
         if state != self._state:
             self._state = state
             self.emit(RunStateChanged(state=state))
-
-    # -- sub-calls from kernels --------------------------------------------------------------
-
-    async def _handle_subcall(self, agent_id: str, op: Op, args: dict[str, Any]) -> dict[str, Any]:
-        agent = self.agents.get(agent_id)
-        if agent is None:
-            raise UsageError(f"unknown agent {agent_id}")
-        try:
-            return await self._dispatch(agent, op, args)
-        except (BudgetExceeded, ModelError, KernelError) as exc:
-            self.fail(exc)
-            raise
-
-    async def _dispatch(self, agent: Agent, op: Op, args: dict[str, Any]) -> dict[str, Any]:
-        if op is Op.FINAL:
-            agent.final = Value.model_validate(args["value"])
-            return {}
-        if op is Op.LLM_QUERY:
-            return {"text": await self._llm_query(agent, args["prompt"], args.get("model"))}
-        if op is Op.LLM_QUERY_BATCHED:
-            prompts = list(args["prompts"])
-            texts = await asyncio.gather(
-                *(self._llm_query(agent, p, args.get("model")) for p in prompts)
-            )
-            return {"texts": list(texts)}
-        if op is Op.RLM_QUERY:
-            value = await self.spawn(agent, args["prompt"], args.get("context"))
-            return {"value": value.model_dump()}
-        if op is Op.RLM_QUERY_BATCHED:
-            prompts = list(args["prompts"])
-            contexts = args.get("contexts") or [None] * len(prompts)
-            if len(contexts) != len(prompts):
-                raise UsageError("rlm_query_batched: contexts and prompts differ in length")
-            values = await asyncio.gather(
-                *(self.spawn(agent, p, c) for p, c in zip(prompts, contexts, strict=True))
-            )
-            return {"values": [v.model_dump() for v in values]}
-        assert_never(op)
-
-    async def _llm_query(self, agent: Agent, prompt: str, model_name: str | None) -> str:
-        recorded = self.recording.query_reply(agent.id, prompt) if self.recording else None
-        if recorded is not None:
-            return recorded
-        self._subcalls += 1
-        call_id = f"q{self._subcalls}"
-        self.emit(
-            SubcallStarted(agent_id=agent.id, call_id=call_id, kind="llm_query", prompt=prompt)
-        )
-        started = time.monotonic()
-        model = self._named_model(model_name)
-        messages = [{"role": "user", "content": prompt}]
-        try:
-            text = await self.call_model(agent, messages, messages, agent.step, "llm_query", model)
-        except Exception as exc:
-            self._subcall_failed(agent, call_id, exc, started)
-            raise
-        self.emit(
-            SubcallFinished(
-                agent_id=agent.id,
-                call_id=call_id,
-                ok=True,
-                result=Value(
-                    json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"
-                ),
-                duration=time.monotonic() - started,
-            )
-        )
-        return text
-
-    def _named_model(self, name: str | None) -> Model:
-        if not name or name in (self.sub_model.name, self.config.sub_model):
-            return self.sub_model
-        return self._make_model(name)
-
-    def _make_model(self, name: str) -> Model:
-        config = self.config
-        return make_model(
-            name,
-            config.api_base,
-            delay=config.demo_delay,
-            stream=config.stream,
-            on_retry=lambda message: self.emit(Notice(message=message)),
-        )
-
-    def _subcall_failed(
-        self, agent: Agent, call_id: str, exc: BaseException, started: float
-    ) -> None:
-        message = str(exc) or type(exc).__name__
-        self.emit(
-            SubcallFinished(
-                agent_id=agent.id,
-                call_id=call_id,
-                ok=False,
-                error=message,
-                duration=time.monotonic() - started,
-            )
-        )
-
-    async def spawn(
-        self,
-        parent: Agent,
-        prompt: str,
-        context: dict[str, Any] | None,
-        by_hand: bool = False,
-        bind_var: str | None = None,
-    ) -> Value:
-        """Run a child agent to its answer; its kernel comes from the pool."""
-        child_id = parent.next_child_id()
-        if self.recording is not None and child_id in self.recording.answers:
-            return self.recording.answers[child_id]
-        self.budget.check_depth(parent.depth + 1, child_id)
-        source = self._child_context(child_id, context)
-        child = Agent(
-            self,
-            child_id,
-            prompt,
-            source,
-            depth=parent.depth + 1,
-            parent=parent,
-            by_hand=by_hand,
-            bind_var=bind_var,
-        )
-        self.agents[child_id] = child
-        call_id = f"r{child_id}"
-        self.emit(
-            SubcallStarted(
-                agent_id=parent.id,
-                call_id=call_id,
-                kind="rlm_query",
-                prompt=prompt,
-                child_agent_id=child_id,
-                context_preview=source.preview,
-                context_chars=source.chars,
-            )
-        )
-        started = time.monotonic()
-        decision = await self.gate(child, "agent_start", child_id, prompt)
-        if decision.skipped:
-            self.emit(Notice(agent_id=child_id, message="sub-agent skipped by the user"))
-            value = Value(json_value=None, is_json=True, repr="None", type_name="NoneType")
-        else:
-            try:
-                value = await child.execute()
-            except BaseException as exc:
-                self._subcall_failed(parent, call_id, exc, started)
-                raise
-        self.emit(
-            SubcallFinished(
-                agent_id=parent.id,
-                call_id=call_id,
-                ok=True,
-                result=value,
-                duration=time.monotonic() - started,
-            )
-        )
-        return value
-
-    def _child_context(self, child_id: str, payload: dict[str, Any] | None) -> ContextSource:
-        if payload is None:
-            return NO_CONTEXT
-        value = Value.model_validate(payload)
-        directory = self._scratch / "contexts"
-        if value.pickle is not None:
-            data = base64.b64decode(value.pickle)
-            shown = (
-                value.json_value
-                if value.is_json and isinstance(value.json_value, str)
-                else value.repr
-            )
-            return context_from_pickle_bytes(data, directory, child_id, shown)
-        return context_from_value(value.python(), directory / child_id)
 
     # -- control: what a person can do to a live run ------------------------------------------
 
@@ -686,7 +492,7 @@ class Run:
         self.control.skip(cell_id)
 
     async def interrupt(self, agent_id: str) -> None:
-        agent = self._agent(agent_id)
+        agent = self.agent(agent_id)
         if agent.kernel is not None:
             await agent.kernel.interrupt()
 
@@ -697,7 +503,7 @@ class Run:
         self, parent_id: str, prompt: str, context: Any = None, var: str = "sub_answer"
     ) -> asyncio.Task[Value]:
         """Start a sub-agent by hand; its answer is bound as ``var`` in the parent's kernel."""
-        parent = self._agent(parent_id)
+        parent = self.agent(parent_id)
         if not var.isidentifier():
             raise UsageError(f"'{var}' is not a valid Python variable name")
         if parent.kernel is None or parent.status != "running":
@@ -706,17 +512,11 @@ class Run:
         self.emit(Notice(agent_id=parent_id, message=f"sub-agent launched by hand -> {var}"))
 
         async def launch() -> Value:
-            value = await self.spawn(parent, prompt, payload, by_hand=True, bind_var=var)
+            value = await self.subcalls.spawn(parent, prompt, payload, by_hand=True, bind_var=var)
             await parent.bind(var, value)
             return value
 
         return self._spawn(launch())
-
-    def _agent(self, agent_id: str) -> Agent:
-        try:
-            return self.agents[agent_id]
-        except KeyError:
-            raise UsageError(f"no agent {agent_id}") from None
 
     @property
     def result(self) -> RunResult | None:
