@@ -123,6 +123,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ask the provider for whole replies (faster on loopback servers)",
     )
+    parser.add_argument(
+        "--output-schema",
+        type=Path,
+        metavar="FILE",
+        help="a JSON Schema the answer must match (checked in the kernel; a mismatch goes "
+        "back to the model)",
+    )
     add_budget_options(parser, keep_recorded=False)
     parser.add_argument(
         "--truncate",
@@ -254,6 +261,10 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
     options: dict[str, Any] = {}
     if args.sessions_dir is not None:
         options["sessions_dir"] = args.sessions_dir
+    if args.output_schema is not None:
+        from rlm_tui.engine.schema import OutputSchema
+
+        options["output_schema"] = OutputSchema.from_file(args.output_schema).schema
     return RunConfig(
         query=query,
         context_file=context_file,

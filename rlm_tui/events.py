@@ -89,6 +89,8 @@ class RunStarted(_Event):
     sub_model_spec: str | None = None
     resumed_from: str | None = None
     forked_from: str | None = None
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema the answer had to match (--output-schema, output_type=)."""
 
 
 class RunStateChanged(_Event):

@@ -31,6 +31,7 @@ from rlm_tui.events import (
     Value,
 )
 from rlm_tui.kernel.base import Kernel, OutputStream
+from rlm_tui.kernel.prelude import EXPECT_NAME
 
 if TYPE_CHECKING:
     from rlm_tui.engine.control import Decision, GateKind
@@ -100,6 +101,7 @@ class Agent:
         parent: Agent | None = None,
         by_hand: bool = False,
         bind_var: str | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.id = agent_id
@@ -109,6 +111,8 @@ class Agent:
         self.parent = parent
         self.by_hand = by_hand
         self.bind_var = bind_var
+        self.schema = schema
+        """The JSON Schema this agent's answer must match (checked in its kernel)."""
         self.kernel: Kernel | None = None
         self.messages: list[dict[str, Any]] = []
         self.usage = Usage()
@@ -181,6 +185,8 @@ class Agent:
     async def _loop(self) -> Value:
         host, settings = self.host, self.host.settings
         self.kernel = await host.acquire_kernel(self)
+        if self.schema is not None:
+            await self._internal(f"{EXPECT_NAME}({_json_literal(self.schema)})", "set its schema")
         self.messages = [
             {
                 "role": "system",
@@ -188,7 +194,7 @@ class Agent:
                     self.context, self.depth, settings.max_depth, settings.truncate
                 ),
             },
-            {"role": "user", "content": prompts.first_message(self.query)},
+            {"role": "user", "content": prompts.first_message(self.query, self.schema)},
         ]
         sent = 0
         while True:
@@ -339,26 +345,29 @@ class Agent:
         kernel = self._require_kernel()
         code = f"{marker.kind}({marker.argument})"
         result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
-        if self.final is None and marker.kind == "FINAL":
+        if self.final is None and marker.kind != "FINAL_VAR" and self.schema is None:
             text = marker.argument.strip().strip("\"'")
             self.final = Value(json_value=text, is_json=True, repr=repr(text), type_name="str")
         if self.final is None:
-            self.notes.append(f"Your text FINAL_VAR({marker.argument}) failed: {result.error}")
+            self.notes.append(f"Your text {code} failed: {result.error}")
 
     async def bind(self, name: str, value: Value) -> None:
         """Put a value into this agent's kernel under ``name`` (a hand-launched sub-agent)."""
-        kernel = self._require_kernel()
         if value.pickle is not None:
             code = f"{name} = __import__('pickle').loads(__import__('base64').b64decode({value.pickle!r}))"
         elif value.is_json:
             code = f"{name} = __import__('json').loads({_json_literal(value.json_value)})"
         else:
             code = f"{name} = {value.repr!r}"
-        result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
-        if result.status != "ok":
-            raise KernelError(f"could not bind {name} in agent {self.id}: {result.error}")
+        await self._internal(code, f"bind {name}")
         preview = value.repr if len(value.repr) <= 200 else value.repr[:200] + "…"
         self.notes.append(prompts.bound_value_note(name, value.type_name, preview))
+
+    async def _internal(self, code: str, what: str) -> None:
+        """Run the engine's own code in this agent's kernel (no events: it is not a cell)."""
+        result = await self._require_kernel().execute(code, lambda _s, _t: None, timeout=30)
+        if result.status != "ok":
+            raise KernelError(f"could not {what} in agent {self.id}: {result.error}")
 
 
 def _json_literal(value: Any) -> str:

@@ -24,6 +24,7 @@ from rlm_tui.engine.context import (
     context_from_value,
 )
 from rlm_tui.engine.replay import Replay
+from rlm_tui.engine.schema import checked
 from rlm_tui.errors import BudgetExceeded, KernelError, ModelError, RlmError, UsageError
 from rlm_tui.events import Notice, SubcallFinished, SubcallStarted, Value
 from rlm_tui.kernel.wire import Op
@@ -55,6 +56,7 @@ class SubcallHost(Protocol):
         source: ContextSource,
         by_hand: bool,
         bind_var: str | None,
+        schema: dict[str, Any] | None = None,
     ) -> Agent: ...
 
     def fail(self, exc: RlmError) -> None: ...
@@ -97,7 +99,10 @@ class Subcalls:
         return {"texts": list(texts)}
 
     async def _rlm_query(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
-        value = await self.spawn(agent, args["prompt"], args.get("context"))
+        schema = args.get("schema")
+        if schema is not None:
+            schema = checked(schema, "rlm_query's schema")
+        value = await self.spawn(agent, args["prompt"], args.get("context"), schema=schema)
         return {"value": value.model_dump()}
 
     async def _rlm_query_batched(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +143,7 @@ class Subcalls:
         context: dict[str, Any] | None,
         by_hand: bool = False,
         bind_var: str | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Value:
         """Run a child agent to its answer (its recorded answer when resuming)."""
         run = self._run
@@ -147,7 +153,7 @@ class Subcalls:
             return recorded
         run.budget.check_depth(parent.depth + 1, child_id)
         source = self._child_context(child_id, context)
-        child = run.new_agent(parent, child_id, prompt, source, by_hand, bind_var)
+        child = run.new_agent(parent, child_id, prompt, source, by_hand, bind_var, schema)
         started = SubcallStarted(
             agent_id=parent.id,
             call_id=f"r{child_id}",

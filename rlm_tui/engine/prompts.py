@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from rlm_tui.engine.context import ContextSource
 
 SYSTEM_PROMPT = """\
@@ -19,14 +22,16 @@ Available in the kernel:
 - `llm_query(prompt, model=None) -> str`: ask a language model one question (it does not see \
 `context` unless you put a part of it in the prompt).
 - `llm_query_batched(prompts) -> list[str]`: many questions at once, answered concurrently.
-- `rlm_query(prompt, context=None)`: start a sub-agent: an RLM like you with its own kernel, \
-whose `context` is the value you pass. It returns the sub-agent's final answer as a Python \
-value (a dict stays a dict). Use it to split work too big or too varied for one agent.
+- `rlm_query(prompt, context=None, schema=None)`: start a sub-agent: an RLM like you with its \
+own kernel, whose `context` is the value you pass. It returns the sub-agent's final answer as \
+a Python value (a dict stays a dict); `schema` (a JSON Schema or a type like `dict[str, int]`) \
+is the shape its answer must have. Use it to split work too big or too varied for one agent.
 - `rlm_query_batched(prompts, contexts=None) -> list`: many sub-agents at once, concurrently.
 - Each helper above also works with `await`, to run calls concurrently: \
 `texts = await asyncio.gather(*[llm_query(p) for p in prompts])` (top-level `await` works).
 - `SHOW_VARS()`: list the variables you have made.
-- `FINAL(value)`: give your final answer (any Python value) and stop.
+- `FINAL(value)`: give your final answer (any Python value) and stop. `SUBMIT(value)` or \
+`SUBMIT(field=value, ...)` (a dict of the fields) does the same.
 - `FINAL_VAR("name")`: give the value of the kernel variable `name` as your final answer.
 
 Build answers in code and return them with FINAL_VAR rather than retyping values. You are at \
@@ -63,11 +68,21 @@ def _context_label(context: ContextSource) -> str:
     return f"{kinds[context.kind]} of {context.chars:,} characters"
 
 
-def first_message(query: str) -> str:
-    return (
+def first_message(query: str, schema: dict[str, Any] | None = None) -> str:
+    text = (
         f"Query: {query}\n\n"
         "The context is in the kernel as `context`. Start by looking at it with code, "
         "then work towards the answer."
+    )
+    return text if schema is None else f"{text}\n\n{schema_note(schema)}"
+
+
+def schema_note(schema: dict[str, Any]) -> str:
+    return (
+        "Your final answer must be JSON data matching this JSON Schema:\n"
+        f"{json.dumps(schema)}\n"
+        "FINAL checks it in the kernel: a mismatch raises an error in the cell that says "
+        "where; fix the value and call FINAL again."
     )
 
 

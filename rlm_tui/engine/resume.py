@@ -32,6 +32,7 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
         api_base=changes.pop("api_base", None) or started.api_base,
         limits=limits,
         truncate=started.truncate,
+        output_schema=started.output_schema,
         sessions_dir=directory.parent,
         append_to=directory,
         **changes,

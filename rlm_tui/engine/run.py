@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +83,8 @@ class RunConfig(BaseModel):
     append_to: Path | None = None
     """An existing session directory to go on in (resume, fork) instead of a new one."""
     save: bool = True
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema the root agent's answer must match (checked in its kernel)."""
 
 
 @dataclass
@@ -94,11 +96,16 @@ class RunResult:
     session_dir: Path | None
     reason: str = ""
     exit_code: int = 0
+    typed: Callable[[Any], Any] | None = field(default=None, repr=False)
+    """Turns the checked JSON answer into the type asked for (``output_type=``)."""
 
     @property
     def answer(self) -> Any:
-        """The answer on the host: its JSON form, or its repr (never unpickled here)."""
-        return self.value.python() if self.value else None
+        """The answer on the host: its JSON form (typed if asked), or its repr (never unpickled)."""
+        if self.value is None:
+            return None
+        value = self.value.python()
+        return self.typed(value) if self.typed is not None else value
 
     @property
     def cost(self) -> float:
@@ -199,7 +206,9 @@ class Run:
             raise
         assert self._provider is not None
         self._spawn(self._provider.start())
-        self.root = Agent(self, "0", self.config.query, self.context)
+        self.root = Agent(
+            self, "0", self.config.query, self.context, schema=self.config.output_schema
+        )
         self.agents["0"] = self.root
         self._root_task = asyncio.ensure_future(self.root.execute())
         if self.config.limits.max_time is not None:
@@ -257,6 +266,7 @@ class Run:
                 sub_model_spec=config.sub_model,
                 resumed_from=origin if origin == run_id else None,
                 forked_from=origin if origin not in (None, run_id) else None,
+                output_schema=config.output_schema,
             )
         )
 
@@ -396,6 +406,7 @@ class Run:
         source: ContextSource,
         by_hand: bool,
         bind_var: str | None,
+        schema: dict[str, Any] | None = None,
     ) -> Agent:
         child = Agent(
             self,
@@ -406,6 +417,7 @@ class Run:
             parent=parent,
             by_hand=by_hand,
             bind_var=bind_var,
+            schema=schema,
         )
         self.agents[agent_id] = child
         return child

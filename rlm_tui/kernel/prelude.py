@@ -23,6 +23,7 @@ from typing import Any
 
 from rlm_tui.kernel import wire
 from rlm_tui.kernel.aio_link import AsyncLink
+from rlm_tui.kernel.answer_check import AnswerMismatch, Expected, schema_of
 from rlm_tui.kernel.awaiting import AIO_NAME, AsyncForms
 from rlm_tui.kernel.awaiting import install as install_rewriter
 
@@ -30,6 +31,8 @@ INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\
 """What a kernel runs to load the helpers into its namespace."""
 SETUP_NAME = "_rlm_setup"
 LIMIT_MEMORY_NAME = "_rlm_limit_memory"
+EXPECT_NAME = "_rlm_expect"
+"""Called by the host with an agent's answer schema as JSON (empty for none)."""
 HIDDEN_NAMES = ("In", "Out", "exit", "quit", "get_ipython")
 REPR_LIMIT = 2000
 Request = Callable[..., dict[str, Any]]
@@ -207,6 +210,7 @@ def install(ns: dict[str, Any]) -> None:
     link = _Link()
     alink = AsyncLink(link, RLMError)
     forms = AsyncForms()
+    expected = Expected()
     two_way_names: list[str] = []
     hidden: set[str] = set()
 
@@ -238,10 +242,14 @@ def install(ns: dict[str, Any]) -> None:
         return {"prompts": [str(p) for p in prompts], "model": model}
 
     @two_way(wire.Op.RLM_QUERY, lambda r: unpayload(r["value"]))
-    def rlm_query(prompt: Any, context: Any = None) -> dict[str, Any]:
-        """Start a sub-agent with its own kernel; returns its final answer as a Python value."""
+    def rlm_query(prompt: Any, context: Any = None, schema: Any = None) -> dict[str, Any]:
+        """Start a sub-agent with its own kernel; returns its final answer as a Python value.
+
+        ``schema`` (a JSON Schema, or a type such as ``dict[str, int]``) is the shape its answer
+        must have."""
         ctx = None if context is None else payload(context)
-        return {"prompt": str(prompt), "context": ctx}
+        shape = None if schema is None else schema_of(schema)
+        return {"prompt": str(prompt), "context": ctx, "schema": shape}
 
     @two_way(wire.Op.RLM_QUERY_BATCHED, lambda r: [unpayload(v) for v in r["values"]])
     def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> dict[str, Any]:
@@ -250,8 +258,20 @@ def install(ns: dict[str, Any]) -> None:
         return {"prompts": [str(p) for p in prompts], "contexts": ctxs}
 
     def FINAL(value: Any) -> None:  # noqa: N802 - the REPL contract's name
-        """Give the final answer (any Python value)."""
+        """Give the final answer (any Python value; JSON data of the expected shape if any)."""
+        try:
+            value = expected.check(value)
+        except AnswerMismatch as exc:
+            raise AnswerMismatch(f"FINAL: {exc}") from None
         link.call(wire.Op.FINAL, value=payload(value))
+
+    def SUBMIT(*value: Any, **fields: Any) -> None:  # noqa: N802 - DSPy's name for FINAL
+        """FINAL by another name: ``SUBMIT(value)``, or ``SUBMIT(name=..., ...)`` for a dict."""
+        if len(value) == 1 and not fields:
+            return FINAL(value[0])
+        if fields and not value:
+            return FINAL(fields)
+        raise TypeError("SUBMIT takes one value or keyword fields, e.g. SUBMIT(answer=42)")
 
     def FINAL_VAR(name: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the value of the variable ``name`` as the final answer."""
@@ -293,6 +313,7 @@ def install(ns: dict[str, Any]) -> None:
             path, token = bridge["path"], bridge["token"]
         link.bind(agent, path, token)
         alink.drop()
+        expected.set("")
         ns["context"] = load_context(file, kind)
         ns["answer"] = _Answer(FINAL)
 
@@ -304,6 +325,7 @@ def install(ns: dict[str, Any]) -> None:
         "rlm_query_batched": rlm_query_batched,
         "FINAL": FINAL,
         "FINAL_VAR": FINAL_VAR,
+        "SUBMIT": SUBMIT,
         "SHOW_VARS": SHOW_VARS,
     }
     hidden.update(helpers)
@@ -313,6 +335,7 @@ def install(ns: dict[str, Any]) -> None:
     ns["answer"] = _Answer(FINAL)
     ns[SETUP_NAME] = setup
     ns[AIO_NAME] = forms
+    ns[EXPECT_NAME] = expected.set
     shell = _ipython()
     if shell is not None:
         install_rewriter(shell, lambda: two_way_names)
