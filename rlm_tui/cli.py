@@ -130,6 +130,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="a JSON Schema the answer must match (checked in the kernel; a mismatch goes "
         "back to the model)",
     )
+    parser.add_argument(
+        "--on-budget",
+        choices=["extract", "stop"],
+        default="extract",
+        help="when a budget runs out: one call kept back asks for the best answer so far "
+        "(extract, the default; status budget, exit 3) or just stop",
+    )
     add_budget_options(parser, keep_recorded=False)
     parser.add_argument(
         "--truncate",
@@ -278,6 +285,7 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         memory_limit_mb=args.memory_limit,
         pool_size=args.pool_size,
         stream=not args.no_stream,
+        on_budget=args.on_budget,
         **options,
     )
 
@@ -432,6 +440,7 @@ def _print_result(result: Any, as_json: bool) -> None:
             "answer_is_json": bool(value and value.is_json),
             "answer_type": value.type_name if value else None,
             "reason": result.reason,
+            "extracted": result.extracted,
             "usage": result.usage.model_dump(),
             "elapsed": round(result.elapsed, 3),
             "session": str(result.session_dir) if result.session_dir else None,
@@ -444,7 +453,8 @@ def _print_result(result: Any, as_json: bool) -> None:
         else:
             print(json.dumps(answer, ensure_ascii=False, indent=2) if value.is_json else value.repr)
     if result.status != "answered":
-        print(f"rlm-tui: {result.status}: {result.reason}", file=sys.stderr)
+        how = " (the answer above was extracted from the trajectory)" if result.extracted else ""
+        print(f"rlm-tui: {result.status}: {result.reason}{how}", file=sys.stderr)
     if result.session_dir:
         print(f"rlm-tui: session saved in {result.session_dir}", file=sys.stderr)
 

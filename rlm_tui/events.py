@@ -19,6 +19,9 @@ AgentStatus = Literal["running", "answered", "failed", "stopped", "budget"]
 CellStatus = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
 RunStatus = Literal["answered", "budget", "model_error", "kernel_error", "stopped", "error"]
 RunState = Literal["running", "paused", "stepping"]
+CallPurpose = Literal["agent", "llm_query", "extract"]
+"""An agent's turn, a cell's llm_query, or the one call that extracts an answer at a budget stop."""
+OnBudget = Literal["extract", "stop"]
 
 
 class Usage(BaseModel):
@@ -91,6 +94,7 @@ class RunStarted(_Event):
     forked_from: str | None = None
     output_schema: dict[str, Any] | None = None
     """The JSON Schema the answer had to match (--output-schema, output_type=)."""
+    on_budget: OnBudget = "extract"
 
 
 class RunStateChanged(_Event):
@@ -130,7 +134,7 @@ class ModelRequest(_Event):
     call_id: str
     step: int
     model: str
-    purpose: Literal["agent", "llm_query"] = "agent"
+    purpose: CallPurpose = "agent"
     messages: list[dict[str, Any]] = Field(default_factory=list)
     """Only the messages added since the agent's previous request (all of them the first time)."""
 
@@ -148,7 +152,7 @@ class ModelResponse(_Event):
     call_id: str
     step: int
     model: str
-    purpose: Literal["agent", "llm_query"] = "agent"
+    purpose: CallPurpose = "agent"
     text: str
     usage: Usage = Field(default_factory=Usage)
     duration: float = 0.0
@@ -282,6 +286,8 @@ class RunFinished(_Event):
     reason: str = ""
     usage: Usage = Field(default_factory=Usage)
     elapsed: float = 0.0
+    extracted: bool = False
+    """The answer was extracted from the trajectory when the budget ran out (status budget)."""
 
 
 Event = Annotated[

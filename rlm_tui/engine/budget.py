@@ -25,8 +25,10 @@ class Limits(BaseModel):
 class Budget:
     """The run's spending so far, checked before and after every model call."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, reserve_calls: int = 0) -> None:
         self.limits = limits
+        self.reserve_calls = reserve_calls
+        """Calls kept back from ``max_calls`` (the extraction at a budget stop)."""
         self.usage = Usage()
         self.started = time.monotonic()
         self.max_depth_seen = 0
@@ -56,7 +58,7 @@ class Budget:
     def check_before_call(self, agent_id: str) -> None:
         """Refuse a call that would pass the call limit, or come after another limit ran out."""
         lim = self.limits
-        if lim.max_calls is not None and self.usage.calls >= lim.max_calls:
+        if lim.max_calls is not None and self.usage.calls >= lim.max_calls - self.reserve_calls:
             raise BudgetExceeded(
                 "calls", f"model call limit {lim.max_calls} reached at agent {agent_id}", agent_id
             )

@@ -9,14 +9,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from rlm_tui.engine.budget import Budget
 from rlm_tui.events import BudgetUpdate, Event, ModelDelta, ModelRequest, ModelResponse, Usage
 from rlm_tui.models.base import CallInfo, Model
 from rlm_tui.models.registry import make_model
-
-Purpose = Literal["agent", "llm_query"]
 
 
 class Models:
@@ -89,10 +87,14 @@ class ModelCalls:
         info: CallInfo,
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
+        reserved: bool = False,
     ) -> tuple[str, Usage]:
-        """One model call; returns its text and its usage (already counted in the budget)."""
+        """One model call; returns its text and its usage (already counted in the budget).
+
+        A ``reserved`` call is the one the budget kept back for extraction: not checked."""
         agent_id = info.agent_id
-        self.budget.check_before_call(agent_id)
+        if not reserved:
+            self.budget.check_before_call(agent_id)
         self._count += 1
         call_id = f"c{self._count}"
         self._emit(
@@ -137,5 +139,6 @@ class ModelCalls:
                 elapsed=self.budget.elapsed,
             )
         )
-        self.budget.check_spent(agent_id)
+        if not reserved:
+            self.budget.check_spent(agent_id)
         return completion.text, usage

@@ -103,3 +103,16 @@ def bound_value_note(var: str, type_name: str, preview: str) -> str:
         f"A sub-agent launched by the user has finished. Its answer is now in the kernel as "
         f"`{var}` ({type_name}): {preview}"
     )
+
+
+def extraction_request(reason: str, schema: dict[str, Any] | None) -> str:
+    shape = (
+        f"JSON data matching this JSON Schema: {json.dumps(schema)}"
+        if schema is not None
+        else "JSON (a JSON string for a text answer)"
+    )
+    return (
+        f"The run's budget has run out ({reason}); no more code will run. From everything "
+        "above, give the best final answer you can now. Reply with only the answer, as "
+        f"{shape}: no code, no explanation."
+    )

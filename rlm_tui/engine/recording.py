@@ -71,7 +71,7 @@ class Recording:
         elif isinstance(event, ModelResponse):
             if event.purpose == "agent":
                 self.replies[(event.agent_id, event.step)] = event.text
-            else:
+            elif event.purpose == "llm_query":
                 self.queries[(event.agent_id, prompts.get(event.call_id, ""))].append(event.text)
         elif isinstance(event, CellStarted):
             self._running[event.cell_id] = event.code

@@ -33,6 +33,7 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
         limits=limits,
         truncate=started.truncate,
         output_schema=started.output_schema,
+        on_budget=changes.pop("on_budget", None) or started.on_budget,
         sessions_dir=directory.parent,
         append_to=directory,
         **changes,

@@ -32,6 +32,7 @@ from rlm_tui.engine.calls import ModelCalls, Models, model_maker
 from rlm_tui.engine.context import NO_CONTEXT, ContextSource, context_from_file, context_from_value
 from rlm_tui.engine.control import Breakpoints, Control, Decision, GateKind, Pending
 from rlm_tui.engine.dispatch import Subcalls
+from rlm_tui.engine.extract import extracted_value, extraction_messages
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
@@ -42,6 +43,7 @@ from rlm_tui.events import (
     Event,
     KernelEvent,
     Notice,
+    OnBudget,
     RunFinished,
     RunStarted,
     RunState,
@@ -50,6 +52,7 @@ from rlm_tui.events import (
     Usage,
     Value,
 )
+from rlm_tui.kernel.answer_check import AnswerMismatch
 from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
@@ -85,6 +88,8 @@ class RunConfig(BaseModel):
     save: bool = True
     output_schema: dict[str, Any] | None = None
     """The JSON Schema the root agent's answer must match (checked in its kernel)."""
+    on_budget: OnBudget = "extract"
+    """At a budget stop: one call kept back asks for the best answer so far, or just stop."""
 
 
 @dataclass
@@ -96,6 +101,8 @@ class RunResult:
     session_dir: Path | None
     reason: str = ""
     exit_code: int = 0
+    extracted: bool = False
+    """The answer came from the extraction call at a budget stop (status is "budget")."""
     typed: Callable[[Any], Any] | None = field(default=None, repr=False)
     """Turns the checked JSON answer into the type asked for (``output_type=``)."""
 
@@ -134,7 +141,7 @@ class Run:
             lambda message: self.emit(Notice(message=message)),
         )
         self.models = Models.build(config.model, config.sub_model, make, model, sub_model)
-        self.budget = Budget(config.limits)
+        self.budget = Budget(config.limits, reserve_calls=int(config.on_budget == "extract"))
         self.budget.usage = self.replay.usage
         self.calls = ModelCalls(self.budget, self.emit)
         self.subcalls = Subcalls(self)
@@ -267,6 +274,7 @@ class Run:
                 resumed_from=origin if origin == run_id else None,
                 forked_from=origin if origin not in (None, run_id) else None,
                 output_schema=config.output_schema,
+                on_budget=config.on_budget,
             )
         )
 
@@ -299,9 +307,30 @@ class Run:
             log.exception("run failed")
             self._fatal = self._fatal or RlmError(f"internal error: {exc!r}")
         finally:
+            extracted = await self._extract_answer()
             await self._shutdown()
-        self._result = self._finish(value)
+        self._result = self._finish(value, extracted)
         return self._result
+
+    async def _extract_answer(self) -> Value | None:
+        """At a budget stop, the root's best answer from its trajectory (the reserved call)."""
+        root, cause = self.root, self._fatal
+        if self.config.on_budget != "extract" or not isinstance(cause, BudgetExceeded):
+            return None
+        if root is None or not root.messages:
+            return None
+        messages = extraction_messages(root.messages, str(cause), root.schema)
+        info = CallInfo(root.id, root.depth, root.step, "extract", root.query)
+        try:
+            text, usage = await self.calls.call(
+                self.models.model, info, messages, messages[-1:], reserved=True
+            )
+            value = extracted_value(text, root.schema)
+        except (RlmError, AnswerMismatch) as exc:
+            self.emit(Notice(agent_id=root.id, message=f"no answer could be extracted: {exc}"))
+            return None
+        root.usage.add(usage)
+        return value
 
     async def execute(self) -> RunResult:
         await self.start()
@@ -316,7 +345,7 @@ class Run:
             self.stop("the run's context was left")
             await self.wait()
 
-    def _finish(self, value: Value | None) -> RunResult:
+    def _finish(self, value: Value | None, extracted: Value | None = None) -> RunResult:
         fatal = self._fatal
         status: RunStatus = fatal.run_status if fatal else "answered"
         reason = str(fatal) if fatal else ""
@@ -324,7 +353,7 @@ class Run:
             self.emit(BudgetStop(limit=fatal.limit, message=str(fatal), agent_id=fatal.where))
         elif fatal is not None and not isinstance(fatal, RunStopped):
             self.emit(ErrorEvent(kind=type(fatal).__name__, message=str(fatal)))
-        answer = value if fatal is None else None
+        answer = value if fatal is None else extracted
         elapsed = self.budget.elapsed
         self.emit(
             RunFinished(
@@ -333,12 +362,20 @@ class Run:
                 reason=reason,
                 usage=self.budget.usage.model_copy(),
                 elapsed=elapsed,
+                extracted=extracted is not None and fatal is not None,
             )
         )
         self._close_session()
         exit_code = fatal.exit_code if fatal else 0
         return RunResult(
-            status, answer, self.budget.usage, elapsed, self.session_dir, reason, exit_code
+            status,
+            answer,
+            self.budget.usage,
+            elapsed,
+            self.session_dir,
+            reason,
+            exit_code,
+            extracted=extracted is not None and fatal is not None,
         )
 
     async def _shutdown(self) -> None:
