@@ -29,6 +29,7 @@ async def arun(
     ``context`` is any Python value (str, dict, list, ...); ``context_file`` a file or directory.
     ``output_type`` (a pydantic model, ``dict[str, int]``, ...) is the answer's shape: the model
     is told it, the kernel checks it, and ``result.answer`` is of that type.
+    ``tools=[f, ...]`` are functions the model can call from its kernel (run on this host).
     Other keyword options are ``RunConfig`` fields (``truncate``, ``cell_timeout``, ...).
     """
     schema = OutputSchema.from_type(output_type) if output_type is not None else None

@@ -131,6 +131,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "back to the model)",
     )
     parser.add_argument(
+        "--tools",
+        type=Path,
+        metavar="FILE.py",
+        help="a Python file whose public functions the model can call (they run on this host)",
+    )
+    parser.add_argument(
         "--on-budget",
         choices=["extract", "stop"],
         default="extract",
@@ -268,6 +274,11 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
     options: dict[str, Any] = {}
     if args.sessions_dir is not None:
         options["sessions_dir"] = args.sessions_dir
+    if args.tools is not None:
+        from rlm_tui.engine.tools import load_tools
+
+        load_tools(args.tools)  # fail on a bad tools file before anything starts
+        options["tools_file"] = str(args.tools.resolve())
     if args.output_schema is not None:
         from rlm_tui.engine.schema import OutputSchema
 

@@ -8,6 +8,9 @@ and a replay look the same to whoever folds them.
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 import time
 from typing import Annotated, Any, Literal
 
@@ -64,6 +67,25 @@ class Value(BaseModel):
         """The value on the host: the JSON form, or the repr when there is none."""
         return self.json_value if self.is_json else self.repr
 
+    @classmethod
+    def from_host(cls, value: Any) -> Value:
+        """A value the host made, for a kernel (the host pickles only what it made itself)."""
+        try:
+            is_json = json.loads(json.dumps(value)) == value
+        except (TypeError, ValueError):
+            is_json = False
+        try:
+            pickled: str | None = base64.b64encode(pickle.dumps(value)).decode()
+        except Exception:
+            pickled = None
+        return cls(
+            json_value=value if is_json else None,
+            is_json=is_json,
+            repr=repr(value)[:2000],
+            type_name=type(value).__name__,
+            pickle=pickled,
+        )
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -95,6 +117,7 @@ class RunStarted(_Event):
     output_schema: dict[str, Any] | None = None
     """The JSON Schema the answer had to match (--output-schema, output_type=)."""
     on_budget: OnBudget = "extract"
+    tools_file: str | None = None
 
 
 class RunStateChanged(_Event):
@@ -223,8 +246,9 @@ class SubcallStarted(_Event):
     type: Literal["subcall_started"] = "subcall_started"
     agent_id: str
     call_id: str
-    kind: Literal["llm_query", "rlm_query"]
+    kind: Literal["llm_query", "rlm_query", "tool"]
     prompt: str
+    """The prompt; for a tool, the call as Python (``lookup('Oslo', unit='C')``)."""
     child_agent_id: str | None = None
     context_preview: str = ""
     context_chars: int = 0

@@ -7,6 +7,7 @@ gate, event stream) belongs to the run and is reached through the narrow ``Agent
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -31,11 +32,12 @@ from rlm_tui.events import (
     Value,
 )
 from rlm_tui.kernel.base import Kernel, OutputStream
-from rlm_tui.kernel.prelude import EXPECT_NAME
+from rlm_tui.kernel.prelude import EXPECT_NAME, TOOLS_NAME
 
 if TYPE_CHECKING:
     from rlm_tui.engine.control import Decision, GateKind
     from rlm_tui.engine.recording import RecordedCell
+    from rlm_tui.engine.tools import ToolSpec
     from rlm_tui.models.base import Model
 
 MAX_KERNEL_DEATHS = 3
@@ -50,6 +52,7 @@ class AgentSettings:
     keep_output: int
     cell_timeout: float | None
     max_depth: int
+    tools: tuple[ToolSpec, ...] = ()
 
 
 class AgentHost(Protocol):
@@ -185,13 +188,16 @@ class Agent:
     async def _loop(self) -> Value:
         host, settings = self.host, self.host.settings
         self.kernel = await host.acquire_kernel(self)
+        if settings.tools:
+            specs = [dataclasses.asdict(t) for t in settings.tools]
+            await self._internal(f"{TOOLS_NAME}({_json_literal(specs)})", "add the tools")
         if self.schema is not None:
             await self._internal(f"{EXPECT_NAME}({_json_literal(self.schema)})", "set its schema")
         self.messages = [
             {
                 "role": "system",
                 "content": prompts.system_prompt(
-                    self.context, self.depth, settings.max_depth, settings.truncate
+                    self.context, self.depth, settings.max_depth, settings.truncate, settings.tools
                 ),
             },
             {"role": "user", "content": prompts.first_message(self.query, self.schema)},

@@ -25,6 +25,7 @@ from rlm_tui.engine.context import (
 )
 from rlm_tui.engine.replay import Replay
 from rlm_tui.engine.schema import checked
+from rlm_tui.engine.tools import ToolFailed, Tools
 from rlm_tui.errors import BudgetExceeded, KernelError, ModelError, RlmError, UsageError
 from rlm_tui.events import Notice, SubcallFinished, SubcallStarted, Value
 from rlm_tui.kernel.wire import Op
@@ -42,6 +43,7 @@ class SubcallHost(Protocol):
     budget: Budget
     models: Models
     scratch: Path
+    tools: Tools
 
     @property
     def host(self) -> AgentHost: ...
@@ -72,6 +74,7 @@ class Subcalls:
             Op.LLM_QUERY_BATCHED: self._llm_query_batched,
             Op.RLM_QUERY: self._rlm_query,
             Op.RLM_QUERY_BATCHED: self._rlm_query_batched,
+            Op.TOOL: self._tool,
         }
         assert set(self._handlers) == set(Op), "every bridge operation has a handler"
 
@@ -115,7 +118,38 @@ class Subcalls:
         )
         return {"values": [v.model_dump() for v in values]}
 
-    # -- the two kinds of sub-call -------------------------------------------------------------
+    async def _tool(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
+        name = str(args["name"])
+        value = await self.tool(agent, name, list(args.get("args") or []), args.get("kwargs") or {})
+        return {"value": value.model_dump()}
+
+    # -- the kinds of sub-call ---------------------------------------------------------------
+
+    async def tool(self, agent: Agent, name: str, args: list[Any], kwargs: dict[str, Any]) -> Value:
+        """A tool call on the host (its recorded outcome when resuming, without calling it)."""
+        run = self._run
+        call = (
+            f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
+        )
+        recorded = run.replay.tool_result(agent.id, call)
+        if recorded is not None:
+            if recorded.value is None:
+                raise ToolFailed(recorded.error or f"{name} failed")
+            return recorded.value
+        self._count += 1
+        started = SubcallStarted(
+            agent_id=agent.id, call_id=f"t{self._count}", kind="tool", prompt=call
+        )
+        async with self._bracket(started) as done:
+            try:
+                result = await run.tools.call(name, args, kwargs)
+            except UsageError:
+                raise
+            except Exception as exc:
+                raise ToolFailed(f"{type(exc).__name__}: {exc}") from None
+            value = Value.from_host(result)
+            done(value)
+        return value
 
     async def llm_query(self, agent: Agent, prompt: str, model_name: str | None) -> str:
         """A plain model call from a cell (its recorded reply when resuming)."""

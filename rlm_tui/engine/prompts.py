@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rlm_tui.engine.context import ContextSource
+
+if TYPE_CHECKING:
+    from rlm_tui.engine.tools import ToolSpec
 
 SYSTEM_PROMPT = """\
 You are a Recursive Language Model (RLM). You answer a query by writing Python code that runs \
@@ -43,13 +47,29 @@ _SUB_AGENT_NOTE = (
 )
 
 
-def system_prompt(context: ContextSource, depth: int, max_depth: int, truncate: int) -> str:
-    return SYSTEM_PROMPT.format(
+def system_prompt(
+    context: ContextSource,
+    depth: int,
+    max_depth: int,
+    truncate: int,
+    tools: Sequence[ToolSpec] = (),
+) -> str:
+    text = SYSTEM_PROMPT.format(
         truncate=truncate,
         context_label=_context_label(context),
         depth=depth,
         max_depth=max_depth,
         sub_agent_note=_SUB_AGENT_NOTE if depth > 0 else "",
+    )
+    return f"{text}\n\n{tools_note(tools)}" if tools else text
+
+
+def tools_note(tools: Sequence[ToolSpec]) -> str:
+    lines = "\n".join(f"- {t.line}" for t in tools)
+    return (
+        "Tools: functions that run outside the kernel (they can reach what it cannot). Call "
+        "them like the helpers above (plainly, or with `await`); arguments must be JSON data, "
+        f"and a tool's error is raised in your cell.\n{lines}"
     )
 
 

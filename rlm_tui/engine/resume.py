@@ -34,6 +34,7 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
         truncate=started.truncate,
         output_schema=started.output_schema,
         on_budget=changes.pop("on_budget", None) or started.on_budget,
+        tools_file=started.tools_file,
         sessions_dir=directory.parent,
         append_to=directory,
         **changes,

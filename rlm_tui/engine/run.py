@@ -10,11 +10,8 @@ the methods under "control".
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
-import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -35,6 +32,7 @@ from rlm_tui.engine.dispatch import Subcalls
 from rlm_tui.engine.extract import extracted_value, extraction_messages
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
+from rlm_tui.engine.tools import Tools, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     BudgetStop,
@@ -90,6 +88,10 @@ class RunConfig(BaseModel):
     """The JSON Schema the root agent's answer must match (checked in its kernel)."""
     on_budget: OnBudget = "extract"
     """At a budget stop: one call kept back asks for the best answer so far, or just stop."""
+    tools_file: str | None = None
+    """A Python file whose public functions are the run's tools (--tools)."""
+    tools: list[Callable[..., Any]] = Field(default_factory=list, exclude=True)
+    """More tools, as functions (the Python API's ``tools=[...]``)."""
 
 
 @dataclass
@@ -145,11 +147,14 @@ class Run:
         self.budget.usage = self.replay.usage
         self.calls = ModelCalls(self.budget, self.emit)
         self.subcalls = Subcalls(self)
+        file_tools = load_tools(Path(config.tools_file)).functions if config.tools_file else []
+        self.tools = Tools([*file_tools, *config.tools])
         self.settings = AgentSettings(
             truncate=config.truncate,
             keep_output=config.keep_output,
             cell_timeout=config.cell_timeout,
             max_depth=config.limits.max_depth,
+            tools=tuple(self.tools.specs),
         )
         self.control = Control(breakpoints, on_change=self._control_changed)
         self.agents: dict[str, Agent] = {}
@@ -275,6 +280,7 @@ class Run:
                 forked_from=origin if origin not in (None, run_id) else None,
                 output_schema=config.output_schema,
                 on_budget=config.on_budget,
+                tools_file=config.tools_file,
             )
         )
 
@@ -557,7 +563,7 @@ class Run:
             raise UsageError(f"'{var}' is not a valid Python variable name")
         if parent.kernel is None or parent.status != "running":
             raise UsageError(f"agent {parent_id} is not running")
-        payload = None if context is None else _payload_of(context)
+        payload = None if context is None else Value.from_host(context).model_dump()
         self.emit(Notice(agent_id=parent_id, message=f"sub-agent launched by hand -> {var}"))
 
         async def launch() -> Value:
@@ -570,18 +576,3 @@ class Run:
     @property
     def result(self) -> RunResult | None:
         return self._result
-
-
-def _payload_of(value: Any) -> dict[str, Any]:
-    """A host value as a kernel value payload (the host pickles only plain data it made)."""
-    try:
-        is_json = json.loads(json.dumps(value)) == value
-    except (TypeError, ValueError):
-        is_json = False
-    return Value(
-        json_value=value if is_json else None,
-        is_json=is_json,
-        repr=repr(value)[:2000],
-        type_name=type(value).__name__,
-        pickle=base64.b64encode(pickle.dumps(value)).decode(),
-    ).model_dump()

@@ -32,6 +32,8 @@ INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\
 SETUP_NAME = "_rlm_setup"
 LIMIT_MEMORY_NAME = "_rlm_limit_memory"
 EXPECT_NAME = "_rlm_expect"
+TOOLS_NAME = "_rlm_tools"
+"""Called by the host with the run's tools (name, signature, doc) as JSON."""
 """Called by the host with an agent's answer schema as JSON (empty for none)."""
 HIDDEN_NAMES = ("In", "Out", "exit", "quit", "get_ipython")
 REPR_LIMIT = 2000
@@ -112,6 +114,19 @@ def _read_dir(top: str) -> dict[str, str]:
             except (UnicodeDecodeError, OSError):
                 continue
     return out
+
+
+def _tool_request(name: str, signature: str, doc: str) -> Request:
+    def request(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            sent = json.loads(json.dumps([list(args), kwargs]))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: a tool's arguments must be JSON data ({exc})") from None
+        return {"name": name, "args": sent[0], "kwargs": sent[1]}
+
+    request.__name__ = request.__qualname__ = name
+    request.__doc__ = f"{name}{signature}: {doc} (a tool: runs on the rlm-tui host)"
+    return request
 
 
 def _ipython() -> Any:
@@ -336,6 +351,16 @@ def install(ns: dict[str, Any]) -> None:
     ns[SETUP_NAME] = setup
     ns[AIO_NAME] = forms
     ns[EXPECT_NAME] = expected.set
+
+    def add_tools(specs_json: str) -> None:
+        """A helper for each of the run's tools: it calls the host's function by name."""
+        for spec in json.loads(specs_json):
+            ns[spec["name"]] = two_way(wire.Op.TOOL, lambda r: unpayload(r["value"]))(
+                _tool_request(spec["name"], spec["signature"], spec["doc"])
+            )
+            hidden.add(spec["name"])
+
+    ns[TOOLS_NAME] = add_tools
     shell = _ipython()
     if shell is not None:
         install_rewriter(shell, lambda: two_way_names)
