@@ -22,6 +22,7 @@ async def arun(
     limits: Limits | None = None,
     sessions_dir: str | Path | None = None,
     output_type: Any = None,
+    inputs: dict[str, Any] | None = None,
     **options: Any,
 ) -> RunResult:
     """Run an RLM to its answer. ``result.answer`` is the value, ``result.session_dir`` its log.
@@ -30,8 +31,11 @@ async def arun(
     ``output_type`` (a pydantic model, ``dict[str, int]``, ...) is the answer's shape: the model
     is told it, the kernel checks it, and ``result.answer`` is of that type.
     ``tools=[f, ...]`` are functions the model can call from its kernel (run on this host).
+    ``inputs={"name": value}`` become more kernel variables beside ``context``.
     Other keyword options are ``RunConfig`` fields (``truncate``, ``cell_timeout``, ...).
     """
+    if inputs:
+        options["input_values"] = dict(inputs)
     schema = OutputSchema.from_type(output_type) if output_type is not None else None
     if schema is not None:
         options["output_schema"] = schema.schema

@@ -131,6 +131,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "back to the model)",
     )
     parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="another input, loaded like the context into the kernel variable NAME (repeatable)",
+    )
+    parser.add_argument(
         "--tools",
         type=Path,
         metavar="FILE.py",
@@ -274,6 +281,8 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
     options: dict[str, Any] = {}
     if args.sessions_dir is not None:
         options["sessions_dir"] = args.sessions_dir
+    if args.input:
+        options["inputs"] = _named_inputs(args.input)
     if args.tools is not None:
         from rlm_tui.engine.tools import load_tools
 
@@ -299,6 +308,20 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         on_budget=args.on_budget,
         **options,
     )
+
+
+def _named_inputs(given: list[str]) -> dict[str, str]:
+    """``--input NAME=FILE`` flags, each file checked like a context file."""
+    from rlm_tui.engine.context import context_from_file
+
+    inputs: dict[str, str] = {}
+    for item in given:
+        name, sep, file = item.partition("=")
+        if not sep or not name.isidentifier() or not file:
+            raise UsageError(f"--input takes NAME=FILE with NAME a Python name, got {item!r}")
+        context_from_file(Path(file))
+        inputs[name] = str(Path(file).resolve())
+    return inputs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

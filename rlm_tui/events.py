@@ -118,6 +118,8 @@ class RunStarted(_Event):
     """The JSON Schema the answer had to match (--output-schema, output_type=)."""
     on_budget: OnBudget = "extract"
     tools_file: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """Named inputs besides ``context``: variable name -> the file it was loaded from."""
 
 
 class RunStateChanged(_Event):

@@ -32,7 +32,7 @@ from rlm_tui.events import (
     Value,
 )
 from rlm_tui.kernel.base import Kernel, OutputStream
-from rlm_tui.kernel.prelude import EXPECT_NAME, TOOLS_NAME
+from rlm_tui.kernel.prelude import EXPECT_NAME, INPUT_NAME, TOOLS_NAME
 
 if TYPE_CHECKING:
     from rlm_tui.engine.control import Decision, GateKind
@@ -105,6 +105,7 @@ class Agent:
         by_hand: bool = False,
         bind_var: str | None = None,
         schema: dict[str, Any] | None = None,
+        inputs: dict[str, ContextSource] | None = None,
     ) -> None:
         self.host = host
         self.id = agent_id
@@ -115,6 +116,8 @@ class Agent:
         self.by_hand = by_hand
         self.bind_var = bind_var
         self.schema = schema
+        self.inputs = dict(inputs or {})
+        """Named inputs besides ``context`` (``--input NAME=FILE``): kernel variables."""
         """The JSON Schema this agent's answer must match (checked in its kernel)."""
         self.kernel: Kernel | None = None
         self.messages: list[dict[str, Any]] = []
@@ -188,6 +191,9 @@ class Agent:
     async def _loop(self) -> Value:
         host, settings = self.host, self.host.settings
         self.kernel = await host.acquire_kernel(self)
+        for name, source in self.inputs.items():
+            load = f"{INPUT_NAME}({name!r}, {str(source.path)!r}, {source.kind!r})"
+            await self._internal(load, f"load the input {name}")
         if settings.tools:
             specs = [dataclasses.asdict(t) for t in settings.tools]
             await self._internal(f"{TOOLS_NAME}({_json_literal(specs)})", "add the tools")
@@ -197,7 +203,12 @@ class Agent:
             {
                 "role": "system",
                 "content": prompts.system_prompt(
-                    self.context, self.depth, settings.max_depth, settings.truncate, settings.tools
+                    self.context,
+                    self.depth,
+                    settings.max_depth,
+                    settings.truncate,
+                    settings.tools,
+                    self.inputs,
                 ),
             },
             {"role": "user", "content": prompts.first_message(self.query, self.schema)},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rlm_tui.engine.context import ContextSource
@@ -22,7 +22,7 @@ see what they printed, cut to {truncate:,} characters per block, so print summar
 slices and counts rather than whole objects.
 
 Available in the kernel:
-- `context`: the data ({context_label}).
+- `context`: the data ({context_label}).{inputs}
 - `llm_query(prompt, model=None) -> str`: ask a language model one question (it does not see \
 `context` unless you put a part of it in the prompt).
 - `llm_query_batched(prompts) -> list[str]`: many questions at once, answered concurrently.
@@ -53,10 +53,16 @@ def system_prompt(
     max_depth: int,
     truncate: int,
     tools: Sequence[ToolSpec] = (),
+    inputs: Mapping[str, ContextSource] | None = None,
 ) -> str:
+    named = "".join(
+        f"\n- `{name}`: an input ({_context_label(source)})"
+        for name, source in (inputs or {}).items()
+    )
     text = SYSTEM_PROMPT.format(
         truncate=truncate,
         context_label=_context_label(context),
+        inputs=named,
         depth=depth,
         max_depth=max_depth,
         sub_agent_note=_SUB_AGENT_NOTE if depth > 0 else "",

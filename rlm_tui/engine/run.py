@@ -32,7 +32,7 @@ from rlm_tui.engine.dispatch import Subcalls
 from rlm_tui.engine.extract import extracted_value, extraction_messages
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
-from rlm_tui.engine.tools import Tools, load_tools
+from rlm_tui.engine.tools import RESERVED, Tools, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     BudgetStop,
@@ -92,6 +92,10 @@ class RunConfig(BaseModel):
     """A Python file whose public functions are the run's tools (--tools)."""
     tools: list[Callable[..., Any]] = Field(default_factory=list, exclude=True)
     """More tools, as functions (the Python API's ``tools=[...]``)."""
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """Named inputs besides ``context``: variable name -> file (``--input NAME=FILE``)."""
+    input_values: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    """Named inputs as Python values (the Python API's ``inputs={...}``)."""
 
 
 @dataclass
@@ -161,6 +165,7 @@ class Run:
         self.root: Agent | None = None
         self.session_dir: Path | None = None
         self.context: ContextSource = NO_CONTEXT
+        self.inputs: dict[str, ContextSource] = {}
         self.scratch: Path
         """Private files of this run (sub-agents' contexts); made by start(), removed at the end."""
         self._provider = provider
@@ -207,6 +212,7 @@ class Run:
         try:
             created = self._open_session()
             self.context = self._resolve_context()
+            self.inputs = self._resolve_inputs()
             await self._start_services()
             self._emit_started()
         except BaseException:
@@ -219,7 +225,12 @@ class Run:
         assert self._provider is not None
         self._spawn(self._provider.start())
         self.root = Agent(
-            self, "0", self.config.query, self.context, schema=self.config.output_schema
+            self,
+            "0",
+            self.config.query,
+            self.context,
+            schema=self.config.output_schema,
+            inputs=self.inputs,
         )
         self.agents["0"] = self.root
         self._root_task = asyncio.ensure_future(self.root.execute())
@@ -281,6 +292,7 @@ class Run:
                 output_schema=config.output_schema,
                 on_budget=config.on_budget,
                 tools_file=config.tools_file,
+                inputs={k: str(v.path) for k, v in self.inputs.items()},
             )
         )
 
@@ -296,6 +308,17 @@ class Run:
         if config.context_file is not None:
             return context_from_file(Path(config.context_file))
         return NO_CONTEXT
+
+    def _resolve_inputs(self) -> dict[str, ContextSource]:
+        config = self.config
+        directory = (self.session_dir or self.scratch) / "inputs"
+        inputs = {name: context_from_file(Path(file)) for name, file in config.inputs.items()}
+        for name, value in config.input_values.items():
+            inputs[name] = context_from_value(value, directory / name)
+        for name in inputs:
+            if not name.isidentifier() or name in RESERVED or name.startswith("_"):
+                raise UsageError(f"an input cannot be called {name!r}: use a free Python name")
+        return inputs
 
     async def wait(self) -> RunResult:
         if self._result is not None:

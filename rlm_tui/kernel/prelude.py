@@ -33,6 +33,8 @@ SETUP_NAME = "_rlm_setup"
 LIMIT_MEMORY_NAME = "_rlm_limit_memory"
 EXPECT_NAME = "_rlm_expect"
 TOOLS_NAME = "_rlm_tools"
+INPUT_NAME = "_rlm_input"
+"""Called by the host to load a named input (``--input NAME=FILE``) like ``context``."""
 """Called by the host with the run's tools (name, signature, doc) as JSON."""
 """Called by the host with an agent's answer schema as JSON (empty for none)."""
 HIDDEN_NAMES = ("In", "Out", "exit", "quit", "get_ipython")
@@ -361,6 +363,12 @@ def install(ns: dict[str, Any]) -> None:
             hidden.add(spec["name"])
 
     ns[TOOLS_NAME] = add_tools
+
+    def load_input(name: str, file: str, kind: str) -> None:
+        ns[name] = load_context(file, kind)
+        hidden.add(name)
+
+    ns[INPUT_NAME] = load_input
     shell = _ipython()
     if shell is not None:
         install_rewriter(shell, lambda: two_way_names)
