@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("session", help="session id, id prefix, or directory")
     _add_continue_options(resume)
 
+    ask = commands.add_parser(
+        "ask",
+        help="ask a follow-up question of a session that answered, in its rebuilt root kernel",
+    )
+    ask.add_argument("session", help="session id, id prefix, or directory")
+    ask.add_argument("question", help="the next question; earlier answers are answer_1, ...")
+    _add_continue_options(ask)
+
     fork = commands.add_parser(
         "fork", help="copy a session up to a cell into a new session and go on from there"
     )
@@ -345,7 +353,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return asyncio.run(_run_headless(config, args.json))
     if args.command == "sessions":
         return _list_sessions(args)
-    if args.command in ("resume", "fork"):
+    if args.command in ("resume", "fork", "ask"):
         return _continue(args)
     if args.command == "export":
         from rlm_tui.session.export import export
@@ -390,7 +398,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _continue(args: argparse.Namespace) -> int:
     """resume / fork: rebuild the recorded state, then go on live."""
     from rlm_tui.engine.recording import Recording
-    from rlm_tui.engine.resume import fork_run, resume_run
+    from rlm_tui.engine.resume import ask_run, fork_run, resume_run
 
     directory = _checked_session(args.session, args.sessions_dir)
     base = Recording.from_session(directory).started.limits
@@ -413,6 +421,8 @@ def _continue(args: argparse.Namespace) -> int:
                 raise UsageError(f"cannot read {args.code_file}: {exc.strerror}") from None
         run = fork_run(directory, args.at, code, **changes)
         print(f"rlm-tui: forked into session {run.config.append_to.name}", file=sys.stderr)
+    elif args.command == "ask":
+        run = ask_run(directory, args.question, **changes)
     else:
         run = resume_run(directory, **changes)
     if args.tui:

@@ -305,6 +305,18 @@ class Notice(_Event):
     agent_id: str | None = None
 
 
+class FollowUp(_Event):
+    """A new question to an agent that had answered (``rlm-tui ask``): its next user turn."""
+
+    type: Literal["follow_up"] = "follow_up"
+    agent_id: str
+    step: int
+    """The step whose answer it follows."""
+    question: str
+    answer_var: str
+    """The kernel variable the previous answer was bound to."""
+
+
 class RunFinished(_Event):
     type: Literal["run_finished"] = "run_finished"
     status: RunStatus
@@ -338,6 +350,7 @@ Event = Annotated[
     | BudgetStop
     | ErrorEvent
     | Notice
+    | FollowUp
     | RunFinished,
     Field(discriminator="type"),
 ]

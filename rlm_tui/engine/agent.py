@@ -27,6 +27,7 @@ from rlm_tui.events import (
     CellSkipped,
     CellStarted,
     Event,
+    FollowUp,
     KernelEvent,
     Usage,
     Value,
@@ -92,6 +93,10 @@ class AgentHost(Protocol):
         """Why the run is ending, when it is."""
         ...
 
+    def follow_up(self, agent_id: str, step: int) -> tuple[str, bool] | None:
+        """A question to go on with after this answer: (text, whether it is new), or None."""
+        ...
+
 
 class Agent:
     def __init__(
@@ -125,6 +130,7 @@ class Agent:
         self.step = 0
         self.cell_count = 0
         self.children = 0
+        self.follow_ups = 0
         self.final: Value | None = None
         self.notes: list[str] = []
         self.status: AgentStatus = "running"
@@ -235,7 +241,12 @@ class Agent:
             if self.final is None and (marker := plain_final(text)) is not None:
                 await self._resolve_plain_final(marker)
             if self.final is not None:
-                return self.final
+                asked = host.follow_up(self.id, self.step)
+                if asked is None:
+                    return self.final
+                feedback.append(await self._take_follow_up(*asked))
+                self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
+                continue
             if not cells:
                 feedback.append(prompts.no_code_feedback())
             self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
@@ -368,8 +379,26 @@ class Agent:
         if self.final is None:
             self.notes.append(f"Your text {code} failed: {result.error}")
 
+    async def _take_follow_up(self, question: str, new: bool) -> str:
+        """Go on after an answer: bind it as ``answer_N`` and put the question to the model."""
+        assert self.final is not None
+        self.follow_ups += 1
+        var = f"answer_{self.follow_ups}"
+        await self._bind_quietly(var, self.final)
+        self.final = None
+        if new:
+            self.host.emit(
+                FollowUp(agent_id=self.id, step=self.step, question=question, answer_var=var)
+            )
+        return prompts.follow_up(question, var)
+
     async def bind(self, name: str, value: Value) -> None:
         """Put a value into this agent's kernel under ``name`` (a hand-launched sub-agent)."""
+        await self._bind_quietly(name, value)
+        preview = value.repr if len(value.repr) <= 200 else value.repr[:200] + "…"
+        self.notes.append(prompts.bound_value_note(name, value.type_name, preview))
+
+    async def _bind_quietly(self, name: str, value: Value) -> None:
         if value.pickle is not None:
             code = f"{name} = __import__('pickle').loads(__import__('base64').b64decode({value.pickle!r}))"
         elif value.is_json:
@@ -377,8 +406,6 @@ class Agent:
         else:
             code = f"{name} = {value.repr!r}"
         await self._internal(code, f"bind {name}")
-        preview = value.repr if len(value.repr) <= 200 else value.repr[:200] + "…"
-        self.notes.append(prompts.bound_value_note(name, value.type_name, preview))
 
     async def _internal(self, code: str, what: str) -> None:
         """Run the engine's own code in this agent's kernel (no events: it is not a cell)."""

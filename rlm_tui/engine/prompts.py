@@ -124,6 +124,14 @@ def no_code_feedback() -> str:
     )
 
 
+def follow_up(question: str, answer_var: str) -> str:
+    return (
+        f"Follow-up question: {question}\n\n"
+        f"Your previous answer is in the kernel as `{answer_var}`; every variable you made is "
+        "still there. Answer this question with FINAL again."
+    )
+
+
 def bound_value_note(var: str, type_name: str, preview: str) -> str:
     return (
         f"A sub-agent launched by the user has finished. Its answer is now in the kernel as "

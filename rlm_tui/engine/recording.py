@@ -21,6 +21,7 @@ from rlm_tui.events import (
     CellSkipped,
     CellStarted,
     Event,
+    FollowUp,
     ModelRequest,
     ModelResponse,
     RunFinished,
@@ -58,6 +59,8 @@ class Recording:
         default_factory=lambda: defaultdict(deque)
     )
     """Tool outcomes by (agent, the call as Python), in the order they came."""
+    follow_ups: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Questions asked after an agent's answer at a step (``rlm-tui ask``)."""
     usage: Usage = field(default_factory=Usage)
     finished: RunFinished | None = None
     last_seq: int = 0
@@ -93,6 +96,8 @@ class Recording:
         elif isinstance(event, SubcallFinished) and event.call_id in self._tool_calls:
             outcome = RecordedTool(event.result if event.ok else None, event.error)
             self.tools[self._tool_calls.pop(event.call_id)].append(outcome)
+        elif isinstance(event, FollowUp):
+            self.follow_ups[(event.agent_id, event.step)] = event.question
         elif isinstance(event, CellStarted):
             self._running[event.cell_id] = event.code
         elif isinstance(event, CellFinished) and event.cell_id in self._running:

@@ -39,5 +39,8 @@ class Replay:
     def tool_result(self, agent_id: str, call: str) -> RecordedTool | None:
         return self._recording.tool_result(agent_id, call) if self._recording else None
 
+    def follow_up(self, agent_id: str, step: int) -> str | None:
+        return self._recording.follow_ups.get((agent_id, step)) if self._recording else None
+
     def answer(self, agent_id: str) -> Value | None:
         return self._recording.answers.get(agent_id) if self._recording else None

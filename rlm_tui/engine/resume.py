@@ -42,6 +42,22 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
     )
 
 
+def ask_run(
+    directory: Path,
+    question: str,
+    breakpoints: Breakpoints | None = None,
+    model: Model | None = None,
+    **changes: Any,
+) -> Run:
+    """A follow-up question to a session that answered: its root kernel is rebuilt from the
+    record (variables and all, at no model cost) and the question is its next user turn."""
+    recording = Recording.from_session(directory)
+    if recording.finished is None or recording.finished.status != "answered":
+        raise SessionError(f"session {directory.name} has not answered; resume it instead")
+    config = config_for(recording, directory, follow_up=question, **changes)
+    return Run(config, breakpoints=breakpoints, recording=recording, model=model)
+
+
 def resume_run(
     directory: Path,
     breakpoints: Breakpoints | None = None,

@@ -94,6 +94,8 @@ class RunConfig(BaseModel):
     """More tools, as functions (the Python API's ``tools=[...]``)."""
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> file (``--input NAME=FILE``)."""
+    follow_up: str | None = Field(default=None, exclude=True)
+    """A question for the root after its recorded answer (``rlm-tui ask``)."""
     input_values: dict[str, Any] = Field(default_factory=dict, exclude=True)
     """Named inputs as Python values (the Python API's ``inputs={...}``)."""
 
@@ -178,6 +180,7 @@ class Run:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._result: RunResult | None = None
         self._state: RunState = "running"
+        self._question = config.follow_up
 
     @property
     def model(self) -> Model:
@@ -442,6 +445,15 @@ class Run:
 
     def stop_cause(self) -> RlmError | None:
         return self._fatal
+
+    def follow_up(self, agent_id: str, step: int) -> tuple[str, bool] | None:
+        recorded = self.replay.follow_up(agent_id, step)
+        if recorded is not None:
+            return recorded, False
+        if agent_id == "0" and self._question is not None:
+            question, self._question = self._question, None
+            return question, True
+        return None
 
     def model_name(self, depth: int) -> str:
         return self.models.for_depth(depth).name
