@@ -152,6 +152,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="a Python file whose public functions the model can call (they run on this host)",
     )
     parser.add_argument(
+        "--compact-at",
+        type=_positive_int,
+        metavar="TOKENS",
+        help="when an agent's history passes TOKENS (characters / 4), replace its earlier "
+        "turns by a summary the model writes (the kernel keeps every variable)",
+    )
+    parser.add_argument(
         "--on-budget",
         choices=["extract", "stop"],
         default="extract",
@@ -314,6 +321,7 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         pool_size=args.pool_size,
         stream=not args.no_stream,
         on_budget=args.on_budget,
+        compact_at=args.compact_at,
         **options,
     )
 

@@ -22,8 +22,9 @@ AgentStatus = Literal["running", "answered", "failed", "stopped", "budget"]
 CellStatus = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
 RunStatus = Literal["answered", "budget", "model_error", "kernel_error", "stopped", "error"]
 RunState = Literal["running", "paused", "stepping"]
-CallPurpose = Literal["agent", "llm_query", "extract"]
-"""An agent's turn, a cell's llm_query, or the one call that extracts an answer at a budget stop."""
+CallPurpose = Literal["agent", "llm_query", "extract", "compact"]
+"""An agent's turn, a cell's llm_query, the one call that extracts an answer at a budget stop,
+or the summary that compacts an agent's history."""
 OnBudget = Literal["extract", "stop"]
 
 
@@ -118,6 +119,7 @@ class RunStarted(_Event):
     """The JSON Schema the answer had to match (--output-schema, output_type=)."""
     on_budget: OnBudget = "extract"
     tools_file: str | None = None
+    compact_at: int | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> the file it was loaded from."""
 
@@ -305,6 +307,21 @@ class Notice(_Event):
     agent_id: str | None = None
 
 
+class HistoryCompacted(_Event):
+    """An agent's earlier turns were replaced by a summary (``--compact-at``); kernel untouched."""
+
+    type: Literal["history_compacted"] = "history_compacted"
+    agent_id: str
+    step: int
+    """The step whose request was the first to carry the summary."""
+    summary: str
+    messages_before: int
+    messages_after: int
+    tokens_before: int
+    """The history's size as estimated (characters / 4), before and after."""
+    tokens_after: int
+
+
 class FollowUp(_Event):
     """A new question to an agent that had answered (``rlm-tui ask``): its next user turn."""
 
@@ -351,6 +368,7 @@ Event = Annotated[
     | ErrorEvent
     | Notice
     | FollowUp
+    | HistoryCompacted
     | RunFinished,
     Field(discriminator="type"),
 ]

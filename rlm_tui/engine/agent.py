@@ -20,6 +20,7 @@ from rlm_tui.events import (
     AgentFinished,
     AgentStarted,
     AgentStatus,
+    CallPurpose,
     CellEdited,
     CellFinished,
     CellOutput,
@@ -28,6 +29,7 @@ from rlm_tui.events import (
     CellStarted,
     Event,
     FollowUp,
+    HistoryCompacted,
     KernelEvent,
     Usage,
     Value,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from rlm_tui.models.base import Model
 
 MAX_KERNEL_DEATHS = 3
+MIN_MESSAGES_TO_COMPACT = 7
 StatusHint = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
 
 
@@ -54,6 +57,8 @@ class AgentSettings:
     cell_timeout: float | None
     max_depth: int
     tools: tuple[ToolSpec, ...] = ()
+    compact_at: int | None = None
+    """Compact an agent's history when it passes this many tokens (characters / 4)."""
 
 
 class AgentHost(Protocol):
@@ -75,13 +80,15 @@ class AgentHost(Protocol):
 
     def recorded_cell(self, cell_id: str) -> RecordedCell | None: ...
 
+    def recorded_compaction(self, agent_id: str, step: int) -> str | None: ...
+
     async def call_model(
         self,
         agent: Agent,
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
         step: int,
-        purpose: Literal["agent", "llm_query"] = "agent",
+        purpose: CallPurpose = "agent",
         model: Model | None = None,
     ) -> str: ...
 
@@ -224,6 +231,8 @@ class Agent:
             self.step += 1
             host.check_iterations(self.step, self.id)
             self._attach_notes()
+            if settings.compact_at is not None and self._tokens() > settings.compact_at:
+                sent = await self._compact(sent)
             recorded = host.recorded_reply(self.id, self.step)
             self.replaying = recorded is not None
             if recorded is not None:
@@ -250,6 +259,42 @@ class Agent:
             if not cells:
                 feedback.append(prompts.no_code_feedback())
             self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
+
+    def _tokens(self) -> int:
+        return sum(len(str(m["content"])) for m in self.messages) // 4
+
+    async def _compact(self, sent: int) -> int:
+        """Replace the turns between the query and the latest feedback by a model's summary.
+
+        At least two turns must have passed since the start or the last compaction, so a
+        history that stays long (a big system prompt) is not summarised at every step."""
+        if len(self.messages) < MIN_MESSAGES_TO_COMPACT:
+            return sent
+        host, before = self.host, self._tokens()
+        summary = host.recorded_compaction(self.id, self.step)
+        recorded = summary is not None
+        if summary is None:
+            ask = [*self.messages, {"role": "user", "content": prompts.compaction_request()}]
+            summary = await host.call_model(self, ask, ask[sent:], self.step, "compact")
+        count = len(self.messages)
+        self.messages = [
+            *self.messages[:2],
+            {"role": "assistant", "content": prompts.summary_turn(summary)},
+            self.messages[-1],
+        ]
+        if not recorded:
+            host.emit(
+                HistoryCompacted(
+                    agent_id=self.id,
+                    step=self.step,
+                    summary=summary,
+                    messages_before=count,
+                    messages_after=len(self.messages),
+                    tokens_before=before,
+                    tokens_after=self._tokens(),
+                )
+            )
+        return 0
 
     def _attach_notes(self) -> None:
         if self.notes:

@@ -124,6 +124,18 @@ def no_code_feedback() -> str:
     )
 
 
+def compaction_request() -> str:
+    return (
+        "Your history is getting long and will be shortened. Summarise your work so far for "
+        "yourself: what you found, the kernel variables you made and what they hold, what is "
+        "left to do. Be specific and brief; no code blocks."
+    )
+
+
+def summary_turn(summary: str) -> str:
+    return f"(My earlier turns, summarised; the kernel still holds every variable.)\n{summary}"
+
+
 def follow_up(question: str, answer_var: str) -> str:
     return (
         f"Follow-up question: {question}\n\n"

@@ -22,6 +22,7 @@ from rlm_tui.events import (
     CellStarted,
     Event,
     FollowUp,
+    HistoryCompacted,
     ModelRequest,
     ModelResponse,
     RunFinished,
@@ -60,6 +61,8 @@ class Recording:
     )
     """Tool outcomes by (agent, the call as Python), in the order they came."""
     follow_ups: dict[tuple[str, int], str] = field(default_factory=dict)
+    compactions: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Summaries that replaced an agent's earlier turns, by (agent, step)."""
     """Questions asked after an agent's answer at a step (``rlm-tui ask``)."""
     usage: Usage = field(default_factory=Usage)
     finished: RunFinished | None = None
@@ -96,6 +99,8 @@ class Recording:
         elif isinstance(event, SubcallFinished) and event.call_id in self._tool_calls:
             outcome = RecordedTool(event.result if event.ok else None, event.error)
             self.tools[self._tool_calls.pop(event.call_id)].append(outcome)
+        elif isinstance(event, HistoryCompacted):
+            self.compactions[(event.agent_id, event.step)] = event.summary
         elif isinstance(event, FollowUp):
             self.follow_ups[(event.agent_id, event.step)] = event.question
         elif isinstance(event, CellStarted):

@@ -39,6 +39,9 @@ class Replay:
     def tool_result(self, agent_id: str, call: str) -> RecordedTool | None:
         return self._recording.tool_result(agent_id, call) if self._recording else None
 
+    def compaction(self, agent_id: str, step: int) -> str | None:
+        return self._recording.compactions.get((agent_id, step)) if self._recording else None
+
     def follow_up(self, agent_id: str, step: int) -> str | None:
         return self._recording.follow_ups.get((agent_id, step)) if self._recording else None
 

@@ -35,6 +35,7 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
         output_schema=started.output_schema,
         on_budget=changes.pop("on_budget", None) or started.on_budget,
         tools_file=started.tools_file,
+        compact_at=started.compact_at,
         inputs=started.inputs,
         sessions_dir=directory.parent,
         append_to=directory,

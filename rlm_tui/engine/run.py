@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +36,7 @@ from rlm_tui.engine.tools import RESERVED, Tools, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     BudgetStop,
+    CallPurpose,
     CellPaused,
     ErrorEvent,
     Event,
@@ -94,6 +95,8 @@ class RunConfig(BaseModel):
     """More tools, as functions (the Python API's ``tools=[...]``)."""
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> file (``--input NAME=FILE``)."""
+    compact_at: int | None = Field(None, ge=100)
+    """Replace an agent's earlier turns by a summary when its history passes this many tokens."""
     follow_up: str | None = Field(default=None, exclude=True)
     """A question for the root after its recorded answer (``rlm-tui ask``)."""
     input_values: dict[str, Any] = Field(default_factory=dict, exclude=True)
@@ -161,6 +164,7 @@ class Run:
             cell_timeout=config.cell_timeout,
             max_depth=config.limits.max_depth,
             tools=tuple(self.tools.specs),
+            compact_at=config.compact_at,
         )
         self.control = Control(breakpoints, on_change=self._control_changed)
         self.agents: dict[str, Agent] = {}
@@ -295,6 +299,7 @@ class Run:
                 output_schema=config.output_schema,
                 on_budget=config.on_budget,
                 tools_file=config.tools_file,
+                compact_at=config.compact_at,
                 inputs={k: str(v.path) for k, v in self.inputs.items()},
             )
         )
@@ -464,6 +469,9 @@ class Run:
     def recorded_reply(self, agent_id: str, step: int) -> str | None:
         return self.replay.reply(agent_id, step)
 
+    def recorded_compaction(self, agent_id: str, step: int) -> str | None:
+        return self.replay.compaction(agent_id, step)
+
     def recorded_cell(self, cell_id: str) -> RecordedCell | None:
         return self.replay.cell(cell_id)
 
@@ -530,7 +538,7 @@ class Run:
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
         step: int,
-        purpose: Literal["agent", "llm_query"] = "agent",
+        purpose: CallPurpose = "agent",
         model: Model | None = None,
     ) -> str:
         """One model call of ``agent``, counted in its usage and the run's budget."""
