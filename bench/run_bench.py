@@ -16,6 +16,7 @@ SCRIPTS = [
     "bench_scale.py",
     "bench_vs_rlms.py",
     "bench_kernels.py",
+    "bench_awaited.py",
 ]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),

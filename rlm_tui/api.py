@@ -8,6 +8,7 @@ from typing import Any
 
 from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.run import Run, RunConfig, RunResult
+from rlm_tui.engine.schema import OutputSchema
 
 
 async def arun(
@@ -20,13 +21,24 @@ async def arun(
     api_base: str | None = None,
     limits: Limits | None = None,
     sessions_dir: str | Path | None = None,
+    output_type: Any = None,
+    inputs: dict[str, Any] | None = None,
     **options: Any,
 ) -> RunResult:
     """Run an RLM to its answer. ``result.answer`` is the value, ``result.session_dir`` its log.
 
     ``context`` is any Python value (str, dict, list, ...); ``context_file`` a file or directory.
+    ``output_type`` (a pydantic model, ``dict[str, int]``, ...) is the answer's shape: the model
+    is told it, the kernel checks it, and ``result.answer`` is of that type.
+    ``tools=[f, ...]`` are functions the model can call from its kernel (run on this host).
+    ``inputs={"name": value}`` become more kernel variables beside ``context``.
     Other keyword options are ``RunConfig`` fields (``truncate``, ``cell_timeout``, ...).
     """
+    if inputs:
+        options["input_values"] = dict(inputs)
+    schema = OutputSchema.from_type(output_type) if output_type is not None else None
+    if schema is not None:
+        options["output_schema"] = schema.schema
     config = RunConfig(
         query=query,
         context_value=context,
@@ -38,7 +50,10 @@ async def arun(
         **({"sessions_dir": Path(sessions_dir)} if sessions_dir is not None else {}),
         **options,
     )
-    return await Run(config).execute()
+    result = await Run(config).execute()
+    if schema is not None:
+        result.typed = schema.typed
+    return result
 
 
 def run(query: str, context: Any = None, **kwargs: Any) -> RunResult:

@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("session", help="session id, id prefix, or directory")
     _add_continue_options(resume)
 
+    ask = commands.add_parser(
+        "ask",
+        help="ask a follow-up question of a session that answered, in its rebuilt root kernel",
+    )
+    ask.add_argument("session", help="session id, id prefix, or directory")
+    ask.add_argument("question", help="the next question; earlier answers are answer_1, ...")
+    _add_continue_options(ask)
+
     fork = commands.add_parser(
         "fork",
         argument_default=argparse.SUPPRESS,
@@ -154,6 +162,40 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         help="model calls at once across the run; more wait their turn (default 8)",
+    )
+    parser.add_argument(
+        "--output-schema",
+        type=Path,
+        dest="output_schema_file",
+        metavar="FILE",
+        help="a JSON Schema the answer must match (checked in the kernel; a mismatch goes "
+        "back to the model)",
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME=FILE",
+        help="another input, loaded like the context into the kernel variable NAME (repeatable)",
+    )
+    parser.add_argument(
+        "--tools",
+        type=Path,
+        dest="tools_path",
+        metavar="FILE.py",
+        help="a Python file whose public functions the model can call (they run on this host)",
+    )
+    parser.add_argument(
+        "--compact-at",
+        type=_positive_int,
+        metavar="TOKENS",
+        help="when an agent's history passes TOKENS (characters / 4), replace its earlier "
+        "turns by a summary the model writes (the kernel keeps every variable)",
+    )
+    parser.add_argument(
+        "--on-budget",
+        choices=["extract", "stop"],
+        help="when a budget runs out: one call kept back asks for the best answer so far "
+        "(extract, the default; status budget, exit 3) or just stop",
     )
     add_budget_options(parser)
     parser.add_argument(
@@ -231,6 +273,23 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     limits = {k: v for k, v in given.items() if k in Limits.model_fields}
     if limits:
         settings["limits"] = limits
+    return {**settings, **_file_settings(args)}
+
+
+def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as files (inputs, tools, an answer schema), each checked now."""
+    settings: dict[str, Any] = {}
+    if getattr(args, "input", None):
+        settings["inputs"] = _named_inputs(args.input)
+    if getattr(args, "tools_path", None) is not None:
+        from rlm_tui.engine.tools import load_tools
+
+        load_tools(args.tools_path)  # fail on a bad tools file before anything starts
+        settings["tools_file"] = str(args.tools_path.resolve())
+    if getattr(args, "output_schema_file", None) is not None:
+        from rlm_tui.engine.schema import OutputSchema
+
+        settings["output_schema"] = OutputSchema.from_file(args.output_schema_file).schema
     return settings
 
 
@@ -300,6 +359,20 @@ def check_models(config: Any) -> None:
         make_model(name, config.api_base)
 
 
+def _named_inputs(given: list[str]) -> dict[str, str]:
+    """``--input NAME=FILE`` flags, each file checked like a context file."""
+    from rlm_tui.engine.context import context_from_file
+
+    inputs: dict[str, str] = {}
+    for item in given:
+        name, sep, file = item.partition("=")
+        if not sep or not name.isidentifier() or not file:
+            raise UsageError(f"--input takes NAME=FILE with NAME a Python name, got {item!r}")
+        context_from_file(Path(file))
+        inputs[name] = str(Path(file).resolve())
+    return inputs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -326,7 +399,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _run_cli(args)
     if args.command == "sessions":
         return _list_sessions(args)
-    if args.command in ("resume", "fork"):
+    if args.command in ("resume", "fork", "ask"):
         return _continue(args)
     if args.command == "export":
         from rlm_tui.session.export import export
@@ -369,8 +442,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _continue(args: argparse.Namespace) -> int:
-    """resume / fork: rebuild the recorded state, then go on live (with any settings changed)."""
-    from rlm_tui.engine.resume import fork_run, resume_run
+    """resume / fork / ask: rebuild the recorded state, then go on live (settings changed)."""
+    from rlm_tui.engine.resume import ask_run, fork_run, resume_run
 
     directory = _checked_session(args.session, getattr(args, "sessions_dir", None))
     changes = settings_from_args(args)
@@ -384,6 +457,8 @@ def _continue(args: argparse.Namespace) -> int:
                 raise UsageError(f"cannot read {args.code_file}: {_reason(exc)}") from None
         run = fork_run(directory, args.at, code, **changes)
         print(f"rlm-tui: forked into session {run.config.append_to.name}", file=sys.stderr)
+    elif args.command == "ask":
+        run = ask_run(directory, args.question, **changes)
     else:
         run = resume_run(directory, **changes)
     try:
@@ -473,6 +548,7 @@ def _print_result(result: Any, as_json: bool) -> None:
             "answer_is_json": bool(value and value.is_json),
             "answer_type": value.type_name if value else None,
             "reason": result.reason,
+            "extracted": result.extracted,
             "usage": result.usage.model_dump(),
             "elapsed": round(result.elapsed, 3),
             "session": str(result.session_dir) if result.session_dir else None,
@@ -485,7 +561,8 @@ def _print_result(result: Any, as_json: bool) -> None:
         else:
             print(json.dumps(answer, ensure_ascii=False, indent=2) if value.is_json else value.repr)
     if result.status != "answered":
-        print(f"rlm-tui: {result.status}: {result.reason}", file=sys.stderr)
+        how = " (the answer above was extracted from the trajectory)" if result.extracted else ""
+        print(f"rlm-tui: {result.status}: {result.reason}{how}", file=sys.stderr)
     if result.session_dir:
         print(f"rlm-tui: session saved in {result.session_dir}", file=sys.stderr)
 

@@ -8,6 +8,9 @@ and a replay look the same to whoever folds them.
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 import time
 from typing import Annotated, Any, Literal
 
@@ -19,6 +22,10 @@ AgentStatus = Literal["running", "answered", "failed", "stopped", "budget"]
 CellStatus = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
 RunStatus = Literal["answered", "budget", "model_error", "kernel_error", "stopped", "error"]
 RunState = Literal["running", "paused", "stepping"]
+CallPurpose = Literal["agent", "llm_query", "extract", "compact"]
+"""An agent's turn, a cell's llm_query, the one call that extracts an answer at a budget stop,
+or the summary that compacts an agent's history."""
+OnBudget = Literal["extract", "stop"]
 
 
 class Usage(BaseModel):
@@ -61,6 +68,25 @@ class Value(BaseModel):
         """The value on the host: the JSON form, or the repr when there is none."""
         return self.json_value if self.is_json else self.repr
 
+    @classmethod
+    def from_host(cls, value: Any) -> Value:
+        """A value the host made, for a kernel (the host pickles only what it made itself)."""
+        try:
+            is_json = json.loads(json.dumps(value)) == value
+        except (TypeError, ValueError):
+            is_json = False
+        try:
+            pickled: str | None = base64.b64encode(pickle.dumps(value)).decode()
+        except Exception:
+            pickled = None
+        return cls(
+            json_value=value if is_json else None,
+            is_json=is_json,
+            repr=repr(value)[:2000],
+            type_name=type(value).__name__,
+            pickle=pickled,
+        )
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -92,6 +118,13 @@ class RunStarted(_Event):
     sub_model_spec: str | None = None
     resumed_from: str | None = None
     forked_from: str | None = None
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema the answer had to match (--output-schema, output_type=)."""
+    on_budget: OnBudget = "extract"
+    tools_file: str | None = None
+    compact_at: int | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """Named inputs besides ``context``: variable name -> the file it was loaded from."""
 
 
 class RunStateChanged(_Event):
@@ -131,7 +164,7 @@ class ModelRequest(_Event):
     call_id: str
     step: int
     model: str
-    purpose: Literal["agent", "llm_query"] = "agent"
+    purpose: CallPurpose = "agent"
     messages: list[dict[str, Any]] = Field(default_factory=list)
     max_tokens: int | None = None
     """The completion limit sent with the call (what was left of the budget)."""
@@ -155,7 +188,7 @@ class ModelResponse(_Event):
     call_id: str
     step: int
     model: str
-    purpose: Literal["agent", "llm_query"] = "agent"
+    purpose: CallPurpose = "agent"
     text: str
     usage: Usage = Field(default_factory=Usage)
     duration: float = 0.0
@@ -226,8 +259,9 @@ class SubcallStarted(_Event):
     type: Literal["subcall_started"] = "subcall_started"
     agent_id: str
     call_id: str
-    kind: Literal["llm_query", "rlm_query"]
+    kind: Literal["llm_query", "rlm_query", "tool"]
     prompt: str
+    """The prompt; for a tool, the call as Python (``lookup('Oslo', unit='C')``)."""
     child_agent_id: str | None = None
     context_preview: str = ""
     context_chars: int = 0
@@ -283,6 +317,33 @@ class Notice(_Event):
     agent_id: str | None = None
 
 
+class HistoryCompacted(_Event):
+    """An agent's earlier turns were replaced by a summary (``--compact-at``); kernel untouched."""
+
+    type: Literal["history_compacted"] = "history_compacted"
+    agent_id: str
+    step: int
+    """The step whose request was the first to carry the summary."""
+    summary: str
+    messages_before: int
+    messages_after: int
+    tokens_before: int
+    """The history's size as estimated (characters / 4), before and after."""
+    tokens_after: int
+
+
+class FollowUp(_Event):
+    """A new question to an agent that had answered (``rlm-tui ask``): its next user turn."""
+
+    type: Literal["follow_up"] = "follow_up"
+    agent_id: str
+    step: int
+    """The step whose answer it follows."""
+    question: str
+    answer_var: str
+    """The kernel variable the previous answer was bound to."""
+
+
 class RunFinished(_Event):
     type: Literal["run_finished"] = "run_finished"
     status: RunStatus
@@ -290,6 +351,8 @@ class RunFinished(_Event):
     reason: str = ""
     usage: Usage = Field(default_factory=Usage)
     elapsed: float = 0.0
+    extracted: bool = False
+    """The answer was extracted from the trajectory when the budget ran out (status budget)."""
 
 
 Event = Annotated[
@@ -314,6 +377,8 @@ Event = Annotated[
     | BudgetStop
     | ErrorEvent
     | Notice
+    | FollowUp
+    | HistoryCompacted
     | RunFinished,
     Field(discriminator="type"),
 ]

@@ -119,7 +119,16 @@ def test_500_until_retries_run_out_exits_4(server, sessions_dir):
 
 def test_cost_budget_stops_with_exit_3(server, sessions_dir):
     server.script([Reply(text=cell("x = 1"), prompt_tokens=100_000, completion_tokens=10)])
-    done = run_cli(server, sessions_dir, "q", "--max-cost", "0.001", model="openai/gpt-4o-mini")
+    done = run_cli(
+        server,
+        sessions_dir,
+        "q",
+        "--max-cost",
+        "0.001",
+        "--on-budget",
+        "stop",
+        model="openai/gpt-4o-mini",
+    )
     assert done.returncode == 3, done.stderr
     out = json.loads(done.stdout)
     assert out["status"] == "budget" and "cost limit $0.0010" in out["reason"]

@@ -63,7 +63,8 @@ def server():
 
 
 async def test_resume_after_a_budget_stop_spends_nothing_twice(server, sessions_dir):
-    stopped = await Run(config(server, sessions_dir, limits=Limits(max_calls=3))).execute()
+    limits = Limits(max_calls=3)
+    stopped = await Run(config(server, sessions_dir, limits=limits, on_budget="stop")).execute()
     assert stopped.status == "budget"
     paid = len(server.requests)
     assert paid == 3  # steps 1 and 2, and step 2's llm_query

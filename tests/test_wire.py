@@ -55,6 +55,7 @@ def test_ops_are_one_enum_and_an_unknown_one_is_refused():
         "rlm_query",
         "rlm_query_batched",
         "final",
+        "tool",
     ]
     assert wire.parse_op("final") is wire.Op.FINAL
     with pytest.raises(wire.UnknownOp, match="unknown bridge operation 'rm_rf'"):

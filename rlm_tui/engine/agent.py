@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -20,6 +21,7 @@ from rlm_tui.events import (
     AgentFinished,
     AgentStarted,
     AgentStatus,
+    CallPurpose,
     CellEdited,
     CellFinished,
     CellOutput,
@@ -27,18 +29,23 @@ from rlm_tui.events import (
     CellSkipped,
     CellStarted,
     Event,
+    FollowUp,
+    HistoryCompacted,
     KernelEvent,
     Usage,
     Value,
 )
 from rlm_tui.kernel.base import Kernel, OutputStream
+from rlm_tui.kernel.prelude import EXPECT_NAME, INPUT_NAME, TOOLS_NAME
 
 if TYPE_CHECKING:
     from rlm_tui.engine.control import Decision, GateKind
     from rlm_tui.engine.recording import RecordedCell
+    from rlm_tui.engine.tools import ToolSpec
     from rlm_tui.models.base import Model
 
 MAX_KERNEL_DEATHS = 3
+MIN_MESSAGES_TO_COMPACT = 7
 StatusHint = Literal["ok", "error", "interrupted", "timeout", "killed", "skipped"]
 
 
@@ -50,6 +57,9 @@ class AgentSettings:
     keep_output: int
     cell_timeout: float | None
     max_depth: int
+    tools: tuple[ToolSpec, ...] = ()
+    compact_at: int | None = None
+    """Compact an agent's history when it passes this many tokens (characters / 4)."""
 
 
 class AgentHost(Protocol):
@@ -71,13 +81,15 @@ class AgentHost(Protocol):
 
     def recorded_cell(self, cell_id: str) -> RecordedCell | None: ...
 
+    def recorded_compaction(self, agent_id: str, step: int) -> str | None: ...
+
     async def call_model(
         self,
         agent: Agent,
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
         step: int,
-        purpose: Literal["agent", "llm_query"] = "agent",
+        purpose: CallPurpose = "agent",
         model: Model | None = None,
     ) -> str: ...
 
@@ -87,6 +99,10 @@ class AgentHost(Protocol):
 
     def stop_cause(self) -> RlmError | None:
         """Why the run is ending, when it is."""
+        ...
+
+    def follow_up(self, agent_id: str, step: int) -> tuple[str, bool] | None:
+        """A question to go on with after this answer: (text, whether it is new), or None."""
         ...
 
 
@@ -101,6 +117,8 @@ class Agent:
         parent: Agent | None = None,
         by_hand: bool = False,
         bind_var: str | None = None,
+        schema: dict[str, Any] | None = None,
+        inputs: dict[str, ContextSource] | None = None,
     ) -> None:
         self.host = host
         self.id = agent_id
@@ -110,6 +128,10 @@ class Agent:
         self.parent = parent
         self.by_hand = by_hand
         self.bind_var = bind_var
+        self.schema = schema
+        self.inputs = dict(inputs or {})
+        """Named inputs besides ``context`` (``--input NAME=FILE``): kernel variables."""
+        """The JSON Schema this agent's answer must match (checked in its kernel)."""
         self.kernel: Kernel | None = None
         self._kernel_task: asyncio.Task[Kernel] | None = None
         self.messages: list[dict[str, Any]] = []
@@ -117,6 +139,7 @@ class Agent:
         self.step = 0
         self.cell_count = 0
         self.children = 0
+        self.follow_ups = 0
         self.final: Value | None = None
         self.notes: list[str] = []
         self.status: AgentStatus = "running"
@@ -186,35 +209,51 @@ class Agent:
         if kernel is not None:
             await asyncio.shield(self.host.release_kernel(self, kernel))
 
-    def _kernel_ready(self, task: asyncio.Task[Kernel]) -> None:
-        if self._kernel_task is task and not task.cancelled() and task.exception() is None:
-            self.kernel = task.result()
+    async def _prepare_kernel(self) -> Kernel:
+        """Acquire the agent's kernel and load what it needs beside ``context``."""
+        kernel = self.kernel = await self.host.acquire_kernel(self)
+        for name, source in self.inputs.items():
+            load = f"{INPUT_NAME}({name!r}, {str(source.path)!r}, {source.kind!r})"
+            await self._internal(load, f"load the input {name}", kernel)
+        if tools := self.host.settings.tools:
+            specs = [dataclasses.asdict(t) for t in tools]
+            await self._internal(f"{TOOLS_NAME}({_json_literal(specs)})", "add the tools", kernel)
+        if self.schema is not None:
+            expect = f"{EXPECT_NAME}({_json_literal(self.schema)})"
+            await self._internal(expect, "set its schema", kernel)
+        return kernel
 
     async def _ready_kernel(self) -> Kernel:
-        """The agent's kernel, waited for the first time a cell needs it."""
-        if self.kernel is None and self._kernel_task is not None:
-            self.kernel = await self._kernel_task
+        """The agent's kernel, waited for (prepared) the first time a cell needs it."""
+        if self._kernel_task is not None:
+            await self._kernel_task
         return self._require_kernel()
 
     async def _loop(self) -> Value:
         host, settings = self.host, self.host.settings
         # the kernel is prepared while the model writes its first reply
-        self._kernel_task = asyncio.ensure_future(host.acquire_kernel(self))
-        self._kernel_task.add_done_callback(self._kernel_ready)
+        self._kernel_task = asyncio.ensure_future(self._prepare_kernel())
         self.messages = [
             {
                 "role": "system",
                 "content": prompts.system_prompt(
-                    self.context, self.depth, settings.max_depth, settings.truncate
+                    self.context,
+                    self.depth,
+                    settings.max_depth,
+                    settings.truncate,
+                    settings.tools,
+                    self.inputs,
                 ),
             },
-            {"role": "user", "content": prompts.first_message(self.query)},
+            {"role": "user", "content": prompts.first_message(self.query, self.schema)},
         ]
         sent = 0
         while True:
             self.step += 1
             host.check_iterations(self.step, self.id)
             self._attach_notes()
+            if settings.compact_at is not None and self._tokens() > settings.compact_at:
+                sent = await self._compact(sent)
             recorded = host.recorded_reply(self.id, self.step)
             self.replaying = recorded is not None
             if recorded is not None:
@@ -232,10 +271,51 @@ class Agent:
             if self.final is None and (marker := plain_final(text)) is not None:
                 await self._resolve_plain_final(marker)
             if self.final is not None:
-                return self.final
+                asked = host.follow_up(self.id, self.step)
+                if asked is None:
+                    return self.final
+                feedback.append(await self._take_follow_up(*asked))
+                self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
+                continue
             if not cells:
                 feedback.append(prompts.no_code_feedback())
             self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
+
+    def _tokens(self) -> int:
+        return sum(len(str(m["content"])) for m in self.messages) // 4
+
+    async def _compact(self, sent: int) -> int:
+        """Replace the turns between the query and the latest feedback by a model's summary.
+
+        At least two turns must have passed since the start or the last compaction, so a
+        history that stays long (a big system prompt) is not summarised at every step."""
+        if len(self.messages) < MIN_MESSAGES_TO_COMPACT:
+            return sent
+        host, before = self.host, self._tokens()
+        summary = host.recorded_compaction(self.id, self.step)
+        recorded = summary is not None
+        if summary is None:
+            ask = [*self.messages, {"role": "user", "content": prompts.compaction_request()}]
+            summary = await host.call_model(self, ask, ask[sent:], self.step, "compact")
+        count = len(self.messages)
+        self.messages = [
+            *self.messages[:2],
+            {"role": "assistant", "content": prompts.summary_turn(summary)},
+            self.messages[-1],
+        ]
+        if not recorded:
+            host.emit(
+                HistoryCompacted(
+                    agent_id=self.id,
+                    step=self.step,
+                    summary=summary,
+                    messages_before=count,
+                    messages_after=len(self.messages),
+                    tokens_before=before,
+                    tokens_after=self._tokens(),
+                )
+            )
+        return 0
 
     def _attach_notes(self) -> None:
         if self.notes:
@@ -368,26 +448,46 @@ class Agent:
         kernel = await self._ready_kernel()
         code = f"{marker.kind}({marker.argument})"
         result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
-        if self.final is None and marker.kind == "FINAL":
+        if self.final is None and marker.kind != "FINAL_VAR" and self.schema is None:
             text = marker.argument.strip().strip("\"'")
             self.final = Value(json_value=text, is_json=True, repr=repr(text), type_name="str")
         if self.final is None:
-            self.notes.append(f"Your text FINAL_VAR({marker.argument}) failed: {result.error}")
+            self.notes.append(f"Your text {code} failed: {result.error}")
+
+    async def _take_follow_up(self, question: str, new: bool) -> str:
+        """Go on after an answer: bind it as ``answer_N`` and put the question to the model."""
+        assert self.final is not None
+        self.follow_ups += 1
+        var = f"answer_{self.follow_ups}"
+        await self._bind_quietly(var, self.final)
+        self.final = None
+        if new:
+            self.host.emit(
+                FollowUp(agent_id=self.id, step=self.step, question=question, answer_var=var)
+            )
+        return prompts.follow_up(question, var)
 
     async def bind(self, name: str, value: Value) -> None:
         """Put a value into this agent's kernel under ``name`` (a hand-launched sub-agent)."""
-        kernel = await self._ready_kernel()
+        await self._bind_quietly(name, value)
+        preview = value.repr if len(value.repr) <= 200 else value.repr[:200] + "…"
+        self.notes.append(prompts.bound_value_note(name, value.type_name, preview))
+
+    async def _bind_quietly(self, name: str, value: Value) -> None:
         if value.pickle is not None:
             code = f"{name} = __import__('pickle').loads(__import__('base64').b64decode({value.pickle!r}))"
         elif value.is_json:
             code = f"{name} = __import__('json').loads({_json_literal(value.json_value)})"
         else:
             code = f"{name} = {value.repr!r}"
-        result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
+        await self._internal(code, f"bind {name}")
+
+    async def _internal(self, code: str, what: str, kernel: Kernel | None = None) -> None:
+        """Run the engine's own code in this agent's kernel (no events: it is not a cell)."""
+        kernel = kernel or await self._ready_kernel()
+        result = await kernel.execute(code, lambda _s, _t: None, timeout=30)
         if result.status != "ok":
-            raise KernelError(f"could not bind {name} in agent {self.id}: {result.error}")
-        preview = value.repr if len(value.repr) <= 200 else value.repr[:200] + "…"
-        self.notes.append(prompts.bound_value_note(name, value.type_name, preview))
+            raise KernelError(f"could not {what} in agent {self.id}: {result.error}")
 
 
 def _json_literal(value: Any) -> str:

@@ -41,8 +41,10 @@ class Limits(BaseModel):
 class Budget:
     """The run's spending so far and the calls in flight, checked around every model call."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, reserve_calls: int = 0) -> None:
         self.limits = limits
+        self.reserve_calls = reserve_calls
+        """Calls kept back from ``max_calls`` (the extraction at a budget stop)."""
         self.usage = Usage()
         self.started = time.monotonic()
         self.max_depth_seen = 0
@@ -73,13 +75,13 @@ class Budget:
             )
 
     @asynccontextmanager
-    async def reserve(self, agent_id: str) -> AsyncIterator[int | None]:
+    async def reserve(self, agent_id: str, reserved: bool = False) -> AsyncIterator[int | None]:
         """Hold a place for one call; yields its ``max_tokens`` (None: no completion limit).
 
         A call that finds the completion budget all reserved by calls in flight waits for
         them to settle; when nothing is left it is refused.
         """
-        max_tokens = await self._take(agent_id)
+        max_tokens = await self._take(agent_id, reserved)
         try:
             yield max_tokens
         finally:
@@ -88,10 +90,14 @@ class Budget:
             async with self._settled:
                 self._settled.notify_all()
 
-    async def _take(self, agent_id: str) -> int | None:
+    async def _take(self, agent_id: str, reserved: bool) -> int | None:
         lim = self.limits
+        if reserved:  # the call kept back for the extraction at a budget stop
+            self.in_flight += 1
+            return None
         while True:
-            if lim.max_calls is not None and self.usage.calls + self.in_flight >= lim.max_calls:
+            calls = self.usage.calls + self.in_flight
+            if lim.max_calls is not None and calls >= lim.max_calls - self.reserve_calls:
                 raise BudgetExceeded(
                     "calls",
                     f"model call limit {lim.max_calls} reached at agent {agent_id}",

@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 from rlm_tui.engine.budget import Budget
 from rlm_tui.events import (
@@ -26,8 +26,6 @@ from rlm_tui.events import (
 )
 from rlm_tui.models.base import CallInfo, Model
 from rlm_tui.models.registry import make_model
-
-Purpose = Literal["agent", "llm_query"]
 
 
 class Models:
@@ -134,10 +132,13 @@ class ModelCalls:
         info: CallInfo,
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
+        reserved: bool = False,
     ) -> tuple[str, Usage]:
-        """One model call; returns its text and its usage (already counted in the budget)."""
-        async with self._slots, self.budget.reserve(info.agent_id) as max_tokens:
-            return await self._call(model, info, messages, new_messages, max_tokens)
+        """One model call; returns its text and its usage (already counted in the budget).
+
+        A ``reserved`` call is the one the budget kept back for extraction: not checked."""
+        async with self._slots, self.budget.reserve(info.agent_id, reserved) as max_tokens:
+            return await self._call(model, info, messages, new_messages, max_tokens, reserved)
 
     async def _call(
         self,
@@ -146,6 +147,7 @@ class ModelCalls:
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
         max_tokens: int | None,
+        reserved: bool,
     ) -> tuple[str, Usage]:
         agent_id = info.agent_id
         self._count += 1
@@ -202,5 +204,6 @@ class ModelCalls:
                 elapsed=self.budget.elapsed,
             )
         )
-        self.budget.check_spent(agent_id)
+        if not reserved:
+            self.budget.check_spent(agent_id)
         return completion.text, usage

@@ -24,6 +24,8 @@ from rlm_tui.engine.context import (
     context_from_value,
 )
 from rlm_tui.engine.replay import Replay
+from rlm_tui.engine.schema import checked
+from rlm_tui.engine.tools import ToolFailed, Tools
 from rlm_tui.errors import BudgetExceeded, KernelError, ModelError, RlmError, UsageError
 from rlm_tui.events import Notice, SubcallFinished, SubcallStarted, Value
 from rlm_tui.kernel.wire import Op
@@ -41,6 +43,7 @@ class SubcallHost(Protocol):
     budget: Budget
     models: Models
     scratch: Path
+    tools: Tools
 
     @property
     def host(self) -> AgentHost: ...
@@ -55,6 +58,7 @@ class SubcallHost(Protocol):
         source: ContextSource,
         by_hand: bool,
         bind_var: str | None,
+        schema: dict[str, Any] | None = None,
     ) -> Agent: ...
 
     def fail(self, exc: RlmError) -> None: ...
@@ -72,6 +76,7 @@ class Subcalls:
             Op.LLM_QUERY_BATCHED: self._llm_query_batched,
             Op.RLM_QUERY: self._rlm_query,
             Op.RLM_QUERY_BATCHED: self._rlm_query_batched,
+            Op.TOOL: self._tool,
         }
         assert set(self._handlers) == set(Op), "every bridge operation has a handler"
 
@@ -99,8 +104,11 @@ class Subcalls:
         return {"texts": list(texts)}
 
     async def _rlm_query(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
+        schema = args.get("schema")
+        if schema is not None:
+            schema = checked(schema, "rlm_query's schema")
         async with self._run.lend_kernel_slot(agent):
-            value = await self.spawn(agent, args["prompt"], args.get("context"))
+            value = await self.spawn(agent, args["prompt"], args.get("context"), schema=schema)
         return {"value": value.model_dump()}
 
     async def _rlm_query_batched(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +122,38 @@ class Subcalls:
             )
         return {"values": [v.model_dump() for v in values]}
 
-    # -- the two kinds of sub-call -------------------------------------------------------------
+    async def _tool(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
+        name = str(args["name"])
+        value = await self.tool(agent, name, list(args.get("args") or []), args.get("kwargs") or {})
+        return {"value": value.model_dump()}
+
+    # -- the kinds of sub-call ---------------------------------------------------------------
+
+    async def tool(self, agent: Agent, name: str, args: list[Any], kwargs: dict[str, Any]) -> Value:
+        """A tool call on the host (its recorded outcome when resuming, without calling it)."""
+        run = self._run
+        call = (
+            f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
+        )
+        recorded = run.replay.tool_result(agent.id, call)
+        if recorded is not None:
+            if recorded.value is None:
+                raise ToolFailed(recorded.error or f"{name} failed")
+            return recorded.value
+        self._count += 1
+        started = SubcallStarted(
+            agent_id=agent.id, call_id=f"t{self._count}", kind="tool", prompt=call
+        )
+        async with self._bracket(started) as done:
+            try:
+                result = await run.tools.call(name, args, kwargs)
+            except UsageError:
+                raise
+            except Exception as exc:
+                raise ToolFailed(f"{type(exc).__name__}: {exc}") from None
+            value = Value.from_host(result)
+            done(value)
+        return value
 
     async def llm_query(self, agent: Agent, prompt: str, model_name: str | None) -> str:
         """A plain model call from a cell (its recorded reply when resuming)."""
@@ -142,6 +181,7 @@ class Subcalls:
         context: dict[str, Any] | None,
         by_hand: bool = False,
         bind_var: str | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Value:
         """Run a child agent to its answer (its recorded answer when resuming)."""
         run = self._run
@@ -151,7 +191,7 @@ class Subcalls:
             return recorded
         run.budget.check_depth(parent.depth + 1, child_id)
         source = self._child_context(child_id, context)
-        child = run.new_agent(parent, child_id, prompt, source, by_hand, bind_var)
+        child = run.new_agent(parent, child_id, prompt, source, by_hand, bind_var, schema)
         started = SubcallStarted(
             agent_id=parent.id,
             call_id=f"r{child_id}",

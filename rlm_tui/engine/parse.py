@@ -9,7 +9,7 @@ _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*$", re.MULTILINE)
 _CODE_LANGUAGES = {"repl", "python", "py", "python3"}
 _CLOSING_FENCE = re.compile(r"^[ \t]*```[ \t]*$", re.MULTILINE)
 _ANY_FENCE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
-_FINAL = re.compile(r"^[ \t]*(FINAL_VAR|FINAL)\(", re.MULTILINE)
+_FINAL = re.compile(r"^[ \t]*(FINAL_VAR|FINAL|SUBMIT)\(", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def code_cells(text: str) -> list[CodeCell]:
 @dataclass(frozen=True)
 class FinalMarker:
     kind: str
-    """"FINAL" or "FINAL_VAR"."""
+    """"FINAL", "FINAL_VAR" or "SUBMIT" (FINAL's synonym)."""
     argument: str
 
 

@@ -21,10 +21,14 @@ from rlm_tui.events import (
     CellSkipped,
     CellStarted,
     Event,
+    FollowUp,
+    HistoryCompacted,
     ModelRequest,
     ModelResponse,
     RunFinished,
     RunStarted,
+    SubcallFinished,
+    SubcallStarted,
     Usage,
     Value,
 )
@@ -38,17 +42,34 @@ class RecordedCell:
 
 
 @dataclass
+class RecordedTool:
+    """A tool call's outcome: its value, or the error it raised."""
+
+    value: Value | None
+    error: str | None
+
+
+@dataclass
 class Recording:
     started: RunStarted
     replies: dict[tuple[str, int], str] = field(default_factory=dict)
     queries: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
     cells: dict[str, RecordedCell] = field(default_factory=dict)
     answers: dict[str, Value] = field(default_factory=dict)
+    tools: dict[tuple[str, str], deque[RecordedTool]] = field(
+        default_factory=lambda: defaultdict(deque)
+    )
+    """Tool outcomes by (agent, the call as Python), in the order they came."""
+    follow_ups: dict[tuple[str, int], str] = field(default_factory=dict)
+    compactions: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Summaries that replaced an agent's earlier turns, by (agent, step)."""
+    """Questions asked after an agent's answer at a step (``rlm-tui ask``)."""
     usage: Usage = field(default_factory=Usage)
     finished: RunFinished | None = None
     last_seq: int = 0
     _latest: RunStarted | None = None
     _running: dict[str, str] = field(default_factory=dict)
+    _tool_calls: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: list[Event]) -> Recording:
@@ -74,8 +95,17 @@ class Recording:
         elif isinstance(event, ModelResponse):
             if event.purpose == "agent":
                 self.replies[(event.agent_id, event.step)] = event.text
-            else:
+            elif event.purpose == "llm_query":
                 self.queries[(event.agent_id, prompts.get(event.call_id, ""))].append(event.text)
+        elif isinstance(event, SubcallStarted) and event.kind == "tool":
+            self._tool_calls[event.call_id] = (event.agent_id, event.prompt)
+        elif isinstance(event, SubcallFinished) and event.call_id in self._tool_calls:
+            outcome = RecordedTool(event.result if event.ok else None, event.error)
+            self.tools[self._tool_calls.pop(event.call_id)].append(outcome)
+        elif isinstance(event, HistoryCompacted):
+            self.compactions[(event.agent_id, event.step)] = event.summary
+        elif isinstance(event, FollowUp):
+            self.follow_ups[(event.agent_id, event.step)] = event.question
         elif isinstance(event, CellStarted):
             self._running[event.cell_id] = event.code
         elif isinstance(event, CellFinished) and event.cell_id in self._running:
@@ -100,6 +130,10 @@ class Recording:
 
     def query_reply(self, agent_id: str, prompt: str) -> str | None:
         queue = self.queries.get((agent_id, prompt))
+        return queue.popleft() if queue else None
+
+    def tool_result(self, agent_id: str, call: str) -> RecordedTool | None:
+        queue = self.tools.get((agent_id, call))
         return queue.popleft() if queue else None
 
 

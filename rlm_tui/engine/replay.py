@@ -6,7 +6,7 @@ question gets ``None`` and the run does everything live.
 
 from __future__ import annotations
 
-from rlm_tui.engine.recording import RecordedCell, Recording
+from rlm_tui.engine.recording import RecordedCell, RecordedTool, Recording
 from rlm_tui.events import Usage, Value
 
 
@@ -35,6 +35,15 @@ class Replay:
 
     def cell(self, cell_id: str) -> RecordedCell | None:
         return self._recording.cells.get(cell_id) if self._recording else None
+
+    def tool_result(self, agent_id: str, call: str) -> RecordedTool | None:
+        return self._recording.tool_result(agent_id, call) if self._recording else None
+
+    def compaction(self, agent_id: str, step: int) -> str | None:
+        return self._recording.compactions.get((agent_id, step)) if self._recording else None
+
+    def follow_up(self, agent_id: str, step: int) -> str | None:
+        return self._recording.follow_ups.get((agent_id, step)) if self._recording else None
 
     def answer(self, agent_id: str) -> Value | None:
         return self._recording.answers.get(agent_id) if self._recording else None

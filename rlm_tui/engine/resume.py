@@ -69,6 +69,26 @@ def _locked(directory: Path) -> tuple[SessionWriter, Recording]:
         raise
 
 
+def ask_run(
+    directory: Path,
+    question: str,
+    breakpoints: Breakpoints | None = None,
+    model: Model | None = None,
+    **changes: Any,
+) -> Run:
+    """A follow-up question to a session that answered: its root kernel is rebuilt from the
+    record (variables and all, at no model cost) and the question is its next user turn."""
+    writer, recording = _locked(directory)
+    try:
+        if recording.finished is None or recording.finished.status != "answered":
+            raise SessionError(f"session {directory.name} has not answered; resume it instead")
+        config = config_for(recording, directory, follow_up=question, **changes)
+    except BaseException:
+        writer.close()
+        raise
+    return Run(config, model=model, breakpoints=breakpoints, recording=recording, writer=writer)
+
+
 def resume_run(
     directory: Path,
     breakpoints: Breakpoints | None = None,

@@ -10,18 +10,15 @@ the methods under "control".
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
-import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,17 +30,21 @@ from rlm_tui.engine.calls import ModelCalls, Models, model_maker
 from rlm_tui.engine.context import NO_CONTEXT, ContextSource, context_from_file, context_from_value
 from rlm_tui.engine.control import Breakpoints, Control, Decision, GateKind, Pending
 from rlm_tui.engine.dispatch import Subcalls
+from rlm_tui.engine.extract import extracted_value, extraction_messages
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
 from rlm_tui.engine.slots import KernelSlots, default_max_kernels
+from rlm_tui.engine.tools import RESERVED, Tools, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     BudgetStop,
+    CallPurpose,
     CellPaused,
     ErrorEvent,
     Event,
     KernelEvent,
     Notice,
+    OnBudget,
     RunFinished,
     RunStarted,
     RunState,
@@ -52,6 +53,7 @@ from rlm_tui.events import (
     Usage,
     Value,
 )
+from rlm_tui.kernel.answer_check import AnswerMismatch
 from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
@@ -93,6 +95,22 @@ class RunConfig(BaseModel):
     append_to: Path | None = None
     """An existing session directory to go on in (resume, fork) instead of a new one."""
     save: bool = True
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema the root agent's answer must match (checked in its kernel)."""
+    on_budget: OnBudget = "extract"
+    """At a budget stop: one call kept back asks for the best answer so far, or just stop."""
+    tools_file: str | None = None
+    """A Python file whose public functions are the run's tools (--tools)."""
+    tools: list[Callable[..., Any]] = Field(default_factory=list, exclude=True)
+    """More tools, as functions (the Python API's ``tools=[...]``)."""
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """Named inputs besides ``context``: variable name -> file (``--input NAME=FILE``)."""
+    compact_at: int | None = Field(None, ge=100)
+    """Replace an agent's earlier turns by a summary when its history passes this many tokens."""
+    follow_up: str | None = Field(default=None, exclude=True)
+    """A question for the root after its recorded answer (``rlm-tui ask``)."""
+    input_values: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    """Named inputs as Python values (the Python API's ``inputs={...}``)."""
 
     def recorded_settings(self) -> dict[str, Any]:
         """The settings a session records so that resume and fork go on with the same ones.
@@ -143,11 +161,18 @@ class RunResult:
     session_dir: Path | None
     reason: str = ""
     exit_code: int = 0
+    extracted: bool = False
+    """The answer came from the extraction call at a budget stop (status is "budget")."""
+    typed: Callable[[Any], Any] | None = field(default=None, repr=False)
+    """Turns the checked JSON answer into the type asked for (``output_type=``)."""
 
     @property
     def answer(self) -> Any:
-        """The answer on the host: its JSON form, or its repr (never unpickled here)."""
-        return self.value.python() if self.value else None
+        """The answer on the host: its JSON form (typed if asked), or its repr (never unpickled)."""
+        if self.value is None:
+            return None
+        value = self.value.python()
+        return self.typed(value) if self.typed is not None else value
 
     @property
     def cost(self) -> float:
@@ -181,21 +206,26 @@ class Run:
             config.api_base, config.demo_delay, config.stream, config.request_timeout
         )
         self.models = Models.build(config.model, config.sub_model, make, model, sub_model)
-        self.budget = Budget(config.limits)
+        self.budget = Budget(config.limits, reserve_calls=int(config.on_budget == "extract"))
         self.budget.usage = self.replay.usage
         self.calls = ModelCalls(self.budget, self.emit, config.max_concurrency)
         self.subcalls = Subcalls(self)
+        file_tools = load_tools(Path(config.tools_file)).functions if config.tools_file else []
+        self.tools = Tools([*file_tools, *config.tools])
         self.settings = AgentSettings(
             truncate=config.truncate,
             keep_output=config.keep_output,
             cell_timeout=config.cell_timeout,
             max_depth=config.limits.max_depth,
+            tools=tuple(self.tools.specs),
+            compact_at=config.compact_at,
         )
         self.control = Control(breakpoints, on_change=self._control_changed)
         self.agents: dict[str, Agent] = {}
         self.root: Agent | None = None
         self.session_dir: Path | None = None
         self.context: ContextSource = NO_CONTEXT
+        self.inputs: dict[str, ContextSource] = {}
         self.scratch: Path
         """Private files of this run (sub-agents' contexts); made by start(), removed at the end."""
         self._provider = provider
@@ -209,6 +239,7 @@ class Run:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._result: RunResult | None = None
         self._state: RunState = "running"
+        self._question = config.follow_up
 
     @property
     def model(self) -> Model:
@@ -243,6 +274,7 @@ class Run:
         try:
             created = self._open_session()
             self.context = self._resolve_context()
+            self.inputs = self._resolve_inputs()
             await self._start_services()
             self._emit_started()
         except BaseException:
@@ -254,7 +286,14 @@ class Run:
             raise
         assert self._provider is not None
         self._spawn(self._provider.start())
-        self.root = Agent(self, "0", self.config.query, self.context)
+        self.root = Agent(
+            self,
+            "0",
+            self.config.query,
+            self.context,
+            schema=self.config.output_schema,
+            inputs=self.inputs,
+        )
         self.agents["0"] = self.root
         self._root_task = asyncio.ensure_future(self.root.execute())
         if self.config.limits.max_time is not None:
@@ -314,6 +353,11 @@ class Run:
                 sub_model_spec=config.sub_model,
                 resumed_from=origin if origin == run_id else None,
                 forked_from=origin if origin not in (None, run_id) else None,
+                output_schema=config.output_schema,
+                on_budget=config.on_budget,
+                tools_file=config.tools_file,
+                compact_at=config.compact_at,
+                inputs={k: str(v.path) for k, v in self.inputs.items()},
             )
         )
 
@@ -329,6 +373,17 @@ class Run:
         if config.context_file is not None:
             return context_from_file(Path(config.context_file))
         return NO_CONTEXT
+
+    def _resolve_inputs(self) -> dict[str, ContextSource]:
+        config = self.config
+        directory = (self.session_dir or self.scratch) / "inputs"
+        inputs = {name: context_from_file(Path(file)) for name, file in config.inputs.items()}
+        for name, value in config.input_values.items():
+            inputs[name] = context_from_value(value, directory / name)
+        for name in inputs:
+            if not name.isidentifier() or name in RESERVED or name.startswith("_"):
+                raise UsageError(f"an input cannot be called {name!r}: use a free Python name")
+        return inputs
 
     async def wait(self) -> RunResult:
         if self._result is not None:
@@ -347,9 +402,30 @@ class Run:
             self._fatal = self._fatal or RlmError(f"internal error: {exc!r}")
         finally:
             await self._stop_tasks()
-        self._result = self._finish(value)
+            extracted = await self._extract_answer()
+        self._result = self._finish(value, extracted)
         await self._services.aclose()  # the answer is out; kernels are torn down after it
         return self._result
+
+    async def _extract_answer(self) -> Value | None:
+        """At a budget stop, the root's best answer from its trajectory (the reserved call)."""
+        root, cause = self.root, self._fatal
+        if self.config.on_budget != "extract" or not isinstance(cause, BudgetExceeded):
+            return None
+        if root is None or not root.messages:
+            return None
+        messages = extraction_messages(root.messages, str(cause), root.schema)
+        info = CallInfo(root.id, root.depth, root.step, "extract", root.query)
+        try:
+            text, usage = await self.calls.call(
+                self.models.model, info, messages, messages[-1:], reserved=True
+            )
+            value = extracted_value(text, root.schema)
+        except (RlmError, AnswerMismatch) as exc:
+            self.emit(Notice(agent_id=root.id, message=f"no answer could be extracted: {exc}"))
+            return None
+        root.usage.add(usage)
+        return value
 
     async def execute(self) -> RunResult:
         await self.start()
@@ -364,7 +440,7 @@ class Run:
             self.stop("the run's context was left")
             await self.wait()
 
-    def _finish(self, value: Value | None) -> RunResult:
+    def _finish(self, value: Value | None, extracted: Value | None = None) -> RunResult:
         fatal = self._fatal
         status: RunStatus = fatal.run_status if fatal else "answered"
         reason = str(fatal) if fatal else ""
@@ -372,7 +448,7 @@ class Run:
             self.emit(BudgetStop(limit=fatal.limit, message=str(fatal), agent_id=fatal.where))
         elif fatal is not None and not isinstance(fatal, RunStopped):
             self.emit(ErrorEvent(kind=type(fatal).__name__, message=str(fatal)))
-        answer = value if fatal is None else None
+        answer = value if fatal is None else extracted
         elapsed = self.budget.elapsed
         self.emit(
             RunFinished(
@@ -381,12 +457,20 @@ class Run:
                 reason=reason,
                 usage=self.budget.usage.model_copy(),
                 elapsed=elapsed,
+                extracted=extracted is not None and fatal is not None,
             )
         )
         self._close_session()
         exit_code = fatal.exit_code if fatal else 0
         return RunResult(
-            status, answer, self.budget.usage, elapsed, self.session_dir, reason, exit_code
+            status,
+            answer,
+            self.budget.usage,
+            elapsed,
+            self.session_dir,
+            reason,
+            exit_code,
+            extracted=extracted is not None and fatal is not None,
         )
 
     async def _stop_tasks(self) -> None:
@@ -424,6 +508,15 @@ class Run:
     def stop_cause(self) -> RlmError | None:
         return self._fatal
 
+    def follow_up(self, agent_id: str, step: int) -> tuple[str, bool] | None:
+        recorded = self.replay.follow_up(agent_id, step)
+        if recorded is not None:
+            return recorded, False
+        if agent_id == "0" and self._question is not None:
+            question, self._question = self._question, None
+            return question, True
+        return None
+
     def model_name(self, depth: int) -> str:
         return self.models.for_depth(depth).name
 
@@ -432,6 +525,9 @@ class Run:
 
     def recorded_reply(self, agent_id: str, step: int) -> str | None:
         return self.replay.reply(agent_id, step)
+
+    def recorded_compaction(self, agent_id: str, step: int) -> str | None:
+        return self.replay.compaction(agent_id, step)
 
     def recorded_cell(self, cell_id: str) -> RecordedCell | None:
         return self.replay.cell(cell_id)
@@ -453,6 +549,7 @@ class Run:
         source: ContextSource,
         by_hand: bool,
         bind_var: str | None,
+        schema: dict[str, Any] | None = None,
     ) -> Agent:
         child = Agent(
             self,
@@ -463,6 +560,7 @@ class Run:
             parent=parent,
             by_hand=by_hand,
             bind_var=bind_var,
+            schema=schema,
         )
         self.agents[agent_id] = child
         return child
@@ -514,7 +612,7 @@ class Run:
         messages: list[dict[str, Any]],
         new_messages: list[dict[str, Any]],
         step: int,
-        purpose: Literal["agent", "llm_query"] = "agent",
+        purpose: CallPurpose = "agent",
         model: Model | None = None,
     ) -> str:
         """One model call of ``agent``, counted in its usage and the run's budget."""
@@ -582,7 +680,7 @@ class Run:
             raise UsageError(f"'{var}' is not a valid Python variable name")
         if parent.status != "running":  # its kernel may still be coming: bind waits for it
             raise UsageError(f"agent {parent_id} is not running")
-        payload = None if context is None else _payload_of(context)
+        payload = None if context is None else Value.from_host(context).model_dump()
         self.emit(Notice(agent_id=parent_id, message=f"sub-agent launched by hand -> {var}"))
 
         async def launch() -> Value:
@@ -599,18 +697,3 @@ class Run:
     @property
     def result(self) -> RunResult | None:
         return self._result
-
-
-def _payload_of(value: Any) -> dict[str, Any]:
-    """A host value as a kernel value payload (the host pickles only plain data it made)."""
-    try:
-        is_json = json.loads(json.dumps(value)) == value
-    except (TypeError, ValueError):
-        is_json = False
-    return Value(
-        json_value=value if is_json else None,
-        is_json=is_json,
-        repr=repr(value)[:2000],
-        type_name=type(value).__name__,
-        pickle=base64.b64encode(pickle.dumps(value)).decode(),
-    ).model_dump()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -21,12 +22,24 @@ from collections.abc import Callable
 from typing import Any
 
 from rlm_tui.kernel import wire
+from rlm_tui.kernel.aio_link import AsyncLink
+from rlm_tui.kernel.answer_check import AnswerMismatch, Expected, schema_of
+from rlm_tui.kernel.awaiting import AIO_NAME, AsyncForms
+from rlm_tui.kernel.awaiting import install as install_rewriter
 
 INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\ndel _i"
 """What a kernel runs to load the helpers into its namespace."""
 SETUP_NAME = "_rlm_setup"
 LIMIT_MEMORY_NAME = "_rlm_limit_memory"
+EXPECT_NAME = "_rlm_expect"
+TOOLS_NAME = "_rlm_tools"
+INPUT_NAME = "_rlm_input"
+"""Called by the host to load a named input (``--input NAME=FILE``) like ``context``."""
+"""Called by the host with the run's tools (name, signature, doc) as JSON."""
+"""Called by the host with an agent's answer schema as JSON (empty for none)."""
 REPR_LIMIT = 2000
+Request = Callable[..., dict[str, Any]]
+"""A helper's own code: its arguments -> the bridge request's arguments."""
 
 
 class RLMError(RuntimeError):
@@ -102,6 +115,28 @@ def _read_dir(top: str) -> dict[str, str]:
             except (UnicodeDecodeError, OSError):
                 continue
     return out
+
+
+def _tool_request(name: str, signature: str, doc: str) -> Request:
+    def request(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            sent = json.loads(json.dumps([list(args), kwargs]))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: a tool's arguments must be JSON data ({exc})") from None
+        return {"name": name, "args": sent[0], "kwargs": sent[1]}
+
+    request.__name__ = request.__qualname__ = name
+    request.__doc__ = f"{name}{signature}: {doc} (a tool: runs on the rlm-tui host)"
+    return request
+
+
+def _ipython() -> Any:
+    """The kernel's IPython shell, or None outside IPython (a plain test process)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
 
 
 def limit_memory(megabytes: int) -> None:
@@ -189,32 +224,70 @@ class _Answer(dict[str, Any]):
 def install(ns: dict[str, Any]) -> None:
     """Put the REPL contract's helpers into a kernel's user namespace ``ns``."""
     link = _Link()
+    alink = AsyncLink(link, RLMError)
+    forms = AsyncForms()
+    expected = Expected()
+    two_way_names: list[str] = []
     hidden: set[str] = set(ns)  # what the shell put there (In, Out, open, exit...)
 
-    def llm_query(prompt: Any, model: str | None = None) -> str:
+    def two_way(op: wire.Op, result: Callable[[Any], Any]) -> Callable[[Request], Any]:
+        """A helper from its request: called plainly it blocks; awaited it runs concurrently."""
+
+        def make(request: Request) -> Any:
+            @functools.wraps(request)
+            def plain(*args: Any, **kwargs: Any) -> Any:
+                return result(link.call(op, **request(*args, **kwargs)))
+
+            async def awaited(*args: Any, **kwargs: Any) -> Any:
+                return result(await alink.call(op, **request(*args, **kwargs)))
+
+            forms.register(plain, awaited)
+            two_way_names.append(request.__name__)
+            return plain
+
+        return make
+
+    @two_way(wire.Op.LLM_QUERY, lambda r: str(r["text"]))
+    def llm_query(prompt: Any, model: str | None = None) -> dict[str, Any]:
         """Ask a language model one question; returns its text."""
-        return str(link.call(wire.Op.LLM_QUERY, prompt=str(prompt), model=model)["text"])
+        return {"prompt": str(prompt), "model": model}
 
-    def llm_query_batched(prompts: list[Any], model: str | None = None) -> list[str]:
+    @two_way(wire.Op.LLM_QUERY_BATCHED, lambda r: list(r["texts"]))
+    def llm_query_batched(prompts: list[Any], model: str | None = None) -> dict[str, Any]:
         """Ask many questions at once (answered concurrently); returns a list of texts."""
-        texts = [str(p) for p in prompts]
-        return list(link.call(wire.Op.LLM_QUERY_BATCHED, prompts=texts, model=model)["texts"])
+        return {"prompts": [str(p) for p in prompts], "model": model}
 
-    def rlm_query(prompt: Any, context: Any = None) -> Any:
-        """Start a sub-agent with its own kernel; returns its final answer as a Python value."""
+    @two_way(wire.Op.RLM_QUERY, lambda r: unpayload(r["value"]))
+    def rlm_query(prompt: Any, context: Any = None, schema: Any = None) -> dict[str, Any]:
+        """Start a sub-agent with its own kernel; returns its final answer as a Python value.
+
+        ``schema`` (a JSON Schema, or a type such as ``dict[str, int]``) is the shape its answer
+        must have."""
         ctx = None if context is None else payload(context)
-        return unpayload(link.call(wire.Op.RLM_QUERY, prompt=str(prompt), context=ctx)["value"])
+        shape = None if schema is None else schema_of(schema)
+        return {"prompt": str(prompt), "context": ctx, "schema": shape}
 
-    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> list[Any]:
+    @two_way(wire.Op.RLM_QUERY_BATCHED, lambda r: [unpayload(v) for v in r["values"]])
+    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> dict[str, Any]:
         """Start many sub-agents at once; returns their answers in order."""
-        texts = [str(p) for p in prompts]
         ctxs = None if contexts is None else [None if c is None else payload(c) for c in contexts]
-        values = link.call(wire.Op.RLM_QUERY_BATCHED, prompts=texts, contexts=ctxs)["values"]
-        return [unpayload(v) for v in values]
+        return {"prompts": [str(p) for p in prompts], "contexts": ctxs}
 
     def FINAL(value: Any) -> None:  # noqa: N802 - the REPL contract's name
-        """Give the final answer (any Python value)."""
+        """Give the final answer (any Python value; JSON data of the expected shape if any)."""
+        try:
+            value = expected.check(value)
+        except AnswerMismatch as exc:
+            raise AnswerMismatch(f"FINAL: {exc}") from None
         link.call(wire.Op.FINAL, value=payload(value))
+
+    def SUBMIT(*value: Any, **fields: Any) -> None:  # noqa: N802 - DSPy's name for FINAL
+        """FINAL by another name: ``SUBMIT(value)``, or ``SUBMIT(name=..., ...)`` for a dict."""
+        if len(value) == 1 and not fields:
+            return FINAL(value[0])
+        if fields and not value:
+            return FINAL(fields)
+        raise TypeError("SUBMIT takes one value or keyword fields, e.g. SUBMIT(answer=42)")
 
     def FINAL_VAR(name: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the value of the variable ``name`` as the final answer."""
@@ -252,6 +325,8 @@ def install(ns: dict[str, Any]) -> None:
             os.unlink(grant)
             path, token = bridge["path"], bridge["token"]
         link.bind(agent, path, token)
+        alink.drop()
+        expected.set("")
         ns["context"] = load_context(file, kind)
         ns["answer"] = _Answer(FINAL)
 
@@ -263,6 +338,7 @@ def install(ns: dict[str, Any]) -> None:
         "rlm_query_batched": rlm_query_batched,
         "FINAL": FINAL,
         "FINAL_VAR": FINAL_VAR,
+        "SUBMIT": SUBMIT,
         "SHOW_VARS": SHOW_VARS,
     }
     hidden.update(helpers)
@@ -271,4 +347,25 @@ def install(ns: dict[str, Any]) -> None:
     ns["context"] = ""
     ns["answer"] = _Answer(FINAL)
     ns[SETUP_NAME] = setup
+    ns[AIO_NAME] = forms
+    ns[EXPECT_NAME] = expected.set
+
+    def add_tools(specs_json: str) -> None:
+        """A helper for each of the run's tools: it calls the host's function by name."""
+        for spec in json.loads(specs_json):
+            ns[spec["name"]] = two_way(wire.Op.TOOL, lambda r: unpayload(r["value"]))(
+                _tool_request(spec["name"], spec["signature"], spec["doc"])
+            )
+            hidden.add(spec["name"])
+
+    ns[TOOLS_NAME] = add_tools
+
+    def load_input(name: str, file: str, kind: str) -> None:
+        ns[name] = load_context(file, kind)
+        hidden.add(name)
+
+    ns[INPUT_NAME] = load_input
+    shell = _ipython()
+    if shell is not None:
+        install_rewriter(shell, lambda: two_way_names)
     ns[LIMIT_MEMORY_NAME] = limit_memory

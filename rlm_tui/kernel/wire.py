@@ -28,6 +28,7 @@ class Op(enum.StrEnum):
     RLM_QUERY = "rlm_query"
     RLM_QUERY_BATCHED = "rlm_query_batched"
     FINAL = "final"
+    TOOL = "tool"
 
 
 class FrameTooLarge(ValueError):

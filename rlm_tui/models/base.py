@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
+
+from rlm_tui.events import CallPurpose
 
 Message = dict[str, Any]
 DeltaCallback = Callable[[str], None]
@@ -17,7 +19,7 @@ class CallInfo:
     agent_id: str
     depth: int
     step: int
-    purpose: Literal["agent", "llm_query"]
+    purpose: CallPurpose
     query: str
     max_tokens: int | None = None
     """The most completion tokens the reply may take (what is left of the budget)."""

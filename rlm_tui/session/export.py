@@ -102,7 +102,7 @@ def _fold(events: list[Event]) -> _Session:
         for (kind, _), value in sorted(answers, key=lambda item: item[0][1]):
             if kind == "rlm_query":
                 session.rlm_answers[agent_id].append(value)
-            else:
+            elif kind == "llm_query":
                 session.llm_answers[agent_id].append(str(value))
     return session
 

@@ -1,0 +1,78 @@
+"""Kernel side: an answer checked against the shape it must have, before it leaves the kernel.
+
+The host gives an agent a JSON Schema (from ``--output-schema``, ``output_type=`` or
+``rlm_query(..., schema=...)``); ``FINAL`` then sends only JSON data that matches it, so the host
+never has to unpickle an answer to check it. A mismatch raises ``AnswerMismatch`` in the cell,
+where the model reads it and tries again. Schemas are checked with ``jsonschema``; a Python type
+given as a schema in a cell (``dict[str, int]``, a pydantic model) goes through pydantic.
+Both are imported only when a schema is in use.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SHOWN_ERRORS = 3
+
+
+class AnswerMismatch(ValueError):
+    """The answer does not have the shape the run asked for."""
+
+
+def schema_of(shape: Any) -> dict[str, Any]:
+    """A JSON Schema from a JSON Schema (a dict) or a Python type (through pydantic)."""
+    if isinstance(shape, dict):
+        return shape
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(shape).json_schema()
+
+
+def as_json(value: Any) -> Any:
+    """The JSON form of an answer (a pydantic model by its fields), or AnswerMismatch."""
+    if hasattr(value, "model_dump") and callable(value.model_dump):
+        value = value.model_dump(mode="json")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise AnswerMismatch(
+            f"the answer must be JSON data (dict, list, str, number, bool, None) for the "
+            f"expected shape; got {type(value).__name__}: {exc}"
+        ) from None
+
+
+def check(value: Any, schema: dict[str, Any]) -> Any:
+    """``value``'s JSON form if it matches ``schema``; else AnswerMismatch saying where not."""
+    from jsonschema import validators
+
+    data = as_json(value)
+    checker = validators.validator_for(schema)(schema)
+    errors = sorted(checker.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return data
+    lines = [f"at {_where(e.absolute_path)}: {e.message}" for e in errors[:SHOWN_ERRORS]]
+    if len(errors) > SHOWN_ERRORS:
+        lines.append(f"... and {len(errors) - SHOWN_ERRORS} more")
+    raise AnswerMismatch(
+        "the answer does not match the expected schema; " + "; ".join(lines) + ". "
+        f"Expected: {json.dumps(schema)}"
+    )
+
+
+def _where(path: Any) -> str:
+    parts = "".join(f"[{p!r}]" for p in path)
+    return f"answer{parts}" if parts else "the answer"
+
+
+class Expected:
+    """The schema this kernel's agent must answer in (none until the host sets one)."""
+
+    def __init__(self) -> None:
+        self.schema: dict[str, Any] | None = None
+
+    def set(self, schema_json: str) -> None:
+        self.schema = json.loads(schema_json) if schema_json else None
+
+    def check(self, value: Any) -> Any:
+        return value if self.schema is None else check(value, self.schema)

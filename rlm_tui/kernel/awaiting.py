@@ -1,0 +1,166 @@
+"""Kernel side: helpers usable both ways, ``llm_query(p)`` and ``await llm_query(p)``.
+
+Models prompted like fast-rlm's write ``await llm_query(p)`` and
+``await asyncio.gather(*[llm_query(p) for p in parts])``; others call the same helpers plainly.
+A plain call must block and return the value (so ``len(llm_query(p))`` works), so the difference
+is made before the cell runs: an IPython AST transformer wraps each call that stands where an
+awaitable is expected as ``_rlm_aio(f)(...)``. For a helper that is its async form (sent without
+holding the kernel's one-call lock, so gathered calls overlap on the host); for anything else it
+is ``f`` itself, and ``asyncio.gather`` becomes one that also accepts plain values.
+
+Where an awaitable is expected: the operand of ``await``; the positional arguments of a call
+there that is not a helper (``gather(*[...])``, ``wait_for(x, 5)``) and of ``create_task``,
+``ensure_future``, ``gather``, ``wait``, ``as_completed`` anywhere; the elements of a list, tuple,
+comprehension or lambda in such a place; and what is assigned or appended to a name used in such
+a place in the same cell (``tasks = [llm_query(p) ...]; await asyncio.gather(*tasks)``). A
+helper's own arguments are never such a place: ``await llm_query(f"{llm_query(q)}")`` blocks on
+the inner call. Standard library only: the kernel imports this module.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+AIO_NAME = "_rlm_aio"
+"""The kernel-namespace name of ``aio_form``, which rewritten calls go through."""
+_TAKES_AWAITABLES = {"gather", "create_task", "ensure_future", "wait", "wait_for", "as_completed"}
+_ADDS_TO_NAME = {"append", "extend", "add", "insert"}
+
+
+class AsyncForms:
+    """Each helper's async form, found by identity (helpers can be shadowed or aliased)."""
+
+    def __init__(self) -> None:
+        self._forms: dict[int, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+    def register(self, plain: Callable[..., Any], form: Callable[..., Any]) -> None:
+        self._forms[id(plain)] = (plain, form)
+
+    def __call__(self, f: Any) -> Any:
+        """``f``'s async form if it is a helper, a lenient ``gather``, or ``f`` itself."""
+        entry = self._forms.get(id(f))
+        if entry is not None and entry[0] is f:
+            return entry[1]
+        if f is asyncio.gather:
+            return gather
+        return f
+
+
+def gather(*items: Any, **options: Any) -> Any:
+    """``asyncio.gather`` that takes plain values too (a helper result made in an earlier cell)."""
+    return asyncio.gather(*(i if inspect.isawaitable(i) else _ready(i) for i in items), **options)
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+class AwaitRewriter(ast.NodeTransformer):
+    """The IPython AST transformer; ``helper_names`` is read at each cell (tools can be added)."""
+
+    def __init__(self, helper_names: Callable[[], Iterable[str]]) -> None:
+        self._helper_names = helper_names
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:  # noqa: N802 - ast's visitor name
+        # IPython drops a transformer that raises; a cell it cannot read runs unchanged
+        try:
+            return rewrite(node, set(self._helper_names()))
+        except Exception:
+            return node
+
+
+def rewrite(tree: ast.Module, helpers: set[str]) -> ast.Module:
+    """Wrap every call in an awaitable place as ``_rlm_aio(f)(...)`` (in place; returns ``tree``)."""
+    places = _Places(helpers)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Await):
+            places.mark(node.value)
+        elif isinstance(node, ast.Call) and _called_name(node) in _TAKES_AWAITABLES:
+            for arg in node.args:
+                places.mark(arg)
+    seen: set[str] = set()
+    while places.names - seen:
+        fresh = places.names - seen
+        seen |= fresh
+        for node in ast.walk(tree):
+            for value in _values_given_to(node, fresh):
+                places.mark(value)
+    for call in places.calls:
+        call.func = ast.copy_location(
+            ast.Call(func=ast.Name(id=AIO_NAME, ctx=ast.Load()), args=[call.func], keywords=[]),
+            call.func,
+        )
+    return ast.fix_missing_locations(tree)
+
+
+class _Places:
+    def __init__(self, helpers: set[str]) -> None:
+        self.helpers = helpers
+        self.calls: list[ast.Call] = []
+        self._ids: set[int] = set()
+        self.names: set[str] = set()
+
+    def mark(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Call):
+            if id(node) not in self._ids:
+                self._ids.add(id(node))
+                self.calls.append(node)
+            if not (isinstance(node.func, ast.Name) and node.func.id in self.helpers):
+                for arg in node.args:
+                    self.mark(arg)
+        elif isinstance(node, ast.Starred | ast.Subscript):
+            self.mark(node.value)
+        elif isinstance(node, ast.List | ast.Tuple | ast.Set):
+            for element in node.elts:
+                self.mark(element)
+        elif isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
+            self.mark(node.elt)
+        elif isinstance(node, ast.Lambda):
+            self.mark(node.body)
+        elif isinstance(node, ast.IfExp):
+            self.mark(node.body)
+            self.mark(node.orelse)
+        elif isinstance(node, ast.Name):
+            self.names.add(node.id)
+
+
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return None
+
+
+def _values_given_to(node: ast.AST, names: set[str]) -> list[ast.expr]:
+    """What ``node`` assigns, adds or iterates into one of ``names``."""
+    if isinstance(node, ast.Assign):
+        hit = any(isinstance(t, ast.Name) and t.id in names for t in node.targets)
+        return [node.value] if hit else []
+    if isinstance(node, ast.AugAssign | ast.AnnAssign):
+        target = node.target
+        hit = isinstance(target, ast.Name) and target.id in names and node.value is not None
+        return [node.value] if hit and node.value is not None else []
+    if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+        hit = isinstance(node.target, ast.Name) and node.target.id in names
+        return [node.iter] if hit else []
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _ADDS_TO_NAME
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in names
+        and node.args
+    ):
+        return [node.args[-1]]
+    return []
+
+
+def install(shell: Any, helper_names: Callable[[], Iterable[str]]) -> None:
+    """Add the rewriter to an IPython shell (once; a re-run install replaces it)."""
+    kept = [t for t in shell.ast_transformers if not isinstance(t, AwaitRewriter)]
+    shell.ast_transformers[:] = [*kept, AwaitRewriter(helper_names)]

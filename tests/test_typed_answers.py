@@ -1,0 +1,111 @@
+"""Typed answers: the kernel checks FINAL against a schema, a mismatch goes back to the model,
+the API returns the type asked for; SUBMIT is FINAL; sub-agents can be given a schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openai_server import OpenAIServer, Reply
+from pydantic import BaseModel
+from scripted import ScriptedModel, cell
+
+import rlm_tui
+from rlm_tui.engine.parse import plain_final
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.events import RunStarted
+from rlm_tui.session.store import read_session
+
+pytestmark = pytest.mark.timeout(120)
+
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+
+
+async def test_a_mismatch_goes_back_to_the_model_and_the_next_answer_is_checked(sessions_dir):
+    model = ScriptedModel(
+        {
+            "count": [
+                cell("FINAL({'apple': 'one', 'pear': 2})"),
+                cell(
+                    "parts = rlm_query('sub', schema=list[int])\nFINAL({'apple': 1, 'n': len(parts)})"
+                ),
+            ],
+            "sub": [cell("FINAL('three')"), cell("SUBMIT([1, 2, 3])")],
+        }
+    )
+    config = RunConfig(query="count", output_schema=COUNTS, sessions_dir=sessions_dir)
+    result = await Run(config, model=model).execute()
+    assert result.status == "answered", result.reason
+    assert result.answer == {"apple": 1, "n": 3}
+    root = [m for info, m in model.seen if info.agent_id == "0"]
+    assert json.dumps(COUNTS) in root[0][1]["content"]
+    feedback = root[1][-1]["content"]
+    assert "does not match the expected schema" in feedback
+    assert "answer['apple']: 'one' is not of type 'integer'" in feedback
+    sub = [m for info, m in model.seen if info.agent_id == "0.1"]
+    assert '"items": {"type": "integer"}' in sub[0][1]["content"]
+    assert "'three' is not of type 'array'" in sub[1][-1]["content"]
+    started = read_session(result.session_dir).events[0]
+    assert isinstance(started, RunStarted) and started.output_schema == COUNTS
+
+
+class Fruit(BaseModel):
+    name: str
+    r_count: int
+
+
+def scripted(replies: dict[str, str]):
+    def reply(request: dict) -> Reply:
+        query = request["messages"][1]["content"].split("\n", 1)[0].removeprefix("Query: ")
+        return Reply(text=replies[query])
+
+    return reply
+
+
+async def test_the_api_returns_the_type_asked_for(sessions_dir):
+    replies = {
+        "dict": cell("FINAL({'cherry': 2, 'fig': 0})"),
+        "model": cell("SUBMIT(name='cherry', r_count=2)"),
+    }
+    with OpenAIServer() as server:
+        server.script(scripted(replies))
+        common = {
+            "model": "openai/test-model",
+            "api_base": server.base_url,
+            "stream": False,
+            "sessions_dir": sessions_dir,
+        }
+        counts = await rlm_tui.arun("dict", output_type=dict[str, int], **common)
+        fruit = await rlm_tui.arun("model", output_type=Fruit, **common)
+    assert counts.answer == {"cherry": 2, "fig": 0} and isinstance(counts.answer, dict)
+    assert fruit.answer == Fruit(name="cherry", r_count=2)
+
+
+def test_submit_in_plain_text_is_final():
+    marker = plain_final("Done.\nSUBMIT(answer=42)")
+    assert marker is not None and (marker.kind, marker.argument) == ("SUBMIT", "answer=42")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read the output schema"),
+        ("{not json", "is not JSON"),
+        ('{"type": 5}', "not a valid JSON Schema"),
+    ],
+)
+def test_a_bad_schema_file_is_one_line_and_exit_2(tmp_path: Path, content, message):
+    path = tmp_path / "schema.json"
+    if content is not None:
+        path.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_tui", "run", "--output-schema", str(path), "q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
