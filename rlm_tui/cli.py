@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -151,6 +152,52 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
     )
+    add_gateway_options(parser)
+
+
+def add_gateway_options(parser: argparse.ArgumentParser) -> None:
+    """Kernels on a Jupyter Kernel/Enterprise Gateway instead of this machine."""
+    group = parser.add_argument_group("kernels on a Jupyter gateway")
+    group.add_argument(
+        "--kernel-gateway",
+        metavar="URL",
+        default=os.environ.get("JUPYTER_GATEWAY_URL") or None,
+        help="start the run's kernels on this gateway (default $JUPYTER_GATEWAY_URL)",
+    )
+    group.add_argument(
+        "--kernel-gateway-token-env",
+        metavar="NAME",
+        help="the variable holding the gateway's token (default JUPYTER_GATEWAY_AUTH_TOKEN)",
+    )
+    group.add_argument(
+        "--kernel-name", help="the gateway's kernelspec (default: the gateway's default kernel)"
+    )
+    group.add_argument(
+        "--bridge-host",
+        metavar="ADDRESS",
+        help="address of this machine the gateway's kernels reach for sub-calls "
+        "(default 127.0.0.1, for a gateway on this machine)",
+    )
+
+
+def gateway_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The gateway flags as RunConfig fields, after checking the gateway answers and takes
+    the token (one line, exit 2 or 5, before any model is called)."""
+    if not args.kernel_gateway:
+        return {}
+    from rlm_tui.kernel.gateway import Gateway, probe
+
+    gateway = Gateway.from_settings(
+        args.kernel_gateway, args.kernel_gateway_token_env, args.kernel_name
+    )
+    gateway.bridge_host(args.bridge_host)
+    asyncio.run(probe(gateway))
+    return {
+        "kernel_gateway": args.kernel_gateway,
+        "kernel_gateway_token_env": args.kernel_gateway_token_env,
+        "kernel_name": args.kernel_name,
+        "bridge_host": args.bridge_host,
+    }
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
@@ -162,6 +209,7 @@ def _add_continue_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--headless", action="store_true", help="go on headless (the default)")
     parser.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
     add_budget_options(parser, keep_recorded=True)
+    add_gateway_options(parser)
 
 
 def add_budget_options(parser: argparse.ArgumentParser, keep_recorded: bool) -> None:
@@ -266,6 +314,7 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         cell_timeout=args.cell_timeout,
         memory_limit_mb=args.memory_limit,
         pool_size=args.pool_size,
+        **gateway_settings(args),
         stream=not args.no_stream,
         **options,
     )
@@ -344,6 +393,7 @@ def _continue(args: argparse.Namespace) -> int:
     from rlm_tui.engine.budget import Limits
 
     changes: dict[str, Any] = {"limits": limits_from_args(args, Limits.model_validate(base))}
+    changes.update(gateway_settings(args))
     for name in ("model", "sub_model", "api_base"):
         if getattr(args, name):
             changes[name] = getattr(args, name)

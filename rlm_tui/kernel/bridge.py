@@ -4,12 +4,18 @@ An asyncio server on the host's own loop, in a private 0700 directory, socket 06
 connection's first frame must carry the run's token; requests are length-prefixed JSON,
 tagged with an id (after an interrupt a kept-open socket could deliver a stale reply), and
 served concurrently so one long sub-agent does not hold up another call.
+
+Kernels on other machines (a Jupyter gateway) reach the same server over TCP on an address
+the user names, with the same token and frames; their context, which they cannot read from
+the host's disk, is offered here and fetched in chunks (``wire.Transfer``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -20,18 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tui.kernel import wire
-from rlm_tui.kernel.wire import Op
+from rlm_tui.kernel.wire import Op, Transfer
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, Op, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class BridgeServer:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tcp_host: str | None = None) -> None:
+        """``tcp_host``: also listen on this address (a free port) for kernels elsewhere."""
         self._handler = handler
         self._dir: Path | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tcp_host = tcp_host
         self._tasks: set[asyncio.Task[None]] = set()
+        self._offers: dict[str, Path] = {}
         self.token = secrets.token_hex(24)
 
     @property
@@ -41,23 +51,54 @@ class BridgeServer:
 
     @property
     def grant(self) -> dict[str, str]:
-        """What a kernel needs to connect: the socket's path and the run's token."""
-        return {"path": str(self.path), "token": self.token}
+        """What a kernel needs to connect: the socket's path (and TCP address) and the token."""
+        grant = {"path": str(self.path), "token": self.token}
+        if self._tcp is not None:
+            host, port = self._tcp.sockets[0].getsockname()[:2]
+            grant.update(host=str(host), port=str(port))
+        return grant
 
     async def start(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="rlm-bridge-"))
         os.chmod(self._dir, 0o700)
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         os.chmod(self.path, 0o600)
+        if self._tcp_host is not None:
+            self._tcp = await asyncio.start_server(self._serve, self._tcp_host, 0)
+
+    def offer(self, path: Path) -> dict[str, Any]:
+        """Let kernels of this run fetch a file in chunks; what they need to fetch and check it."""
+        key = secrets.token_hex(8)
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 22):
+                digest.update(block)
+        self._offers[key] = path
+        return {"key": key, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+    def withdraw(self, key: str) -> None:
+        self._offers.pop(key, None)
+
+    def _read_offer(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = self._offers.get(str(args.get("key")))
+        if path is None:
+            raise KeyError("no such context on offer")
+        with path.open("rb") as f:
+            f.seek(int(args.get("offset", 0)))
+            data = f.read(wire.CONTEXT_CHUNK)
+        return {"data": base64.b64encode(data).decode()}
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            self._server = None
+        for server in (self._server, self._tcp):
+            if server is not None:
+                server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for server in (self._server, self._tcp):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._server = self._tcp = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -96,8 +137,11 @@ class BridgeServer:
     async def _answer(self, agent: str, request: Any, writer: asyncio.StreamWriter) -> None:
         rid = request.get("id") if isinstance(request, dict) else None
         try:
-            op = wire.parse_op(request.get("op"))
-            result = await self._handler(agent, op, dict(request.get("args") or {}))
+            args = dict(request.get("args") or {})
+            if request.get("op") == Transfer.CONTEXT_READ:
+                result = await asyncio.to_thread(self._read_offer, args)
+            else:
+                result = await self._handler(agent, wire.parse_op(request.get("op")), args)
             reply: dict[str, Any] = {"id": rid, "result": result}
         except asyncio.CancelledError:
             raise

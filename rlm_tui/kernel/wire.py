@@ -30,6 +30,17 @@ class Op(enum.StrEnum):
     FINAL = "final"
 
 
+class Transfer(enum.StrEnum):
+    """What a kernel may ask the bridge itself for (never seen by the run)."""
+
+    CONTEXT_READ = "context_read"
+    """A chunk of a context the host offered: args ``key``, ``offset``; ``data`` in base64."""
+
+
+CONTEXT_CHUNK = 8 * 1024 * 1024
+"""Bytes of context per ``CONTEXT_READ`` reply (about 11 MB as base64 JSON)."""
+
+
 class FrameTooLarge(ValueError):
     """A frame past the limit: refused, never sent or read."""
 
