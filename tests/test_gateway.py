@@ -25,6 +25,7 @@ from test_engine import _check_r_counts, _first
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import AgentStarted, CellFinished, CellPaused, CellStarted, KernelEvent
+from rlm_tui.kernel import prelude
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.gateway import Gateway, GatewayKernelProvider
 from rlm_tui.session.store import read_session
@@ -59,6 +60,39 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         timeout=150,
         env={**os.environ, **(env or {})},
     )
+
+
+async def test_a_context_streams_over_tcp_checked_by_size_and_hash(tmp_path: Path) -> None:
+    """The kernel side in this process (no gateway): what a remote kernel does at setup."""
+
+    async def answer(agent, op, args):
+        return {"text": f"{agent} asked {args['prompt']}"}
+
+    bridge = BridgeServer(answer, tcp_host="127.0.0.1")
+    await bridge.start()
+    try:
+        grant = {k: v for k, v in bridge.grant.items() if k != "path"}
+        assert grant["host"] == "127.0.0.1" and int(grant["port"]) > 0
+        source = tmp_path / "context.json"
+        source.write_text(json.dumps({"text": "é" * 3_000_000}))
+        ns: dict = {}
+        prelude.install(ns)
+        setup = ns[prelude.SETUP_NAME]
+        offer = bridge.offer(source)
+        await asyncio.to_thread(setup, "0.1", "", "json", grant, offer)
+        assert ns["context"] == {"text": "é" * 3_000_000}
+        assert await asyncio.to_thread(ns["llm_query"], "hi") == "0.1 asked hi"
+        damaged = {**offer, "sha256": "0" * 64}
+        with pytest.raises(ns["RLMError"], match="arrived damaged"):
+            await asyncio.to_thread(setup, "0.1", "", "json", grant, damaged)
+        bridge.withdraw(offer["key"])
+        with pytest.raises(ns["RLMError"], match="no such context on offer"):
+            await asyncio.to_thread(setup, "0.1", "", "json", grant, offer)
+        wrong = {**grant, "token": "not-the-token"}
+        with pytest.raises(ns["RLMError"]):
+            await asyncio.to_thread(setup, "0.1", "", "json", wrong, bridge.offer(source))
+    finally:
+        await bridge.close()
 
 
 async def test_gateway_kernels_run_cells_and_are_seen_by_the_leftover_check(gateway) -> None:

@@ -4,8 +4,8 @@ It is imported inside the kernel (standard library and pyyaml only) and ``instal
 the user namespace. The bridge's address and token arrive at setup in a one-time 0600 file that
 is deleted once read (a kernel on a gateway, with no shared disk, gets them in the silent setup
 call, which is kept out of the input history), and live on in a closure only, so cell code
-finds them neither in the environment nor in the input history. Such a kernel fetches its
-context from the bridge in chunks and checks its size and hash before loading it. Everything private lives under underscore names that
+finds them neither in the environment nor in the input history. Such a kernel streams its
+context from the bridge and checks its size and hash before loading it. Everything private lives under underscore names that
 ``SHOW_VARS`` hides.
 """
 
@@ -146,6 +146,11 @@ class _Link:
                 sock.close()
 
     def _connect(self) -> socket.socket:
+        self.sock = self.open({"agent": self.agent})
+        return self.sock
+
+    def open(self, hello: dict[str, Any]) -> socket.socket:
+        """A new connection to the bridge, its first frame the token and ``hello``."""
         if self.address is not None:
             sock = socket.create_connection(self.address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -154,11 +159,10 @@ class _Link:
             sock.connect(self.path)
         else:
             raise RLMError("no bridge: this kernel was not set up by rlm-tui")
-        wire.send(sock, {"token": self.token, "agent": self.agent})
-        self.sock = sock
+        wire.send(sock, {"token": self.token, **hello})
         return sock
 
-    def call(self, op: wire.Op | wire.Transfer, **args: Any) -> Any:
+    def call(self, op: wire.Op, **args: Any) -> Any:
         with self.lock:
             self.next_id += 1
             rid = self.next_id
@@ -189,7 +193,7 @@ class _Link:
 
 
 def fetch_context(link: _Link, offer: dict[str, Any], kind: str) -> Any:
-    """A context the host offered over the bridge: fetched in chunks, checked, loaded.
+    """A context the host offered on the bridge: streamed in, checked, loaded.
 
     Its bytes go to a private temporary file (a directory context comes as a tar), checked
     against the offer's size and SHA-256, and are removed once loaded.
@@ -198,11 +202,13 @@ def fetch_context(link: _Link, offer: dict[str, Any], kind: str) -> Any:
     fd, path = tempfile.mkstemp(prefix="rlm-context-")
     unpacked = ""
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f, link.open({wire.FETCH: offer["key"]}) as sock:
+            head = wire.recv(sock)
+            if "error" in head:
+                raise RLMError(f"could not fetch the context: {head['error']}")
             got = 0
             while got < size:
-                reply = link.call(wire.Transfer.CONTEXT_READ, key=offer["key"], offset=got)
-                chunk = base64.b64decode(reply["data"])
+                chunk = sock.recv(min(wire.CONTEXT_CHUNK, size - got))
                 if not chunk:
                     break
                 f.write(chunk)

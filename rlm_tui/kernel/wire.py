@@ -30,15 +30,11 @@ class Op(enum.StrEnum):
     FINAL = "final"
 
 
-class Transfer(enum.StrEnum):
-    """What a kernel may ask the bridge itself for (never seen by the run)."""
-
-    CONTEXT_READ = "context_read"
-    """A chunk of a context the host offered: args ``key``, ``offset``; ``data`` in base64."""
-
-
-CONTEXT_CHUNK = 8 * 1024 * 1024
-"""Bytes of context per ``CONTEXT_READ`` reply (about 11 MB as base64 JSON)."""
+FETCH = "fetch"
+"""A connection whose first frame names an offered context under this key gets, instead of
+replies, one frame ``{"size": n}`` (or ``{"error": ...}``) and then the context's n raw bytes."""
+CONTEXT_CHUNK = 1 << 20
+"""Bytes per read and write while a context streams to a kernel."""
 
 
 class FrameTooLarge(ValueError):
