@@ -266,7 +266,7 @@ async def test_a_kernel_lost_on_the_gateway_mid_cell_is_an_event_and_the_run_goe
         os.kill(kernel.pid, signal.SIGKILL)
     else:
         gateway.request("DELETE", f"/api/kernels/{kernel.gateway_id}")
-    finished = await _first(run, CellFinished)
+    finished = await _first(run, CellFinished, timeout=60)
     assert finished.status == "killed"
     expected = "died on the gateway" if how == "kill" else "on the gateway"
     assert expected in (finished.error or "")

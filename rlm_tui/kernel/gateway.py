@@ -5,7 +5,8 @@ driven over its websocket channels with jupyter_server's own gateway client
 (``GatewayKernelManager`` / ``GatewayKernelClient``). Two gaps of that client used standalone
 are closed here: its websocket handshake does not send the auth token (a token-protected
 gateway answers 401), and its channel queues wait by spinning the event loop; our client
-sends the token and wakes a waiting cell when a message arrives.
+sends the token and wakes a waiting cell when a message arrives (and ACKs at once, see
+``_QuickAck``).
 
 A remote kernel cannot import rlm_tui nor read the host's files: the kernel-side modules are
 sent as source, the bridge's TCP address and token arrive in the silent setup call (kept out
@@ -22,6 +23,7 @@ import inspect
 import json
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import time
@@ -201,8 +203,27 @@ class _WakingQueue(ChannelQueue):
                 return None
 
 
+class _QuickAck:
+    """The websocket, acknowledging what arrives at once: the gateway's server does not set
+    TCP_NODELAY, so each of a cell's small messages would otherwise wait for our delayed ACK
+    (measured: a trivial cell 56 ms through a loopback gateway, 26 ms with this)."""
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self._ws = ws
+
+    def recv(self) -> Any:
+        sock = self._ws.sock
+        if sock is not None and hasattr(socket, "TCP_QUICKACK"):  # Linux only
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return self._ws.recv()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+
 class _Client(GatewayKernelClient):
-    """``GatewayKernelClient`` with the token on the websocket and waking queues."""
+    """``GatewayKernelClient`` with the token on the websocket, quick ACKs, waking queues."""
 
     async def start_channels(  # type: ignore[override]  # async, as in GatewayKernelClient
         self,
@@ -218,13 +239,14 @@ class _Client(GatewayKernelClient):
         )
         headers = {"Authorization": f"token {config.auth_token}"} if config.auth_token else {}
         self._loop = asyncio.get_running_loop()
-        self.channel_socket = await asyncio.to_thread(
+        ws = await asyncio.to_thread(
             websocket.create_connection,
             url,
             timeout=START_TIMEOUT,
             enable_multithread=True,
             header=headers,
         )
+        self.channel_socket = _QuickAck(ws)  # type: ignore[assignment]
         AsyncKernelClient.start_channels(
             self, shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control
         )
@@ -410,7 +432,11 @@ class GatewayKernel:
             model = await self._km.refresh_model()
         except Exception as exc:
             return f"lost the kernel gateway: {exc}"
-        return None if model else "the kernel was deleted on the gateway"
+        if not model:
+            return "the kernel was deleted on the gateway"
+        if model.get("execution_state") in _RESTARTED:
+            return "kernel process died on the gateway"
+        return None
 
     async def _death_reason(self, fallback: str) -> str:
         return await self._missing() or fallback
@@ -444,10 +470,14 @@ class GatewayKernel:
         self._km.kernel = None
 
 
+_RESTARTED = ("restarting", "dead", "starting")
+"""Kernel states (REST model or iopub status) that mean the process running our cell is gone."""
+
+
 def _death_in(msg: dict[str, Any]) -> str | None:
     """A message by which the gateway says the kernel died or was shut down under us."""
     kind = msg["msg_type"]
-    if kind == "status" and msg["content"].get("execution_state") in ("restarting", "dead"):
+    if kind == "status" and msg["content"].get("execution_state") in _RESTARTED[:2]:
         return "kernel process died on the gateway"
     if kind == "shutdown_reply":
         return "the kernel was shut down on the gateway"
