@@ -22,9 +22,18 @@ from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
 from test_engine import _check_r_counts, _first
 
+from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.control import Breakpoints
+from rlm_tui.engine.resume import resume_run
 from rlm_tui.engine.run import Run, RunConfig
-from rlm_tui.events import AgentStarted, CellFinished, CellPaused, CellStarted, KernelEvent
+from rlm_tui.events import (
+    AgentFinished,
+    AgentStarted,
+    CellFinished,
+    CellPaused,
+    CellStarted,
+    KernelEvent,
+)
 from rlm_tui.kernel import prelude
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.gateway import Gateway, GatewayKernelProvider
@@ -243,6 +252,51 @@ async def test_pause_replace_resume_on_a_gateway_kernel(
     run.resume()
     result = await run.wait()
     assert result.answer == {"Rare Berry": 4, "Fig": 0}
+
+
+async def test_interrupt_and_a_hand_launched_sub_agent_on_gateway_kernels(
+    gateway, sessions_dir: Path, start_run
+) -> None:
+    model = ScriptedModel(
+        {
+            "q": [cell("import time\ntime.sleep(60)"), cell("FINAL([len(context), zoo])")],
+            "by hand": [cell("FINAL({'from': 'hand', 'n': len(context)})")],
+        }
+    )
+    run = Run(gateway_config(gateway, sessions_dir, query="q", context_value="abcd"), model=model)
+    await start_run(run)
+    await _first(run, CellStarted, timeout=60)
+    await asyncio.sleep(0.3)
+    answered = asyncio.ensure_future(_first(run, AgentFinished, timeout=60))
+    child = run.launch_subagent("0", "by hand", context="xyz", var="zoo")
+    assert (await answered).agent_id == "0.1"  # on its own gateway kernel, the root still busy
+    interrupted = asyncio.ensure_future(_first(run, CellFinished))
+    await run.interrupt("0")
+    assert (await interrupted).status == "interrupted"
+    assert (await asyncio.wait_for(child, 30)).python() == {"from": "hand", "n": 3}
+    result = await run.wait()
+    assert result.answer == [4, {"from": "hand", "n": 3}], "bound in the gateway kernel"
+
+
+async def test_a_run_stopped_by_its_budget_resumes_on_the_gateway(
+    gateway, sessions_dir: Path
+) -> None:
+    def model() -> ScriptedModel:
+        return ScriptedModel({"q": [cell("a = len(context)"), cell("FINAL(a * 10)")]})
+
+    config = gateway_config(gateway, sessions_dir, query="q", context_value="abcde")
+    config.limits = Limits(max_calls=1)
+    stopped = await Run(config, model=model()).execute()
+    assert stopped.status == "budget"
+    resumed = resume_run(
+        stopped.session_dir,
+        model=model(),
+        limits=Limits(max_calls=5),
+        kernel_gateway=gateway.url,
+        kernel_gateway_token_env=TOKEN_ENV,
+    )
+    result = await resumed.execute()
+    assert result.answer == 50, "cell 1 re-ran on a gateway kernel with the context"
 
 
 @pytest.mark.parametrize("how", ["kill", "delete"])
