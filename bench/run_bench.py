@@ -17,6 +17,7 @@ SCRIPTS = [
     "bench_vs_rlms.py",
     "bench_kernels.py",
     "bench_awaited.py",
+    "bench_gateway.py",
 ]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
@@ -35,6 +36,7 @@ TARGETS = {
     "rlm_tui_run_process_over_import_litellm": ("< 1.3", 1.3),
     "kernel_ready_p50_ms": ("< 60 ms", 60.0),
     "kernel_ready_p99_ms": ("< 150 ms", 150.0),
+    "gateway_context_40mb_delivery_s": ("<= 1 s", 1.0),
 }
 
 

@@ -232,6 +232,52 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
     )
+    add_gateway_options(parser)
+
+
+def add_gateway_options(parser: argparse.ArgumentParser) -> None:
+    """Kernels on a Jupyter Kernel/Enterprise Gateway instead of this machine."""
+    group = parser.add_argument_group("kernels on a Jupyter gateway")
+    group.add_argument(
+        "--kernel-gateway",
+        metavar="URL",
+        default=os.environ.get("JUPYTER_GATEWAY_URL") or None,
+        help="start the run's kernels on this gateway (default $JUPYTER_GATEWAY_URL)",
+    )
+    group.add_argument(
+        "--kernel-gateway-token-env",
+        metavar="NAME",
+        help="the variable holding the gateway's token (default JUPYTER_GATEWAY_AUTH_TOKEN)",
+    )
+    group.add_argument(
+        "--kernel-name", help="the gateway's kernelspec (default: the gateway's default kernel)"
+    )
+    group.add_argument(
+        "--bridge-host",
+        metavar="ADDRESS",
+        help="address of this machine the gateway's kernels reach for sub-calls "
+        "(default 127.0.0.1, for a gateway on this machine)",
+    )
+
+
+def gateway_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The gateway flags as RunConfig fields, after checking the gateway answers and takes
+    the token (one line, exit 2 or 5, before any model is called)."""
+    if not args.kernel_gateway:
+        return {}
+    from rlm_tui.kernel.gateway import Gateway, probe
+
+    gateway = Gateway.from_settings(
+        args.kernel_gateway, args.kernel_gateway_token_env, args.kernel_name
+    )
+    gateway.bridge_host(args.bridge_host)
+    asyncio.run(probe(gateway))
+    return {
+        "kernel_gateway": args.kernel_gateway,
+        "kernel_gateway_token_env": args.kernel_gateway_token_env,
+        "kernel_name": args.kernel_name,
+        "bridge_host": args.bridge_host,
+    }
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
@@ -273,7 +319,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     limits = {k: v for k, v in given.items() if k in Limits.model_fields}
     if limits:
         settings["limits"] = limits
-    return {**settings, **_file_settings(args)}
+    return {**settings, **_file_settings(args), **gateway_settings(args)}
 
 
 def _file_settings(args: argparse.Namespace) -> dict[str, Any]:

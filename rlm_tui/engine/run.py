@@ -81,6 +81,16 @@ class RunConfig(BaseModel):
     sessions_dir: Path = Field(default_factory=default_sessions_dir)
     session_id: str | None = None
     pool_size: int = Field(2, ge=0)
+    kernel_gateway: str | None = None
+    """A Jupyter Kernel/Enterprise Gateway URL: the run's kernels are created there."""
+    kernel_gateway_token_env: str | None = None
+    """The variable holding the gateway's token (default JUPYTER_GATEWAY_AUTH_TOKEN); the
+    token itself is never part of the config, so never recorded."""
+    kernel_name: str | None = None
+    """The gateway's kernelspec (default: the gateway's default kernel)."""
+    bridge_host: str | None = None
+    """Where gateway kernels reach the bridge over TCP (default 127.0.0.1 for a loopback
+    gateway; required for any other)."""
     cell_timeout: float | None = Field(120.0, gt=0, allow_inf_nan=False)
     memory_limit_mb: int | None = Field(None, ge=64)
     max_kernels: int | None = Field(None, ge=1)
@@ -321,11 +331,23 @@ class Run:
     async def _start_services(self) -> None:
         services = self._services
         services.push_async_callback(self.models.aclose)
-        bridge = BridgeServer(self.subcalls.handle)
+        config = self.config
+        gateway = None
+        if config.kernel_gateway and self._provider is None:
+            # jupyter_server is imported only for a gateway run: it costs every other start
+            from rlm_tui.kernel.gateway import Gateway, GatewayKernelProvider
+
+            gateway = Gateway.from_settings(
+                config.kernel_gateway, config.kernel_gateway_token_env, config.kernel_name
+            )
+        tcp_host = gateway.bridge_host(config.bridge_host) if gateway else None
+        bridge = BridgeServer(self.subcalls.handle, tcp_host=tcp_host)
         await bridge.start()
         services.push_async_callback(bridge.close)
         self._bridge = bridge
-        if self._provider is None:
+        if gateway is not None:
+            self._provider = GatewayKernelProvider(gateway, bridge, size=config.pool_size)
+        elif self._provider is None:
             self._provider = kernel_pool(self.config)
         if self._owns_provider:
             services.push_async_callback(self._provider.close)

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Any, Protocol
 
 from rlm_tui.kernel import wire
 
 
 class Address(Protocol):
-    """Where the bridge is and who this kernel is (the blocking link holds them)."""
+    """Opens authenticated connections to the bridge (the blocking link does)."""
 
-    path: str
-    token: str
     agent: str
+
+    def open(self, hello: dict[str, Any]) -> socket.socket: ...
 
 
 class _Connection:
@@ -87,11 +88,9 @@ class AsyncLink:
         assert self._opening is not None
         async with self._opening:
             if self._conn is None:
-                address = self._address
-                if not address.path:
-                    raise self._error("no bridge: this kernel was not set up by rlm-tui")
-                reader, writer = await asyncio.open_unix_connection(address.path)
-                writer.write(wire.encode({"token": address.token, "agent": address.agent}))
+                sock = self._address.open({"agent": self._address.agent})
+                sock.setblocking(False)
+                reader, writer = await asyncio.open_connection(sock=sock)
                 self._conn = _Connection(writer)
                 self._reader = loop.create_task(self._read(reader, self._conn))
             return self._conn

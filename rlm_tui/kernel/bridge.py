@@ -4,12 +4,18 @@ An asyncio server on the host's own loop, in a private 0700 directory, socket 06
 connection's first frame must carry the run's token; requests are length-prefixed JSON,
 tagged with an id (after an interrupt a kept-open socket could deliver a stale reply), and
 served concurrently so one long sub-agent does not hold up another call.
+
+Kernels on other machines (a Jupyter gateway) reach the same server over TCP on an address
+the user names, with the same token and frames; their context, which they cannot read from
+the host's disk, is offered here and streamed to them in chunks on a connection of its own
+(``wire.FETCH``): raw bytes, as base64 in JSON frames would cost several times the time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -27,12 +33,17 @@ Handler = Callable[[str, Op, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class BridgeServer:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tcp_host: str | None = None) -> None:
+        """``tcp_host``: also listen on this address (a free port) for kernels elsewhere."""
         self._handler = handler
         self._dir: Path | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tcp_host = tcp_host
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._offers: dict[str, Path] = {}
+        self._digests: dict[tuple[Path, int, int], str] = {}
         self.token = secrets.token_hex(24)
 
     @property
@@ -42,29 +53,65 @@ class BridgeServer:
 
     @property
     def grant(self) -> dict[str, str]:
-        """What a kernel needs to connect: the socket's path and the run's token."""
-        return {"path": str(self.path), "token": self.token}
+        """What a kernel needs to connect: the socket's path (and TCP address) and the token."""
+        grant = {"path": str(self.path), "token": self.token}
+        if self._tcp is not None:
+            host, port = self._tcp.sockets[0].getsockname()[:2]
+            grant.update(host=str(host), port=str(port))
+        return grant
 
     async def start(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="rlm-bridge-"))
         os.chmod(self._dir, 0o700)
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         os.chmod(self.path, 0o600)
+        if self._tcp_host is not None:
+            self._tcp = await asyncio.start_server(self._serve, self._tcp_host, 0)
+
+    def offer(self, path: Path) -> dict[str, Any]:
+        """Let kernels of this run fetch a file; what they need to fetch and check it."""
+        key = secrets.token_hex(8)
+        stat = path.stat()
+        known = (path, stat.st_size, stat.st_mtime_ns)
+        if known not in self._digests:  # a restarted kernel fetches the same context again
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                while block := f.read(1 << 22):
+                    digest.update(block)
+            self._digests[known] = digest.hexdigest()
+        self._offers[key] = path
+        return {"key": key, "size": stat.st_size, "sha256": self._digests[known]}
+
+    def withdraw(self, key: str) -> None:
+        self._offers.pop(key, None)
+
+    async def _stream_offer(self, key: str, writer: asyncio.StreamWriter) -> None:
+        path = self._offers.get(key)
+        if path is None:
+            writer.write(wire.encode({"error": "no such context on offer"}))
+            return
+        with path.open("rb") as f:
+            writer.write(wire.encode({"size": path.stat().st_size}))
+            while chunk := f.read(wire.CONTEXT_CHUNK):
+                writer.write(chunk)
+                await writer.drain()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            # end each connection from our side: its reader sees EOF and its task ends (a
-            # cancelled connection task is logged as an error by asyncio's streams)
-            for writer in list(self._writers):
-                writer.close()
-            if self._tasks:
-                await asyncio.wait(list(self._tasks), timeout=1.0)
-            for task in list(self._tasks):
-                task.cancel()
+        servers = [server for server in (self._server, self._tcp) if server is not None]
+        for server in servers:
+            server.close()
+        # end each connection from our side: its reader sees EOF and its task ends (a
+        # cancelled connection task is logged as an error by asyncio's streams)
+        for writer in list(self._writers):
+            writer.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        for server in servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            self._server = None
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._server = self._tcp = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -81,6 +128,9 @@ class BridgeServer:
             ):
                 writer.write(wire.encode({"id": None, "error": "bad token", "kind": "auth"}))
                 await writer.drain()
+                return
+            if wire.FETCH in hello:
+                await self._stream_offer(str(hello[wire.FETCH]), writer)
                 return
             agent = str(hello.get("agent", ""))
             pending: set[asyncio.Task[None]] = set()

@@ -2,8 +2,10 @@
 
 It is imported inside the kernel (standard library and pyyaml only) and ``install``-ed into
 the user namespace. The bridge's address and token arrive at setup in a one-time 0600 file that
-is deleted once read, and live on in a closure only, so cell code finds them neither in the
-environment nor in the input history. Everything private lives under underscore names that
+is deleted once read (a kernel on a gateway, with no shared disk, gets them in the silent setup
+call, which is kept out of the input history), and live on in a closure only, so cell code
+finds them neither in the environment nor in the input history. Such a kernel streams its
+context from the bridge and checks its size and hash before loading it. Everything private lives under underscore names that
 ``SHOW_VARS`` hides.
 """
 
@@ -12,10 +14,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import pickle
+import shutil
 import socket
+import tarfile
+import tempfile
 import threading
 import types
 from collections.abc import Callable
@@ -153,13 +159,17 @@ class _Link:
         self.sock: socket.socket | None = None
         self.agent = ""
         self.path = ""
+        self.address: tuple[str, int] | None = None
         self.token = ""
         self.next_id = 0
         self.lock = threading.Lock()
 
-    def bind(self, agent: str, path: str, token: str) -> None:
-        if path:
-            self.path, self.token = path, token
+    def bind(self, agent: str, grant: dict[str, str] | None) -> None:
+        """``grant``: the bridge's socket path, or its TCP host and port, and the token."""
+        if grant:
+            self.token = grant["token"]
+            self.path = grant.get("path", "")
+            self.address = (grant["host"], int(grant["port"])) if "port" in grant else None
         self.agent = agent
         self.drop()
 
@@ -170,12 +180,20 @@ class _Link:
                 sock.close()
 
     def _connect(self) -> socket.socket:
-        if not self.path:
+        self.sock = self.open({"agent": self.agent})
+        return self.sock
+
+    def open(self, hello: dict[str, Any]) -> socket.socket:
+        """A new connection to the bridge, its first frame the token and ``hello``."""
+        if self.address is not None:
+            sock = socket.create_connection(self.address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif self.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.path)
+        else:
             raise RLMError("no bridge: this kernel was not set up by rlm-tui")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.path)
-        wire.send(sock, {"token": self.token, "agent": self.agent})
-        self.sock = sock
+        wire.send(sock, {"token": self.token, **hello})
         return sock
 
     def call(self, op: wire.Op, **args: Any) -> Any:
@@ -206,6 +224,42 @@ class _Link:
                 self.drop()
                 raise
         raise AssertionError("unreachable")
+
+
+def fetch_context(link: _Link, offer: dict[str, Any], kind: str) -> Any:
+    """A context the host offered on the bridge: streamed in, checked, loaded.
+
+    Its bytes go to a private temporary file (a directory context comes as a tar), checked
+    against the offer's size and SHA-256, and are removed once loaded.
+    """
+    size, digest = int(offer["size"]), hashlib.sha256()
+    fd, path = tempfile.mkstemp(prefix="rlm-context-")
+    unpacked = ""
+    try:
+        with os.fdopen(fd, "wb") as f, link.open({wire.FETCH: offer["key"]}) as sock:
+            head = wire.recv(sock)
+            if "error" in head:
+                raise RLMError(f"could not fetch the context: {head['error']}")
+            got = 0
+            while got < size:
+                chunk = sock.recv(min(wire.CONTEXT_CHUNK, size - got))
+                if not chunk:
+                    break
+                f.write(chunk)
+                digest.update(chunk)
+                got += len(chunk)
+        if got != size or digest.hexdigest() != offer["sha256"]:
+            raise RLMError(f"the context arrived damaged: {got} of {size} bytes, hash mismatch")
+        if kind == "dir":
+            unpacked = tempfile.mkdtemp(prefix="rlm-context-")
+            with tarfile.open(path) as tar:
+                tar.extractall(unpacked, filter="data")
+            return load_context(unpacked, kind)
+        return load_context(path, kind)
+    finally:
+        os.unlink(path)
+        if unpacked:
+            shutil.rmtree(unpacked, ignore_errors=True)
 
 
 class _Answer(dict[str, Any]):
@@ -316,18 +370,28 @@ def install(ns: dict[str, Any]) -> None:
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
             print(f"{k}: {type(ns[k]).__name__} = {shown}")
 
-    def setup(agent: str, file: str, kind: str, grant: str = "") -> None:
+    def setup(
+        agent: str,
+        file: str,
+        kind: str,
+        grant: str | dict[str, str] = "",
+        offer: dict[str, Any] | None = None,
+    ) -> None:
         # the bridge's address and token come in a one-time file, read and removed at once
-        path = token = ""
-        if grant:
+        bridge = None
+        if isinstance(grant, dict):
+            bridge = grant
+        elif grant:
             with open(grant, encoding="utf-8") as f:
                 bridge = json.load(f)
             os.unlink(grant)
-            path, token = bridge["path"], bridge["token"]
-        link.bind(agent, path, token)
+        link.bind(agent, bridge)
         alink.drop()
         expected.set("")
-        ns["context"] = load_context(file, kind)
+        if offer is None:
+            ns["context"] = load_context(file, kind)
+        else:
+            ns["context"] = fetch_context(link, offer, kind)
         ns["answer"] = _Answer(FINAL)
 
     helpers: dict[str, Any] = {

@@ -31,6 +31,13 @@ class Op(enum.StrEnum):
     TOOL = "tool"
 
 
+FETCH = "fetch"
+"""A connection whose first frame names an offered context under this key gets, instead of
+replies, one frame ``{"size": n}`` (or ``{"error": ...}``) and then the context's n raw bytes."""
+CONTEXT_CHUNK = 1 << 20
+"""Bytes per read and write while a context streams to a kernel."""
+
+
 class FrameTooLarge(ValueError):
     """A frame past the limit: refused, never sent or read."""
 
