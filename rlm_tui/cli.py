@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rlm_tui import defaults
 from rlm_tui.errors import RlmError, UsageError
 
 EXIT_BAD_USAGE = 2
@@ -55,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--delay",
         type=float,
-        default=0.02,
-        help="seconds between streamed pieces, so the run can be watched",
+        default=defaults.DEMO_DELAY,
+        help=f"seconds between streamed pieces, so the run can be watched "
+        f"(default {defaults.DEMO_DELAY})",
     )
     demo.add_argument("--pause", action="store_true", help="hold before every cell")
 
@@ -113,28 +115,27 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         "-m",
-        default="demo",
-        help="litellm model name, 'demo' (offline) or 'replay:SESSION'",
+        help=f"litellm model name, 'demo' (offline) or 'replay:SESSION' (default {defaults.MODEL})",
     )
     parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
     parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     parser.add_argument(
         "--no-stream",
-        action="store_true",
+        action="store_const",
+        const=False,
+        dest="stream",
         help="ask the provider for whole replies (faster on loopback servers)",
     )
     add_budget_options(parser, keep_recorded=False)
     parser.add_argument(
         "--truncate",
         type=_positive_int,
-        default=2000,
-        help="characters of each cell's output the model sees (default 2000)",
+        help=f"characters of each cell's output the model sees (default {defaults.TRUNCATE})",
     )
     parser.add_argument(
         "--cell-timeout",
         type=_positive_float,
-        default=120.0,
-        help="seconds before a cell is interrupted (default 120)",
+        help=f"seconds before a cell is interrupted (default {defaults.CELL_TIMEOUT:g})",
     )
     parser.add_argument(
         "--memory-limit", type=_positive_int, metavar="MB", help="address-space cap of each kernel"
@@ -142,14 +143,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool-size",
         type=_non_negative_int,
-        default=2,
-        help="kernels kept warm for sub-agents (default 2)",
+        help=f"kernels kept warm for sub-agents (default {defaults.POOL_SIZE})",
     )
     parser.add_argument(
         "--sessions-dir",
         type=Path,
         default=None,
-        help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
+        help="where sessions are saved (default: $RLM_TUI_SESSIONS, else the user data dir)",
     )
 
 
@@ -165,20 +165,18 @@ def _add_continue_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_budget_options(parser: argparse.ArgumentParser, keep_recorded: bool) -> None:
-    """The budget flags; when resuming, a flag left out keeps the recorded limit."""
+    """The budget flags; a flag left out keeps the recorded limit (resume) or the default."""
     budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
-    default_depth, default_iterations = (None, None) if keep_recorded else (3, 20)
+    kept = "the recorded limit" if keep_recorded else None
     budget.add_argument(
         "--max-depth",
         type=_non_negative_int,
-        default=default_depth,
-        help="sub-agent depth (default 3)",
+        help=f"sub-agent depth (default {kept or defaults.MAX_DEPTH})",
     )
     budget.add_argument(
         "--max-iterations",
         type=_positive_int,
-        default=default_iterations,
-        help="model turns per agent (default 20)",
+        help=f"model turns per agent (default {kept or defaults.MAX_ITERATIONS})",
     )
     budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
     budget.add_argument("--max-prompt-tokens", type=_positive_int)
@@ -234,10 +232,26 @@ def _parse(kind: type, text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+RUN_FLAGS = {
+    "model": "model",
+    "sub_model": "sub_model",
+    "api_base": "api_base",
+    "truncate": "truncate",
+    "cell_timeout": "cell_timeout",
+    "memory_limit": "memory_limit_mb",
+    "pool_size": "pool_size",
+    "stream": "stream",
+    "sessions_dir": "sessions_dir",
+}
+"""Flag (argparse dest) -> RunConfig field, for the flags a user gave."""
+
+
 def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
-    """A RunConfig from the shared run options; reads stdin for ``--context-file -``."""
+    """A RunConfig from the flags given, over the config file's ``run:`` defaults, over
+    RunConfig's own; reads stdin for ``--context-file -``."""
     from rlm_tui.engine.run import RunConfig
     from rlm_tui.models.registry import make_model
+    from rlm_tui.settings import run_defaults
 
     context_value = None
     context_file = args.context_file
@@ -248,27 +262,17 @@ def run_config_from_args(args: argparse.Namespace, query: str) -> Any:
         from rlm_tui.engine.context import context_from_file
 
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
-    for name in {args.model, args.sub_model} - {None}:
-        make_model(name, args.api_base)  # fail on an unknown model before kernels start
-    limits = limits_from_args(args)
-    options: dict[str, Any] = {}
-    if args.sessions_dir is not None:
-        options["sessions_dir"] = args.sessions_dir
-    return RunConfig(
-        query=query,
-        context_file=context_file,
-        context_value=context_value,
-        model=args.model,
-        sub_model=args.sub_model,
-        api_base=args.api_base,
-        limits=limits,
-        truncate=args.truncate,
-        cell_timeout=args.cell_timeout,
-        memory_limit_mb=args.memory_limit,
-        pool_size=args.pool_size,
-        stream=not args.no_stream,
-        **options,
+    options = run_defaults()
+    for flag, name in RUN_FLAGS.items():
+        if getattr(args, flag, None) is not None:
+            options[name] = getattr(args, flag)
+    options["limits"] = limits_from_args(args, options.get("limits"))
+    config = RunConfig(
+        query=query, context_file=context_file, context_value=context_value, **options
     )
+    for name in {config.model, config.sub_model} - {None}:
+        make_model(name, config.api_base)  # fail on a bad model or key before kernels start
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,10 +322,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         from rlm_tui.engine.control import Breakpoints
         from rlm_tui.engine.run import RunConfig
+        from rlm_tui.models.registry import DEMO
+        from rlm_tui.settings import run_defaults
         from rlm_tui.tui.home_screen import NESTED_QUERY
 
-        options = {"sessions_dir": args.sessions_dir} if args.sessions_dir else {}
-        config = RunConfig(query=NESTED_QUERY, model="demo", demo_delay=args.delay, **options)
+        options = run_defaults() | {"model": DEMO, "sub_model": None, "demo_delay": args.delay}
+        if args.sessions_dir:
+            options["sessions_dir"] = args.sessions_dir
+        config = RunConfig(query=NESTED_QUERY, **options)
         return _tui(config=config, breakpoints=Breakpoints(every_cell=args.pause))
     if args.command in (None, "tui"):
         session = None

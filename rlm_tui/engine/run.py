@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rlm_tui import defaults
 from rlm_tui.engine.agent import Agent
 from rlm_tui.engine.budget import Budget, Limits
 from rlm_tui.engine.context import (
@@ -91,15 +92,15 @@ class RunConfig(BaseModel):
     query: str
     context_file: str | None = None
     context_value: Any = Field(default=None, exclude=True)
-    model: str = "demo"
+    model: str = defaults.MODEL
     sub_model: str | None = None
     api_base: str | None = None
     limits: Limits = Field(default_factory=Limits)
-    truncate: int = Field(2000, ge=100)
+    truncate: int = Field(defaults.TRUNCATE, ge=100)
     sessions_dir: Path = Field(default_factory=default_sessions_dir)
     session_id: str | None = None
-    pool_size: int = Field(2, ge=0)
-    cell_timeout: float | None = Field(120.0, gt=0)
+    pool_size: int = Field(defaults.POOL_SIZE, ge=0)
+    cell_timeout: float | None = Field(defaults.CELL_TIMEOUT, gt=0)
     memory_limit_mb: int | None = Field(None, ge=64)
     keep_output: int = Field(1_000_000, ge=1000)
     demo_delay: float = Field(0.0, ge=0)
@@ -442,6 +443,8 @@ class Run:
             completion_tokens=completion.completion_tokens,
             calls=1,
             cost=completion.cost,
+            cached_tokens=completion.cached_tokens,
+            reasoning_tokens=completion.reasoning_tokens,
         )
         self.budget.record(usage)
         agent.usage.add(usage)

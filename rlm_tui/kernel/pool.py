@@ -28,6 +28,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from rlm_tui import defaults
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.prelude import PRELUDE
 
@@ -274,7 +275,7 @@ class LocalKernelPool:
 
     def __init__(
         self,
-        size: int = 2,
+        size: int = defaults.POOL_SIZE,
         env: dict[str, str] | None = None,
         memory_limit_mb: int | None = None,
         startup_code: str = "",
