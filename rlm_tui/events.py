@@ -30,10 +30,16 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     calls: int = 0
     cost: float = 0.0
+    cached_tokens: int = 0
+    """Of prompt_tokens, those read from the provider's cache (priced lower)."""
+    reasoning_tokens: int = 0
+    """Of completion_tokens, those spent on hidden reasoning."""
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
         self.calls += other.calls
         self.cost += other.cost
 
