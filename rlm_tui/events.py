@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from rlm_tui import defaults
+
 FORMAT_VERSION = 1
 
 AgentStatus = Literal["running", "answered", "failed", "stopped", "budget"]
@@ -88,7 +90,7 @@ class RunStarted(_Event):
     context_file: str | None = None
     session_dir: str | None = None
     limits: dict[str, Any] = Field(default_factory=dict)
-    truncate: int = 2000
+    truncate: int = defaults.TRUNCATE
     api_base: str | None = None
     model_spec: str | None = None
     """The --model value that made ``model`` ('demo' for the demo model), for resuming."""
