@@ -95,21 +95,20 @@ def test_wheel_in_a_fresh_venv_runs_headless_and_the_tui(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run(
-        [
-            str(venv / "bin" / "rlm-tui"),
-            "run",
-            "--model",
-            "demo",
-            "--json",
-            "Generate 50 names of fruits and count the number of R in each, return as a dictionary",
-        ],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+
+    def away(*command: str) -> subprocess.CompletedProcess[str]:
+        """Run from a folder with no repository in it, as an installed tool runs."""
+        return subprocess.run(
+            command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=180
+        )
+
+    done = away(
+        str(venv / "bin" / "rlm-tui"),
+        "run",
+        "--model",
+        "demo",
+        "--json",
+        "Generate 50 names of fruits and count the number of R in each, return as a dictionary",
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -118,15 +117,7 @@ def test_wheel_in_a_fresh_venv_runs_headless_and_the_tui(tmp_path):
 
     script = elsewhere / "pilot.py"
     script.write_text(textwrap.dedent(PILOT % str(REPO)))
-    shown = subprocess.run(
-        [str(python), str(script)],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    shown = away(str(python), str(script))
     assert shown.returncode == 0, shown.stderr
     first = json.loads(shown.stdout.strip().splitlines()[-1])
     assert first["package"].startswith(str(venv)), "imported from the wheel, not the repo"
