@@ -127,6 +127,7 @@ def test_key_check_passes_with_the_key_or_a_local_server(monkeypatch):
     from rlm_tui.models.litellm_model import check_api_key
 
     check_api_key("gpt-4o-mini", api_base="http://127.0.0.1:8000/v1")
+    check_api_key("ollama/llama3")  # its base URL has a default: not a missing key
     with pytest.raises(UsageError, match="ANTHROPIC_API_KEY"):
         check_api_key("anthropic/claude-sonnet-4-5")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")

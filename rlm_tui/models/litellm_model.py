@@ -81,7 +81,8 @@ def check_api_key(model: str, api_base: str | None = None) -> None:
         found = _litellm().validate_environment(model=model)
     except Exception:  # a provider litellm cannot check offline: the first call will tell
         return
-    missing = found.get("missing_keys") or []
+    # only API keys: a base URL has a default (ollama), cloud credentials other sources (AWS)
+    missing = [name for name in found.get("missing_keys") or [] if name.endswith("_API_KEY")]
     if missing and not found.get("keys_in_environment"):
         raise UsageError(f"model '{model}' needs {' and '.join(missing)} set in the environment")
 
