@@ -58,9 +58,11 @@ class HomeScreen(Screen[None]):
             yield Label("Context file or directory (optional)")
             yield Input(placeholder="path/to/context.txt", id="context")
             with Horizontal(classes="row"):
-                yield Input(self._default("model"), placeholder="model", id="model")
                 yield Input(
-                    self._default("sub_model"),
+                    self.run_defaults.get("model", defaults.MODEL), placeholder="model", id="model"
+                )
+                yield Input(
+                    _text(self.run_defaults.get("sub_model")),
                     placeholder="sub-model (default: model)",
                     id="sub-model",
                 )
@@ -75,11 +77,6 @@ class HomeScreen(Screen[None]):
             yield Static("[b]Saved sessions[/b]  (Enter opens)")
             yield DataTable(id="sessions", cursor_type="row")
         yield Footer()
-
-    def _default(self, name: str) -> str:
-        from rlm_tui.engine.run import RunConfig
-
-        return _text(self.run_defaults.get(name, RunConfig.model_fields[name].default))
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
