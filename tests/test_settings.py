@@ -112,7 +112,7 @@ def test_missing_provider_key_is_refused_before_any_kernel(tmp_path, sessions_di
     while process.poll() is None:
         with contextlib.suppress(psutil.Error):
             children |= {" ".join(c.cmdline()) for c in process.children(recursive=True)}
-        time.sleep(0.005)
+        time.sleep(0.05)  # a kernel lives for 0.5 s at the very least: it cannot slip by
     out, err = process.communicate()
     assert process.returncode == 2
     assert (
