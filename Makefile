@@ -60,8 +60,9 @@ test: check-lock lint
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py
 
+# After a dependency change in pyproject.toml; `make lock LOCK_FLAGS=--upgrade` for newer versions.
 lock: $(UV)
-	$(UV) lock --python "$(PYTHON)"
+	$(UV) lock --python "$(PYTHON)" $(LOCK_FLAGS)
 
 clean:
 	rm -rf $(VENV) $(UV_HOME) .pytest_cache .mypy_cache .ruff_cache
