@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from rlm_tui import defaults
 from rlm_tui.errors import RlmError, UsageError
+from rlm_tui.paths import config_file, default_sessions_dir
 
 EXIT_BAD_USAGE = 2
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a query headless: progress on stderr, the answer on stdout",
         description="Run an RLM on QUERY. The context stays in the kernel as `context`.",
+        epilog=f"Defaults for these flags can be set under run: in {config_file()}.",
     )
     run.add_argument("query", help="the question or task")
     add_run_options(run)
@@ -149,7 +151,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--sessions-dir",
         type=Path,
         default=None,
-        help="where sessions are saved (default: $RLM_TUI_SESSIONS, else the user data dir)",
+        help=f"where sessions are saved (default {default_sessions_dir()})",
     )
 
 
