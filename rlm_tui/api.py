@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from rlm_tui import defaults
 from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.run import Run, RunConfig, RunResult
 from rlm_tui.engine.schema import OutputSchema
@@ -16,7 +17,7 @@ async def arun(
     context: Any = None,
     *,
     context_file: str | Path | None = None,
-    model: str = "demo",
+    model: str = defaults.MODEL,
     sub_model: str | None = None,
     api_base: str | None = None,
     limits: Limits | None = None,

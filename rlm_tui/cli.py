@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rlm_tui import defaults
 from rlm_tui.errors import RlmError, UsageError
+from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact
 
 EXIT_BAD_USAGE = 2
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
         help="run a query headless: progress on stderr, the answer on stdout",
         description="Run an RLM on QUERY. The context stays in the kernel as `context`.",
+        epilog=f"Defaults for these flags can be set under run: in {config_file()}.",
     )
     run.add_argument("query", help="the question or task")
     run.add_argument(
@@ -67,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--delay",
         type=float,
-        default=0.02,
-        help="seconds between streamed pieces, so the run can be watched",
+        default=defaults.DEMO_DELAY,
+        help=f"seconds between streamed pieces, so the run can be watched "
+        f"(default {defaults.DEMO_DELAY})",
     )
     demo.add_argument("--pause", action="store_true", help="hold before every cell")
 
@@ -138,7 +142,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         "-m",
-        help="litellm model name, 'demo' (offline) or 'replay:SESSION' (default: demo)",
+        help=f"litellm model name, 'demo' (offline) or 'replay:SESSION' (default {defaults.MODEL})",
     )
     parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
     parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
@@ -201,12 +205,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--truncate",
         type=_positive_int,
-        help="characters of each cell's output the model sees (default 2000, at least 100)",
+        help=f"characters of each cell's output the model sees (default {defaults.TRUNCATE})",
     )
     parser.add_argument(
         "--cell-timeout",
         type=_positive_float,
-        help="seconds before a cell is interrupted (default 120)",
+        help=f"seconds before a cell is interrupted (default {defaults.CELL_TIMEOUT:g})",
     )
     parser.add_argument(
         "--memory-limit",
@@ -218,7 +222,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool-size",
         type=_non_negative_int,
-        help="kernels kept warm for sub-agents (default 2)",
+        help=f"kernels kept warm for sub-agents (default {defaults.POOL_SIZE})",
     )
     parser.add_argument(
         "--max-kernels",
@@ -230,7 +234,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sessions-dir",
         type=Path,
-        help="where sessions are saved (default ./sessions or $RLM_TUI_SESSIONS)",
+        help=f"where sessions are saved (default {default_sessions_dir()})",
     )
     add_gateway_options(parser)
 
@@ -294,9 +298,15 @@ def _add_continue_options(parser: argparse.ArgumentParser) -> None:
 def add_budget_options(parser: argparse.ArgumentParser) -> None:
     """The budget flags (dest: the Limits field)."""
     budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
-    budget.add_argument("--max-depth", type=_non_negative_int, help="sub-agent depth (default 3)")
     budget.add_argument(
-        "--max-iterations", type=_positive_int, help="model turns per agent (default 20)"
+        "--max-depth",
+        type=_non_negative_int,
+        help=f"sub-agent depth (default {defaults.MAX_DEPTH})",
+    )
+    budget.add_argument(
+        "--max-iterations",
+        type=_positive_int,
+        help=f"model turns per agent (default {defaults.MAX_ITERATIONS})",
     )
     budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
     budget.add_argument("--max-prompt-tokens", type=_positive_int)
@@ -314,7 +324,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from rlm_tui.engine.budget import Limits
     from rlm_tui.engine.run import RunConfig
 
-    given = vars(args)
+    given = {k: v for k, v in vars(args).items() if v is not None}  # None: not given
     settings = {k: v for k, v in given.items() if k in RunConfig.model_fields and k != "query"}
     limits = {k: v for k, v in given.items() if k in Limits.model_fields}
     if limits:
@@ -376,6 +386,7 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
     ``check=False`` leaves the model names to ``check_models`` (it imports litellm).
     """
     from rlm_tui.engine.run import config_from_settings
+    from rlm_tui.settings import run_defaults
 
     context_value = None
     context_file = getattr(args, "context_file", None)
@@ -386,8 +397,13 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
         from rlm_tui.engine.context import context_from_file
 
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
+    given = settings_from_args(args)
+    settings = {**run_defaults(), **given}  # the config file's run: defaults, then the flags
+    if "limits" in settings and not isinstance(settings["limits"], dict):
+        settings["limits"] = settings["limits"].model_dump(exclude_unset=True)
+    settings["limits"] = {**settings.get("limits", {}), **given.get("limits", {})}
     config = config_from_settings(
-        settings_from_args(args),
+        settings,
         query=query,
         context_file=context_file,
         context_value=context_value,
@@ -471,10 +487,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         from rlm_tui.engine.control import Breakpoints
         from rlm_tui.engine.run import RunConfig
+        from rlm_tui.models.registry import DEMO
+        from rlm_tui.settings import run_defaults
         from rlm_tui.tui.home_screen import NESTED_QUERY
 
-        options = {"sessions_dir": args.sessions_dir} if args.sessions_dir else {}
-        config = RunConfig(query=NESTED_QUERY, model="demo", demo_delay=args.delay, **options)
+        options = run_defaults() | {"model": DEMO, "sub_model": None, "demo_delay": args.delay}
+        if args.sessions_dir:
+            options["sessions_dir"] = args.sessions_dir
+        config = RunConfig(query=NESTED_QUERY, **options)
         return _tui(config=config, breakpoints=Breakpoints(every_cell=args.pause))
     if args.command in (None, "tui"):
         session = None

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from rlm_tui import defaults
+
 FORMAT_VERSION = 1
 
 AgentStatus = Literal["running", "answered", "failed", "stopped", "budget"]
@@ -37,10 +39,16 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     calls: int = 0
     cost: float = 0.0
+    cached_tokens: int = 0
+    """Of prompt_tokens, those read from the provider's cache (priced lower)."""
+    reasoning_tokens: int = 0
+    """Of completion_tokens, those spent on hidden reasoning."""
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
         self.calls += other.calls
         self.cost += other.cost
 
@@ -108,7 +116,7 @@ class RunStarted(_Event):
     context_file: str | None = None
     session_dir: str | None = None
     limits: dict[str, Any] = Field(default_factory=dict)
-    truncate: int = 2000
+    truncate: int = defaults.TRUNCATE
     api_base: str | None = None
     """Without credentials (``user:pass@``, ``?api-key=``): those are never recorded."""
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -1,11 +1,16 @@
-"""Headless progress on stderr: one live line per active agent (depth, step, tokens, cost)."""
+"""Headless progress on stderr through rich: on a terminal a live table of the active agents
+(depth, step, tokens, cost) under the milestones; elsewhere the milestones as plain lines."""
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from rlm_tui.events import (
     AgentFinished,
@@ -21,14 +26,14 @@ from rlm_tui.events import (
 
 
 @dataclass
-class _Line:
+class _Agent:
     agent_id: str
     depth: int
     step: int = 0
     tokens: int = 0
     cost: float = 0.0
 
-    def render(self) -> str:
+    def summary(self) -> str:
         return (
             f"  agent {self.agent_id:<8} depth {self.depth}  step {self.step:>3}  "
             f"{_tokens(self.tokens):>7} tokens  ${self.cost:.4f}"
@@ -40,63 +45,69 @@ def _tokens(n: int) -> str:
 
 
 class Progress:
-    """On a terminal, redraws its block of lines in place; elsewhere prints milestones only."""
+    """Subscribe it to a run; ``close`` it when the run ends (the live table goes away)."""
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 0.1) -> None:
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.interval = interval
-        self.active: dict[str, _Line] = {}
-        self._drawn = 0
-        self._last_draw = 0.0
+    def __init__(self, stream: TextIO | None = None, refresh_per_second: float = 10) -> None:
+        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        self.active: dict[str, _Agent] = {}
+        self._live: Live | None = None
+        if self.console.is_terminal:
+            self._live = Live(
+                self._table(),
+                console=self.console,
+                refresh_per_second=refresh_per_second,
+                transient=True,
+                redirect_stdout=False,  # stdout carries the answer alone
+                redirect_stderr=False,
+            )
+            self._live.start()
 
     def __call__(self, event: Event) -> None:
+        changed = isinstance(event, AgentStarted | ModelResponse | AgentFinished)
         if isinstance(event, RunStarted):
             demo = (
                 "  [offline demo model: canned text, real kernels]" if event.model_is_demo else ""
             )
             self._say(f"rlm-tui: session {event.run_id}, model {event.model}{demo}")
         elif isinstance(event, AgentStarted):
-            self.active[event.agent_id] = _Line(event.agent_id, event.depth)
-            if not self.live:
+            self.active[event.agent_id] = _Agent(event.agent_id, event.depth)
+            if self._live is None:
                 self._say(f"  agent {event.agent_id} started (depth {event.depth})")
         elif isinstance(event, ModelResponse) and event.agent_id in self.active:
-            line = self.active[event.agent_id]
-            line.step = max(line.step, event.step)
-            line.tokens += event.usage.total_tokens
-            line.cost += event.usage.cost
+            agent = self.active[event.agent_id]
+            agent.step = max(agent.step, event.step)
+            agent.tokens += event.usage.total_tokens
+            agent.cost += event.usage.cost
         elif isinstance(event, AgentFinished):
-            line = self.active.pop(event.agent_id, None)
-            if line is not None and not self.live:
-                self._say(f"{line.render()}  {event.status}")
+            finished = self.active.pop(event.agent_id, None)
+            if finished is not None and self._live is None:
+                self._say(f"{finished.summary()}  {event.status}")
         elif isinstance(event, KernelEvent) and event.what == "died":
             self._say(f"  agent {event.agent_id}: kernel died: {event.reason}")
         elif isinstance(event, BudgetStop | ErrorEvent | Notice):
             self._say(f"  {event.message}")
-        self._redraw()
+        if changed and self._live is not None:
+            self._live.update(self._table())  # drawn by rich's refresh thread
 
     def _say(self, text: str) -> None:
-        self._clear()
-        print(text, file=self.stream, flush=True)
+        """A milestone: printed above the live table, or as a plain line."""
+        self.console.print(Text(text))
 
-    def _redraw(self, force: bool = False) -> None:
-        if not self.live:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_draw < self.interval:
-            return
-        self._last_draw = now
-        self._clear()
-        lines = [line.render() for line in self.active.values()]
-        if lines:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-        self._drawn = len(lines)
-
-    def _clear(self) -> None:
-        if self.live and self._drawn:
-            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
+    def _table(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        for column in ("agent", "depth", "step", "tokens", "cost"):
+            table.add_column(column, justify="left" if column == "agent" else "right")
+        for agent in self.active.values():
+            table.add_row(
+                f"agent {agent.agent_id}",
+                f"depth {agent.depth}",
+                f"step {agent.step}",
+                f"{_tokens(agent.tokens)} tokens",
+                f"${agent.cost:.4f}",
+            )
+        return table
 
     def close(self) -> None:
-        self._clear()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

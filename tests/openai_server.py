@@ -26,6 +26,10 @@ class Reply:
     delay: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    """Reported as usage.prompt_tokens_details.cached_tokens (a provider's prompt cache)."""
+    reasoning_tokens: int | None = None
+    """Reported as usage.completion_tokens_details.reasoning_tokens."""
     malformed: bool = False
     cut_stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)
@@ -87,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             message = reply.text or f"scripted error {reply.status}"
             self._json(reply.status, {"error": {"message": message, "type": "test"}}, headers)
             return
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": reply.prompt_tokens
             if reply.prompt_tokens is not None
             else prompt_chars(request) // 4,
@@ -96,6 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
             else max(1, len(reply.text) // 4),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if reply.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+        if reply.reasoning_tokens is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
         model = request.get("model", "test-model")
         if request.get("stream"):
             self._stream(reply, model, usage, bool(request.get("stream_options")))
@@ -104,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, _completion(reply.text, model, usage))
 
-    def _stream(self, reply: Reply, model: str, usage: dict[str, int], with_usage: bool) -> None:
+    def _stream(self, reply: Reply, model: str, usage: dict[str, Any], with_usage: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -163,7 +171,7 @@ def _chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None) 
     }
 
 
-def _completion(text: str, model: str, usage: dict[str, int]) -> dict[str, Any]:
+def _completion(text: str, model: str, usage: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",

@@ -51,6 +51,32 @@ async def test_known_model_is_priced(server):
     assert done.cost > 0
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_cached_prompt_tokens_cost_less(server, stream):
+    """litellm prices cached prompt tokens at the cache-read rate, not the full input rate."""
+    priced = LiteLLMModel(
+        "openai/gpt-4o-mini", api_base=server.base_url, api_key=KEY, stream=stream
+    )
+    server.script([Reply(text="ok", prompt_tokens=10_000, completion_tokens=100)])
+    uncached = await priced.complete(MESSAGES, INFO)
+    server.script(
+        [Reply(text="ok", prompt_tokens=10_000, completion_tokens=100, cached_tokens=8_000)]
+    )
+    cached = await priced.complete(MESSAGES, INFO)
+    assert (cached.prompt_tokens, cached.cached_tokens) == (10_000, 8_000)
+    assert uncached.cached_tokens == 0
+    assert 0 < cached.cost < uncached.cost
+
+
+async def test_reasoning_tokens_are_counted(server):
+    server.script([Reply(text="ok", prompt_tokens=50, completion_tokens=400, reasoning_tokens=300)])
+    done = await LiteLLMModel("openai/o3-mini", api_base=server.base_url, api_key=KEY).complete(
+        MESSAGES, INFO
+    )
+    assert (done.completion_tokens, done.reasoning_tokens) == (400, 300)
+    assert done.cost > 0
+
+
 async def test_429_then_success(server):
     server.script([Reply(status=429, retry_after=0.01), Reply(text="fine")])
     retries: list[str] = []

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from pydantic import BaseModel, Field, field_validator
 
+from rlm_tui import defaults
 from rlm_tui.errors import BudgetExceeded
 from rlm_tui.events import Usage
 
@@ -22,8 +23,8 @@ from rlm_tui.events import Usage
 class Limits(BaseModel):
     """Run-wide limits; ``None`` means unlimited."""
 
-    max_depth: int = Field(3, ge=0)
-    max_iterations: int = Field(20, ge=1)
+    max_depth: int = Field(defaults.MAX_DEPTH, ge=0)
+    max_iterations: int = Field(defaults.MAX_ITERATIONS, ge=1)
     max_calls: int | None = Field(None, ge=1)
     max_prompt_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)

@@ -183,6 +183,8 @@ class ModelCalls:
             completion_tokens=completion.completion_tokens,
             calls=1,
             cost=completion.cost,
+            cached_tokens=completion.cached_tokens,
+            reasoning_tokens=completion.reasoning_tokens,
         )
         self.budget.record(usage)
         self._emit(

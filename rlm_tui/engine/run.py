@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rlm_tui import defaults
 from rlm_tui.engine.agent import Agent, AgentSettings
 from rlm_tui.engine.budget import Budget, Limits
 from rlm_tui.engine.bus import EventBus, Subscriber
@@ -73,14 +74,14 @@ class RunConfig(BaseModel):
     query: str
     context_file: str | None = None
     context_value: Any = Field(default=None, exclude=True)
-    model: str = "demo"
+    model: str = defaults.MODEL
     sub_model: str | None = None
     api_base: str | None = None
     limits: Limits = Field(default_factory=Limits)
-    truncate: int = Field(2000, ge=100)
+    truncate: int = Field(defaults.TRUNCATE, ge=100)
     sessions_dir: Path = Field(default_factory=default_sessions_dir)
     session_id: str | None = None
-    pool_size: int = Field(2, ge=0)
+    pool_size: int = Field(defaults.POOL_SIZE, ge=0)
     kernel_gateway: str | None = None
     """A Jupyter Kernel/Enterprise Gateway URL: the run's kernels are created there."""
     kernel_gateway_token_env: str | None = None
@@ -91,7 +92,7 @@ class RunConfig(BaseModel):
     bridge_host: str | None = None
     """Where gateway kernels reach the bridge over TCP (default 127.0.0.1 for a loopback
     gateway; required for any other)."""
-    cell_timeout: float | None = Field(120.0, gt=0, allow_inf_nan=False)
+    cell_timeout: float | None = Field(defaults.CELL_TIMEOUT, gt=0, allow_inf_nan=False)
     memory_limit_mb: int | None = Field(None, ge=64)
     max_kernels: int | None = Field(None, ge=1)
     """Kernels held at once; past it sub-agents queue. None: from the memory available."""

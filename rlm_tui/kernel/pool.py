@@ -34,6 +34,7 @@ import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.session import Session
 
+from rlm_tui import defaults
 from rlm_tui.kernel import wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.prelude import SETUP_NAME
@@ -442,7 +443,7 @@ class LocalKernelPool:
 
     def __init__(
         self,
-        size: int = 2,
+        size: int = defaults.POOL_SIZE,
         env: dict[str, str] | None = None,
         memory_limit_mb: int | None = None,
         wrap: Wrap = unwrapped,

@@ -34,6 +34,10 @@ class Completion:
     completion_tokens: int = 0
     cost: float = 0.0
     model: str = ""
+    cached_tokens: int = 0
+    """Prompt tokens served from the provider's cache (part of prompt_tokens, priced lower)."""
+    reasoning_tokens: int = 0
+    """Completion tokens spent on hidden reasoning (part of completion_tokens)."""
 
 
 class Model(Protocol):

@@ -71,6 +71,24 @@ def check_model_name(model: str, api_base: str | None = None) -> None:
         ) from None
 
 
+def check_api_key(model: str, api_base: str | None = None) -> None:
+    """Refuse a model whose provider key is not in the environment, before any kernel starts.
+
+    litellm's ``validate_environment`` knows each provider's variables. A server given with
+    ``--api-base`` (a local or self-hosted one) may need no key, so it is not checked.
+    """
+    if api_base:
+        return
+    try:
+        found = _litellm().validate_environment(model=model)
+    except Exception:  # a provider litellm cannot check offline: the first call will tell
+        return
+    # only API keys: a base URL has a default (ollama), cloud credentials other sources (AWS)
+    missing = [name for name in found.get("missing_keys") or [] if name.endswith("_API_KEY")]
+    if missing and not found.get("keys_in_environment"):
+        raise UsageError(f"model '{model}' needs {' and '.join(missing)} set in the environment")
+
+
 class LiteLLMModel:
     is_demo = False
 
@@ -152,16 +170,15 @@ class LiteLLMModel:
         if not self.stream:
             response = await litellm.acompletion(**kwargs)
             text = response.choices[0].message.content or ""
-            return self._completion(litellm, messages, text, getattr(response, "usage", None))
-        response = await litellm.acompletion(
+            return self._completion(litellm, messages, text, response)
+        stream = await litellm.acompletion(
             **kwargs, stream=True, stream_options={"include_usage": True}
         )
         parts: list[str] = []
-        usage = None
+        chunks: list[Any] = []
         finished = False
-        async for chunk in response:
-            if getattr(chunk, "usage", None):
-                usage = chunk.usage
+        async for chunk in stream:
+            chunks.append(chunk)
             for choice in chunk.choices or []:
                 piece = getattr(choice.delta, "content", None)
                 if piece:
@@ -172,11 +189,15 @@ class LiteLLMModel:
                     finished = True
         if not finished:
             raise _CutStream("the stream ended before the reply was complete")
-        return self._completion(litellm, messages, "".join(parts), usage)
+        whole = litellm.stream_chunk_builder(chunks, messages=messages)
+        return self._completion(litellm, messages, "".join(parts), whole)
 
     def _completion(
-        self, litellm: Any, messages: list[Message], text: str, usage: Any
+        self, litellm: Any, messages: list[Message], text: str, response: Any
     ) -> Completion:
+        """Tokens and cost by litellm's own accounting: cached prompt tokens at the cache-read
+        price, reasoning tokens counted; a reply without usage is counted by its tokenizer."""
+        usage = getattr(response, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None)
         completion = getattr(usage, "completion_tokens", None)
         if prompt is None:
@@ -187,17 +208,19 @@ class LiteLLMModel:
             text=text,
             prompt_tokens=int(prompt),
             completion_tokens=int(completion),
-            cost=self._cost(litellm, int(prompt), int(completion)),
+            cost=self._cost(litellm, response, messages, text),
             model=self.name,
+            cached_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+            reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
         )
 
-    def _cost(self, litellm: Any, prompt: int, completion: int) -> float:
+    def _cost(self, litellm: Any, response: Any, messages: list[Message], text: str) -> float:
         try:
-            costs = litellm.cost_per_token(
-                model=self._route, prompt_tokens=prompt, completion_tokens=completion
+            cost = litellm.completion_cost(
+                completion_response=response, model=self._route, messages=messages, completion=text
             )
-            return float(sum(costs))
-        except Exception:
+            return float(cost or 0.0)
+        except Exception:  # a model litellm has no price for (a local server): free
             return 0.0
 
     def _classify(self, litellm: Any, exc: Exception) -> tuple[bool, str, float | None]:
@@ -285,6 +308,11 @@ def _retry_after(exc: Exception) -> float | None:
         return min(float(value), _RETRY_AFTER_CAP) if value is not None else None
     except ValueError:
         return None
+
+
+def _detail(usage: Any, details: str, name: str) -> int:
+    """A token count from the usage's ``*_tokens_details``, 0 when the provider gives none."""
+    return int(getattr(getattr(usage, details, None), name, None) or 0)
 
 
 def _first_line(exc: Exception) -> str:

@@ -15,7 +15,8 @@ def make_model(
     stream: bool = True,
     timeout: float = 60.0,
 ) -> Model:
-    """``demo``, ``replay:<session>``, or any litellm model name (checked without network)."""
+    """``demo``, ``replay:<session>``, or any litellm model name (name and key checked
+    without network)."""
     if name == DEMO:
         from rlm_tui.models.demo import DemoModel
 
@@ -24,7 +25,8 @@ def make_model(
         from rlm_tui.models.replay import ReplayModel
 
         return ReplayModel.from_session(name[len(REPLAY_PREFIX) :])
-    from rlm_tui.models.litellm_model import LiteLLMModel, check_model_name
+    from rlm_tui.models.litellm_model import LiteLLMModel, check_api_key, check_model_name
 
     check_model_name(name, api_base)
+    check_api_key(name, api_base)
     return LiteLLMModel(name, api_base=api_base, stream=stream, timeout=timeout)

@@ -22,16 +22,12 @@ from pydantic import ValidationError
 
 from rlm_tui.errors import SessionError
 from rlm_tui.events import FORMAT_VERSION, Event, Notice, RunStarted, dump_event, parse_event
+from rlm_tui.paths import default_sessions_dir
 from rlm_tui.redact import redact
 
 EVENTS_FILE = "events.jsonl"
 TORN_NOTICE = "the line before this one was cut short by a crash and is ignored"
 LOCK_FILE = "lock"
-
-
-def default_sessions_dir() -> Path:
-    """``$RLM_TUI_SESSIONS`` or ``./sessions``: sessions live beside the project by default."""
-    return Path(os.environ.get("RLM_TUI_SESSIONS", "sessions"))
 
 
 def new_session_id() -> str:

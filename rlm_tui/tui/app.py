@@ -75,7 +75,7 @@ class RlmApp(App[None]):
                 RunScreen(None, self.events, editor=self.ui.editor, replay_speed=self.replay_speed)
             )
         else:
-            self.push_screen(HomeScreen(self.sessions_dir))
+            self.push_screen(HomeScreen(self.sessions_dir, self.ui.run))
 
     def _binding_ids(self) -> set[str]:
         from rlm_tui.tui import agent_tree, cell_log, context_view, home_screen, modals, run_screen
@@ -110,7 +110,7 @@ class RlmApp(App[None]):
 
     def action_home(self) -> None:
         if not isinstance(self.screen, HomeScreen):
-            self.push_screen(HomeScreen(self.sessions_dir))
+            self.push_screen(HomeScreen(self.sessions_dir, self.ui.run))
 
     def action_help(self) -> None:
         if isinstance(self.screen, RunScreen):

@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
+from rlm_tui import defaults
+from rlm_tui.engine.budget import Limits
 from rlm_tui.errors import RlmError
 from rlm_tui.models.demo import NAME as DEMO_NAME
 from rlm_tui.session.catalog import list_sessions
@@ -39,9 +41,14 @@ class HomeScreen(Screen[None]):
         Binding("f1", "app.help", "Help", id="home.help"),
     ]
 
-    def __init__(self, sessions_dir: Path | None = None) -> None:
+    def __init__(
+        self, sessions_dir: Path | None = None, run_defaults: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.sessions_dir = sessions_dir
+        self.run_defaults = dict(run_defaults or {})
+        """The config file's ``run:`` section: the form starts from it."""
+        self.limits: Limits = self.run_defaults.pop("limits", None) or Limits()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="new-run"):
@@ -51,14 +58,20 @@ class HomeScreen(Screen[None]):
             yield Label("Context file or directory (optional)")
             yield Input(placeholder="path/to/context.txt", id="context")
             with Horizontal(classes="row"):
-                yield Input("demo", placeholder="model", id="model")
-                yield Input(placeholder="sub-model (default: model)", id="sub-model")
+                yield Input(
+                    self.run_defaults.get("model", defaults.MODEL), placeholder="model", id="model"
+                )
+                yield Input(
+                    _text(self.run_defaults.get("sub_model")),
+                    placeholder="sub-model (default: model)",
+                    id="sub-model",
+                )
             yield Label("Budgets (empty: no limit)")
             with Horizontal(classes="row"):
-                yield Input(placeholder="max $", id="max-cost")
-                yield Input(placeholder="max calls", id="max-calls")
-                yield Input("3", placeholder="max depth", id="max-depth")
-                yield Input(placeholder="max seconds", id="max-time")
+                yield Input(_text(self.limits.max_cost), placeholder="max $", id="max-cost")
+                yield Input(_text(self.limits.max_calls), placeholder="max calls", id="max-calls")
+                yield Input(_text(self.limits.max_depth), placeholder="max depth", id="max-depth")
+                yield Input(_text(self.limits.max_time), placeholder="max seconds", id="max-time")
             yield Button("Start run (ctrl+r)", id="start", variant="primary")
         with Vertical(id="sessions-pane"):
             yield Static("[b]Saved sessions[/b]  (Enter opens)")
@@ -95,31 +108,37 @@ class HomeScreen(Screen[None]):
         self.action_start()
 
     def action_start(self) -> None:
-        from rlm_tui.engine.budget import Limits
         from rlm_tui.engine.run import RunConfig
 
         def value(name: str) -> str:
             return self.query_one(f"#{name}", Input).value.strip()
 
         try:
-            limits = Limits(
-                max_cost=float(value("max-cost")) if value("max-cost") else None,
-                max_calls=int(value("max-calls")) if value("max-calls") else None,
-                max_depth=int(value("max-depth") or 3),
-                max_time=float(value("max-time")) if value("max-time") else None,
+            limits = self.limits.model_copy(
+                update={
+                    "max_cost": float(value("max-cost")) if value("max-cost") else None,
+                    "max_calls": int(value("max-calls")) if value("max-calls") else None,
+                    "max_depth": int(value("max-depth") or defaults.MAX_DEPTH),
+                    "max_time": float(value("max-time")) if value("max-time") else None,
+                }
             )
-            options: dict[str, Any] = (
-                {"sessions_dir": self.sessions_dir} if self.sessions_dir else {}
-            )
-            config = RunConfig(
+            options: dict[str, Any] = dict(self.run_defaults)
+            if self.sessions_dir:
+                options["sessions_dir"] = self.sessions_dir
+            options.update(
                 query=value("query") or NESTED_QUERY,
                 context_file=value("context") or None,
-                model=value("model") or "demo",
+                model=value("model") or defaults.MODEL,
                 sub_model=value("sub-model") or None,
                 limits=limits,
-                demo_delay=0.01,
-                **options,
+                demo_delay=defaults.DEMO_DELAY,
             )
+            config = RunConfig.model_validate(options)
             self.app.start_run(config)  # type: ignore[attr-defined]
         except (ValueError, RlmError) as exc:
             self.notify(str(exc).splitlines()[0], title="cannot start", severity="error")
+
+
+def _text(value: Any) -> str:
+    """A default as the text of a form field; an unset one as an empty field."""
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

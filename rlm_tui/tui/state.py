@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_tui import defaults
 from rlm_tui.events import (
     AgentFinished,
     AgentStarted,
@@ -87,7 +88,7 @@ class RunView:
     context_file: str | None = None
     context_kind: str = "none"
     limits: dict[str, Any] = field(default_factory=dict)
-    truncate: int = 2000
+    truncate: int = defaults.TRUNCATE
     state: str = "starting"
     status: str | None = None
     reason: str = ""

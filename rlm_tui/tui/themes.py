@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,8 @@ from textual.app import App
 from textual.theme import Theme
 
 from rlm_tui.errors import UsageError
-from rlm_tui.tui.yaml_file import read_yaml_model
-
-BUILTIN_THEMES = Path(__file__).resolve().parents[2] / "themes"
+from rlm_tui.paths import BUILTIN_THEMES, user_themes_dir
+from rlm_tui.yaml_file import read_yaml_model
 
 
 class ThemeError(UsageError):
@@ -38,12 +36,8 @@ class ThemeFile(BaseModel):
     variables: dict[str, str] = {}
 
 
-def config_dir() -> Path:
-    return Path(os.environ.get("RLM_TUI_CONFIG_DIR", Path.home() / ".config" / "rlm-tui"))
-
-
 def theme_dirs() -> list[Path]:
-    return [BUILTIN_THEMES, config_dir() / "themes"]
+    return [BUILTIN_THEMES, user_themes_dir()]
 
 
 def load_theme_file(path: Path) -> Theme:

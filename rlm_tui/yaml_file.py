@@ -24,4 +24,5 @@ def read_yaml_model(path: Path, model: type[M], error: type[UsageError]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or model.__name__
-        raise error(f"{path}: {field}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise error(f"{path}: {field}: {message}") from None
