@@ -83,6 +83,7 @@ async def test_completion_budget_is_sent_as_max_tokens_and_holds(server, session
         api_base=server.base_url,
         sessions_dir=sessions_dir,
         limits=Limits(max_completion_tokens=50),
+        on_budget="stop",
     )
     result = await Run(config).execute()
     assert result.status == "budget" and result.exit_code == 3

@@ -78,3 +78,27 @@ async def test_the_reserve_keeps_a_call_limit_exact(sessions_dir, on_budget):
     else:
         assert not result.extracted and result.answer is None
         assert all(ASKED not in r["messages"][-1]["content"] for r in requests)
+
+
+async def test_the_reserve_keeps_a_completion_token_limit_exact(sessions_dir):
+    def spends_40(request: dict) -> Reply:
+        reply = never_answers(request)
+        return Reply(text=reply.text, completion_tokens=40)
+
+    with OpenAIServer() as server:
+        server.script(spends_40)
+        config = RunConfig(
+            query="sum it",
+            model="openai/test-model",
+            api_base=server.base_url,
+            stream=False,
+            limits=Limits(max_completion_tokens=100),
+            sessions_dir=sessions_dir,
+        )
+        result = await Run(config).execute()
+        requests = list(server.requests)
+    assert result.status == "budget" and result.extracted
+    # a quarter of the limit is kept back: the working calls get 75 tokens, then what is left
+    assert [r["max_tokens"] for r in requests[:-1]] == [75, 35]
+    assert ASKED in requests[-1]["messages"][-1]["content"]
+    assert requests[-1]["max_tokens"] == 100 - 80

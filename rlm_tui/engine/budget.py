@@ -39,6 +39,10 @@ class Limits(BaseModel):
         return value
 
 
+EXTRACT_TOKENS = 256
+"""Completion tokens kept back for the extraction at a budget stop (at most a quarter)."""
+
+
 class Budget:
     """The run's spending so far and the calls in flight, checked around every model call."""
 
@@ -46,6 +50,9 @@ class Budget:
         self.limits = limits
         self.reserve_calls = reserve_calls
         """Calls kept back from ``max_calls`` (the extraction at a budget stop)."""
+        cap = limits.max_completion_tokens
+        self.reserve_tokens = min(EXTRACT_TOKENS, cap // 4) if reserve_calls and cap else 0
+        """Completion tokens kept back with them, so the extraction fits the limit too."""
         self.usage = Usage()
         self.started = time.monotonic()
         self.max_depth_seen = 0
@@ -94,8 +101,15 @@ class Budget:
     async def _take(self, agent_id: str, reserved: bool) -> int | None:
         lim = self.limits
         if reserved:  # the call kept back for the extraction at a budget stop
+            if lim.max_completion_tokens is None:
+                self.in_flight += 1
+                return None
+            kept = lim.max_completion_tokens - self.usage.completion_tokens
+            if kept <= 0:
+                raise self._completion_exceeded(agent_id)
             self.in_flight += 1
-            return None
+            self._reserved_completion += kept
+            return kept
         while True:
             calls = self.usage.calls + self.in_flight
             if lim.max_calls is not None and calls >= lim.max_calls - self.reserve_calls:
@@ -108,7 +122,7 @@ class Budget:
             if lim.max_completion_tokens is None:
                 self.in_flight += 1
                 return None
-            left = lim.max_completion_tokens - self.usage.completion_tokens
+            left = lim.max_completion_tokens - self.reserve_tokens - self.usage.completion_tokens
             free = left - self._reserved_completion
             if left <= 0 or (free <= 0 and self.in_flight == 0):
                 raise self._completion_exceeded(agent_id)
