@@ -84,6 +84,8 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     )
     # the traits are set above: skip building a parser for an empty command line (~30 ms)
     app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
+    # no heartbeat (its own zmq context and thread): the template reports a kernel's death
+    app.init_heartbeat = lambda: None  # type: ignore[method-assign]
     app.initialize([])
     assert app.shell is not None
     prelude.install(app.shell.user_ns)
