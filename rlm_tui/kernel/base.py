@@ -1,7 +1,7 @@
 """The kernel provider interface: the engine never knows where its kernels run.
 
-Local processes now (``pool.LocalKernelPool``); a Jupyter Kernel/Enterprise Gateway could
-implement the same two protocols later.
+Local processes now (``pool.LocalKernelPool``: kernels forked from a template process); a
+Jupyter Kernel/Enterprise Gateway could implement the same two protocols later.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class KernelProvider(Protocol):
     async def acquire(self) -> Kernel: ...
 
     async def release(self, kernel: Kernel) -> None:
-        """Shut the kernel down and top the pool up."""
+        """Kill the kernel; waiting for its end may go on in the background, ``close`` waits."""
         ...
 
     async def close(self) -> None:

@@ -110,6 +110,7 @@ class Zygote:
                 stdout=log,
                 stderr=log,
                 pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # no terminal signal reaches it; it dies with us
             )
         theirs.close()
         self._socket = ours

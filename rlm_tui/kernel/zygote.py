@@ -58,10 +58,12 @@ def preload() -> None:
     import yaml  # noqa: F401 - a yaml context
 
 
-def run_kernel(request: dict[str, Any]) -> None:
+def run_kernel(request: dict[str, Any], template: int) -> None:
     """In the forked child: become a pristine kernel for ``request`` and serve until killed."""
     os.setsid()  # its own process group: killed whole, cell children with it
     die_with_parent()
+    if os.getppid() != template:  # the template died before the death signal was set
+        os._exit(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -82,6 +84,8 @@ def run_kernel(request: dict[str, Any]) -> None:
     )
     # the traits are set above: skip building a parser for an empty command line (~30 ms)
     app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
+    # no heartbeat (its own zmq context and thread): the template reports a kernel's death
+    app.init_heartbeat = lambda: None  # type: ignore[method-assign]
     app.initialize([])
     assert app.shell is not None
     prelude.install(app.shell.user_ns)
@@ -137,6 +141,7 @@ class Template:
         return True
 
     def fork(self, request: dict[str, Any]) -> int:
+        template = os.getpid()
         pid = os.fork()
         if pid:
             return pid
@@ -144,11 +149,12 @@ class Template:
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             self.selector.close()
             self.host.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
-            run_kernel(request)
+            run_kernel(request, template)
         except BaseException as exc:
             code = 1
             with contextlib.suppress(OSError), open(request["connection_file"] + ".err", "w") as f:
@@ -170,6 +176,7 @@ class Template:
 
 def main(argv: list[str]) -> None:
     die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     host = socket.socket(fileno=int(argv[0]))
     preload()
     wire.send(host, {"ready": os.getpid()})
