@@ -15,6 +15,7 @@ SCRIPTS = [
     "bench_resume.py",
     "bench_scale.py",
     "bench_vs_rlms.py",
+    "bench_stream.py",
 ]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
@@ -27,6 +28,8 @@ TARGETS = {
     "resume_200_cells_s": ("< 2 s", 2.0),
     "batched_32x0.3s_subcalls_s": ("< 0.35 s", 0.35),
     "speedup_vs_rlms_local": ("> 5x", None),
+    "reply_2mb_streamed_vs_whole_time_x": ("< 2x", 2.0),
+    "reply_2mb_streamed_vs_whole_rss_x": ("< 1.2x", 1.2),
 }
 
 

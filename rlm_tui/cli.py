@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rlm_tui.errors import RlmError, UsageError
-from rlm_tui.redact import redact
+from rlm_tui.redact import redact, redact_logs
 
 EXIT_BAD_USAGE = 2
 
@@ -292,6 +292,7 @@ def check_models(config: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    redact_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
