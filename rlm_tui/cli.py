@@ -379,13 +379,12 @@ def _continue(args: argparse.Namespace) -> int:
         print(f"rlm-tui: forked into session {run.config.append_to.name}", file=sys.stderr)
     else:
         run = resume_run(directory, **changes)
-    try:
-        check_models(run.config)
-        if args.tui:
+    if args.tui:
+        try:
             return _tui(run=run)
-    except BaseException:
-        run.abandon()
-        raise
+        except BaseException:
+            run.abandon()
+            raise
     return asyncio.run(_follow_headless(run, args.json))
 
 
