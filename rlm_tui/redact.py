@@ -8,6 +8,7 @@ Applied to model errors, every session line, log records, the CLI's error lines 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,13 +31,19 @@ def remember(secret: str | None) -> None:
         _remembered.add(secret)
 
 
+@functools.cache
+def _environment_secrets() -> frozenset[str]:
+    """Read once: every line written goes through ``redact``, and the keys are set at start."""
+    return frozenset(
+        value
+        for name, value in os.environ.items()
+        if _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH and not value.startswith("/")
+    )
+
+
 def secrets() -> list[str]:
-    """Every secret value known now, longest first (so a key inside another goes with it)."""
-    found = set(_remembered)
-    for name, value in os.environ.items():
-        if _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH and not value.startswith("/"):
-            found.add(value)
-    return sorted(found, key=len, reverse=True)
+    """Every secret value known, longest first (so a key inside another goes with it)."""
+    return sorted(_environment_secrets() | _remembered, key=len, reverse=True)
 
 
 def redact(text: str, *extra: str | None) -> str:
