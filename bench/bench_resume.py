@@ -33,7 +33,7 @@ async def main() -> None:
         started = time.perf_counter()
         run = resume_run(
             stopped.session_dir,
-            model=ScriptedModel({"q": STEPS}),
+            live_model=ScriptedModel({"q": STEPS}),
             limits=Limits(max_calls=CELLS + 1, max_iterations=500),
         )
         result = await run.execute()

@@ -18,6 +18,7 @@ SCRIPTS = [
     "bench_kernels.py",
     "bench_awaited.py",
     "bench_gateway.py",
+    "bench_stream.py",
 ]
 TARGETS = {
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
@@ -37,6 +38,8 @@ TARGETS = {
     "kernel_ready_p50_ms": ("< 60 ms", 60.0),
     "kernel_ready_p99_ms": ("< 150 ms", 150.0),
     "gateway_context_40mb_delivery_s": ("<= 1 s", 1.0),
+    "reply_2mb_streamed_vs_whole_time_x": ("< 2x", 2.0),
+    "reply_2mb_streamed_vs_whole_rss_x": ("< 1.2x", 1.2),
 }
 
 

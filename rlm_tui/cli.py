@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from rlm_tui import defaults
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
-from rlm_tui.redact import redact
+from rlm_tui.redact import redact, redact_logs
 
 EXIT_BAD_USAGE = 2
 
@@ -436,6 +436,7 @@ def _named_inputs(given: list[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    redact_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -527,13 +528,12 @@ def _continue(args: argparse.Namespace) -> int:
         run = ask_run(directory, args.question, **changes)
     else:
         run = resume_run(directory, **changes)
-    try:
-        check_models(run.config)
-        if args.tui:
+    if args.tui:
+        try:
             return _tui(run=run)
-    except BaseException:
-        run.abandon()
-        raise
+        except BaseException:
+            run.abandon()
+            raise
     return asyncio.run(_follow_headless(run, args.json))
 
 

@@ -3,14 +3,17 @@
 A secret is the value of any environment variable whose name looks secret (…KEY, …TOKEN,
 …SECRET, …PASSWORD, …CREDENTIALS, …AUTH…), and any key handed to a model explicitly
 (``remember``). Credentials inside URLs (``user:pass@``, ``?api-key=``) are blanked too.
-Applied to model errors, every session line, the CLI's error lines and exports.
+Applied to model errors, every session line, log records, the CLI's error lines and exports.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import re
+from typing import Any
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
@@ -28,13 +31,19 @@ def remember(secret: str | None) -> None:
         _remembered.add(secret)
 
 
+@functools.cache
+def _environment_secrets() -> frozenset[str]:
+    """Read once: every line written goes through ``redact``, and the keys are set at start."""
+    return frozenset(
+        value
+        for name, value in os.environ.items()
+        if _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH and not value.startswith("/")
+    )
+
+
 def secrets() -> list[str]:
-    """Every secret value known now, longest first (so a key inside another goes with it)."""
-    found = set(_remembered)
-    for name, value in os.environ.items():
-        if _SECRET_NAME.search(name) and len(value) >= _MIN_LENGTH and not value.startswith("/"):
-            found.add(value)
-    return sorted(found, key=len, reverse=True)
+    """Every secret value known, longest first (so a key inside another goes with it)."""
+    return sorted(_environment_secrets() | _remembered, key=len, reverse=True)
 
 
 def redact(text: str, *extra: str | None) -> str:
@@ -52,3 +61,18 @@ def redact(text: str, *extra: str | None) -> str:
 def mask_url_credentials(url: str) -> str:
     """``url`` with its user, password and secret query parameters masked (to be recorded)."""
     return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, _URL_USERINFO.sub(MASK + "@", url))
+
+
+def redact_logs() -> None:
+    """Redact every log record's message before any handler sees it (once per process)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.msg, record.args = redact(record.getMessage()), None
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rlm_tui.engine.agent import AgentHost
 from rlm_tui.engine.budget import Budget
 from rlm_tui.engine.calls import Models
 from rlm_tui.engine.context import (
@@ -31,22 +32,19 @@ from rlm_tui.events import Notice, SubcallFinished, SubcallStarted, Value
 from rlm_tui.kernel.wire import Op
 
 if TYPE_CHECKING:
-    from rlm_tui.engine.agent import Agent, AgentHost
+    from rlm_tui.engine.agent import Agent
 
 Handler = Callable[["Agent", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class SubcallHost(Protocol):
-    """What sub-calls need of the run."""
+class SubcallHost(AgentHost, Protocol):
+    """What sub-calls need of the run: what agents may ask, and the run's shared parts."""
 
     replay: Replay
     budget: Budget
     models: Models
     scratch: Path
     tools: Tools
-
-    @property
-    def host(self) -> AgentHost: ...
 
     def agent(self, agent_id: str) -> Agent: ...
 
@@ -168,7 +166,7 @@ class Subcalls:
         )
         async with self._bracket(started) as done:
             messages = [{"role": "user", "content": prompt}]
-            text = await run.host.call_model(
+            text = await run.call_model(
                 agent, messages, messages, agent.step, "llm_query", run.models.named(model_name)
             )
             done(Value(json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"))
@@ -202,9 +200,9 @@ class Subcalls:
             context_chars=source.chars,
         )
         async with self._bracket(started) as done:
-            decision = await run.host.gate(child, "agent_start", child_id, prompt)
+            decision = await run.gate(child, "agent_start", child_id, prompt)
             if decision.skipped:
-                run.host.emit(Notice(agent_id=child_id, message="sub-agent skipped by the user"))
+                run.emit(Notice(agent_id=child_id, message="sub-agent skipped by the user"))
                 value = Value(json_value=None, is_json=True, repr="None", type_name="NoneType")
             else:
                 value = await child.execute()
@@ -214,7 +212,7 @@ class Subcalls:
     @asynccontextmanager
     async def _bracket(self, started: SubcallStarted) -> AsyncIterator[Callable[[Value], None]]:
         """Emit ``started``, then one SubcallFinished: with the value given, or the failure."""
-        emit = self._run.host.emit
+        emit = self._run.emit
         emit(started)
         began = time.monotonic()
         result: list[Value] = []

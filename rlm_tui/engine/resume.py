@@ -92,12 +92,13 @@ def ask_run(
 def resume_run(
     directory: Path,
     breakpoints: Breakpoints | None = None,
-    model: Model | None = None,
+    live_model: Model | None = None,
     **changes: Any,
 ) -> Run:
     """A Run that goes on in ``directory``: the recorded part is redone for free, then live.
 
-    ``model`` serves the live part in place of the recorded model (tests and benchmarks).
+    ``live_model`` serves the live part in place of the recorded model (tests, benchmarks);
+    ``changes`` are RunConfig fields (``model`` among them: a model name).
     The returned run holds the session's lock: start it (it lets go when it ends).
     """
     writer, recording = _locked(directory)
@@ -105,10 +106,12 @@ def resume_run(
         if recording.finished is not None and recording.finished.status == "answered":
             raise SessionError(f"session {directory.name} has already answered; fork it to go on")
         config = config_for(recording, directory, **changes)
+        return Run(
+            config, model=live_model, breakpoints=breakpoints, recording=recording, writer=writer
+        )
     except BaseException:
         writer.close()
         raise
-    return Run(config, model=model, breakpoints=breakpoints, recording=recording, writer=writer)
 
 
 def fork_session(directory: Path, at_cell: str, sessions_dir: Path | None = None) -> SessionWriter:
@@ -144,10 +147,10 @@ def fork_run(
     try:
         recording = Recording.from_session(writer.directory)
         config = config_for(recording, writer.directory, **changes)
+        overrides = {at_cell: code} if code is not None else None
+        return Run(
+            config, breakpoints=breakpoints, recording=recording, overrides=overrides, writer=writer
+        )
     except BaseException:
         writer.close()
         raise
-    overrides = {at_cell: code} if code is not None else None
-    return Run(
-        config, breakpoints=breakpoints, recording=recording, overrides=overrides, writer=writer
-    )

@@ -524,10 +524,6 @@ class Run:
 
     # -- what agents and sub-calls may ask (AgentHost, SubcallHost) ----------------------------
 
-    @property
-    def host(self) -> Run:
-        return self
-
     def stop_cause(self) -> RlmError | None:
         return self._fatal
 

@@ -1,0 +1,48 @@
+"""A run's start and its kernels' restarts leave a true record and nothing behind."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from scripted import ScriptedModel, cell
+
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.errors import UsageError
+from rlm_tui.events import CellFinished, KernelEvent
+from rlm_tui.session.store import read_session
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def scratch_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("rlm-run-*"))
+
+
+async def test_a_failed_start_leaves_no_session_lock_or_scratch(sessions_dir: Path):
+    before = scratch_dirs()
+    config = RunConfig(
+        query="q", context_file=str(sessions_dir / "missing.txt"), sessions_dir=sessions_dir
+    )
+    run = Run(config, model=ScriptedModel({"q": [cell("FINAL(1)")]}))
+    with pytest.raises(UsageError, match="context file not found"):
+        await run.start()
+    assert list(sessions_dir.iterdir()) == []  # no empty session listed as corrupt
+    assert scratch_dirs() == before
+    assert run.bus.writer is None  # the lock's handle is closed
+
+
+async def test_a_kernel_restarted_for_a_timeout_is_recorded(sessions_dir: Path):
+    stubborn = cell(
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(30)"
+    )
+    model = ScriptedModel({"q": [stubborn, cell("FINAL('after')")]})
+    config = RunConfig(query="q", sessions_dir=sessions_dir, cell_timeout=1)
+    result = await Run(config, model=model).execute()
+    assert result.answer == "after"
+    events = read_session(result.session_dir).events
+    (first,) = [e for e in events if isinstance(e, CellFinished) and e.cell_id == "0:1"]
+    assert first.status == "timeout"
+    restarts = [e for e in events if isinstance(e, KernelEvent) and e.what == "restarted"]
+    assert len(restarts) == 1 and restarts[0].seq < first.seq
