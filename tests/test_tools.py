@@ -14,6 +14,7 @@ from rlm_tui.engine.resume import resume_run
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import SubcallFinished, SubcallStarted
 from rlm_tui.session.store import read_session
+from rlm_tui.tui.state import RunView
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,6 +102,13 @@ async def test_tools_are_called_recorded_and_served_on_resume(tmp_path: Path, se
         "explode('boom')": (False, "ValueError: boom"),
         "double(21)": (True, 42),
     }
+
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    shown = view.cells["0:1"].tool_calls
+    assert len(shown) == 6 and shown[0].startswith("⚙ add(2, 3) -> 5 (")
+    assert shown[4].startswith("⚙ explode('boom') raised ValueError: boom")
 
     resumed = resume_run(stopped.session_dir, model=model, tools=[double], limits=Limits())
     result = await resumed.execute()
