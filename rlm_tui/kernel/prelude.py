@@ -228,7 +228,6 @@ def install(ns: dict[str, Any]) -> None:
     alink = AsyncLink(link, RLMError)
     forms = AsyncForms()
     expected = Expected()
-    two_way_names: list[str] = []
     hidden: set[str] = set()
 
     def two_way(op: wire.Op, result: Callable[[Any], Any]) -> Callable[[Request], Any]:
@@ -243,7 +242,6 @@ def install(ns: dict[str, Any]) -> None:
                 return result(await alink.call(op, **request(*args, **kwargs)))
 
             forms.register(plain, awaited)
-            two_way_names.append(request.__name__)
             return plain
 
         return make
@@ -371,5 +369,5 @@ def install(ns: dict[str, Any]) -> None:
     ns[INPUT_NAME] = load_input
     shell = _ipython()
     if shell is not None:
-        install_rewriter(shell, lambda: two_way_names)
+        install_rewriter(shell)
     ns[LIMIT_MEMORY_NAME] = limit_memory

@@ -167,7 +167,7 @@ def _awaitable_helpers():
             return _helper(*args, **kwargs)
         forms.register(helper, form)
     globals()[AIO_NAME] = forms
-    install(get_ipython(), lambda: [h.__name__ for h in helpers])
+    install(get_ipython())
 
 _awaitable_helpers()
 """
