@@ -94,6 +94,8 @@ async def test_tools_are_called_recorded_and_served_on_resume(tmp_path: Path, se
         for e in events
         if isinstance(e, SubcallFinished)
     }
+    arguments = {e.prompt: e.arguments for e in events if isinstance(e, SubcallStarted)}
+    assert arguments["add(1, b=1)"] == {"args": [1], "kwargs": {"b": 1}}
     assert outcomes == {
         "add(2, 3)": (True, 5),
         "lookup('Oslo')": (True, {"city": "Oslo", "temp": 4}),

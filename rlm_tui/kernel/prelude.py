@@ -267,10 +267,13 @@ def install(ns: dict[str, Any]) -> None:
         return {"prompt": str(prompt), "context": ctx, "schema": shape}
 
     @two_way(wire.Op.RLM_QUERY_BATCHED, lambda r: [unpayload(v) for v in r["values"]])
-    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> dict[str, Any]:
-        """Start many sub-agents at once; returns their answers in order."""
+    def rlm_query_batched(
+        prompts: list[Any], contexts: list[Any] | None = None, schema: Any = None
+    ) -> dict[str, Any]:
+        """Start many sub-agents at once; returns their answers in order (each of ``schema``)."""
         ctxs = None if contexts is None else [None if c is None else payload(c) for c in contexts]
-        return {"prompts": [str(p) for p in prompts], "contexts": ctxs}
+        shape = None if schema is None else schema_of(schema)
+        return {"prompts": [str(p) for p in prompts], "contexts": ctxs, "schema": shape}
 
     def FINAL(value: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the final answer (any Python value; JSON data of the expected shape if any)."""
