@@ -270,6 +270,8 @@ class SubcallStarted(_Event):
     kind: Literal["llm_query", "rlm_query", "tool"]
     prompt: str
     """The prompt; for a tool, the call as Python (``lookup('Oslo', unit='C')``)."""
+    arguments: dict[str, Any] | None = None
+    """A tool's arguments as JSON: ``{"args": [...], "kwargs": {...}}``."""
     child_agent_id: str | None = None
     context_preview: str = ""
     context_chars: int = 0

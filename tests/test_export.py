@@ -132,3 +132,23 @@ async def test_a_torn_session_is_read_with_a_warning(sessions_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "warning:" in done.stderr and "torn line ignored" in done.stderr
     assert "needs a real model" in (tmp_path / "r.md").read_text()
+
+
+async def test_a_notebook_of_awaited_helpers_runs(sessions_dir, tmp_path):
+    from scripted import ScriptedModel, cell
+
+    from rlm_tui.session.export import export
+
+    code = "import asyncio\nx = await llm_query('a')\nys = await asyncio.gather(*[llm_query(p) for p in 'bc'])\nFINAL([x, *ys])"
+    model = ScriptedModel({"q": [cell(code)]})
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    assert result.answer == ["echo: a", "echo: b", "echo: c"]
+    output = export(result.session_dir, "ipynb", tmp_path / "run.ipynb")
+    notebook = nbformat.read(output, as_version=4)
+    printed: list[str] = []
+    async with LocalKernelPool(size=0) as pool:
+        kernel = await pool.acquire()
+        for source in (c.source for c in notebook.cells if c.cell_type == "code"):
+            outcome = await kernel.execute(source, lambda _s, t: printed.append(t), timeout=30)
+            assert outcome.status == "ok", (source, outcome.error)
+    assert "FINAL: ['echo: a', 'echo: b', 'echo: c']" in "".join(printed)

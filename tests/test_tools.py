@@ -14,6 +14,7 @@ from rlm_tui.engine.resume import resume_run
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import SubcallFinished, SubcallStarted
 from rlm_tui.session.store import read_session
+from rlm_tui.tui.state import RunView
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,6 +94,8 @@ async def test_tools_are_called_recorded_and_served_on_resume(tmp_path: Path, se
         for e in events
         if isinstance(e, SubcallFinished)
     }
+    arguments = {e.prompt: e.arguments for e in events if isinstance(e, SubcallStarted)}
+    assert arguments["add(1, b=1)"] == {"args": [1], "kwargs": {"b": 1}}
     assert outcomes == {
         "add(2, 3)": (True, 5),
         "lookup('Oslo')": (True, {"city": "Oslo", "temp": 4}),
@@ -101,6 +104,13 @@ async def test_tools_are_called_recorded_and_served_on_resume(tmp_path: Path, se
         "explode('boom')": (False, "ValueError: boom"),
         "double(21)": (True, 42),
     }
+
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    shown = view.cells["0:1"].tool_calls
+    assert len(shown) == 6 and shown[0].startswith("⚙ add(2, 3) -> 5 (")
+    assert shown[4].startswith("⚙ explode('boom') raised ValueError: boom")
 
     resumed = resume_run(stopped.session_dir, model=model, tools=[double], limits=Limits())
     result = await resumed.execute()

@@ -30,7 +30,9 @@ async def test_a_mismatch_goes_back_to_the_model_and_the_next_answer_is_checked(
             "count": [
                 cell("FINAL({'apple': 'one', 'pear': 2})"),
                 cell(
-                    "parts = rlm_query('sub', schema=list[int])\nFINAL({'apple': 1, 'n': len(parts)})"
+                    "parts = rlm_query('sub', schema=list[int])\n"
+                    "more = rlm_query_batched(['sub'], schema={'type': 'array'})\n"
+                    "FINAL({'apple': 1, 'n': len(parts) + len(more[0])})"
                 ),
             ],
             "sub": [cell("FINAL('three')"), cell("SUBMIT([1, 2, 3])")],
@@ -39,7 +41,7 @@ async def test_a_mismatch_goes_back_to_the_model_and_the_next_answer_is_checked(
     config = RunConfig(query="count", output_schema=COUNTS, sessions_dir=sessions_dir)
     result = await Run(config, model=model).execute()
     assert result.status == "answered", result.reason
-    assert result.answer == {"apple": 1, "n": 3}
+    assert result.answer == {"apple": 1, "n": 6}
     root = [m for info, m in model.seen if info.agent_id == "0"]
     assert json.dumps(COUNTS) in root[0][1]["content"]
     feedback = root[1][-1]["content"]
@@ -48,6 +50,8 @@ async def test_a_mismatch_goes_back_to_the_model_and_the_next_answer_is_checked(
     sub = [m for info, m in model.seen if info.agent_id == "0.1"]
     assert '"items": {"type": "integer"}' in sub[0][1]["content"]
     assert "'three' is not of type 'array'" in sub[1][-1]["content"]
+    batched = [m for info, m in model.seen if info.agent_id == "0.2"]
+    assert '{"type": "array"}' in batched[0][1]["content"] and len(batched) == 2
     started = read_session(result.session_dir).events[0]
     assert isinstance(started, RunStarted) and started.output_schema == COUNTS
 

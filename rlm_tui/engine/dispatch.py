@@ -102,9 +102,7 @@ class Subcalls:
         return {"texts": list(texts)}
 
     async def _rlm_query(self, agent: Agent, args: dict[str, Any]) -> dict[str, Any]:
-        schema = args.get("schema")
-        if schema is not None:
-            schema = checked(schema, "rlm_query's schema")
+        schema = _schema(args, "rlm_query")
         async with self._run.lend_kernel_slot(agent):
             value = await self.spawn(agent, args["prompt"], args.get("context"), schema=schema)
         return {"value": value.model_dump()}
@@ -114,9 +112,13 @@ class Subcalls:
         contexts = args.get("contexts") or [None] * len(prompts)
         if len(contexts) != len(prompts):
             raise UsageError("rlm_query_batched: contexts and prompts differ in length")
+        schema = _schema(args, "rlm_query_batched")
         async with self._run.lend_kernel_slot(agent):
             values = await asyncio.gather(
-                *(self.spawn(agent, p, c) for p, c in zip(prompts, contexts, strict=True))
+                *(
+                    self.spawn(agent, p, c, schema=schema)
+                    for p, c in zip(prompts, contexts, strict=True)
+                )
             )
         return {"values": [v.model_dump() for v in values]}
 
@@ -140,7 +142,11 @@ class Subcalls:
             return recorded.value
         self._count += 1
         started = SubcallStarted(
-            agent_id=agent.id, call_id=f"t{self._count}", kind="tool", prompt=call
+            agent_id=agent.id,
+            call_id=f"t{self._count}",
+            kind="tool",
+            prompt=call,
+            arguments={"args": args, "kwargs": kwargs},
         )
         async with self._bracket(started) as done:
             try:
@@ -253,3 +259,9 @@ class Subcalls:
             )
             return context_from_pickle_bytes(data, directory, child_id, shown)
         return context_from_value(value.python(), directory / child_id)
+
+
+def _schema(args: dict[str, Any], helper: str) -> dict[str, Any] | None:
+    """The answer schema a cell gave a sub-agent, if any (a bad one is the cell's error)."""
+    schema = args.get("schema")
+    return None if schema is None else checked(schema, f"{helper}'s schema")

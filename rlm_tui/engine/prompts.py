@@ -30,7 +30,8 @@ Available in the kernel:
 own kernel, whose `context` is the value you pass. It returns the sub-agent's final answer as \
 a Python value (a dict stays a dict); `schema` (a JSON Schema or a type like `dict[str, int]`) \
 is the shape its answer must have. Use it to split work too big or too varied for one agent.
-- `rlm_query_batched(prompts, contexts=None) -> list`: many sub-agents at once, concurrently.
+- `rlm_query_batched(prompts, contexts=None, schema=None) -> list`: many sub-agents at once, \
+concurrently.
 - Each helper above also works with `await`, to run calls concurrently: \
 `texts = await asyncio.gather(*[llm_query(p) for p in prompts])` (top-level `await` works).
 - `SHOW_VARS()`: list the variables you have made.

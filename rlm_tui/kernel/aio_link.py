@@ -6,6 +6,8 @@ its reply handed to the call that waits for it, so ``asyncio.gather`` over helpe
 the host. Requests leave in the order the calls start, so sub-agents get the same ids run after
 run. Cancelling every call in flight (an interrupted cell) closes the connection, which makes
 the host cancel the work; cancelling one (``wait_for`` timed out) leaves the others running.
+ipykernel turns an interrupt into a cancel from its SIGINT handler, which does not wake the
+loop, so while calls wait the loop is woken every ``TICK`` seconds to act on it promptly.
 Standard library only: the kernel imports this module.
 """
 
@@ -17,6 +19,8 @@ import socket
 from typing import Any, Protocol
 
 from rlm_tui.kernel import wire
+
+TICK = 0.1
 
 
 class Address(Protocol):
@@ -49,6 +53,7 @@ class AsyncLink:
         self._opening: asyncio.Lock | None = None
         self._next_id = 0
         self._reader: asyncio.Task[None] | None = None
+        self._ticking = False
 
     def drop(self) -> None:
         """Forget the connection (the kernel was set up for another agent)."""
@@ -65,6 +70,9 @@ class AsyncLink:
         rid = self._next_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         conn.pending[rid] = future
+        if not self._ticking:
+            self._ticking = True
+            self._tick()
         try:
             conn.writer.write(wire.encode({"id": rid, "op": op.value, "args": args}))
             await conn.writer.drain()
@@ -106,6 +114,13 @@ class AsyncLink:
         if self._conn is conn:
             self._conn = None
         conn.close(self._lost())
+
+    def _tick(self) -> None:
+        conn, loop = self._conn, self._loop
+        if conn is not None and conn.pending and loop is not None:
+            loop.call_later(TICK, self._tick)
+        else:
+            self._ticking = False
 
     def _close_if_abandoned(self, conn: _Connection) -> None:
         if not any(not f.done() for f in conn.pending.values()):

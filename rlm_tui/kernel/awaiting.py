@@ -8,13 +8,13 @@ awaitable is expected as ``_rlm_aio(f)(...)``. For a helper that is its async fo
 holding the kernel's one-call lock, so gathered calls overlap on the host); for anything else it
 is ``f`` itself, and ``asyncio.gather`` becomes one that also accepts plain values.
 
-Where an awaitable is expected: the operand of ``await``; the positional arguments of a call
-there that is not a helper (``gather(*[...])``, ``wait_for(x, 5)``) and of ``create_task``,
-``ensure_future``, ``gather``, ``wait``, ``as_completed`` anywhere; the elements of a list, tuple,
-comprehension or lambda in such a place; and what is assigned or appended to a name used in such
-a place in the same cell (``tasks = [llm_query(p) ...]; await asyncio.gather(*tasks)``). A
-helper's own arguments are never such a place: ``await llm_query(f"{llm_query(q)}")`` blocks on
-the inner call. Standard library only: the kernel imports this module.
+Where an awaitable is expected: the operand of ``await``; the positional arguments of
+``gather``, ``wait``, ``wait_for``, ``shield``, ``create_task``, ``ensure_future`` and
+``as_completed``; the elements of a list, tuple or comprehension in such a place; and what is
+assigned or appended to a name used in such a place in the same cell
+(``tasks = [llm_query(p) ...]; await asyncio.gather(*tasks)``). The arguments of any other call
+are never such a place: ``await refine(llm_query(q))`` and ``await llm_query(f"{llm_query(q)}")``
+block on the inner call and pass its value. Standard library only: the kernel imports it.
 """
 
 from __future__ import annotations
@@ -22,12 +22,20 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 AIO_NAME = "_rlm_aio"
 """The kernel-namespace name of ``aio_form``, which rewritten calls go through."""
-_TAKES_AWAITABLES = {"gather", "create_task", "ensure_future", "wait", "wait_for", "as_completed"}
+_TAKES_AWAITABLES = {
+    "gather",
+    "create_task",
+    "ensure_future",
+    "wait",
+    "wait_for",
+    "shield",
+    "as_completed",
+}
 _ADDS_TO_NAME = {"append", "extend", "add", "insert"}
 
 
@@ -60,22 +68,19 @@ async def _ready(value: Any) -> Any:
 
 
 class AwaitRewriter(ast.NodeTransformer):
-    """The IPython AST transformer; ``helper_names`` is read at each cell (tools can be added)."""
-
-    def __init__(self, helper_names: Callable[[], Iterable[str]]) -> None:
-        self._helper_names = helper_names
+    """The IPython AST transformer (helpers are told apart at run time, by ``AsyncForms``)."""
 
     def visit_Module(self, node: ast.Module) -> ast.Module:  # noqa: N802 - ast's visitor name
         # IPython drops a transformer that raises; a cell it cannot read runs unchanged
         try:
-            return rewrite(node, set(self._helper_names()))
+            return rewrite(node)
         except Exception:
             return node
 
 
-def rewrite(tree: ast.Module, helpers: set[str]) -> ast.Module:
+def rewrite(tree: ast.Module) -> ast.Module:
     """Wrap every call in an awaitable place as ``_rlm_aio(f)(...)`` (in place; returns ``tree``)."""
-    places = _Places(helpers)
+    places = _Places()
     for node in ast.walk(tree):
         if isinstance(node, ast.Await):
             places.mark(node.value)
@@ -98,8 +103,7 @@ def rewrite(tree: ast.Module, helpers: set[str]) -> ast.Module:
 
 
 class _Places:
-    def __init__(self, helpers: set[str]) -> None:
-        self.helpers = helpers
+    def __init__(self) -> None:
         self.calls: list[ast.Call] = []
         self._ids: set[int] = set()
         self.names: set[str] = set()
@@ -109,7 +113,7 @@ class _Places:
             if id(node) not in self._ids:
                 self._ids.add(id(node))
                 self.calls.append(node)
-            if not (isinstance(node.func, ast.Name) and node.func.id in self.helpers):
+            if _called_name(node) in _TAKES_AWAITABLES:
                 for arg in node.args:
                     self.mark(arg)
         elif isinstance(node, ast.Starred | ast.Subscript):
@@ -119,8 +123,6 @@ class _Places:
                 self.mark(element)
         elif isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
             self.mark(node.elt)
-        elif isinstance(node, ast.Lambda):
-            self.mark(node.body)
         elif isinstance(node, ast.IfExp):
             self.mark(node.body)
             self.mark(node.orelse)
@@ -160,7 +162,7 @@ def _values_given_to(node: ast.AST, names: set[str]) -> list[ast.expr]:
     return []
 
 
-def install(shell: Any, helper_names: Callable[[], Iterable[str]]) -> None:
+def install(shell: Any) -> None:
     """Add the rewriter to an IPython shell (once; a re-run install replaces it)."""
-    kept = [t for t in shell.ast_transformers if not isinstance(t, AwaitRewriter)]
-    shell.ast_transformers[:] = [*kept, AwaitRewriter(helper_names)]
+    kept = [t for t in shell.ast_transformers if type(t).__name__ != AwaitRewriter.__name__]
+    shell.ast_transformers[:] = [*kept, AwaitRewriter()]

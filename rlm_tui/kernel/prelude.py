@@ -281,7 +281,6 @@ def install(ns: dict[str, Any]) -> None:
     alink = AsyncLink(link, RLMError)
     forms = AsyncForms()
     expected = Expected()
-    two_way_names: list[str] = []
     hidden: set[str] = set(ns)  # what the shell put there (In, Out, open, exit...)
 
     def two_way(op: wire.Op, result: Callable[[Any], Any]) -> Callable[[Request], Any]:
@@ -296,7 +295,6 @@ def install(ns: dict[str, Any]) -> None:
                 return result(await alink.call(op, **request(*args, **kwargs)))
 
             forms.register(plain, awaited)
-            two_way_names.append(request.__name__)
             return plain
 
         return make
@@ -322,10 +320,13 @@ def install(ns: dict[str, Any]) -> None:
         return {"prompt": str(prompt), "context": ctx, "schema": shape}
 
     @two_way(wire.Op.RLM_QUERY_BATCHED, lambda r: [unpayload(v) for v in r["values"]])
-    def rlm_query_batched(prompts: list[Any], contexts: list[Any] | None = None) -> dict[str, Any]:
-        """Start many sub-agents at once; returns their answers in order."""
+    def rlm_query_batched(
+        prompts: list[Any], contexts: list[Any] | None = None, schema: Any = None
+    ) -> dict[str, Any]:
+        """Start many sub-agents at once; returns their answers in order (each of ``schema``)."""
         ctxs = None if contexts is None else [None if c is None else payload(c) for c in contexts]
-        return {"prompts": [str(p) for p in prompts], "contexts": ctxs}
+        shape = None if schema is None else schema_of(schema)
+        return {"prompts": [str(p) for p in prompts], "contexts": ctxs, "schema": shape}
 
     def FINAL(value: Any) -> None:  # noqa: N802 - the REPL contract's name
         """Give the final answer (any Python value; JSON data of the expected shape if any)."""
@@ -431,5 +432,5 @@ def install(ns: dict[str, Any]) -> None:
     ns[INPUT_NAME] = load_input
     shell = _ipython()
     if shell is not None:
-        install_rewriter(shell, lambda: two_way_names)
+        install_rewriter(shell)
     ns[LIMIT_MEMORY_NAME] = limit_memory

@@ -154,6 +154,23 @@ def SHOW_VARS():
     print(sorted(k for k in globals() if not k.startswith("_")))
 
 answer = {{"content": "", "ready": False}}
+
+def _awaitable_helpers():
+    # cells that `await llm_query(...)` run as they did in the run (with rlm-tui installed)
+    try:
+        from rlm_tui.kernel.awaiting import AIO_NAME, AsyncForms, install
+    except ImportError:
+        return
+    forms = AsyncForms()
+    helpers = [rlm_query, rlm_query_batched, llm_query, llm_query_batched]
+    for helper in helpers:
+        async def form(*args, _helper=helper, **kwargs):
+            return _helper(*args, **kwargs)
+        forms.register(helper, form)
+    globals()[AIO_NAME] = forms
+    install(get_ipython())
+
+_awaitable_helpers()
 """
 
 

@@ -65,6 +65,7 @@ def cell_renderable(cell: CellView, unfolded: bool, selected: bool, dark: bool) 
             background_color="default",
         )
     )
+    parts.extend(Text(line, style="cyan") for line in cell.tool_calls)
     output = cell.output
     if output:
         parts.append(_output_text(output, cell.model_view))

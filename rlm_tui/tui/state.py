@@ -30,6 +30,7 @@ from rlm_tui.events import (
     RunFinished,
     RunStarted,
     RunStateChanged,
+    SubcallFinished,
     SubcallStarted,
     Usage,
 )
@@ -50,6 +51,8 @@ class CellView:
     error: str | None = None
     edited: bool = False
     paused_reason: str = ""
+    tool_calls: list[str] = field(default_factory=list)
+    """One line per tool the cell called: the call, then its result or error."""
 
     @property
     def output(self) -> str:
@@ -105,6 +108,8 @@ class RunView:
     errors: list[str] = field(default_factory=list)
     seen_texts: dict[str, list[str]] = field(default_factory=dict)
     """Per agent: texts the model was shown that may come from the context (coverage)."""
+    tool_lines: dict[str, tuple[CellView, int, str]] = field(default_factory=dict)
+    """A running tool call's line: its cell, the line's index, the call."""
     version: int = 0
 
     def cells_of(self, agent_id: str | None) -> list[CellView]:
@@ -250,6 +255,17 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
     if e.kind == "llm_query":
         view.seen_texts.setdefault(e.agent_id, []).append(e.prompt)
+    running = [c for c in view.cells_of(e.agent_id) if c.status == "running"]
+    if e.kind == "tool" and running:
+        running[-1].tool_calls.append(f"⚙ {e.prompt} …")
+        view.tool_lines[e.call_id] = (running[-1], len(running[-1].tool_calls) - 1, e.prompt)
+
+
+def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
+    if e.call_id in view.tool_lines:
+        cell, index, call = view.tool_lines.pop(e.call_id)
+        outcome = f"-> {e.result.repr[:80]}" if e.ok and e.result else f"raised {e.error}"
+        cell.tool_calls[index] = f"⚙ {call} {outcome} ({e.duration * 1000:.0f} ms)"
 
 
 def _budget(view: RunView, e: BudgetUpdate) -> None:
@@ -297,6 +313,7 @@ _HANDLERS: dict[type, Any] = {
     CellOutput: _cell_output,
     CellFinished: _cell_finished,
     SubcallStarted: _subcall_started,
+    SubcallFinished: _subcall_finished,
     BudgetUpdate: _budget,
     RunStateChanged: _state,
     BudgetStop: _budget_stop,
