@@ -16,7 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FRUITS_QUERY, NESTED_QUERY, our_kernel_processes
+from conftest import (
+    FRUITS_QUERY,
+    NESTED_QUERY,
+    our_kernel_processes,
+    start_cli_run,
+    wait_for_session_text,
+)
 from gateway_fixture import LoopbackGateway, free_port, kernel_gateway  # noqa: F401
 from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
@@ -332,6 +338,27 @@ async def test_a_kernel_lost_on_the_gateway_mid_cell_is_an_event_and_the_run_goe
         if isinstance(e, KernelEvent) and e.what == "died"
     ]
     assert len(died) == 1 and expected in died[0].reason
+
+
+def test_ctrl_c_of_a_gateway_run_deletes_its_kernels(gateway, sessions_dir: Path) -> None:
+    with OpenAIServer() as server:
+        server.script([Reply(text=cell("import time\ntime.sleep(60)"))])
+        process = start_cli_run(
+            server.base_url,
+            sessions_dir,
+            "--kernel-gateway",
+            gateway.url,
+            "--kernel-gateway-token-env",
+            TOKEN_ENV,
+            "q",
+        )
+        wait_for_session_text(sessions_dir, '"cell_started"', timeout=90)
+        assert gateway.kernels(), "the run's kernels are on the gateway"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert gateway.wait_no_kernels() == []
 
 
 def test_a_bad_gateway_url_is_one_line_and_exit_2(sessions_dir: Path) -> None:

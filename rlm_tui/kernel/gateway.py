@@ -5,8 +5,7 @@ driven over its websocket channels with jupyter_server's own gateway client
 (``GatewayKernelManager`` / ``GatewayKernelClient``). Two gaps of that client used standalone
 are closed here: its websocket handshake does not send the auth token (a token-protected
 gateway answers 401), and its channel queues wait by spinning the event loop; our client
-sends the token and wakes a waiting cell when a message arrives (and ACKs at once, see
-``_QuickAck``).
+sends the token and wakes a waiting cell when a message arrives (and see ``_WebSocket``).
 
 A remote kernel cannot import rlm_tui nor read the host's files: the kernel-side modules are
 sent as source, the bridge's TCP address and token arrive in the silent setup call (kept out
@@ -198,15 +197,22 @@ class _WakingQueue(ChannelQueue):
             with contextlib.suppress(Empty):
                 return dict(self.get_nowait())
             try:
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+                # not wait_for: on 3.11 it swallows a cancel that meets a message arriving
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
             except TimeoutError:
                 return None
 
 
-class _QuickAck:
-    """The websocket, acknowledging what arrives at once: the gateway's server does not set
-    TCP_NODELAY, so each of a cell's small messages would otherwise wait for our delayed ACK
-    (measured: a trivial cell 56 ms through a loopback gateway, 26 ms with this)."""
+class _WebSocket:
+    """The kernel's websocket as our client uses it.
+
+    It acknowledges what arrives at once: the gateway's server does not set TCP_NODELAY, so
+    each of a cell's small messages would otherwise wait for our delayed ACK (measured: a
+    trivial cell 56 ms through a loopback gateway, 26 ms with this). And it closes at once,
+    waking the router thread, without the closing handshake, which waits up to 3 s (the
+    event loop blocked) while the router thread reads the same socket.
+    """
 
     def __init__(self, ws: websocket.WebSocket) -> None:
         self._ws = ws
@@ -218,12 +224,19 @@ class _QuickAck:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         return self._ws.recv()
 
+    def close(self) -> None:
+        sock = self._ws.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the router thread out of its recv
+        self._ws.shutdown()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ws, name)
 
 
 class _Client(GatewayKernelClient):
-    """``GatewayKernelClient`` with the token on the websocket, quick ACKs, waking queues."""
+    """``GatewayKernelClient`` with the token on the websocket, and waking queues."""
 
     async def start_channels(  # type: ignore[override]  # async, as in GatewayKernelClient
         self,
@@ -246,7 +259,7 @@ class _Client(GatewayKernelClient):
             enable_multithread=True,
             header=headers,
         )
-        self.channel_socket = _QuickAck(ws)  # type: ignore[assignment]
+        self.channel_socket = _WebSocket(ws)  # type: ignore[assignment]
         AsyncKernelClient.start_channels(
             self, shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control
         )
@@ -289,6 +302,8 @@ class GatewayKernel:
         self._lock = asyncio.Lock()
         self._pid: int | None = None
         self._dead: str | None = None
+        self._busy = False
+        """A cell was sent and its end not seen (it may still run: the run was cancelled)."""
         self._setup_args: tuple[str, Path | None, ContextKind, dict[str, str]] | None = None
 
     @property
@@ -383,6 +398,7 @@ class GatewayKernel:
             return ExecResult("killed", 0.0, self._dead or "kernel is not running")
         client = self._client
         msg_id = client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        self._busy = True
         reader = CellReader(msg_id, on_output)
         deadline = started + timeout if timeout else None
         interrupted_for_timeout = False
@@ -418,6 +434,7 @@ class GatewayKernel:
                 return self._died(started, death)
             if reader.feed(msg):
                 break
+        self._busy = False
         return reader.result(
             time.monotonic() - started, timeout if interrupted_for_timeout else None
         )
@@ -464,8 +481,12 @@ class GatewayKernel:
             self._client = None
 
     async def shutdown(self) -> None:
+        """Delete the kernel on the gateway; a busy one is interrupted first, as the gateway's
+        shutdown asks the kernel to exit and waits (5 s by default) before it kills it."""
         self._stop_client()
         with contextlib.suppress(Exception):
+            if self._busy:
+                await self._km.interrupt_kernel()
             await self._km.shutdown_kernel(now=True)
         self._km.kernel = None
 
