@@ -1,16 +1,21 @@
-"""Context browser, themes, config and keymap on their own."""
+"""Context browser, themes, config, keymap and budget meter on their own."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
+from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
-from rlm_tui.tui.config import ConfigError, apply_keymap, load_config
+from rlm_tui.engine.budget import Limits
+from rlm_tui.events import Usage
+from rlm_tui.tui.budget_meter import BudgetMeter, meter_rows, warning_line
+from rlm_tui.tui.config import ConfigError, UiConfig, apply_keymap, binding_ids, load_config
 from rlm_tui.tui.context_view import (
     ContextBrowser,
     ContextTextView,
@@ -18,7 +23,14 @@ from rlm_tui.tui.context_view import (
     LineIndex,
     coverage_ranges,
 )
-from rlm_tui.tui.themes import BUILTIN_THEMES, ThemeError, load_theme_file, watch_themes
+from rlm_tui.tui.themes import (
+    BUILTIN_THEMES,
+    ThemeError,
+    load_theme_file,
+    load_themes,
+    theme_dirs,
+    watch_themes,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,12 +51,11 @@ def test_line_index():
 
 
 def test_coverage_ranges():
-    context = "first line of the context here\nsecond line that a model printed out\nthird"
-    seen = "[cell 1]\nsecond line that a model printed out\nnoise that is not in it at all!!"
-    start = context.index("second")
-    assert coverage_ranges(context, seen) == [
-        (start, start + len("second line that a model printed out"))
-    ]
+    context = "first line of the context here\nsecond line that a model printed out in full\nthird"
+    seen = "[cell 1]\nsecond line that a model printed out in full\nnoise that is not in it at all!!"
+    line = "second line that a model printed out in full"
+    [(a, b)] = coverage_ranges(context, seen)  # with the line breaks around it, also seen
+    assert context[a:b].strip() == line
 
 
 class BrowserApp(App[None]):
@@ -115,66 +126,241 @@ def _screen_lines(app: App) -> list[str]:
     ]
 
 
+# -- themes, config and keymap ---------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
 def test_shipped_themes_load():
-    names = {load_theme_file(p).name for p in BUILTIN_THEMES.glob("*.yaml")}
-    assert {"rlm-dark", "rlm-light"} <= names
+    themes = {p.stem: load_theme_file(p) for p in BUILTIN_THEMES.glob("*.yaml")}
+    assert themes["dark"].name == "rlm-dark" and themes["dark"].dark
+    assert themes["light"].name == "rlm-light" and not themes["light"].dark
+    assert themes["dark"].primary.upper() == "#4EA1FF"
+    assert {"rlm-dark", "rlm-light", "rlm-solarized"} <= set(load_themes([BUILTIN_THEMES]))
 
 
-def test_bad_theme_names_file_and_field(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ndark: maybe\nprimary: '#ffffff'\n")
-    with pytest.raises(ThemeError, match=r"bad.yaml: dark:"):
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("name: x\ndark: maybe\nprimary: '#ffffff'\n", "dark"),
+        ("name: x\nprimary: '#ffffff'\nwarning: not-a-colour\n", "warning"),
+        ("name: x\n", "primary"),
+        ("name: x\nprimary: '#ffffff'\ncolour: red\n", "colour"),
+        ("name: x\nprimary: '#ffffff'\nvariables:\n  $bad: red\n", "variables"),
+    ],
+)
+def test_bad_theme_file_names_file_and_field(tmp_path, text, field):
+    bad = _write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ThemeError, match=rf"bad\.yaml: {field}: ") as caught:
         load_theme_file(bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    bad = _write(tmp_path / "bad.yaml", "name: x\nprimary: [unclosed\n")
+    with pytest.raises(ThemeError, match=r"bad\.yaml: not valid YAML: line \d+") as caught:
+        load_theme_file(bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_load_themes_reports_bad_files_and_goes_on(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    _write(user / "mine.yaml", "name: mine\nprimary: '#123456'\n")
+    _write(user / "broken.yaml", "name: broken\nprimary: 12\n")
+    _write(user / "rlm-dark-override.yml", "name: rlm-dark\nprimary: '#010203'\n")
+    problems: list[str] = []
+    themes = load_themes([BUILTIN_THEMES, user, tmp_path / "missing"], on_error=problems.append)
+    assert {"mine", "rlm-dark", "rlm-light"} <= set(themes) and "broken" not in themes
+    assert themes["rlm-dark"].primary == "#010203"  # the user's folder wins
+    assert len(problems) == 1 and "broken.yaml: primary:" in problems[0]
+
+
+def test_theme_dirs_follow_the_config_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path))
+    assert theme_dirs() == [BUILTIN_THEMES, tmp_path / "themes"]
+    assert BUILTIN_THEMES.is_dir()
+
+
+class ThemedApp(App[None]):
+    def __init__(self, directory: Path, theme_file: Path) -> None:
+        super().__init__()
+        self.directory, self.theme_file = directory, theme_file
+
+    def compose(self) -> ComposeResult:
+        yield Static("hi")
+
+    def on_mount(self) -> None:
+        self.register_theme(load_theme_file(self.theme_file))
+        self.theme = "mine"
+        self.run_worker(watch_themes(self, [self.directory]), group="themes")
+
+
+async def _until(pilot, condition, timeout: float = 5.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await pilot.pause(0.05)
+    return True
 
 
 async def test_theme_hot_reload(tmp_path):
-    theme = tmp_path / "mine.yaml"
-    theme.write_text("name: mine\ndark: true\nprimary: '#112233'\n")
-
-    class ThemedApp(App[None]):
-        def compose(self) -> ComposeResult:
-            yield Static("hi")
-
-        def on_mount(self) -> None:
-            self.register_theme(load_theme_file(theme))
-            self.theme = "mine"
-            self.run_worker(watch_themes(self, [tmp_path]))
-
-    app = ThemedApp()
+    theme = _write(tmp_path / "mine.yaml", "name: mine\ndark: true\nprimary: '#112233'\n")
+    app = ThemedApp(tmp_path, theme)
     async with app.run_test() as pilot:
-        await pilot.pause(0.3)
-        theme.write_text("name: mine\ndark: true\nprimary: '#AA0000'\n")
-        for _ in range(100):
-            if app.current_theme.primary.upper() == "#AA0000":
-                break
-            await asyncio.sleep(0.05)
-        assert app.current_theme.primary.upper() == "#AA0000"
-        assert app.theme == "mine"
+        await pilot.pause(0.3)  # the watcher is up
+        _write(theme, "name: mine\ndark: true\nprimary: '#AA0000'\n")
+        applied = load_theme_file(theme).to_color_system().generate()["primary"]
+        assert applied != app.theme_variables["primary"]
+        # the CSS variables are regenerated, not just the theme registered
+        assert await _until(pilot, lambda: app.theme_variables["primary"] == applied)
+        assert app.current_theme.primary.upper() == "#AA0000" and app.theme == "mine"
+        _write(theme, "name: mine\ndark: true\nprimary: nonsense\n")
+        assert await _until(
+            pilot, lambda: any("mine.yaml: primary" in n.message for n in app._notifications)
+        )
+        assert app.current_theme.primary.upper() == "#AA0000"  # the last good one stays
 
 
-def test_config(tmp_path, monkeypatch):
+def test_config_defaults_valid_and_invalid(tmp_path, monkeypatch):
     monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path))
-    assert load_config().theme == "rlm-dark"
-    (tmp_path / "config.yaml").write_text("theme: rlm-light\nkeymap:\n  run.pause: p\n")
-    assert load_config().keymap == {"run.pause": "p"}
-    (tmp_path / "config.yaml").write_text("theme: 3\nkeymap: nope\n")
-    with pytest.raises(ConfigError, match=r"config.yaml: (theme|keymap)"):
-        load_config()
+    assert load_config() == UiConfig(theme="rlm-dark", keymap={}, editor=None)
+    _write(
+        tmp_path / "config.yaml",
+        """
+        theme: rlm-light
+        editor: nvim
+        keymap:
+          run.pause: "ctrl+p, f5"
+        """,
+    )
+    assert load_config() == UiConfig(
+        theme="rlm-light", keymap={"run.pause": "ctrl+p,f5"}, editor="nvim"
+    )
+    for text, field in [
+        ("theme: [1]\n", "theme"),
+        ("keymap: nope\n", "keymap"),
+        ("keymap:\n  run.pause: ''\n", "keymap"),
+        ("colour: red\n", "colour"),
+    ]:
+        _write(tmp_path / "config.yaml", text)
+        with pytest.raises(ConfigError, match=rf"config\.yaml: {field}: ") as caught:
+            load_config()
+        assert "\n" not in str(caught.value)
 
 
 async def test_keymap_remaps_a_binding_by_id():
     class KeyApp(App[None]):
-        BINDINGS = [Binding("x", "hit", "Hit", id="test.hit")]
+        BINDINGS = [Binding("x", "foo", "Foo", id="test.foo")]
         hits = 0
 
-        def action_hit(self) -> None:
+        def action_foo(self) -> None:
             self.hits += 1
 
     app = KeyApp()
     async with app.run_test() as pilot:
-        warnings = apply_keymap(app, {"test.hit": "y", "nope.id": "z"}, {"test.hit"})
-        assert warnings == ["keymap: no binding with id 'nope.id'"]
+        assert binding_ids(app) >= {"test.foo"}
+        warnings = apply_keymap(app, {"test.foo": "y", "nope.id": "z", "test.bad": " "})
+        assert warnings[0] == "keymap: no binding with id 'nope.id'"
+        assert "test.bad" in warnings[1] and len(warnings) == 2
         await pilot.press("x")
         assert app.hits == 0
         await pilot.press("y")
         assert app.hits == 1
+        assert apply_keymap(app, {"test.foo": "x,w"}, known_ids={"test.foo"}) == []
+        await pilot.press("w", "x", "y")
+        assert app.hits == 3
+
+
+# -- the budget meter ----------------------------------------------------------------------
+
+SAMPLE_LIMITS = Limits(
+    max_depth=3, max_calls=10, max_prompt_tokens=10_000, max_cost=1.0, max_time=300
+)
+SAMPLE_AGENTS = [
+    ("0", Usage(prompt_tokens=5_000, completion_tokens=800, calls=5, cost=0.008)),
+    ("0.1", Usage(prompt_tokens=2_000, completion_tokens=300, calls=3, cost=0.003)),
+    ("0.2", Usage(prompt_tokens=1_500, completion_tokens=134, calls=1, cost=0.0013)),
+]
+
+
+def _show_sample(meter: BudgetMeter) -> None:
+    meter.show(
+        SAMPLE_LIMITS,
+        Usage(prompt_tokens=8_500, completion_tokens=1_234, calls=9, cost=0.0123),
+        2,
+        12.3,
+        SAMPLE_AGENTS,
+        [300, 800, 1200, 500, 2500, 900, 1800, 700, 1234],
+    )
+
+
+class MeterApp(App[None]):
+    def __init__(self, theme: str = "rlm-dark") -> None:
+        super().__init__()
+        self._theme_name = theme
+
+    def compose(self) -> ComposeResult:
+        yield BudgetMeter()
+
+    def on_mount(self) -> None:
+        for theme in load_themes([BUILTIN_THEMES]).values():
+            self.register_theme(theme)
+        self.theme = self._theme_name
+        _show_sample(self.query_one(BudgetMeter))
+
+
+def test_meter_rows_levels():
+    rows = {r.name: r for r in meter_rows({"max_calls": 10, "max_depth": 2}, Usage(calls=9), 2, 1)}
+    assert rows["model calls"].level == "warning" and rows["model calls"].share == 0.9
+    assert rows["depth"].level == "warning"  # depth can reach its limit, never pass it
+    assert rows["prompt tokens"].share is None and rows["prompt tokens"].level == "ok"
+    assert meter_rows(Limits(max_calls=10), Usage(calls=10), 0, 0)[3].level == "error"
+    assert warning_line(meter_rows(Limits(max_calls=10), Usage(calls=10), 0, 0)) == (
+        "⚠ model calls limit reached (10 of 10)"
+    )
+
+
+async def test_budget_meter_warns_and_updates_in_place():
+    app = MeterApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        meter = app.query_one(BudgetMeter)
+        meter.show(Limits(max_calls=10), Usage(calls=9), 1, 3.0, SAMPLE_AGENTS[:1], [10])
+        await pilot.pause()
+        assert "model calls at 90% of limit" in meter.warning
+        assert "prompt tokens" not in meter.warning
+        screen = "\n".join(_screen_lines(app))
+        assert "model calls at 90% of limit" in screen and "no limit" in screen
+        table = app.query_one(DataTable)
+        children = list(meter.walk_children())
+        meter.show(Limits(max_calls=10), Usage(calls=3), 1, 4.0, SAMPLE_AGENTS, [10, 20])
+        await pilot.pause()
+        assert list(meter.walk_children()) == children  # nothing rebuilt
+        assert meter.warning == "" and table.row_count == 3
+        assert str(table.get_cell("0.1", "calls")) == "3"
+        changed = [("0.1", Usage(calls=4, cost=2.5)), *SAMPLE_AGENTS[:1]]
+        meter.show({}, Usage(calls=4), 0, 5.0, changed, [])
+        await pilot.pause()
+        assert table.row_count == 2 and str(table.get_cell("0.1", "cost")) == "$2.50"
+
+
+async def test_budget_meter_shown_before_mount_appears_on_mount():
+    class LateApp(App[None]):
+        def compose(self) -> ComposeResult:
+            meter = BudgetMeter()
+            meter.show(Limits(max_calls=10), Usage(calls=9), 0, 0.0, [], [])
+            yield meter
+
+    app = LateApp()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert "model calls" in app.query_one(BudgetMeter).warning
+
+
+@pytest.mark.parametrize("theme", ["rlm-dark", "rlm-light"])
+def test_budget_meter_snapshot(snap_compare, theme):
+    assert snap_compare(MeterApp(theme), terminal_size=(80, 24))

@@ -1,14 +1,17 @@
-"""The Textual app: themes, keymap, command palette, and the home and run screens."""
+"""The Textual app: themes, keymap, command palette, help, and the home and run screens."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
 from textual.screen import Screen
 
 from rlm_tui.engine.control import Breakpoints
@@ -18,15 +21,83 @@ from rlm_tui.events import Event
 from rlm_tui.session.store import read_session
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
 from rlm_tui.tui.home_screen import HomeScreen
+from rlm_tui.tui.modals import TextScreen, bindings_table
 from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
+
+DEFAULT_THEME = "rlm-dark"
+
+
+def own_bindings(node: DOMNode) -> list[Binding]:
+    """The bindings in force on a widget from its classes, most specific class first.
+
+    Follows Textual's rules: a class made with ``inherit_bindings=False`` drops its bases'
+    bindings, and a key bound by a subclass shadows the same key of a base class.
+    """
+    layers: list[list[Binding]] = []
+    for base in reversed(type(node).__mro__):
+        if vars(base).get("_inherit_bindings", True) is False:
+            layers.clear()
+        declared = [b for b in vars(base).get("BINDINGS", []) if isinstance(b, Binding)]
+        if declared:
+            layers.append(declared)
+    found: list[Binding] = []
+    keys: set[str] = set()
+    actions: set[str] = set()
+    for layer in reversed(layers):
+        for binding in layer:
+            binding_keys = {k.strip() for k in binding.key.split(",")}
+            if binding.action in actions or binding_keys <= keys:
+                continue
+            keys |= binding_keys
+            actions.add(binding.action)
+            found.append(binding)
+    return found
+
+
+class ActionCommands(Provider):
+    """Every action of the screen, its panes and the app, by its description, in the palette."""
+
+    def _actions(self) -> Iterator[tuple[str, str, Any]]:
+        screen = self.screen
+        keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        nodes: list[DOMNode] = [screen, *screen.walk_children(), self.app]
+        seen: set[str] = set()
+        for node in nodes:
+            for binding in own_bindings(node):
+                if not binding.description or binding.action in ("command_palette",):
+                    continue
+                key = binding.id or f"{type(node).__name__}.{binding.action}"
+                if key in seen:
+                    continue
+                seen.add(key)
+                keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
+                where = type(node).__name__
+                yield (
+                    binding.description,
+                    f"{where} · {keys} · {binding.id or ''}",
+                    partial(node.run_action, binding.action),
+                )
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._actions():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._actions():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 class RlmApp(App[None]):
     TITLE = "rlm-tui"
+    COMMANDS = App.COMMANDS | {ActionCommands}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("ctrl+h", "home", "Home", id="app.home"),
+        Binding("f1", "help", "Help", id="app.help"),
     ]
 
     def __init__(
@@ -48,22 +119,40 @@ class RlmApp(App[None]):
         self.replay_speed = replay_speed
         self.breakpoints = breakpoints
         self.sessions_dir = sessions_dir
-        self.ui = ui_config or load_config()
+        self._config_problem: str | None = None
+        if ui_config is None:
+            try:
+                ui_config = load_config()
+            except RlmError as exc:  # a bad config file is a notification, not a crash
+                self._config_problem = str(exc)
+                ui_config = UiConfig()
+        self.ui = ui_config
         self.watch = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
         self.current_run: Run | None = run
 
     def on_mount(self) -> None:
-        themes, problems = load_themes(theme_dirs())
-        for theme in themes.values():
+        if self._config_problem:
+            self.notify(self._config_problem, title="config not used", severity="error")
+        problems: list[str] = []
+        for theme in load_themes(theme_dirs(), on_error=problems.append).values():
             self.register_theme(theme)
         for problem in problems:
             self.notify(problem, title="theme not loaded", severity="error")
-        self.theme = self.ui.theme if self.ui.theme in self.available_themes else "rlm-dark"
-        for warning in apply_keymap(self, self.keymap, self._binding_ids()):
+        if self.ui.theme in self.available_themes:
+            self.theme = self.ui.theme
+        else:
+            self.notify(f"no theme named '{self.ui.theme}'", severity="warning")
+            self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        for warning in apply_keymap(self, self.keymap, self.binding_ids()):
             self.notify(warning, severity="warning")
         if self.watch:
-            self.run_worker(watch_themes(self, theme_dirs()), exclusive=True, group="themes")
+            self.run_worker(
+                watch_themes(self, theme_dirs()),
+                exclusive=True,
+                group="themes",
+                exit_on_error=False,
+            )
         if self.current_run is not None:
             self.push_screen(RunScreen(self.current_run, editor=self.ui.editor))
         elif self.run_config is not None:
@@ -77,16 +166,34 @@ class RlmApp(App[None]):
         else:
             self.push_screen(HomeScreen(self.sessions_dir))
 
-    def _binding_ids(self) -> set[str]:
-        from rlm_tui.tui import agent_tree, cell_log, context_view, home_screen, modals, run_screen
+    def binding_ids(self) -> set[str]:
+        """Every binding id the app defines, on any screen or widget (for the keymap)."""
+        from rlm_tui.tui import (
+            agent_tree,
+            budget_meter,
+            cell_log,
+            context_view,
+            home_screen,
+            modals,
+            run_screen,
+        )
 
-        ids: set[str] = set()
-        for module in (agent_tree, cell_log, context_view, home_screen, modals, run_screen):
+        ids: set[str] = {b.id for b in own_bindings(self) if b.id}
+        modules = (
+            agent_tree,
+            budget_meter,
+            cell_log,
+            context_view,
+            home_screen,
+            modals,
+            run_screen,
+        )
+        for module in modules:
             for value in vars(module).values():
-                for binding in getattr(value, "BINDINGS", []) if isinstance(value, type) else []:
-                    if isinstance(binding, Binding) and binding.id:
-                        ids.add(binding.id)
-        ids |= {b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id}
+                if isinstance(value, type) and issubclass(value, DOMNode):
+                    for binding in vars(value).get("BINDINGS", []):
+                        if isinstance(binding, Binding) and binding.id:
+                            ids.add(binding.id)
         return ids
 
     def start_run(self, config: RunConfig, breakpoints: Breakpoints | None = None) -> None:
@@ -113,23 +220,29 @@ class RlmApp(App[None]):
             self.push_screen(HomeScreen(self.sessions_dir))
 
     def action_help(self) -> None:
-        if isinstance(self.screen, RunScreen):
-            self.screen.action_help()
+        """The keys of the focused pane (and of what holds it), of the screen and the app."""
+        if isinstance(self.screen, TextScreen):
+            return
+        screen = self.screen
+        groups: list[tuple[str, list[Binding]]] = []
+        node: DOMNode | None = screen.focused
+        while node is not None and node is not screen:
+            bindings = own_bindings(node)
+            if bindings:
+                groups.append((type(node).__name__, bindings))
+            node = node.parent
+        groups.append((type(screen).__name__, own_bindings(screen)))
+        groups.append(("App", own_bindings(self)))
+        title = "Keys of the focused pane, the screen and the app (remap by id in config.yaml)"
+        self.push_screen(TextScreen(title, bindings_table(groups, self.keymap)))
 
     async def on_unmount(self) -> None:
         run = self.current_run
         if run is not None and run.result is None:
             run.stop("the app was closed")
-            await run.wait()
+            with contextlib.suppress(Exception):  # closing must not fail because the run did
+                await run.wait()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if isinstance(screen, RunScreen):
-            for binding in screen.BINDINGS:
-                if isinstance(binding, Binding) and binding.description:
-                    yield SystemCommand(
-                        binding.description,
-                        f"{binding.description} ({binding.key})",
-                        partial(screen.run_action, binding.action),
-                    )
         yield SystemCommand("Home", "New run and saved sessions", self.action_home)

@@ -36,7 +36,6 @@ class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="home.start"),
         Binding("ctrl+l", "reload", "Reload sessions", id="home.reload"),
-        Binding("f1", "app.help", "Help", id="home.help"),
     ]
 
     def __init__(self, sessions_dir: Path | None = None) -> None:
@@ -50,6 +49,7 @@ class HomeScreen(Screen[None]):
             yield Input(NESTED_QUERY, id="query")
             yield Label("Context file or directory (optional)")
             yield Input(placeholder="path/to/context.txt", id="context")
+            yield Label("Model and sub-model ('demo' is offline; else a litellm name)")
             with Horizontal(classes="row"):
                 yield Input("demo", placeholder="model", id="model")
                 yield Input(placeholder="sub-model (default: model)", id="sub-model")

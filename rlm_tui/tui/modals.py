@@ -97,9 +97,11 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
     DEFAULT_CSS = MODAL_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="launch.cancel")]
 
-    def __init__(self, parent_id: str, selection: str | None) -> None:
+    def __init__(
+        self, parent_id: str, selection: str | None, what: str = "the context browser's selection"
+    ) -> None:
         super().__init__()
-        self.parent_id, self.selection = parent_id, selection
+        self.parent_id, self.selection, self.what = parent_id, selection, what
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -109,8 +111,13 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
             yield Label("Variable that receives its answer in the parent's kernel")
             yield Input(value="sub_answer", id="var")
             chars = len(self.selection) if self.selection else 0
+            offer = (
+                f"pass {self.what} as its context ({chars:,} chars)"
+                if self.selection
+                else "no context (mark lines with v or search in the context pane to pass some)"
+            )
             yield Checkbox(
-                f"pass the context browser's selection as its context ({chars:,} chars)",
+                offer,
                 value=bool(self.selection),
                 disabled=not self.selection,
                 id="use-selection",

@@ -26,9 +26,11 @@ from rlm_tui.events import (
     ModelDelta,
     ModelRequest,
     ModelResponse,
+    Notice,
     RunFinished,
     RunStarted,
     RunStateChanged,
+    SubcallFinished,
     SubcallStarted,
     Usage,
 )
@@ -49,10 +51,19 @@ class CellView:
     error: str | None = None
     edited: bool = False
     paused_reason: str = ""
+    original_code: str = ""
+    """The code as the model wrote it (``code`` is what ran, or will run, after an edit)."""
+    output_chars: int = 0
+    """The output's true size; more than ``len(output)`` when only its head was kept."""
+    started: float | None = None
+    rev: int = 0
+    """Bumped by every change to the cell (the cell log re-renders a cell when it changes)."""
 
     @property
     def output(self) -> str:
-        return "".join(self.output_parts)
+        if len(self.output_parts) > 1:  # join once, keep the joined text
+            self.output_parts[:] = ["".join(self.output_parts)]
+        return self.output_parts[0] if self.output_parts else ""
 
 
 @dataclass
@@ -75,6 +86,12 @@ class AgentView:
     streaming: str = ""
     children: list[str] = field(default_factory=list)
     tokens_per_step: list[int] = field(default_factory=list)
+    waiting_reason: str = ""
+    """Set while a sub-agent start is held at the gate (breakpoint: sub-agent start)."""
+
+    def elapsed(self, now: float | None = None) -> float:
+        end = self.finished or now or self.started
+        return max(0.0, end - self.started)
 
 
 @dataclass
@@ -82,6 +99,7 @@ class RunView:
     run_id: str = ""
     query: str = ""
     model: str = ""
+    sub_model: str = ""
     model_is_demo: bool = False
     session_dir: str | None = None
     context_file: str | None = None
@@ -104,7 +122,29 @@ class RunView:
     errors: list[str] = field(default_factory=list)
     seen_texts: dict[str, list[str]] = field(default_factory=dict)
     """Per agent: texts the model was shown that may come from the context (coverage)."""
+    seen_log: list[tuple[str, str]] = field(default_factory=list)
+    """(agent id, text) in the order they were seen: coverage folds it incrementally."""
+    waiting_starts: dict[str, str] = field(default_factory=dict)
+    """Sub-agents whose start is held at the gate: agent id -> reason."""
+    notices: list[str] = field(default_factory=list)
+    resumed_from: str | None = None
+    forked_from: str | None = None
     version: int = 0
+    last_t: float = 0.0
+    """The time of the newest event: "now" for a session that is not live."""
+
+    def add_seen(self, agent_id: str, text: str) -> None:
+        if text:
+            self.seen_texts.setdefault(agent_id, []).append(text)
+            self.seen_log.append((agent_id, text))
+
+    def seen_by(self, agent_id: str) -> list[str]:
+        """What one agent's model was shown that may come from the context."""
+        return self.seen_texts.get(agent_id, [])
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "paused"
 
     def cells_of(self, agent_id: str | None) -> list[CellView]:
         ids = self.cell_order
@@ -127,21 +167,34 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the view."""
         self.version += 1
+        self.last_t = max(self.last_t, event.t)
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event)
+            cell = self.cells.get(getattr(event, "cell_id", ""))
+            if cell is not None:
+                cell.rev += 1
+
+    def mark_edited(self, cell_id: str, code: str) -> None:
+        """Show a replaced code at once (the engine's CellEdited comes when the cell runs)."""
+        cell = self.cells.get(cell_id)
+        if cell is not None:
+            cell.code, cell.edited = code, True
+            cell.rev += 1
 
 
 def _run_started(view: RunView, e: RunStarted) -> None:
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
-    view.model_is_demo = e.model_is_demo
+    view.sub_model, view.model_is_demo = e.sub_model, e.model_is_demo
+    view.resumed_from, view.forked_from = e.resumed_from, e.forked_from
     view.session_dir, view.context_file = e.session_dir, e.context_file
     view.context_kind, view.limits, view.truncate = e.context_kind, e.limits, e.truncate
     view.state, view.started = "running", e.t
 
 
 def _agent_started(view: RunView, e: AgentStarted) -> None:
+    view.waiting_starts.pop(e.agent_id, None)
     known = view.agents.get(e.agent_id)
     if known is not None:  # the agent goes on in a resumed or forked run
         known.status, known.finished, known.answer_preview = "running", None, ""
@@ -162,7 +215,7 @@ def _agent_started(view: RunView, e: AgentStarted) -> None:
         view.agents[e.parent_id].children.append(e.agent_id)
     view.depth = max(view.depth, e.depth)
     if e.depth > 0 and e.context_preview:
-        view.seen_texts.setdefault(e.agent_id, []).append(e.context_preview)
+        view.add_seen(e.agent_id, e.context_preview)
 
 
 def _agent_finished(view: RunView, e: AgentFinished) -> None:
@@ -194,20 +247,30 @@ def _model_response(view: RunView, e: ModelResponse) -> None:
     tokens = e.usage.total_tokens
     view.tokens_per_step.append(tokens)
     if agent is not None:
+        if e.purpose == "agent":
+            agent.step = max(agent.step, e.step)
         agent.usage.add(e.usage)
         agent.tokens_per_step.append(tokens)
         agent.streaming = ""
 
 
 def _cell_proposed(view: RunView, e: CellProposed) -> None:
-    view.cells[e.cell_id] = CellView(e.cell_id, e.agent_id, e.index, e.step, e.code, e.preamble)
-    view.cell_order.append(e.cell_id)
+    if e.cell_id not in view.cells:  # a resumed run proposes its unfinished cell again
+        view.cell_order.append(e.cell_id)
+    view.cells[e.cell_id] = CellView(
+        e.cell_id, e.agent_id, e.index, e.step, e.code, e.preamble, original_code=e.code
+    )
 
 
 def _cell_paused(view: RunView, e: CellPaused) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.paused_reason = "paused", e.reason
+    elif e.cell_id == e.agent_id:  # a sub-agent's start held at the gate
+        view.waiting_starts[e.agent_id] = e.reason
+        agent = view.agents.get(e.agent_id)
+        if agent is not None:
+            agent.waiting_reason = e.reason
 
 
 def _cell_edited(view: RunView, e: CellEdited) -> None:
@@ -225,7 +288,7 @@ def _cell_skipped(view: RunView, e: CellSkipped) -> None:
 def _cell_started(view: RunView, e: CellStarted) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
-        cell.status, cell.code = "running", e.code
+        cell.status, cell.code, cell.started, cell.paused_reason = "running", e.code, e.t, ""
 
 
 def _cell_output(view: RunView, e: CellOutput) -> None:
@@ -240,15 +303,25 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
         return
     cell.status = "edited" if cell.edited and e.status == "ok" else e.status
     cell.duration, cell.error, cell.model_view = e.duration, e.error, e.model_view
-    if e.output and not cell.output_parts:
+    if e.output and len(e.output) >= len(cell.output):  # the full output, as recorded
         cell.output_parts = [e.output]
-    if e.model_view:
-        view.seen_texts.setdefault(e.agent_id, []).append(e.model_view)
+    cell.output_chars = max(e.output_chars, len(cell.output))
+    cell.paused_reason = ""
+    view.add_seen(e.agent_id, e.model_view)
 
 
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
     if e.kind == "llm_query":
-        view.seen_texts.setdefault(e.agent_id, []).append(e.prompt)
+        view.add_seen(e.agent_id, e.prompt)
+
+
+def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
+    if e.call_id.startswith("r"):  # a sub-agent that was skipped at its start never started
+        view.waiting_starts.pop(e.call_id[1:], None)
+
+
+def _notice(view: RunView, e: Notice) -> None:
+    view.notices.append(e.message)
 
 
 def _budget(view: RunView, e: BudgetUpdate) -> None:
@@ -257,7 +330,8 @@ def _budget(view: RunView, e: BudgetUpdate) -> None:
 
 
 def _state(view: RunView, e: RunStateChanged) -> None:
-    view.state = e.state
+    if view.status is None:
+        view.state = e.state
 
 
 def _budget_stop(view: RunView, e: BudgetStop) -> None:
@@ -276,6 +350,15 @@ def _kernel(view: RunView, e: KernelEvent) -> None:
 def _run_finished(view: RunView, e: RunFinished) -> None:
     view.status, view.reason, view.usage, view.elapsed = e.status, e.reason, e.usage, e.elapsed
     view.state = "finished"
+    view.waiting_starts.clear()
+    for cell in view.cells.values():
+        if cell.status in ("pending", "paused"):
+            cell.status, cell.rev = "cancelled", cell.rev + 1
+        elif cell.status == "running":
+            cell.status, cell.rev = "interrupted", cell.rev + 1
+    for agent in view.agents.values():
+        if agent.status == "running":
+            agent.status, agent.finished = "stopped", e.t
     if e.answer is not None:
         view.answer_repr = e.answer.repr
         view.answer = e.answer.python()
@@ -296,6 +379,8 @@ _HANDLERS: dict[type, Any] = {
     CellOutput: _cell_output,
     CellFinished: _cell_finished,
     SubcallStarted: _subcall_started,
+    SubcallFinished: _subcall_finished,
+    Notice: _notice,
     BudgetUpdate: _budget,
     RunStateChanged: _state,
     BudgetStop: _budget_stop,

@@ -1,0 +1,62 @@
+"""The home screen: a new run from the form, a saved session from the list."""
+
+from __future__ import annotations
+
+import pytest
+from scripted import ScriptedModel, cell
+from textual.widgets import DataTable, Input
+
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.tui.app import RlmApp
+from rlm_tui.tui.config import UiConfig
+from rlm_tui.tui.home_screen import HomeScreen
+from rlm_tui.tui.run_screen import RunScreen
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def until(pilot, predicate, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_start_a_run_from_the_form(sessions_dir):
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert isinstance(app.screen, HomeScreen)
+        app.screen.query_one(
+            "#query", Input
+        ).value = (
+            "Generate 50 names of fruits and count the number of R in each, return as a dictionary"
+        )
+        app.screen.query_one("#max-time", Input).value = "not a number"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)  # a bad budget is a notification
+        assert any("could not convert" in n.message for n in app._notifications)
+        app.screen.query_one("#max-time", Input).value = "60"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: app.screen.view.finished)
+        assert app.screen.view.status == "answered" and len(app.screen.view.answer) == 50
+        assert app.screen.view.limits["max_time"] == 60
+
+
+async def test_open_a_saved_session_from_the_list(sessions_dir):
+    model = ScriptedModel({"q": [cell("print('hello')"), cell("FINAL('bye')")]})
+    await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 1
+        table.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        view = app.screen.view
+        assert view.finished and view.answer == "bye" and app.screen.run is None
+        assert view.cells["0:1"].output == "hello\n"
+        await pilot.press("ctrl+h")
+        assert isinstance(app.screen, HomeScreen)
