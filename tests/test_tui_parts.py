@@ -52,7 +52,9 @@ def test_line_index():
 
 def test_coverage_ranges():
     context = "first line of the context here\nsecond line that a model printed out in full\nthird"
-    seen = "[cell 1]\nsecond line that a model printed out in full\nnoise that is not in it at all!!"
+    seen = (
+        "[cell 1]\nsecond line that a model printed out in full\nnoise that is not in it at all!!"
+    )
     line = "second line that a model printed out in full"
     [(a, b)] = coverage_ranges(context, seen)  # with the line breaks around it, also seen
     assert context[a:b].strip() == line
