@@ -89,6 +89,8 @@ class RunStarted(_Event):
     sub_model_spec: str | None = None
     resumed_from: str | None = None
     forked_from: str | None = None
+    sandbox: str | None = None
+    """How the kernels are isolated ('bwrap'…), None when they are plain local processes."""
 
 
 class RunStateChanged(_Event):

@@ -14,8 +14,9 @@ from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
-from rlm_tui.tui.modals import EditCellScreen
+from rlm_tui.tui.modals import ConfirmScreen, EditCellScreen
 from rlm_tui.tui.run_screen import RunScreen
+from rlm_tui.tui.wait_list import WaitList
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -237,7 +238,7 @@ async def test_sub_agent_start_breakpoint_holds_them_in_the_tree(sessions_dir):
         await pilot.pause(0.1)
         tree = pilot.app.screen.query_one(AgentTree)
         labels = [str(node.label) for node in tree.root.children[0].children]
-        assert len(labels) == 3 and all("waiting to start" in label for label in labels)
+        assert len(labels) == 3 and all("held at its start" in label for label in labels)
         await pilot.press("s")  # one sub-agent starts
         await until(pilot, lambda: len(screen(pilot).view.waiting_starts) == 2)
         await pilot.press("space")  # and the rest
@@ -281,7 +282,7 @@ async def test_help_lists_the_focused_panes_keys_and_the_palette_every_action(se
         run_screen = screen(pilot)
         provider = ActionCommands(run_screen)
         names = [hit.text for hit in [h async for h in provider.discover()]]
-        for name in ["Pause/resume", "Step", "Edit cell", "Skip", "Interrupt", "Stop run"]:
+        for name in ["Pause/go", "Step", "Edit", "Skip", "Interrupt", "Stop run"]:
             assert name in names
         for name in ["Breakpoints", "Launch sub-agent", "Copy code", "Search", "Quit"]:
             assert name in names
@@ -341,3 +342,138 @@ async def test_a_remapped_key_drives_the_run(sessions_dir):
         await pilot.press("space")
         await until(pilot, lambda: screen(pilot).view.finished)
         assert screen(pilot).view.answer == 2
+
+
+async def test_concurrent_waits_are_listed_and_s_releases_the_selected_one(sessions_dir):
+    """Three sub-agents each hold a cell at once: all are listed, the header counts them, and
+    ``s`` releases the one selected in the list (not the oldest)."""
+    run = Run(
+        RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        view = screen(pilot).view
+
+        def subs() -> list[str]:
+            return [g for g in view.waiting if g.startswith("0.")]
+
+        def root() -> str | None:
+            return next((g for g in view.waiting if g.startswith("0:")), None)
+
+        for _ in range(20):  # step agent 0 until its three sub-agents hold their first cells
+            await until(pilot, lambda: len(subs()) == 3 or root() is not None)
+            gate = root()
+            if gate is None:
+                break
+            screen(pilot).query_one(WaitList).select_gate(gate)
+            await pilot.press("s")
+            await until(pilot, lambda g=gate: g not in view.waiting)
+        waiting = list(view.waiting)
+        assert sorted(waiting) == ["0.1:1", "0.2:1", "0.3:1"]
+        await pilot.press("]")  # the second one
+        await pilot.pause(0.1)
+        chosen = screen(pilot).selected_gate
+        assert chosen == waiting[1]
+        status = str(screen(pilot).query_one("#status").render())
+        assert "3 waiting" in status and f"cell {chosen}" in status
+        assert screen(pilot).query_one("CellLog").current.cell_id == chosen
+        await pilot.press("s")
+        await until(pilot, lambda: chosen not in run.control.pending)
+        assert all(g in run.control.pending for g in waiting if g != chosen)
+        run.set_breakpoints(Breakpoints())
+        await pilot.press("space")
+        await until(pilot, lambda: view.finished)
+        assert view.status == "answered" and not view.waiting
+
+
+async def test_a_held_sub_agent_start_shows_in_the_tree_with_its_prompt(sessions_dir):
+    run = Run(
+        RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(subagent_start=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        view = screen(pilot).view
+        await until(pilot, lambda: len(view.waiting) == 3)
+        await pilot.pause(0.1)
+        tree = pilot.app.screen.query_one(AgentTree)
+        labels = [str(node.label) for node in tree.root.children[0].children]
+        prompt = view.waiting["0.1"].what
+        assert prompt and any(prompt[:20] in label for label in labels)
+        status = str(screen(pilot).query_one("#status").render())
+        assert "3 waiting ▸ start of agent 0.1" in status
+        await pilot.press("x")  # skip the selected start
+        await until(pilot, lambda: "0.1" not in view.waiting)
+        await pilot.pause(0.2)
+        assert "0.1" not in view.agents and len(tree.root.children[0].children) == 2
+        assert "2 waiting" in str(screen(pilot).query_one("#status").render())
+        run.stop()
+        await until(pilot, lambda: view.finished)
+        assert not view.waiting
+
+
+async def test_stop_asks_first_and_the_cut_cell_shows_interrupted(sessions_dir):
+    model = ScriptedModel({"q": [cell("import time\ntime.sleep(30)"), cell("FINAL('x')")]})
+    run = Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model)
+    async with App(run).run_test(size=(80, 24)) as pilot:
+        view = screen(pilot).view
+        await until(pilot, lambda: "0:1" in view.cells and view.cells["0:1"].status == "running")
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, RunScreen) and run.result is None
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: view.finished)
+        await pilot.pause(0.2)
+        assert view.status == "stopped" and view.cells["0:1"].status == "interrupted"
+        assert "stopped" in str(screen(pilot).query_one("#status").render())
+        answer = str(screen(pilot).query_one("#answer").render())
+        assert answer.startswith("■ stopped")
+
+
+async def test_quit_asks_while_the_run_is_live(sessions_dir):
+    run = Run(
+        RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, RunScreen) and pilot.app.is_running
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not pilot.app.is_running)
+    assert run.result is not None and run.result.status == "stopped"
+
+
+async def test_a_resumed_run_replaces_the_stopped_bar_and_shows_each_cell_once(sessions_dir):
+    from rlm_tui.engine.resume import resume_run
+
+    run = Run(
+        RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("s")
+        await until(pilot, lambda: "0:2" in run.control.pending)
+        run.stop()
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.cells["0:2"].status == "cancelled"
+    assert run.session_dir is not None
+    resumed = resume_run(run.session_dir)
+    async with App(resumed).run_test(size=(80, 24)) as pilot:
+        view = screen(pilot).view
+        await until(pilot, lambda: view.run_id and not view.finished or view.status == "answered")
+        assert "■ stopped" not in str(screen(pilot).query_one("#answer").render())
+        await until(pilot, lambda: view.finished)
+        await pilot.pause(0.2)
+        assert view.status == "answered" and view.cell_order.count("0:2") == 1
+        assert view.cells["0:2"].status == "ok"
+        assert str(screen(pilot).query_one("#answer").render()).startswith("✔ answer")

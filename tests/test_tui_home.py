@@ -58,5 +58,56 @@ async def test_open_a_saved_session_from_the_list(sessions_dir):
         view = app.screen.view
         assert view.finished and view.answer == "bye" and app.screen.run is None
         assert view.cells["0:1"].output == "hello\n"
-        await pilot.press("ctrl+h")
+        await pilot.press("f2")
         assert isinstance(app.screen, HomeScreen)
+
+
+async def test_sessions_in_one_key_filter_and_escape_back_to_the_live_run(sessions_dir):
+    for query in ["count the apples", "name the rivers"]:
+        model = ScriptedModel({query: [cell("FINAL('ok')")]})
+        await Run(RunConfig(query=query, sessions_dir=sessions_dir), model=model).execute()
+    model = ScriptedModel({"q": [cell("x = 1"), cell("FINAL('done')")]})
+    from rlm_tui.engine.control import Breakpoints
+
+    live = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=model,
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    app = RlmApp(run=live, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "0:1" in live.control.pending)
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        home = app.screen
+        await pilot.press("ctrl+o")  # the sessions, in one key (one pane at a time at 80x24)
+        table = home.query_one(DataTable)
+        assert table.has_focus and table.row_count == 3 and table.display
+        queries = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}
+        assert {"count the apples", "name the rivers", "q"} == queries
+        await pilot.press("slash")
+        await pilot.press(*"rivers")
+        await pilot.pause()
+        assert table.row_count == 1 and str(table.get_row_at(0)[0]) == "name the rivers"
+        await pilot.press("escape")  # closes the filter
+        await pilot.press("escape")  # back to the live run
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert app.screen.run is live and live.result is None
+        live.stop()
+        await until(pilot, lambda: app.screen.view.finished)
+
+
+def test_sessions_dir_without_a_command_opens_the_workbench_there(tmp_path):
+    from rlm_tui.cli import build_parser
+
+    args = build_parser().parse_args(["--sessions-dir", str(tmp_path)])
+    assert args.command is None and args.home_sessions_dir == tmp_path
+
+
+async def test_the_home_screen_of_a_run_lists_its_sessions_dir(sessions_dir):
+    app = RlmApp(
+        config=RunConfig(query="q", sessions_dir=sessions_dir, model="demo"),
+        ui_config=UiConfig(),
+        watch=False,
+    )
+    assert app.sessions_dir == sessions_dir

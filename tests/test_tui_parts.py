@@ -366,3 +366,32 @@ async def test_budget_meter_shown_before_mount_appears_on_mount():
 @pytest.mark.parametrize("theme", ["rlm-dark", "rlm-light"])
 def test_budget_meter_snapshot(snap_compare, theme):
     assert snap_compare(MeterApp(theme), terminal_size=(80, 24))
+
+
+async def test_the_cells_follow_the_tree_cursor_and_enter_folds():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.agent_tree import AgentTree
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.cell_log import CellLog
+    from rlm_tui.tui.config import UiConfig
+
+    app = RlmApp(events=sample_events(), ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.2)
+        cells = app.screen.query_one(CellLog)
+        assert {c.agent_id for c in cells.cells} == {"0", "0.1"}
+        await pilot.press("2", "down")  # the cursor on agent 0.1
+        await pilot.pause(0.1)
+        assert {c.agent_id for c in cells.cells} == {"0.1"}
+        await pilot.press("up")
+        await pilot.pause(0.1)
+        assert {c.agent_id for c in cells.cells} == {"0"}
+        tree = app.screen.query_one(AgentTree)
+        agent0 = tree.root.children[0]
+        assert agent0.is_expanded
+        await pilot.press("enter")
+        assert not agent0.is_expanded
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        assert {c.agent_id for c in cells.cells} == {"0", "0.1"}

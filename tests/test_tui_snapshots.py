@@ -10,7 +10,14 @@ import pytest
 from textual.widgets import Input, TextArea
 from tui_fixtures import sample_events
 
-from rlm_tui.events import CellPaused, CellProposed, RunStateChanged
+from rlm_tui.events import (
+    AgentStarted,
+    CellPaused,
+    CellProposed,
+    CellStarted,
+    RunStateChanged,
+    SubcallStarted,
+)
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
 
@@ -56,6 +63,63 @@ def paused_events() -> list:
         if seq > 14:  # fixed times: the snapshot must not depend on the clock
             event.t = 1_700_000_005.0
     return events
+
+
+def three_waiting_events() -> list:
+    """Agent 0 fans out to three sub-agents: two hold their first cell, one its start."""
+    events = [e for e in sample_events() if e.seq <= 6]
+    events += [
+        CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code=FAN_OUT),
+        CellStarted(agent_id="0", cell_id="0:2", code=FAN_OUT),
+    ]
+    for n, guest in enumerate(["Rivera", "Okafor", "Lindqvist"], 1):
+        child = f"0.{n}"
+        prompt = f"What does {guest} recommend?"
+        events.append(
+            SubcallStarted(
+                agent_id="0",
+                call_id=f"r{child}",
+                kind="rlm_query",
+                prompt=prompt,
+                child_agent_id=child,
+            )
+        )
+        if n == 3:
+            events.append(
+                CellPaused(agent_id=child, cell_id=child, reason="breakpoint: sub-agent start")
+            )
+            continue
+        events += [
+            AgentStarted(agent_id=child, parent_id="0", depth=1, query=prompt, model="m"),
+            CellProposed(
+                agent_id=child,
+                cell_id=f"{child}:1",
+                step=1,
+                index=1,
+                code=f"lines = [l for l in context.splitlines() if '{guest.upper()}' in l]",
+            ),
+            CellPaused(agent_id=child, cell_id=f"{child}:1", reason="breakpoint: every cell"),
+        ]
+    events.append(RunStateChanged(state="paused"))
+    for seq, event in enumerate(events, 1):
+        event.seq = seq
+        if seq > 6:
+            event.t = 1_700_000_003.0
+    return events
+
+
+FAN_OUT = "answers = rlm_query_batched([f'What does {g} recommend?' for g in guests])"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_paused_with_three_waiting(snap_compare, size):
+    """The waiting list, the header's count and selection, the held start in the tree."""
+    assert snap_compare(app(events=three_waiting_events()), terminal_size=size, run_before=still)
+
+
+def test_help_scrolled_at_80x24(snap_compare):
+    """F1 at 80x24 scrolls to its last keys."""
+    assert snap_compare(app(), terminal_size=(80, 24), press=["f1", "end"], run_before=still)
 
 
 @pytest.mark.parametrize("theme", THEMES)

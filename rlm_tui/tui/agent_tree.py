@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from rlm_tui.tui.state import AgentView, RunView
+from rlm_tui.tui.state import AgentView, RunView, Waiting
 
 AGENT_ICONS = {
     "running": ("●", "cyan"),
@@ -48,11 +48,13 @@ def agent_label(agent: AgentView, now: float | None = None, paused: bool = False
     return label
 
 
-def waiting_label(agent_id: str, reason: str) -> Text:
+def waiting_label(item: Waiting) -> Text:
+    """A sub-agent held before it starts: its prompt, and what releases it."""
     label = Text(no_wrap=True, overflow="ellipsis")
     label.append("⏸ ", style="bold yellow")
-    label.append(f"agent {agent_id}", style="bold")
-    label.append(f"  waiting to start ({reason}): s starts it, x skips it", style="yellow")
+    label.append(f"agent {item.gate_id}", style="bold")
+    label.append("  held at its start: ", style="yellow")
+    label.append(" ".join(item.what.split()), style="italic")
     return label
 
 
@@ -66,7 +68,7 @@ class AgentTree(Tree[str], inherit_bindings=False):
     AgentTree { height: 1fr; background: $surface; overflow-x: hidden; }
     """
     BINDINGS = [
-        Binding("enter", "select_cursor", "Show its cells", id="tree.select"),
+        Binding("enter", "select_cursor", "Fold/unfold", id="tree.select"),
         Binding("up,k", "cursor_up", "Up", show=False, id="tree.up"),
         Binding("down,j", "cursor_down", "Down", show=False, id="tree.down"),
         Binding("shift+left", "cursor_parent", "To parent", show=False, id="tree.parent"),
@@ -85,7 +87,7 @@ class AgentTree(Tree[str], inherit_bindings=False):
         Binding("right", "scroll_right", "Scroll right", show=False, id="tree.scroll_right"),
         Binding("pageup", "page_up", "Page up", show=False, id="tree.page_up"),
         Binding("pagedown", "page_down", "Page down", show=False, id="tree.page_down"),
-        Binding("l", "screen.launch", "Launch sub-agent", id="tree.launch"),
+        Binding("l", "screen.launch", "Launch sub-agent", show=False, id="tree.launch"),
         Binding("a", "show_all", "All agents", id="tree.all_agents"),
     ]
 
@@ -102,10 +104,10 @@ class AgentTree(Tree[str], inherit_bindings=False):
         paused = view.paused
         for agent_id, agent in view.agents.items():
             self._put(agent_id, agent.parent_id, agent_label(agent, now, paused))
-        for agent_id, reason in view.waiting_starts.items():
-            if agent_id not in view.agents:
+        for agent_id, item in view.waiting.items():
+            if item.kind == "agent_start" and agent_id not in view.agents:
                 parent = agent_id.rpartition(".")[0] or None
-                self._put(agent_id, parent, waiting_label(agent_id, reason))
+                self._put(agent_id, parent, waiting_label(item))
         for agent_id in list(self._agent_nodes):  # a start that was skipped
             if agent_id not in view.agents and agent_id not in view.waiting_starts:
                 self._agent_nodes.pop(agent_id).remove()

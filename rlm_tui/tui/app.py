@@ -21,11 +21,13 @@ from rlm_tui.events import Event
 from rlm_tui.session.store import read_session
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
 from rlm_tui.tui.home_screen import HomeScreen
-from rlm_tui.tui.modals import TextScreen, bindings_table
+from rlm_tui.tui.modals import ConfirmScreen, TextScreen, bindings_table
 from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
 
 DEFAULT_THEME = "rlm-dark"
+REPLACE_QUESTION = "Stop the live run and start this one? Its session is kept."
+QUIT_QUESTION = "Quit? The live run is stopped; its session is kept (`rlm-tui resume` goes on)."
 
 
 def own_bindings(node: DOMNode) -> list[Binding]:
@@ -95,8 +97,8 @@ class RlmApp(App[None]):
     TITLE = "rlm-tui"
     COMMANDS = App.COMMANDS | {ActionCommands}
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
-        Binding("ctrl+h", "home", "Home", id="app.home"),
+        Binding("ctrl+q", "quit", "Quit", show=False, id="app.quit", priority=True),
+        Binding("f2", "home", "Home", id="app.home"),
         Binding("f1", "help", "Help", id="app.help"),
     ]
 
@@ -118,7 +120,9 @@ class RlmApp(App[None]):
         self.events = events
         self.replay_speed = replay_speed
         self.breakpoints = breakpoints
-        self.sessions_dir = sessions_dir
+        origin = config or (run.config if run is not None else None)
+        self.sessions_dir = sessions_dir or (origin.sessions_dir if origin else None)
+        """Where the home screen lists and saves sessions (that of the run it was opened on)."""
         self._config_problem: str | None = None
         if ui_config is None:
             try:
@@ -197,6 +201,20 @@ class RlmApp(App[None]):
         return ids
 
     def start_run(self, config: RunConfig, breakpoints: Breakpoints | None = None) -> None:
+        """Start and follow a new run; a live one is stopped first, so ask."""
+        old = self.live_run
+        if old is None:
+            self._start_run(config, breakpoints)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                old.stop("a new run was started")
+                self._start_run(config, breakpoints)
+
+        self.push_screen(ConfirmScreen(REPLACE_QUESTION), answered)
+
+    def _start_run(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
         try:
             run = Run(config, breakpoints=breakpoints)
         except RlmError as exc:
@@ -215,9 +233,27 @@ class RlmApp(App[None]):
             self.notify(problem, title="session repaired on reading", severity="warning")
         self.push_screen(RunScreen(None, list(log.events), editor=self.ui.editor))
 
+    @property
+    def live_run(self) -> Run | None:
+        """The run this app follows, while it has not finished."""
+        run = self.current_run
+        return run if run is not None and run.result is None else None
+
     def action_home(self) -> None:
         if not isinstance(self.screen, HomeScreen):
-            self.push_screen(HomeScreen(self.sessions_dir))
+            self.push_screen(HomeScreen(self.sessions_dir, back=self.live_run is not None))
+
+    async def action_quit(self) -> None:
+        """Quit; a live run is stopped first, so ask."""
+        if self.live_run is None or isinstance(self.screen, ConfirmScreen):
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(QUIT_QUESTION), answered)
 
     def action_help(self) -> None:
         """The keys of the focused pane (and of what holds it), of the screen and the app."""

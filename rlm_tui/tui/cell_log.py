@@ -219,11 +219,11 @@ class CellLog(ScrollView, can_focus=True):
         Binding("end,G", "last", "Last cell", show=False, id="cells.last"),
         Binding("pageup", "page(-1)", "Page up", show=False, id="cells.page_up"),
         Binding("pagedown", "page(1)", "Page down", show=False, id="cells.page_down"),
-        Binding("enter", "toggle_fold", "Fold/unfold", id="cells.fold"),
-        Binding("c", "copy_code", "Copy code", id="cells.copy_code"),
-        Binding("o", "copy_output", "Copy output", id="cells.copy_output"),
+        Binding("enter", "toggle_fold", "Fold", id="cells.fold"),
+        Binding("c", "copy_code", "Copy code", show=False, id="cells.copy_code"),
+        Binding("o", "copy_output", "Copy output", show=False, id="cells.copy_output"),
         Binding("f", "follow", "Follow", id="cells.follow"),
-        Binding("a", "show_all", "All agents", id="cells.all_agents"),
+        Binding("a", "show_all", "All agents", show=False, id="cells.all_agents"),
     ]
 
     class Selected(Message):

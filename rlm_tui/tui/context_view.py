@@ -331,8 +331,8 @@ class ContextTextView(ScrollView, can_focus=True):
         Binding("home", "jump(0)", "Top", show=False, id="context.top"),
         Binding("end", "jump(-1)", "Bottom", show=False, id="context.bottom"),
         Binding("n", "next_match", "Next match", id="context.next_match"),
-        Binding("N", "previous_match", "Previous match", id="context.previous_match"),
-        Binding("v", "mark", "Mark selection", id="context.mark"),
+        Binding("N", "previous_match", "Previous match", show=False, id="context.previous_match"),
+        Binding("v", "mark", "Mark selection", show=False, id="context.mark"),
     ]
 
     class Indexed(Message):
@@ -1069,7 +1069,7 @@ class ContextBrowser(Vertical):
     BINDINGS = [
         Binding("slash", "open_search", "Search", id="context.search"),
         Binding("g,colon", "goto_line", "Go to line", id="context.goto"),
-        Binding("t", "toggle_tree", "Text/tree", id="context.toggle_tree"),
+        Binding("t", "toggle_tree", "Text/tree", show=False, id="context.toggle_tree"),
         Binding("escape", "close_search", "Close search", show=False, id="context.close_search"),
     ]
 

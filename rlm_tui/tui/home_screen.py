@@ -1,4 +1,8 @@
-"""The home screen: start a new run, or open a saved session."""
+"""The home screen: start a new run, or open a saved session.
+
+Below ``WIDE`` columns one of the two panes shows at a time (ctrl+o: sessions, ctrl+n: the
+form); the sessions list puts the query where it can be read, and ``/`` filters it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from rlm_tui.errors import RlmError
 from rlm_tui.models.demo import NAME as DEMO_NAME
-from rlm_tui.session.catalog import list_sessions
+from rlm_tui.session.catalog import SessionSummary, list_sessions
+
+WIDE = 120
+"""From this many columns the form and the sessions list show side by side."""
 
 NESTED_QUERY = (
     "Generate a dictionary of different categories: fruits, countries, animals. For each "
@@ -22,12 +29,24 @@ NESTED_QUERY = (
 )
 
 
+class SessionTable(DataTable[str]):
+    """The saved sessions; ``/`` opens the filter."""
+
+    BINDINGS = [Binding("slash", "screen.filter", "Filter", id="home.filter")]
+
+
 class HomeScreen(Screen[None]):
     DEFAULT_CSS = """
     HomeScreen { layout: horizontal; }
-    HomeScreen > #new-run { width: 1fr; padding: 1 2; border: round $primary; }
-    HomeScreen > #sessions-pane { width: 1fr; padding: 1 2; border: round $panel; }
+    HomeScreen > #new-run { width: 1fr; padding: 0 1; border: round $panel; }
+    HomeScreen > #sessions-pane { width: 1fr; padding: 0 1; border: round $panel; }
+    HomeScreen > .pane:focus-within { border: round $primary; }
+    HomeScreen.narrow > .pane { display: none; }
+    HomeScreen.narrow.show-new-run > #new-run { display: block; }
+    HomeScreen.narrow.show-sessions-pane > #sessions-pane { display: block; }
     HomeScreen Label { margin-top: 1; }
+    HomeScreen #filter { display: none; }
+    HomeScreen #filter.shown { display: block; }
     HomeScreen .row { height: auto; }
     HomeScreen .row Input { width: 1fr; }
     HomeScreen #start { margin-top: 1; }
@@ -35,15 +54,21 @@ class HomeScreen(Screen[None]):
     """
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="home.start"),
+        Binding("ctrl+o", "show_sessions", "Sessions", id="home.sessions"),
+        Binding("ctrl+n", "show_form", "New run", id="home.new_run"),
         Binding("ctrl+l", "reload", "Reload sessions", id="home.reload"),
+        Binding("escape", "back", "Back to the run", id="home.back"),
     ]
 
-    def __init__(self, sessions_dir: Path | None = None) -> None:
+    def __init__(self, sessions_dir: Path | None = None, back: bool = False) -> None:
         super().__init__()
         self.sessions_dir = sessions_dir
+        self.back = back
+        """Escape goes back to the live run this screen was opened over."""
+        self._sessions: list[SessionSummary] = []
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="new-run"):
+        with Vertical(id="new-run", classes="pane"):
             yield Static("[b]New run[/b]  (model 'demo' is offline: canned text, real kernels)")
             yield Label("Query")
             yield Input(NESTED_QUERY, id="query")
@@ -60,32 +85,87 @@ class HomeScreen(Screen[None]):
                 yield Input("3", placeholder="max depth", id="max-depth")
                 yield Input(placeholder="max seconds", id="max-time")
             yield Button("Start run (ctrl+r)", id="start", variant="primary")
-        with Vertical(id="sessions-pane"):
-            yield Static("[b]Saved sessions[/b]  (Enter opens)")
-            yield DataTable(id="sessions", cursor_type="row")
+        with Vertical(id="sessions-pane", classes="pane"):
+            yield Static("[b]Saved sessions[/b]  (Enter opens · / filters)")
+            yield Input(placeholder="filter: words of the query, model, status", id="filter")
+            yield SessionTable(id="sessions", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#new-run").border_title = "New run (ctrl+n)"
+        self.query_one("#sessions-pane").border_title = "Sessions (ctrl+o)"
         table = self.query_one(DataTable)
-        table.add_columns("session", "status", "model", "agents", "cells", "cost", "query")
+        table.add_columns("query", "status", "cost", "model", "cells", "started")
+        self._apply_width(self.size.width)
         self.action_reload()
         self.query_one("#query", Input).focus()
 
+    def on_resize(self, event: Any) -> None:
+        self._apply_width(event.size.width)
+
+    def _apply_width(self, width: int) -> None:
+        self.set_class(width < WIDE, "narrow")
+        if not (self.has_class("show-new-run") or self.has_class("show-sessions-pane")):
+            self.add_class("show-new-run")
+
     def action_reload(self) -> None:
+        self._sessions = list_sessions(self.sessions_dir)
+        self._fill()
+
+    def _fill(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        for s in list_sessions(self.sessions_dir):
+        words = self.query_one("#filter", Input).value.lower().split()
+        for s in self._sessions:
             model = "demo" if s.model == DEMO_NAME else s.model
+            haystack = f"{s.query} {model} {s.status} {s.id}".lower()
+            if not all(word in haystack for word in words):
+                continue
             table.add_row(
-                s.id,
+                " ".join(s.query.split())[:70],
                 s.status,
-                model,
-                str(s.agents),
-                str(s.cells),
                 f"${s.cost:.4f}",
-                s.query[:60],
+                model,
+                str(s.cells),
+                s.started.replace("T", " ")[5:16],
                 key=s.path,
             )
+
+    def _show(self, pane: str) -> None:
+        self.remove_class("show-new-run", "show-sessions-pane")
+        self.add_class(f"show-{pane}")
+
+    def action_show_sessions(self) -> None:
+        self._show("sessions-pane")
+        self.query_one(DataTable).focus()
+
+    def action_show_form(self) -> None:
+        self._show("new-run")
+        self.query_one("#query", Input).focus()
+
+    def action_filter(self) -> None:
+        self._show("sessions-pane")
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one(DataTable).focus()
+
+    def action_back(self) -> None:
+        """Back to the live run (only when this screen was opened over one)."""
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            box.value = ""
+            box.remove_class("shown")
+            self.query_one(DataTable).focus()
+        elif self.back:
+            self.dismiss()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:

@@ -193,7 +193,14 @@ class BreakpointsScreen(ModalScreen[Breakpoints | None]):
 class TextScreen(ModalScreen[None]):
     """A scrollable read-only text (help, the full answer)."""
 
-    DEFAULT_CSS = MODAL_CSS + "TextScreen VerticalScroll { height: auto; max-height: 40; }"
+    DEFAULT_CSS = (
+        MODAL_CSS
+        + """
+    TextScreen > Vertical { height: 90%; }
+    TextScreen VerticalScroll { height: 1fr; }
+    TextScreen .title, TextScreen .hint { margin: 0; }
+    """
+    )
     BINDINGS = [Binding("escape,q,f1", "close", "Close", id="text.close")]
 
     def __init__(self, title: str, body: Any) -> None:
@@ -205,10 +212,35 @@ class TextScreen(ModalScreen[None]):
             yield Label(self.title_text, classes="title")
             with VerticalScroll():
                 yield Static(self.body)
-            yield Label("escape to close", classes="hint")
+            yield Label("↑↓ PgUp PgDn scroll · escape closes", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question before something that cannot be undone (stop or quit a live run)."""
+
+    DEFAULT_CSS = MODAL_CSS + "ConfirmScreen > Vertical { max-width: 70; }"
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, classes="title")
+            yield Label("y / enter: yes    n / escape: no", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 def bindings_table(groups: list[tuple[str, list[Any]]], keymap: dict[str, str]) -> Table:

@@ -32,12 +32,15 @@ from rlm_tui.tui.cell_log import CellLog
 from rlm_tui.tui.context_view import ContextBrowser, coverage_ranges, read_context
 from rlm_tui.tui.modals import (
     BreakpointsScreen,
+    ConfirmScreen,
     EditCellScreen,
     LaunchRequest,
     LaunchScreen,
     TextScreen,
 )
 from rlm_tui.tui.state import AgentView, RunView
+from rlm_tui.tui.status_line import status_line
+from rlm_tui.tui.wait_list import WaitList
 
 WIDE = 140
 """From this many columns the panes are a grid; below, tabs."""
@@ -48,6 +51,7 @@ CLOCK = 0.5
 SMALL_CONTEXT = 1_000_000
 """Contexts up to this many characters are loaded and matched on the UI loop (instant);
 bigger ones in a thread, so the loop never waits on them."""
+STOP_QUESTION = "Stop this live run? Its session is kept: `rlm-tui resume` goes on from it."
 PANES = [("cells", "Cells"), ("tree", "Agents"), ("context", "Context"), ("budget", "Budget")]
 
 
@@ -76,23 +80,23 @@ class RunScreen(Screen[None]):
         height: auto; max-height: 8; border-top: solid $panel; padding: 0 1;
         color: $text-muted;
     }
-    #answer {
-        height: auto; max-height: 4; background: $success 15%; padding: 0 1; display: none;
-    }
+    #answer { height: 1; background: $success 15%; padding: 0 1; display: none; }
     #answer.failed { background: $error 15%; }
     #answer.shown { display: block; }
-    RunScreen.narrow #answer { max-height: 2; }
     """
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/resume", id="run.pause"),
+        Binding("space", "toggle_pause", "Pause/go", id="run.pause"),
         Binding("s", "step", "Step", id="run.step"),
-        Binding("e", "edit", "Edit cell", id="run.edit"),
+        Binding("e", "edit", "Edit", id="run.edit"),
         Binding("x", "skip", "Skip", id="run.skip"),
-        Binding("i", "interrupt", "Interrupt", id="run.interrupt"),
-        Binding("X", "stop", "Stop run", id="run.stop"),
-        Binding("b", "breakpoints", "Breakpoints", id="run.breakpoints"),
-        Binding("l", "launch", "Launch sub-agent", id="run.launch"),
+        Binding("i", "interrupt", "Interrupt", show=False, id="run.interrupt"),
+        Binding("X", "stop", "Stop run", show=False, id="run.stop"),
+        Binding("b", "breakpoints", "Breakpoints", show=False, id="run.breakpoints"),
+        Binding("l", "launch", "Launch sub-agent", show=False, id="run.launch"),
         Binding("A", "answer", "Answer", show=False, id="run.answer"),
+        Binding("w", "focus_waiting", "Waiting list", show=False, id="run.waiting"),
+        Binding("]", "next_waiting(1)", "Next waiting", show=False, id="run.next_waiting"),
+        Binding("[", "next_waiting(-1)", "Prev waiting", show=False, id="run.previous_waiting"),
         Binding("F", "fork", "Fork at cell", show=False, id="run.fork"),
         Binding("1", "pane('cells')", "Cells pane", show=False, id="pane.cells"),
         Binding("2", "pane('tree')", "Agents pane", show=False, id="pane.tree"),
@@ -126,7 +130,8 @@ class RunScreen(Screen[None]):
         self._coverage_busy = False
         self._narrow_pane = "cells"
         self._unsubscribe: Callable[[], None] | None = None
-        self._answer_shown = False
+        self._answer_shown: str | None = None
+        """The run status whose answer bar is shown (None: no bar)."""
         self._refreshed = 0.0
         self._refresh_failed = False
 
@@ -136,6 +141,7 @@ class RunScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("rlm-tui", id="status")
+        yield WaitList(id="waiting")
         yield Tabs(*[Tab(label, id=f"tab-{key}") for key, label in PANES], id="pane-tabs")
         with Container(id="panes"):
             with Vertical(id="pane-tree", classes="pane"):
@@ -148,7 +154,7 @@ class RunScreen(Screen[None]):
             with Vertical(id="pane-context", classes="pane"):
                 yield ContextBrowser(id="context")
         yield Static("", id="answer")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         for key, label in PANES:
@@ -237,6 +243,7 @@ class RunScreen(Screen[None]):
         if not self._context_requested and view.run_id:
             self._context_requested = True
             self._load_context(view.context_file, view.context_kind)
+        self.query_one(WaitList).show(view.waiting)
         status = self.query_one("#status", Static)
         status.update(self._status_line())
         status.set_class(view.model_is_demo, "demo")
@@ -256,57 +263,51 @@ class RunScreen(Screen[None]):
             view.tokens_per_step,
         )
         self._update_coverage()
-        if view.finished and not self._answer_shown:
-            self._answer_shown = True
+        shown = view.status if view.finished else None  # a resumed run hides the old one
+        if shown != self._answer_shown:
+            self._answer_shown = shown
             answer = self.query_one("#answer", Static)
-            answer.add_class("shown")
-            answer.set_class(view.status != "answered", "failed")
-            answer.update(self._answer_text())
+            answer.set_class(shown is not None, "shown")
+            answer.set_class(shown not in (None, "answered"), "failed")
+            answer.update(self._answer_text() if shown else "")
 
     def _now(self) -> float:
         """The wall clock for a live run; the newest event's time for a recorded one."""
         return time.time() if self.live else self.view.last_t
 
+    @property
+    def mode(self) -> str:
+        """ "live" (a Run is attached), "replay" (played back) or "saved" (read-only)."""
+        if self.run is not None:
+            return "live"
+        return "replay" if self.replay_speed > 0 else "saved"
+
     def _status_line(self) -> Text:
-        view = self.view
-        narrow = self.size.width < WIDE
-        text = Text(no_wrap=True, overflow="ellipsis")
-        state = view.status or view.state
-        if self.run is None and not self.replay_speed:
-            state = f"{state} (saved session, read-only)"
-        icon = {"running": "●", "paused": "⏸", "answered": "✔"}.get(view.status or view.state, "■")
-        text.append(f"{icon} {state}", style="bold")
-        waiting = [c.cell_id for c in view.pending] + list(view.waiting_starts)
-        if waiting and not view.finished:
-            text.append(f"  waiting: {', '.join(waiting[:3])}", style="bold")
-            if self.live and not narrow:
-                text.append("  (e edit · s step · x skip · space resume)")
-        text.append("  │  ", style="dim")
-        model = view.model or (self.run.model.name if self.run else "")
-        text.append("model ", style="dim")
-        text.append(model, style="bold")
-        if view.model_is_demo and not narrow:
-            text.append(" — offline demo model: canned text, real kernels")
-        if view.resumed_from or view.forked_from:
-            text.append(f"  (from {view.forked_from or view.resumed_from})", style="dim")
-        if view.session_dir:
-            text.append("  │  ", style="dim")
-            text.append(view.session_dir, style="dim")
-        return text
+        return status_line(self.view, self.size.width, self.mode, self.selected_gate)
+
+    @property
+    def selected_gate(self) -> str | None:
+        """The waiting gate that ``s``, ``e`` and ``x`` act on (highlighted in the list)."""
+        gate = self.query_one(WaitList).selected_gate
+        if gate in self.view.waiting:
+            return gate
+        return next(iter(self.view.waiting), None)
 
     def _answer_text(self) -> Text:
         view = self.view
+        text = Text(no_wrap=True, overflow="ellipsis")
         if view.status != "answered":
-            return Text(f"{view.status}: {view.reason}", style="bold")
+            text.append(f"■ {view.status}: ", style="bold")
+            text.append(" ".join(view.reason.split()))
+            return text
         shown = (
             json.dumps(view.answer, ensure_ascii=False)
             if not isinstance(view.answer, str)
             else view.answer
         )
-        text = Text()
-        text.append("answer ", style="bold")
-        text.append("(A: all) " if len(shown) > 200 else "", style="dim")
-        text.append(f"{shown[:600]}{'…' if len(shown) > 600 else ''}")
+        text.append("✔ answer ", style="bold")
+        text.append("(A opens it) ", style="dim")
+        text.append(" ".join(shown[:2000].split()))
         return text
 
     # -- the context: loading and coverage --------------------------------------------------
@@ -388,7 +389,19 @@ class RunScreen(Screen[None]):
     # -- selection between panes ------------------------------------------------------------
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
-        agent_id = event.node.data
+        """Enter: fold or unfold the agent's sub-agents (the cells follow the cursor)."""
+        node = event.node
+        if node.data is not None and node.children:
+            node.toggle()
+        self._filter_to(node.data)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        """Moving the tree's cursor shows that agent's cells (not when the app moves it)."""
+        self._show_agent_info(event.node.data)
+        if self.query_one(AgentTree).has_focus:
+            self._filter_to(event.node.data)
+
+    def _filter_to(self, agent_id: str | None) -> None:
         self._agent_filter = agent_id if isinstance(agent_id, str) else None
         self.query_one(CellLog).show(self.view, self._agent_filter)
         agent = self.view.agents.get(self._agent_filter or "")
@@ -398,9 +411,6 @@ class RunScreen(Screen[None]):
             self.query_one("#pane-cells").border_subtitle = f"agent {agent.agent_id}"
         else:
             self.query_one("#pane-cells").border_subtitle = "all agents"
-
-    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
-        self._show_agent_info(event.node.data)
 
     def on_cell_log_show_all(self, event: CellLog.ShowAll) -> None:
         self._agent_filter = None
@@ -415,6 +425,8 @@ class RunScreen(Screen[None]):
 
     def on_cell_log_selected(self, event: CellLog.Selected) -> None:
         cell = event.cell
+        if cell.cell_id in self.view.waiting:  # one selection: the list follows the cells
+            self.query_one(WaitList).select_gate(cell.cell_id)
         texts = [cell.model_view] if cell.model_view else []
         self._mark_seen(texts, f"cell {cell.cell_id}")
 
@@ -497,20 +509,45 @@ class RunScreen(Screen[None]):
         return True
 
     def _waiting(self, cells_only: bool) -> str | None:
-        """The gate to act on: the selected cell if it waits, else the oldest waiting."""
+        """The gate to act on: the one selected in the waiting list."""
         run = self._live()
         if run is None:
             return None
-        pending = [g for g, p in run.control.pending.items() if not cells_only or p.kind == "cell"]
-        selected = self.query_one(CellLog).current
-        if selected is not None and selected.cell_id in pending:
-            return selected.cell_id
-        if not pending:
+        gate = self.selected_gate
+        if gate is None or gate not in run.control.pending:
             self.notify(
-                "no cell is waiting: pause (space) or set a breakpoint (b)", severity="warning"
+                "nothing is waiting: pause (space) or set a breakpoint (b)", severity="warning"
             )
             return None
-        return pending[0]
+        if cells_only and run.control.pending[gate].kind != "cell":
+            self.notify(f"{self.view.waiting[gate].label} is not a cell", severity="warning")
+            return None
+        return gate
+
+    def action_focus_waiting(self) -> None:
+        waiting = self.query_one(WaitList)
+        if self.view.waiting:
+            waiting.focus()
+        else:
+            self.notify("nothing is waiting", severity="warning")
+
+    def action_next_waiting(self, delta: int) -> None:
+        self.query_one(WaitList).move(delta)
+        self._dirty = True
+
+    def on_option_list_option_highlighted(self, event: WaitList.OptionHighlighted) -> None:
+        """The selected waiting item is shown in the cells (and the header)."""
+        gate = event.option.id
+        if gate is not None and gate in self.view.cells:
+            self.query_one(CellLog).select_cell(gate)
+        elif gate is not None:
+            self.query_one(AgentTree).select_agent(gate)
+        self._dirty = True
+
+    def on_option_list_option_selected(self, event: WaitList.OptionSelected) -> None:
+        gate = event.option.id
+        if gate in self.view.cells:
+            self.query_one(CellLog).focus()
 
     def action_toggle_pause(self) -> None:
         run = self._live()
@@ -527,9 +564,10 @@ class RunScreen(Screen[None]):
         run = self._live()
         if run is None:
             return
-        selected = self.query_one(CellLog).current
-        gate = selected.cell_id if selected and selected.cell_id in run.control.pending else None
-        self._safely("step", lambda: run.step(gate))
+        gate = self.selected_gate
+        gate = gate if gate in run.control.pending else None
+        if self._safely("step", lambda: run.step(gate)) and gate is not None:
+            self.notify(f"released {self.view.waiting[gate].label}")
 
     def action_skip(self) -> None:
         gate = self._waiting(cells_only=False)
@@ -578,8 +616,14 @@ class RunScreen(Screen[None]):
 
     def action_stop(self) -> None:
         run = self._live()
-        if run is not None and self._safely("stop", run.stop):
-            self.notify("stopping the run")
+        if run is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and not self.view.finished and self._safely("stop", run.stop):
+                self.notify("stopping the run")
+
+        self.app.push_screen(ConfirmScreen(STOP_QUESTION), answered)
 
     def action_breakpoints(self) -> None:
         run = self._live()

@@ -67,6 +67,23 @@ class CellView:
 
 
 @dataclass
+class Waiting:
+    """One gate a person must release: a cell, or a sub-agent about to start."""
+
+    gate_id: str
+    kind: str
+    """"cell" or "agent_start"."""
+    agent_id: str
+    reason: str
+    what: str
+    """The cell's code, or the sub-agent's prompt."""
+
+    @property
+    def label(self) -> str:
+        return f"cell {self.gate_id}" if self.kind == "cell" else f"start of agent {self.gate_id}"
+
+
+@dataclass
 class AgentView:
     agent_id: str
     parent_id: str | None
@@ -86,8 +103,6 @@ class AgentView:
     streaming: str = ""
     children: list[str] = field(default_factory=list)
     tokens_per_step: list[int] = field(default_factory=list)
-    waiting_reason: str = ""
-    """Set while a sub-agent start is held at the gate (breakpoint: sub-agent start)."""
 
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished or now or self.started
@@ -101,6 +116,7 @@ class RunView:
     model: str = ""
     sub_model: str = ""
     model_is_demo: bool = False
+    sandbox: str | None = None
     session_dir: str | None = None
     context_file: str | None = None
     context_kind: str = "none"
@@ -124,8 +140,12 @@ class RunView:
     """Per agent: texts the model was shown that may come from the context (coverage)."""
     seen_log: list[tuple[str, str]] = field(default_factory=list)
     """(agent id, text) in the order they were seen: coverage folds it incrementally."""
-    waiting_starts: dict[str, str] = field(default_factory=dict)
-    """Sub-agents whose start is held at the gate: agent id -> reason."""
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    """Every gate held now, oldest first: what ``s``, ``e`` and ``x`` can act on."""
+    start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Sub-agents asked for and not started yet: agent id -> (parent id, prompt)."""
+    rerunning: bool = False
+    """A resumed or forked run re-runs its recorded cells (silently) until it goes on."""
     notices: list[str] = field(default_factory=list)
     resumed_from: str | None = None
     forked_from: str | None = None
@@ -141,6 +161,11 @@ class RunView:
     def seen_by(self, agent_id: str) -> list[str]:
         """What one agent's model was shown that may come from the context."""
         return self.seen_texts.get(agent_id, [])
+
+    @property
+    def waiting_starts(self) -> dict[str, str]:
+        """Sub-agents whose start is held at the gate: agent id -> reason."""
+        return {g: w.reason for g, w in self.waiting.items() if w.kind == "agent_start"}
 
     @property
     def paused(self) -> bool:
@@ -184,9 +209,12 @@ class RunView:
 
 
 def _run_started(view: RunView, e: RunStarted) -> None:
+    if view.run_id:  # a resumed or forked run goes on from a past that may have been cut
+        _close_past(view, e.t)
+        view.rerunning = any(c.status not in ("pending",) for c in view.cells.values())
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
-    view.sub_model, view.model_is_demo = e.sub_model, e.model_is_demo
+    view.sub_model, view.model_is_demo, view.sandbox = e.sub_model, e.model_is_demo, e.sandbox
     view.resumed_from, view.forked_from = e.resumed_from, e.forked_from
     view.session_dir, view.context_file = e.session_dir, e.context_file
     view.context_kind, view.limits, view.truncate = e.context_kind, e.limits, e.truncate
@@ -194,7 +222,8 @@ def _run_started(view: RunView, e: RunStarted) -> None:
 
 
 def _agent_started(view: RunView, e: AgentStarted) -> None:
-    view.waiting_starts.pop(e.agent_id, None)
+    view.waiting.pop(e.agent_id, None)
+    view.start_prompts.pop(e.agent_id, None)
     known = view.agents.get(e.agent_id)
     if known is not None:  # the agent goes on in a resumed or forked run
         known.status, known.finished, known.answer_preview = "running", None, ""
@@ -230,6 +259,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
 
 
 def _model_request(view: RunView, e: ModelRequest) -> None:
+    view.rerunning = False  # recorded replies make no events: this one is new
     agent = view.agents.get(e.agent_id)
     if agent is not None and e.purpose == "agent":
         agent.step = e.step
@@ -266,26 +296,32 @@ def _cell_paused(view: RunView, e: CellPaused) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.paused_reason = "paused", e.reason
+    view.rerunning = False
+    if cell is not None:
+        view.waiting[e.cell_id] = Waiting(e.cell_id, "cell", e.agent_id, e.reason, cell.code)
     elif e.cell_id == e.agent_id:  # a sub-agent's start held at the gate
-        view.waiting_starts[e.agent_id] = e.reason
-        agent = view.agents.get(e.agent_id)
-        if agent is not None:
-            agent.waiting_reason = e.reason
+        prompt = view.start_prompts.get(e.agent_id, ("", ""))[1]
+        view.waiting[e.cell_id] = Waiting(e.cell_id, "agent_start", e.agent_id, e.reason, prompt)
 
 
 def _cell_edited(view: RunView, e: CellEdited) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.code, cell.edited = e.code, True
+    if e.cell_id in view.waiting:
+        view.waiting[e.cell_id].what = e.code
 
 
 def _cell_skipped(view: RunView, e: CellSkipped) -> None:
+    view.waiting.pop(e.cell_id, None)
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status = "skipped"
 
 
 def _cell_started(view: RunView, e: CellStarted) -> None:
+    view.waiting.pop(e.cell_id, None)
+    view.rerunning = False
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.code, cell.started, cell.paused_reason = "running", e.code, e.t, ""
@@ -298,6 +334,7 @@ def _cell_output(view: RunView, e: CellOutput) -> None:
 
 
 def _cell_finished(view: RunView, e: CellFinished) -> None:
+    view.waiting.pop(e.cell_id, None)
     cell = view.cells.get(e.cell_id)
     if cell is None:
         return
@@ -311,13 +348,16 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
 
 
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
+    if e.child_agent_id is not None and e.child_agent_id not in view.agents:
+        view.start_prompts[e.child_agent_id] = (e.agent_id, e.prompt)
     if e.kind == "llm_query":
         view.add_seen(e.agent_id, e.prompt)
 
 
 def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
     if e.call_id.startswith("r"):  # a sub-agent that was skipped at its start never started
-        view.waiting_starts.pop(e.call_id[1:], None)
+        view.waiting.pop(e.call_id[1:], None)
+        view.start_prompts.pop(e.call_id[1:], None)
 
 
 def _notice(view: RunView, e: Notice) -> None:
@@ -350,7 +390,17 @@ def _kernel(view: RunView, e: KernelEvent) -> None:
 def _run_finished(view: RunView, e: RunFinished) -> None:
     view.status, view.reason, view.usage, view.elapsed = e.status, e.reason, e.usage, e.elapsed
     view.state = "finished"
-    view.waiting_starts.clear()
+    _close_past(view, e.t)
+    if e.answer is not None:
+        view.answer_repr = e.answer.repr
+        view.answer = e.answer.python()
+
+
+def _close_past(view: RunView, t: float) -> None:
+    """The run ended (or a resumed run starts over): nothing waits or runs any more."""
+    view.waiting.clear()
+    view.start_prompts.clear()
+    view.rerunning = False
     for cell in view.cells.values():
         if cell.status in ("pending", "paused"):
             cell.status, cell.rev = "cancelled", cell.rev + 1
@@ -358,10 +408,7 @@ def _run_finished(view: RunView, e: RunFinished) -> None:
             cell.status, cell.rev = "interrupted", cell.rev + 1
     for agent in view.agents.values():
         if agent.status == "running":
-            agent.status, agent.finished = "stopped", e.t
-    if e.answer is not None:
-        view.answer_repr = e.answer.repr
-        view.answer = e.answer.python()
+            agent.status, agent.finished = "stopped", t
 
 
 _HANDLERS: dict[type, Any] = {
