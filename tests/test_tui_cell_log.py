@@ -6,8 +6,8 @@ import pytest
 from textual.app import App, ComposeResult
 
 from rlm_tui.events import AgentStarted, CellFinished, CellOutput, CellProposed, CellStarted
+from rlm_tui.session.projection import RunView
 from rlm_tui.tui.cell_log import CellLog, output_text
-from rlm_tui.tui.state import RunView
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from rlm_tui.tui.state import AgentView, RunView, Waiting
+from rlm_tui.session.projection import AgentView, RunView, Waiting
 
 AGENT_ICONS = {
     "running": ("●", "cyan"),

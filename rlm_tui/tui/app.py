@@ -78,7 +78,7 @@ class ActionCommands(Provider):
                 yield (
                     binding.description,
                     f"{where} · {keys} · {binding.id or ''}",
-                    partial(node.run_action, binding.action),
+                    partial(self.app.run_action, binding.action, node),
                 )
 
     async def discover(self) -> Hits:
@@ -131,7 +131,7 @@ class RlmApp(App[None]):
                 self._config_problem = str(exc)
                 ui_config = UiConfig()
         self.ui = ui_config
-        self.watch = watch
+        self.watch_theme_files = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
         self.current_run: Run | None = run
 
@@ -150,7 +150,7 @@ class RlmApp(App[None]):
             self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         for warning in apply_keymap(self, self.keymap, self.binding_ids()):
             self.notify(warning, severity="warning")
-        if self.watch:
+        if self.watch_theme_files:
             self.run_worker(
                 watch_themes(self, theme_dirs()),
                 exclusive=True,

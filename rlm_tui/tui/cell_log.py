@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from rlm_tui.tui.state import CellView, RunView
+from rlm_tui.session.projection import CellView, RunView
 
 MAX_OUTPUT_LINES = 400
 """Output lines shown per cell (the full output is one key away: ``o`` copies it)."""
@@ -373,11 +373,11 @@ class CellLog(ScrollView, can_focus=True):
         self.renders += 1
         if index < len(self.cells):
             cell = self.cells[index]
-            strips = self._render(Group(*cell_head(cell, cell.cell_id in self.unfolded)))
+            strips = self._render_strips(Group(*cell_head(cell, cell.cell_id in self.unfolded)))
             strips += self._code_strips(cell.code)
             tail = cell_tail(cell)
             if tail:
-                strips += self._render(Group(*tail))
+                strips += self._render_strips(Group(*tail))
             strips.append(Strip.blank(self._width, self.rich_style))
         else:
             agent_id, text = self.streams[index - len(self.cells)]
@@ -387,14 +387,14 @@ class CellLog(ScrollView, can_focus=True):
                 Text("\n".join(lines)),
             )
             style = self.rich_style + self.get_component_rich_style("cell-log--stream")
-            strips = self._render(renderable, style)
+            strips = self._render_strips(renderable, style)
         self._rendered[item_id] = (item.key, strips)
         while len(self._rendered) > RENDERED_CACHE:
             self._rendered.popitem(last=False)
         item.height, item.exact = len(strips), True
         return strips
 
-    def _render(self, renderable: RenderableType, style: Style | None = None) -> list[Strip]:
+    def _render_strips(self, renderable: RenderableType, style: Style | None = None) -> list[Strip]:
         console = self.app.console
         options = console.options.update_width(self._width)
         lines = console.render_lines(renderable, options, style=style or self.rich_style, pad=True)
@@ -403,7 +403,7 @@ class CellLog(ScrollView, can_focus=True):
     def _code_strips(self, code: str) -> list[Strip]:
         strips = self._code.get(code)
         if strips is None:
-            strips = self._render(code_syntax(code, self._dark, self._background))
+            strips = self._render_strips(code_syntax(code, self._dark, self._background))
             self._code[code] = strips
             while len(self._code) > RENDERED_CACHE:
                 self._code.popitem(last=False)

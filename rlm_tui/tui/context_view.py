@@ -723,11 +723,11 @@ class ContextTextView(ScrollView, can_focus=True):
         key = (line_no, x, width, cursor, selected, current)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._render(line_no, start, end, x, width, cursor, selected, current)
+            strip = self._render_text_line(line_no, start, end, x, width, cursor, selected, current)
             self._cache[key] = strip
         return strip
 
-    def _render(
+    def _render_text_line(
         self,
         line_no: int,
         start: int,

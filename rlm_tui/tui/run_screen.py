@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static, Tab, Tabs, Tree
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run
 from rlm_tui.errors import RlmError
 from rlm_tui.events import BudgetStop, ErrorEvent, Event, KernelEvent, Notice, RunFinished
+from rlm_tui.session.projection import AgentView, RunView
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.budget_meter import BudgetMeter
 from rlm_tui.tui.cell_log import CellLog
@@ -38,7 +41,6 @@ from rlm_tui.tui.modals import (
     LaunchScreen,
     TextScreen,
 )
-from rlm_tui.tui.state import AgentView, RunView
 from rlm_tui.tui.status_line import status_line
 from rlm_tui.tui.wait_list import WaitList
 
@@ -464,13 +466,13 @@ class RunScreen(Screen[None]):
             widget.focus()
 
     def _pane_widget(self, key: str) -> Any:
-        target = {
+        targets: dict[str, type[Widget]] = {
             "cells": CellLog,
             "tree": AgentTree,
             "context": ContextBrowser,
             "budget": BudgetMeter,
-        }[key]
-        return self.query_one(target)
+        }
+        return self.query_one(targets[key])
 
     def action_next_pane(self, direction: int = 1) -> None:
         keys = [key for key, _ in PANES]
@@ -669,7 +671,7 @@ class RunScreen(Screen[None]):
             except RlmError as exc:
                 self.notify(str(exc), title="cannot launch", severity="error")
                 return
-            task.add_done_callback(lambda t, r=request: self._launched(t, r))
+            task.add_done_callback(partial(self._launched, request=request))
             self.notify(f"sub-agent launched under agent {request.parent_id} -> {request.var}")
 
         screen = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from rlm_tui.tui.state import RunView
+from rlm_tui.session.projection import RunView
 
 ICONS = {"running": "●", "paused": "⏸", "answered": "✔", "replay": "⏵"}
 

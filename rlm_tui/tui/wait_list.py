@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from rlm_tui.tui.state import Waiting
+from rlm_tui.session.projection import Waiting
 
 
 def waiting_line(item: Waiting) -> Text:

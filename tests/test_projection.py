@@ -26,17 +26,12 @@ from rlm_tui.events import (
     SubcallStarted,
     Usage,
 )
+from rlm_tui.session.projection import RunView, fold
 from rlm_tui.session.store import read_session
-from rlm_tui.tui.state import RunView
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def fold(events) -> RunView:
-    view = RunView()
-    for event in events:
-        view.apply(event)
-    return view
 
 
 def test_recorded_run_folds_into_agents_cells_usage_and_answer():

@@ -1,10 +1,12 @@
-"""The TUI's state: a fold over events, so live runs, resumed runs and saved sessions look alike.
+"""The one fold of a run's events into its state (agents, cells, gates, usage, answer).
 
-Pure Python (no Textual): the panes read it, ``apply`` is the only writer.
+Live runs, resumed runs, replays and saved sessions all go through it, so the TUI's panes and
+the session catalog agree. Pure Python (no Textual): ``apply`` is the only writer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -435,3 +437,11 @@ _HANDLERS: dict[type, Any] = {
     KernelEvent: _kernel,
     RunFinished: _run_finished,
 }
+
+
+def fold(events: Iterable[Event]) -> RunView:
+    """The state after ``events`` (a saved session, a recording)."""
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    return view
