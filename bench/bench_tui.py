@@ -19,13 +19,13 @@ from textual.app import App, ComposeResult
 
 from rlm_tui.engine.run import RunConfig
 from rlm_tui.events import AgentStarted, CellFinished, CellProposed
+from rlm_tui.session.projection import RunView
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.cell_log import CellLog
 from rlm_tui.tui.config import UiConfig
 from rlm_tui.tui.context_view import ContextBrowser, ContextTextView
 from rlm_tui.tui.home_screen import NESTED_QUERY
 from rlm_tui.tui.run_screen import RunScreen
-from rlm_tui.tui.state import RunView
 
 
 def percentile(values: list[float], share: float) -> float:

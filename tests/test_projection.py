@@ -32,8 +32,6 @@ from rlm_tui.session.store import read_session
 pytestmark = pytest.mark.timeout(60)
 
 
-
-
 def test_recorded_run_folds_into_agents_cells_usage_and_answer():
     view = fold(sample_events())
     assert view.finished and view.status == "answered" and view.state == "finished"

@@ -111,3 +111,24 @@ async def test_the_home_screen_of_a_run_lists_its_sessions_dir(sessions_dir):
         watch=False,
     )
     assert app.sessions_dir == sessions_dir
+
+
+async def test_a_litellm_run_paints_first_and_loads_litellm_in_a_worker(sessions_dir):
+    from openai_server import OpenAIServer, Reply
+
+    from rlm_tui.tui.app import StartingScreen
+
+    with OpenAIServer() as server:
+        server.script([Reply(text="```repl\nFINAL('hi')\n```")])
+        config = RunConfig(
+            query="q",
+            model="openai/test-model",
+            api_base=server.base_url,
+            sessions_dir=sessions_dir,
+        )
+        app = RlmApp(config=config, ui_config=UiConfig(), watch=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert isinstance(app.screen, StartingScreen)  # the first frame, before litellm
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: app.screen.view.finished)
+            assert app.screen.view.answer == "hi"

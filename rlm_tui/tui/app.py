@@ -8,16 +8,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App, SystemCommand
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.widgets import Static
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import RlmError
 from rlm_tui.events import Event
+from rlm_tui.models.registry import DEMO, REPLAY_PREFIX
 from rlm_tui.session.store import read_session
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
 from rlm_tui.tui.home_screen import HomeScreen
@@ -93,6 +96,25 @@ class ActionCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
+def needs_litellm(config: RunConfig) -> bool:
+    """Whether starting this run imports litellm (any model but the demo and a replay)."""
+    names = [config.model, config.sub_model or config.model]
+    return any(name != DEMO and not name.startswith(REPLAY_PREFIX) for name in names)
+
+
+class StartingScreen(Screen[None]):
+    """The first frame while litellm loads: the run starts as soon as it has."""
+
+    DEFAULT_CSS = "StartingScreen { align: center middle; }"
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        self.model = model
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"starting a run with {self.model}: loading litellm…")
+
+
 class RlmApp(App[None]):
     TITLE = "rlm-tui"
     COMMANDS = App.COMMANDS | {ActionCommands}
@@ -134,6 +156,7 @@ class RlmApp(App[None]):
         self.watch_theme_files = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
         self.current_run: Run | None = run
+        self._litellm_ready = False
 
     def on_mount(self) -> None:
         if self._config_problem:
@@ -215,6 +238,12 @@ class RlmApp(App[None]):
         self.push_screen(ConfirmScreen(REPLACE_QUESTION), answered)
 
     def _start_run(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
+        if needs_litellm(config) and not self._litellm_ready:
+            self.push_screen(StartingScreen(config.model), lambda _: None)
+            self._load_litellm(config, breakpoints)
+            return
+        if isinstance(self.screen, StartingScreen):
+            self.pop_screen()
         try:
             run = Run(config, breakpoints=breakpoints)
         except RlmError as exc:
@@ -222,6 +251,15 @@ class RlmApp(App[None]):
             return
         self.current_run = run
         self.push_screen(RunScreen(run, editor=self.ui.editor))
+
+    @work(thread=True, exclusive=True, group="litellm", exit_on_error=False)
+    def _load_litellm(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
+        """``import litellm`` takes seconds: in a thread, after the first frame."""
+        from rlm_tui.models.litellm_model import preload
+
+        preload()
+        self._litellm_ready = True
+        self.call_from_thread(self._start_run, config, breakpoints)
 
     def open_session(self, directory: Path) -> None:
         try:
