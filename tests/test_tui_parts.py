@@ -395,3 +395,62 @@ async def test_the_cells_follow_the_tree_cursor_and_enter_folds():
         await pilot.press("a")
         await pilot.pause(0.1)
         assert {c.agent_id for c in cells.cells} == {"0", "0.1"}
+
+
+async def test_a_theme_chosen_in_the_app_is_saved_to_the_config(tmp_path, monkeypatch):
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import load_config
+
+    monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "config.yaml").write_text("# my settings\neditor: vim\n")
+    app = RlmApp(events=sample_events(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "rlm-dark"
+        app.theme = "rlm-light"
+        await pilot.pause(0.1)
+    text = (tmp_path / "config.yaml").read_text()
+    assert text.startswith("# my settings\neditor: vim\n")
+    assert load_config(tmp_path / "config.yaml").theme == "rlm-light"
+
+
+async def test_replay_pauses_steps_seeks_and_changes_speed_with_recorded_times():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.agent_tree import AgentTree
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import UiConfig
+    from rlm_tui.tui.run_screen import RunScreen
+
+    events = sample_events()
+    app = RlmApp(events=events, replay_speed=1.0, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.player is not None
+        player = screen.player
+        await pilot.press("space")  # pause
+        await pilot.pause(0.1)
+        at = player.position
+        await pilot.pause(1.2)
+        assert player.paused and player.position == at and at < len(events)
+        await pilot.press("s")  # one event
+        assert player.position == at + 1
+        await pilot.press("greater_than_sign")  # to the end of the next cell
+        assert type(events[player.position - 1]).__name__ == "CellFinished"
+        await pilot.press("plus")
+        assert player.speed == 2.0
+        await pilot.pause(0.1)
+        status = str(screen.query_one("#status").render())
+        assert status.startswith("⏵ replay · running") and "⏸ 2x · event" in status
+        await pilot.press("E")  # to the end
+        await pilot.pause(0.2)
+        assert player.done and screen.view.status == "answered"
+        assert "replay · answered" in str(screen.query_one("#status").render())
+        label = str(screen.query_one(AgentTree).root.children[0].label)
+        assert "5.2s" in label  # agent 0's time in the recording, not since it was made
+        await pilot.press("r")  # seek back: from the start, paused
+        await pilot.pause(0.2)
+        again = app.screen
+        assert again is not screen and isinstance(again, RunScreen)
+        assert again.player is not None and again.player.paused and again.player.position == 0

@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Static
 
 from rlm_tui.engine.control import Breakpoints
@@ -22,7 +23,7 @@ from rlm_tui.errors import RlmError
 from rlm_tui.events import Event
 from rlm_tui.models.registry import DEMO, REPLAY_PREFIX
 from rlm_tui.session.store import read_session
-from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
+from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
 from rlm_tui.tui.home_screen import HomeScreen
 from rlm_tui.tui.modals import ConfirmScreen, TextScreen, bindings_table
 from rlm_tui.tui.run_screen import RunScreen
@@ -146,6 +147,8 @@ class RlmApp(App[None]):
         self.sessions_dir = sessions_dir or (origin.sessions_dir if origin else None)
         """Where the home screen lists and saves sessions (that of the run it was opened on)."""
         self._config_problem: str | None = None
+        self._remember_theme = ui_config is None
+        """A theme chosen in the app is saved to the config file it was read from."""
         if ui_config is None:
             try:
                 ui_config = load_config()
@@ -173,6 +176,8 @@ class RlmApp(App[None]):
             self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         for warning in apply_keymap(self, self.keymap, self.binding_ids()):
             self.notify(warning, severity="warning")
+        if self._remember_theme:
+            self.theme_changed_signal.subscribe(self, self._theme_chosen)
         if self.watch_theme_files:
             self.run_worker(
                 watch_themes(self, theme_dirs()),
@@ -192,6 +197,15 @@ class RlmApp(App[None]):
             )
         else:
             self.push_screen(HomeScreen(self.sessions_dir))
+
+    def _theme_chosen(self, theme: Theme) -> None:
+        if theme.name == self.ui.theme:
+            return
+        self.ui.theme = theme.name
+        try:
+            save_theme(theme.name)
+        except OSError as exc:
+            self.notify(f"the theme was not saved: {exc}", severity="warning")
 
     def binding_ids(self) -> set[str]:
         """Every binding id the app defines, on any screen or widget (for the keymap)."""

@@ -66,6 +66,21 @@ def load_config(path: Path | None = None) -> UiConfig:
     return read_yaml_model(path, UiConfig, ConfigError)
 
 
+def save_theme(theme: str, path: Path | None = None) -> None:
+    """Remember the theme in the config file; its other lines (and comments) stay as they are."""
+    path = path or config_path()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    entry = f"theme: {theme}"
+    for i, line in enumerate(lines):
+        if line.startswith("theme:"):
+            lines[i] = entry
+            break
+    else:
+        lines.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def normalize_keys(keys: str) -> str:
     """``"ctrl+p, f5"`` -> ``"ctrl+p,f5"``."""
     return ",".join(key.strip() for key in keys.split(","))

@@ -38,8 +38,8 @@ class SessionTable(DataTable[str]):
 class HomeScreen(Screen[None]):
     DEFAULT_CSS = """
     HomeScreen { layout: horizontal; }
-    HomeScreen > #new-run { width: 1fr; padding: 0 1; border: round $panel; }
-    HomeScreen > #sessions-pane { width: 1fr; padding: 0 1; border: round $panel; }
+    HomeScreen > #new-run { width: 1fr; padding: 0 1; border: round $foreground 30%; }
+    HomeScreen > #sessions-pane { width: 1fr; padding: 0 1; border: round $foreground 30%; }
     HomeScreen > .pane:focus-within { border: round $primary; }
     HomeScreen.narrow > .pane { display: none; }
     HomeScreen.narrow.show-new-run > #new-run { display: block; }

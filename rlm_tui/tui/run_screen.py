@@ -41,6 +41,7 @@ from rlm_tui.tui.modals import (
     LaunchScreen,
     TextScreen,
 )
+from rlm_tui.tui.player import Player
 from rlm_tui.tui.status_line import status_line
 from rlm_tui.tui.wait_list import WaitList
 
@@ -70,7 +71,7 @@ class RunScreen(Screen[None]):
     #panes {
         height: 1fr; layout: grid; grid-size: 2 2; grid-columns: 2fr 3fr; grid-rows: 1fr 1fr;
     }
-    #panes > .pane { border: round $panel; border-title-color: $text-muted; }
+    #panes > .pane { border: round $foreground 30%; border-title-color: $text-muted; }
     #panes > .pane:focus-within { border: round $primary; border-title-color: $primary; }
     #panes.narrow { layout: vertical; }
     #panes.narrow > .pane { display: none; height: 1fr; }
@@ -100,6 +101,11 @@ class RunScreen(Screen[None]):
         Binding("]", "next_waiting(1)", "Next waiting", show=False, id="run.next_waiting"),
         Binding("[", "next_waiting(-1)", "Prev waiting", show=False, id="run.previous_waiting"),
         Binding("F", "fork", "Fork at cell", show=False, id="run.fork"),
+        Binding(">", "replay_next_cell", "Replay: to next cell", show=False, id="replay.next"),
+        Binding("E", "replay_end", "Replay: to the end", show=False, id="replay.end"),
+        Binding("r", "replay_restart", "Replay: from the start", show=False, id="replay.restart"),
+        Binding("+", "replay_speed(1)", "Replay: faster", show=False, id="replay.faster"),
+        Binding("-", "replay_speed(-1)", "Replay: slower", show=False, id="replay.slower"),
         Binding("1", "pane('cells')", "Cells pane", show=False, id="pane.cells"),
         Binding("2", "pane('tree')", "Agents pane", show=False, id="pane.tree"),
         Binding("3", "pane('context')", "Context pane", show=False, id="pane.context"),
@@ -118,6 +124,10 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.run = run
         self.replay_speed = replay_speed
+        self.player = Player(list(events or []), speed=replay_speed) if replay_speed > 0 else None
+        """The replay's position and speed (None for a live run or a saved session)."""
+        self.start_paused = False
+        self._replay_wake = asyncio.Event()
         self.view = RunView()
         self.editor = editor
         if events is None and run is not None and run.config.append_to is not None:
@@ -163,7 +173,8 @@ class RunScreen(Screen[None]):
             self.query_one(
                 f"#pane-{key}"
             ).border_title = f"{label} ({PANES.index((key, label)) + 1})"
-        if self.replay_speed > 0:
+        if self.player is not None:
+            self.player.paused = self.start_paused
             self._replay()
         else:
             for event in self._recorded:
@@ -200,13 +211,57 @@ class RunScreen(Screen[None]):
 
     @work(exclusive=True, group="replay")
     async def _replay(self) -> None:
-        """Play recorded events back at ``replay_speed`` times their pace (gaps capped at 1 s)."""
-        previous = self._recorded[0].t if self._recorded else 0.0
-        for event in self._recorded:
-            await asyncio.sleep(min(max(0.0, event.t - previous) / self.replay_speed, 1.0))
-            previous = event.t
+        """Play the recording at its own pace times the speed; the keys pause, step, seek."""
+        player = self.player
+        assert player is not None
+        while not player.done:
+            if player.paused:
+                await self._replay_wake.wait()
+                self._replay_wake.clear()
+                continue
+            delay = player.delay()
+            if delay > 0:
+                try:  # a key (pause, speed, step) wakes the player early
+                    await asyncio.wait_for(self._replay_wake.wait(), delay)
+                    self._replay_wake.clear()
+                    continue
+                except TimeoutError:
+                    pass
+            self._played(player.advance())
+
+    def _played(self, events: list[Event]) -> None:
+        for event in events:
             self.view.apply(event)
-            self._dirty = True
+        self._dirty = True
+
+    def _replay_key(self, move: Callable[[Player], list[Event] | None]) -> None:
+        """Apply a replay control, then let the player re-plan its wait."""
+        assert self.player is not None
+        played = move(self.player)
+        if played:
+            self._played(played)
+        self._dirty = True
+        self._replay_wake.set()
+
+    def action_replay_next_cell(self) -> None:
+        if self.player is not None:
+            self._replay_key(Player.to_next_cell)
+
+    def action_replay_end(self) -> None:
+        if self.player is not None:
+            self._replay_key(Player.to_end)
+
+    def action_replay_speed(self, direction: int) -> None:
+        if self.player is not None:
+            self._replay_key(lambda p: p.faster(direction))
+
+    def action_replay_restart(self) -> None:
+        """Seek back: the recording played again from its start, paused there."""
+        if self.player is None:
+            return
+        again = RunScreen(None, self._recorded, editor=self.editor, replay_speed=self.player.speed)
+        again.start_paused = True
+        self.app.switch_screen(again)
 
     def _on_event(self, event: Event) -> None:
         """Called by the engine for every event: fold it, repaint later."""
@@ -285,7 +340,8 @@ class RunScreen(Screen[None]):
         return "replay" if self.replay_speed > 0 else "saved"
 
     def _status_line(self) -> Text:
-        return status_line(self.view, self.size.width, self.mode, self.selected_gate)
+        playing = self.player.describe() if self.player is not None else ""
+        return status_line(self.view, self.size.width, self.mode, self.selected_gate, playing)
 
     @property
     def selected_gate(self) -> str | None:
@@ -552,6 +608,9 @@ class RunScreen(Screen[None]):
             self.query_one(CellLog).focus()
 
     def action_toggle_pause(self) -> None:
+        if self.player is not None:
+            self._replay_key(lambda p: setattr(p, "paused", not p.paused))
+            return
         run = self._live()
         if run is None:
             return
@@ -562,7 +621,13 @@ class RunScreen(Screen[None]):
             self.notify("pausing before the next cell")
 
     def action_step(self) -> None:
-        """Let one cell through: the selected one if it waits, else the oldest waiting."""
+        """Let one cell through: the selected one if it waits, else the oldest waiting.
+
+        In a replay: play one event, and pause."""
+        if self.player is not None:
+            self.player.paused = True
+            self._replay_key(Player.advance)
+            return
         run = self._live()
         if run is None:
             return

@@ -19,18 +19,23 @@ def run_state(view: RunView, mode: str) -> str:
     if view.rerunning and not view.finished:
         state = "re-running recorded cells"
     if mode == "replay":
-        return f"replay · {state}" if view.finished else f"replay · {state} (recorded)"
+        return f"replay · {state}"
     if mode == "saved":
         return f"{state} · saved session"
     return state
 
 
-def status_line(view: RunView, width: int, mode: str, selected: str | None) -> Text:
-    """The status for ``width`` columns; ``mode`` is "live", "replay" or "saved"."""
+def status_line(
+    view: RunView, width: int, mode: str, selected: str | None, playing: str = ""
+) -> Text:
+    """The status for ``width`` columns; ``mode`` is "live", "replay" or "saved";
+    ``playing`` is a replay's position and speed."""
     state = run_state(view, mode)
     icon = ICONS.get("replay" if mode == "replay" else (view.status or view.state), "■")
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{icon} {state}", style="bold")
+    if playing:
+        text.append(f"  {playing}", style="bold")
     waiting = view.waiting
     if waiting and not view.finished:
         item = waiting.get(selected or "") or next(iter(waiting.values()))
