@@ -308,7 +308,7 @@ async def test_big_text_jump_search_and_coverage(text_5mb):
         b = text.index("0000020 ")
         browser.set_coverage([(a, a + 100), (a + 50, a + 150), (b, b + 10)])
         assert browser.coverage_share == pytest.approx(160 / len(text))
-        assert "seen 0.0%" in str(browser.query_one("#context-header").render())
+        assert "seen 160 chars (<0.1%)" in str(browser.query_one("#context-header").render())
 
 
 async def test_jump_before_the_full_index_lands_after_it(text_5mb):

@@ -94,9 +94,13 @@ async def test_browser_jump_search_and_coverage():
         assert len(view.matches) == len(re.findall("needle", text)) == 200
         assert browser.status.startswith("1/200 matches")
         await pilot.press("n")
-        assert view.cursor == 1000
+        assert view.cursor == 1000 and browser.status.startswith("2/200 matches")
         await pilot.press("N", "N")
-        assert view.cursor == 199_000
+        assert view.cursor == 199_000 and browser.status.startswith("200/200 matches")
+        await pilot.press("colon")  # the go-to box opens empty, not holding the search
+        assert browser.query_one("#context-search").value == ""
+        await pilot.press("escape")
+        view.focus()
         start = text.index("line 5 hay")
         browser.set_coverage([(start, start + 10)])
         assert view.coverage_share == pytest.approx(10 / len(text))

@@ -161,6 +161,14 @@ class _Ranges:
         return found
 
 
+def seen_share(seen: int, total: int) -> str:
+    """``12.5%``; a sliver of a huge text reads as its characters, never as ``0.0%``."""
+    share = seen / total if total else 0.0
+    if seen and share < 0.001:
+        return f"{seen:,} chars (<0.1%)"
+    return f"{share:.1%}"
+
+
 # -- coverage: where the texts a model saw came from -------------------------------------------
 
 _coverage_memo: dict[tuple[str, int], tuple[tuple[int, int], ...]] = {}
@@ -1167,7 +1175,7 @@ class ContextBrowser(Vertical):
         if view.indexing:
             parts[-1] = f"{view.index.line_count:,}+ lines (indexing…)"
         if view.coverage:
-            parts.append(f"seen {view.coverage_share:.1%}")
+            parts.append(f"seen {seen_share(view.coverage.total, len(view.text))}")
         if self._current_file:
             parts.append(self._current_file)
         self.query_one("#context-header", Static).update("  ·  ".join(parts))
