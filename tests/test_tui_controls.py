@@ -477,3 +477,25 @@ async def test_a_resumed_run_replaces_the_stopped_bar_and_shows_each_cell_once(s
         assert view.status == "answered" and view.cell_order.count("0:2") == 1
         assert view.cells["0:2"].status == "ok"
         assert str(screen(pilot).query_one("#answer").render()).startswith("✔ answer")
+
+
+async def test_fork_diff_shows_both_branches_from_the_fork_point(sessions_dir):
+    from rlm_tui.engine.resume import fork_run
+    from rlm_tui.tui.modals import TextScreen
+
+    original = await Run(RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir)).execute()
+    fork = fork_run(original.session_dir, "0:1", code="names = ['Rare Berry', 'Fig']")
+    await fork.execute()
+    assert fork.session_dir is not None
+    app = RlmApp(session=fork.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: screen(pilot).view.finished)
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(pilot.app.screen, TextScreen))
+        table = pilot.app.screen.body.renderables[1]
+        rows = [str(c) for c in table.columns[0]._cells]
+        assert rows[0] == "0:1" and rows[-2:] == ["answer", "cost"]
+        originals = [str(c) for c in table.columns[1]._cells]
+        forks = [str(c) for c in table.columns[2]._cells]
+        assert "Rare Berry" in forks[0] and "Rare Berry" not in originals[0]
+        assert forks[-2] == '{"Rare Berry": 4, "Fig": 0}' and originals[-2] != forks[-2]

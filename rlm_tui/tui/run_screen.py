@@ -101,6 +101,7 @@ class RunScreen(Screen[None]):
         Binding("]", "next_waiting(1)", "Next waiting", show=False, id="run.next_waiting"),
         Binding("[", "next_waiting(-1)", "Prev waiting", show=False, id="run.previous_waiting"),
         Binding("F", "fork", "Fork at cell", show=False, id="run.fork"),
+        Binding("D", "fork_diff", "Diff fork with original", show=False, id="run.fork_diff"),
         Binding(">", "replay_next_cell", "Replay: to next cell", show=False, id="replay.next"),
         Binding("E", "replay_end", "Replay: to the end", show=False, id="replay.end"),
         Binding("r", "replay_restart", "Replay: from the start", show=False, id="replay.restart"),
@@ -774,6 +775,21 @@ class RunScreen(Screen[None]):
             return
         self.notify(f"forked at cell {cell.cell_id}: edit it (e), then resume (space)")
         self.app.push_screen(RunScreen(run, editor=self.editor))
+
+    def action_fork_diff(self) -> None:
+        """This fork beside its original, from the fork point."""
+        from rlm_tui.session.fork_diff import fork_diff
+        from rlm_tui.tui.fork_diff_view import fork_diff_renderable
+
+        if not self.view.forked_from or not self.view.session_dir:
+            self.notify("this session is not a fork (F forks at the selected cell)")
+            return
+        try:
+            diff = fork_diff(Path(self.view.session_dir))
+        except RlmError as exc:
+            self.notify(str(exc), title="cannot compare", severity="error")
+            return
+        self.app.push_screen(TextScreen("Fork and original", fork_diff_renderable(diff)))
 
     def action_answer(self) -> None:
         if not self.view.finished:
