@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,27 @@ from textual.widgets import Footer, Static, Tab, Tabs, Tree
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run
 from rlm_tui.errors import RlmError
-from rlm_tui.events import BudgetStop, ErrorEvent, Event, KernelEvent, Notice, RunFinished
+from rlm_tui.events import (
+    BudgetStop,
+    BudgetUpdate,
+    CellEdited,
+    CellFinished,
+    CellOutput,
+    CellPaused,
+    CellProposed,
+    CellSkipped,
+    CellStarted,
+    ErrorEvent,
+    Event,
+    KernelEvent,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    Notice,
+    RunFinished,
+    RunStateChanged,
+    SubcallFinished,
+)
 from rlm_tui.session.projection import AgentView, RunView
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.budget_meter import BudgetMeter
@@ -55,6 +75,28 @@ SMALL_CONTEXT = 1_000_000
 """Contexts up to this many characters are loaded and matched on the UI loop (instant);
 bigger ones in a thread, so the loop never waits on them."""
 STOP_QUESTION = "Stop this live run? Its session is kept: `rlm-tui resume` goes on from it."
+PANES_ALL = frozenset({"cells", "tree", "budget", "context"})
+CLOCK_PANES = frozenset({"tree", "budget"})
+"""What a live run's clock changes: agents' and the run's elapsed times."""
+_CELL = frozenset({"cells"})
+_CELL_STATE = frozenset({"cells", "tree"})
+SLICES: dict[type, frozenset[str]] = {
+    ModelDelta: _CELL,
+    CellOutput: _CELL,
+    CellProposed: _CELL,
+    CellEdited: _CELL,
+    CellStarted: _CELL_STATE,
+    CellPaused: _CELL_STATE,
+    CellSkipped: _CELL_STATE,
+    CellFinished: frozenset({"cells", "tree", "context"}),
+    ModelRequest: _CELL_STATE,
+    ModelResponse: frozenset({"cells", "tree", "budget"}),
+    BudgetUpdate: frozenset({"budget"}),
+    RunStateChanged: frozenset({"tree"}),
+    SubcallFinished: frozenset({"tree"}),
+}
+"""The panes each kind of event changes (the status line and the waiting list always follow);
+a kind not listed repaints every pane."""
 PANES = [("cells", "Cells"), ("tree", "Agents"), ("context", "Context"), ("budget", "Budget")]
 
 
@@ -135,6 +177,9 @@ class RunScreen(Screen[None]):
             events = session_events(run.config.append_to)  # a resumed or forked run's past
         self._recorded = events or []
         self._dirty = True
+        """Repaint everything at the next tick (a key, a resize, a worker's result)."""
+        self._touched: set[str] = set()
+        """The panes the events since the last repaint changed (see ``SLICES``)."""
         self._agent_filter: str | None = None
         self._context_requested = False
         self._context_text = ""
@@ -233,7 +278,7 @@ class RunScreen(Screen[None]):
     def _played(self, events: list[Event]) -> None:
         for event in events:
             self.view.apply(event)
-        self._dirty = True
+            self._touched |= SLICES.get(type(event), PANES_ALL)
 
     def _replay_key(self, move: Callable[[Player], list[Event] | None]) -> None:
         """Apply a replay control, then let the player re-plan its wait."""
@@ -265,9 +310,9 @@ class RunScreen(Screen[None]):
         self.app.switch_screen(again)
 
     def _on_event(self, event: Event) -> None:
-        """Called by the engine for every event: fold it, repaint later."""
+        """Called by the engine for every event: fold it; repaint its panes at the next tick."""
         self.view.apply(event)
-        self._dirty = True
+        self._touched |= SLICES.get(type(event), PANES_ALL)
         if isinstance(event, BudgetStop | ErrorEvent):
             self.notify(event.message, title="run stopped", severity="error", timeout=8)
         elif isinstance(event, KernelEvent) and event.what == "died":
@@ -283,8 +328,10 @@ class RunScreen(Screen[None]):
         try:
             if self._dirty:
                 self._refresh()
+            elif self._touched:
+                self._refresh(self._touched)
             elif self.live and time.monotonic() - self._refreshed > CLOCK:
-                self._refresh()  # a live run's clocks tick even without events
+                self._refresh(CLOCK_PANES)  # a live run's clocks tick even without events
         except Exception as exc:  # a bug in a pane: say so once, keep the run and the app
             if not self._refresh_failed:
                 self._refresh_failed = True
@@ -294,8 +341,10 @@ class RunScreen(Screen[None]):
                     severity="error",
                 )
 
-    def _refresh(self) -> None:
+    def _refresh(self, panes: Collection[str] = PANES_ALL) -> None:
+        """Repaint the status, the waiting list and ``panes`` (each re-renders what changed)."""
         self._dirty = False
+        self._touched = set()
         self._refreshed = time.monotonic()
         view = self.view
         if not self._context_requested and view.run_id:
@@ -307,20 +356,24 @@ class RunScreen(Screen[None]):
         status.set_class(view.model_is_demo, "demo")
         status.set_class(view.paused and not view.finished, "paused")
         now = self._now()
-        tree = self.query_one(AgentTree)
-        tree.show(view, now)
-        self._show_agent_info(tree.selected_agent)
-        self.query_one(CellLog).show(view, self._agent_filter)
-        per_agent = [(a.agent_id, a.usage) for a in view.agents.values()]
-        self.query_one(BudgetMeter).show(
-            view.limits,
-            view.usage,
-            view.depth,
-            view.elapsed or max(0.0, now - view.started if view.started else 0.0),
-            per_agent,
-            view.tokens_per_step,
-        )
-        self._update_coverage()
+        if "tree" in panes:
+            tree = self.query_one(AgentTree)
+            tree.show(view, now)
+            self._show_agent_info(tree.selected_agent)
+        if "cells" in panes:
+            self.query_one(CellLog).show(view, self._agent_filter)
+        if "budget" in panes:
+            per_agent = [(a.agent_id, a.usage) for a in view.agents.values()]
+            self.query_one(BudgetMeter).show(
+                view.limits,
+                view.usage,
+                view.depth,
+                view.elapsed or max(0.0, now - view.started if view.started else 0.0),
+                per_agent,
+                view.tokens_per_step,
+            )
+        if "context" in panes:
+            self._update_coverage()
         shown = view.status if view.finished else None  # a resumed run hides the old one
         if shown != self._answer_shown:
             self._answer_shown = shown
