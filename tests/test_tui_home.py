@@ -10,6 +10,7 @@ from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
 from rlm_tui.tui.home_screen import HomeScreen
+from rlm_tui.tui.modals import TextScreen
 from rlm_tui.tui.run_screen import RunScreen
 
 pytestmark = pytest.mark.timeout(60)
@@ -80,6 +81,10 @@ async def test_sessions_in_one_key_filter_and_escape_back_to_the_live_run(sessio
         await pilot.press("f2")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen))
         home = app.screen
+        await pilot.press("f1")  # help on the home screen too
+        await until(pilot, lambda: isinstance(app.screen, TextScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is home)
         await pilot.press("ctrl+o")  # the sessions, in one key (one pane at a time at 80x24)
         table = home.query_one(DataTable)
         assert table.has_focus and table.row_count == 3 and table.display

@@ -66,6 +66,7 @@ class AgentTree(Tree[str], inherit_bindings=False):
 
     DEFAULT_CSS = """
     AgentTree { height: 1fr; background: $surface; overflow-x: hidden; }
+    AgentTree > .tree--cursor { background: $primary 25%; }
     """
     BINDINGS = [
         Binding("enter", "select_cursor", "Fold/unfold", id="tree.select"),
