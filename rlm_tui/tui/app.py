@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,17 @@ from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
 
 DEFAULT_THEME = "rlm-dark"
+BINDING_MODULES = (
+    "agent_tree",
+    "budget_meter",
+    "cell_log",
+    "context_view",
+    "home_screen",
+    "modals",
+    "run_screen",
+    "wait_list",
+)
+"""The modules of tui/ whose widgets have bindings (their ids can be remapped)."""
 REPLACE_QUESTION = "Stop the live run and start this one? Its session is kept."
 QUIT_QUESTION = "Quit? The live run is stopped; its session is kept (`rlm-tui resume` goes on)."
 
@@ -209,26 +221,8 @@ class RlmApp(App[None]):
 
     def binding_ids(self) -> set[str]:
         """Every binding id the app defines, on any screen or widget (for the keymap)."""
-        from rlm_tui.tui import (
-            agent_tree,
-            budget_meter,
-            cell_log,
-            context_view,
-            home_screen,
-            modals,
-            run_screen,
-        )
-
         ids: set[str] = {b.id for b in own_bindings(self) if b.id}
-        modules = (
-            agent_tree,
-            budget_meter,
-            cell_log,
-            context_view,
-            home_screen,
-            modals,
-            run_screen,
-        )
+        modules = [importlib.import_module(f"rlm_tui.tui.{name}") for name in BINDING_MODULES]
         for module in modules:
             for value in vars(module).values():
                 if isinstance(value, type) and issubclass(value, DOMNode):
