@@ -175,3 +175,24 @@ async def test_a_live_run_and_its_saved_session_fold_alike(sessions_dir):
     assert live.usage == saved.usage and live.tokens_per_step == saved.tokens_per_step
     assert live.seen_log == saved.seen_log
     assert live.model_is_demo and live.model == "demo (offline)"
+
+
+def test_a_resumed_run_clears_stale_waits_and_says_it_re_runs_recorded_cells():
+    from rlm_tui.events import CellPaused, CellProposed, ModelRequest, RunStarted
+
+    events = [e for e in sample_events() if e.seq <= 6]  # cut while cell 0:2 waited
+    events += [
+        CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"),
+        CellPaused(agent_id="0", cell_id="0:2", reason="paused"),
+    ]
+    view = fold(events)
+    assert list(view.waiting) == ["0:2"]
+    first = events[0]
+    assert isinstance(first, RunStarted)
+    view.apply(first.model_copy(update={"resumed_from": first.run_id}))
+    assert not view.waiting and view.cells["0:2"].status == "cancelled"
+    assert view.rerunning and view.status is None
+    view.apply(ModelRequest(agent_id="0", call_id="c9", step=2, model="m"))
+    assert not view.rerunning
+    view.apply(CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"))
+    assert view.cell_order.count("0:2") == 1 and view.cells["0:2"].status == "pending"

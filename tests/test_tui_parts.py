@@ -458,3 +458,30 @@ async def test_replay_pauses_steps_seeks_and_changes_speed_with_recorded_times()
         again = app.screen
         assert again is not screen and isinstance(again, RunScreen)
         assert again.player is not None and again.player.paused and again.player.position == 0
+
+
+def test_the_status_line_cuts_the_path_never_the_state():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.events import CellPaused, CellProposed
+    from rlm_tui.session.projection import fold
+    from rlm_tui.tui.status_line import status_line
+
+    events = [e for e in sample_events() if e.seq <= 6]
+    events[0] = events[0].model_copy(
+        update={"model_is_demo": True, "sandbox": "bwrap", "session_dir": "/x/" + "y" * 200}
+    )
+    events += [
+        CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"),
+        CellPaused(agent_id="0", cell_id="0:2", reason="paused"),
+    ]
+    view = fold(events)
+    view.state = "paused"
+    for width in (40, 80, 160):
+        line = status_line(view, width, "live", None)
+        assert line.plain.startswith("⏸ paused  1 waiting ▸ cell 0:2   DEMO    SANDBOX bwrap ")
+        assert line.cell_len <= max(width, 60)
+    wide = status_line(view, 160, "live", None).plain
+    assert wide.endswith("y" * 20) and "…" in wide  # the path, cut from its left
+    view.rerunning = True
+    assert "re-running recorded cells" in status_line(view, 80, "live", None).plain
