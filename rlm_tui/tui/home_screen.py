@@ -95,13 +95,14 @@ class HomeScreen(Screen[None]):
         self.query_one("#new-run").border_title = "New run (ctrl+n)"
         self.query_one("#sessions-pane").border_title = "Sessions (ctrl+o)"
         table = self.query_one(DataTable)
-        table.add_columns("query", "status", "cost", "model", "cells", "started")
+        table.add_columns("status", "cost", "query", "started", "model", "cells")
         self._apply_width(self.size.width)
         self.action_reload()
         self.query_one("#query", Input).focus()
 
     def on_resize(self, event: Any) -> None:
         self._apply_width(event.size.width)
+        self._fill()
 
     def _apply_width(self, width: int) -> None:
         self.set_class(width < WIDE, "narrow")
@@ -116,15 +117,18 @@ class HomeScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.clear()
         words = self.query_one("#filter", Input).value.lower().split()
+        pane = self.size.width if self.has_class("narrow") else self.size.width // 2
+        room = max(20, pane - 32)  # the query fills what status and cost leave
         for s in self._sessions:
             model = "demo" if s.model == DEMO_NAME else s.model
             haystack = f"{s.query} {model} {s.status} {s.id}".lower()
             if not all(word in haystack for word in words):
                 continue
+            query = " ".join(s.query.split())
             table.add_row(
-                " ".join(s.query.split())[:70],
                 s.status,
                 f"${s.cost:.4f}",
+                query if len(query) <= room else query[: room - 1] + "…",
                 model,
                 str(s.cells),
                 s.started.replace("T", " ")[5:16],
