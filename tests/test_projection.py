@@ -155,7 +155,7 @@ def test_a_stopped_run_leaves_no_cell_waiting_or_running():
     view.apply(RunStateChanged(state="paused"))
     view.apply(RunFinished(status="stopped", reason="stopped by the user"))
     assert view.cells["0:1"].status == "cancelled"
-    assert view.cells["0:2"].status == "interrupted"
+    assert view.cells["0:2"].status == "stopped"
     assert view.agents["0"].status == "stopped"
     view.apply(RunStateChanged(state="running"))  # late state events do not revive it
     assert view.state == "finished" and view.reason == "stopped by the user"

@@ -411,7 +411,7 @@ async def test_a_held_sub_agent_start_shows_in_the_tree_with_its_prompt(sessions
         assert not view.waiting
 
 
-async def test_stop_asks_first_and_the_cut_cell_shows_interrupted(sessions_dir):
+async def test_stop_asks_first_and_the_cut_cell_shows_stopped(sessions_dir):
     model = ScriptedModel({"q": [cell("import time\ntime.sleep(30)"), cell("FINAL('x')")]})
     run = Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model)
     async with App(run).run_test(size=(80, 24)) as pilot:
@@ -427,7 +427,7 @@ async def test_stop_asks_first_and_the_cut_cell_shows_interrupted(sessions_dir):
         await pilot.press("y")
         await until(pilot, lambda: view.finished)
         await pilot.pause(0.2)
-        assert view.status == "stopped" and view.cells["0:1"].status == "interrupted"
+        assert view.status == "stopped" and view.cells["0:1"].status == "stopped"
         assert "stopped" in str(screen(pilot).query_one("#status").render())
         answer = str(screen(pilot).query_one("#answer").render())
         assert answer.startswith("■ stopped")

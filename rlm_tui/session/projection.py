@@ -407,7 +407,7 @@ def _close_past(view: RunView, t: float) -> None:
         if cell.status in ("pending", "paused"):
             cell.status, cell.rev = "cancelled", cell.rev + 1
         elif cell.status == "running":
-            cell.status, cell.rev = "interrupted", cell.rev + 1
+            cell.status, cell.rev = "stopped", cell.rev + 1  # cut by the stop
     for agent in view.agents.values():
         if agent.status == "running":
             agent.status, agent.finished = "stopped", t

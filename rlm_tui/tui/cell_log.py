@@ -44,6 +44,7 @@ STATUS_ICONS = {
     "error": ("✖", "red"),
     "skipped": ("↷", "dim"),
     "interrupted": ("⏹", "yellow"),
+    "stopped": ("■", "yellow"),
     "timeout": ("⏱", "red"),
     "killed": ("☠", "red"),
     "cancelled": ("⊘", "dim"),
