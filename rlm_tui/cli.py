@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlm-tui",
         description="A terminal workbench for Recursive Language Models over Jupyter kernels.",
     )
+    parser.add_argument(  # `rlm-tui --sessions-dir X` is `rlm-tui tui --sessions-dir X`
+        "--sessions-dir", dest="home_sessions_dir", type=Path, default=None, help=argparse.SUPPRESS
+    )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -503,7 +506,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             from rlm_tui.session.store import find_session
 
             session = find_session(args.session, args.sessions_dir)
-        return _tui(session=session, sessions_dir=getattr(args, "sessions_dir", None))
+        sessions_dir = getattr(args, "sessions_dir", None) or args.home_sessions_dir
+        return _tui(session=session, sessions_dir=sessions_dir)
     parser.print_help()
     return 0
 

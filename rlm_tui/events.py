@@ -133,6 +133,8 @@ class RunStarted(_Event):
     compact_at: int | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> the file it was loaded from."""
+    sandbox: str | None = None
+    """How the kernels are isolated ('bwrap'…), None when they are plain local processes."""
 
 
 class RunStateChanged(_Event):

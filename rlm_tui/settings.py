@@ -8,6 +8,7 @@ in ``RunConfig`` and ``Limits``; this file only overrides them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,6 +38,22 @@ class UserConfig(BaseModel):
     run: dict[str, Any] = Field(default_factory=dict)
     """RunConfig field -> default for new runs, validated by RunConfig itself."""
 
+    @field_validator("theme")
+    @classmethod
+    def _theme(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a theme name cannot be empty")
+        return value.strip()
+
+    @field_validator("keymap")
+    @classmethod
+    def _keymap(cls, value: dict[str, str]) -> dict[str, str]:
+        for binding_id, keys in value.items():
+            problem = key_problem(binding_id, keys)
+            if problem:
+                raise ValueError(problem)
+        return {binding_id: normalize_keys(keys) for binding_id, keys in value.items()}
+
     @field_validator("run")
     @classmethod
     def _known_run_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +72,9 @@ class UserConfig(BaseModel):
         return {name: getattr(checked, name) for name in value}
 
 
-def load_config() -> UserConfig:
-    path = config_file()
+def load_config(path: Path | None = None) -> UserConfig:
+    """The config file's settings; defaults when there is no file; ``ConfigError`` if bad."""
+    path = path or config_file()
     if not path.is_file():
         return UserConfig()
     return read_yaml_model(path, UserConfig, ConfigError)
@@ -65,3 +83,21 @@ def load_config() -> UserConfig:
 def run_defaults() -> dict[str, Any]:
     """The config file's defaults for new runs (RunConfig keyword arguments)."""
     return dict(load_config().run)
+
+
+def normalize_keys(keys: str) -> str:
+    """``"ctrl+p, f5"`` -> ``"ctrl+p,f5"``."""
+    return ",".join(key.strip() for key in keys.split(","))
+
+
+def key_problem(binding_id: object, keys: object) -> str | None:
+    """Why a keymap entry cannot be used, or None."""
+    if not isinstance(binding_id, str) or not binding_id.strip():
+        return f"binding id {binding_id!r} must be a non-empty string"
+    if not isinstance(keys, str) or not keys.strip():
+        return f"binding {binding_id!r}: keys must be a non-empty string like 'ctrl+p,f5'"
+    for key in keys.split(","):
+        key = key.strip()
+        if not key or any(c.isspace() for c in key):
+            return f"binding {binding_id!r}: bad key {key!r} in {keys!r}"
+    return None

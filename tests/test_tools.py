@@ -13,8 +13,8 @@ from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.resume import resume_run
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import SubcallFinished, SubcallStarted
+from rlm_tui.session.projection import RunView
 from rlm_tui.session.store import read_session
-from rlm_tui.tui.state import RunView
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from conftest import FRUITS_QUERY, NESTED_QUERY
@@ -13,8 +14,9 @@ from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
-from rlm_tui.tui.modals import EditCellScreen
+from rlm_tui.tui.modals import ConfirmScreen, EditCellScreen
 from rlm_tui.tui.run_screen import RunScreen
+from rlm_tui.tui.wait_list import WaitList
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -178,3 +180,322 @@ async def test_fork_from_the_tui_and_edit_the_fork_cell(sessions_dir):
         await until(pilot, lambda: screen(pilot).view.finished)
         assert screen(pilot).view.answer == 42
     assert (original.session_dir / "events.jsonl").read_bytes() == before
+
+
+def notes(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def kernel_print(run: Run, agent_id: str, expression: str) -> str:
+    """Evaluate in an agent's kernel while the run holds it at the gate (kernel idle)."""
+    out: list[str] = []
+    kernel = run.agents[agent_id].kernel
+    assert kernel is not None
+    await kernel.execute(f"print({expression})", lambda stream, text: out.append(text))
+    return "".join(out).strip()
+
+
+async def test_pause_key_then_edit_step_and_the_kernel_has_the_edit(sessions_dir):
+    """The demo run, paused with space before its first cell; the edited cell runs in the
+    kernel (its output and the kernel's variables show it); then the run answers."""
+    run = Run(RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir, demo_delay=0.01))
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        await pilot.press("space")
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        assert screen(pilot).view.paused
+        await pilot.pause(0.1)
+        assert "⏸ paused" in str(pilot.app.screen.query_one("#status").render())
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, EditCellScreen))
+        area = pilot.app.screen.query_one("TextArea")
+        original = area.text
+        area.text = "marker = 41 + 1\nprint('marker is', marker)\n" + original
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        assert screen(pilot).view.cells["0:1"].edited
+        await pilot.press("s")  # step: 0:1 runs, the next cell waits
+        await until(pilot, lambda: "0:2" in run.control.pending)
+        cell = screen(pilot).view.cells["0:1"]
+        assert cell.status == "edited" and "marker is 42" in cell.output
+        assert await kernel_print(run, "0", "marker * 2") == "84"
+        await pilot.press("space")  # resume
+        await until(pilot, lambda: screen(pilot).view.finished)
+        view = screen(pilot).view
+        assert view.status == "answered" and sorted(view.answer) == [
+            "animals",
+            "countries",
+            "fruits",
+        ]
+
+
+async def test_sub_agent_start_breakpoint_holds_them_in_the_tree(sessions_dir):
+    run = Run(
+        RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(subagent_start=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: len(screen(pilot).view.waiting_starts) == 3)
+        await pilot.pause(0.1)
+        tree = pilot.app.screen.query_one(AgentTree)
+        labels = [str(node.label) for node in tree.root.children[0].children]
+        assert len(labels) == 3 and all("held at its start" in label for label in labels)
+        await pilot.press("s")  # one sub-agent starts
+        await until(pilot, lambda: len(screen(pilot).view.waiting_starts) == 2)
+        await pilot.press("space")  # and the rest
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.status == "answered"
+        assert len(screen(pilot).view.agents) == 4
+
+
+async def test_controls_on_a_saved_session_only_notify(sessions_dir):
+    model = ScriptedModel({"q": [cell("print('hi')"), cell("FINAL('done')")]})
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(session=result.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: screen(pilot).view.finished)
+        for key in ["space", "s", "e", "x", "i", "X", "b", "l"]:
+            await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, RunScreen)  # no crash, no modal
+        assert any("read-only" in n for n in notes(pilot.app))
+        await pilot.press("A")
+        await until(pilot, lambda: not isinstance(pilot.app.screen, RunScreen))
+        assert pilot.app.screen.body == "done"
+
+
+async def test_help_lists_the_focused_panes_keys_and_the_palette_every_action(sessions_dir):
+    from rlm_tui.tui.app import ActionCommands
+    from rlm_tui.tui.modals import TextScreen
+
+    model = ScriptedModel({"q": [cell("FINAL('done')")]})
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(session=result.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")  # the agents pane
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(pilot.app.screen, TextScreen))
+        table = pilot.app.screen.body
+        ids = [str(cell) for cell in table.columns[2]._cells]
+        assert "tree.launch" in ids and "run.pause" in ids and "app.quit" in ids
+        assert "cells.copy_code" not in ids  # another pane's keys
+        await pilot.press("escape")
+        run_screen = screen(pilot)
+        provider = ActionCommands(run_screen)
+        names = [hit.text for hit in [h async for h in provider.discover()]]
+        for name in ["Pause/go", "Step", "Edit", "Skip", "Interrupt", "Stop run"]:
+            assert name in names
+        for name in ["Breakpoints", "Launch sub-agent", "Copy code", "Search", "Quit"]:
+            assert name in names
+
+
+async def test_launch_with_the_context_browsers_marked_lines_as_context(sessions_dir):
+    model = ScriptedModel(
+        {"q": [cell("x = 1"), cell("FINAL('x')")], "repeat": [cell("FINAL(context.upper())")]}
+    )
+    run = Run(
+        RunConfig(
+            query="q",
+            context_file=str(Path(__file__).parent / "data" / "context.txt"),
+            sessions_dir=sessions_dir,
+        ),
+        model=model,
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("3")  # the context pane: mark lines 2-3
+        await pilot.press("down", "v", "down")
+        selection = screen(pilot).launch_context()
+        assert selection is not None and selection[1].startswith("HOST: Welcome back")
+        await pilot.press("2", "l")
+        await until(pilot, lambda: pilot.app.screen.query("#prompt"))
+        assert pilot.app.screen.query_one("#use-selection").value
+        pilot.app.screen.query_one("#prompt").value = "repeat it loudly"
+        pilot.app.screen.query_one("#var").value = "loud"
+        await pilot.click("#launch")
+        await until(pilot, lambda: "0.1:1" in run.control.pending)
+        run.step("0.1:1")
+        await until(pilot, lambda: run.agents["0.1"].status == "answered")
+        await until(pilot, lambda: any("loud" in n for n in run.agents["0"].notes))
+        assert await kernel_print(run, "0", "loud == " + repr(selection[1].upper())) == "True"
+        assert screen(pilot).view.agents["0.1"].by_hand
+        run.stop()
+
+
+async def test_a_remapped_key_drives_the_run(sessions_dir):
+    model = ScriptedModel({"q": [cell("a = 1") + cell("b = a + 1"), cell("FINAL_VAR('b')")]})
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=model,
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    app = RlmApp(run=run, ui_config=UiConfig(keymap={"run.step": "n"}), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("s")  # no longer the step key
+        await pilot.pause(0.2)
+        assert "0:1" in run.control.pending
+        await pilot.press("n")
+        await until(pilot, lambda: "0:2" in run.control.pending)
+        assert screen(pilot).view.cells["0:1"].status == "ok"
+        run.set_breakpoints(Breakpoints())
+        await pilot.press("space")
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.answer == 2
+
+
+async def test_concurrent_waits_are_listed_and_s_releases_the_selected_one(sessions_dir):
+    """Three sub-agents each hold a cell at once: all are listed, the header counts them, and
+    ``s`` releases the one selected in the list (not the oldest)."""
+    run = Run(
+        RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        view = screen(pilot).view
+
+        def subs() -> list[str]:
+            return [g for g in view.waiting if g.startswith("0.")]
+
+        def root() -> str | None:
+            return next((g for g in view.waiting if g.startswith("0:")), None)
+
+        for _ in range(20):  # step agent 0 until its three sub-agents hold their first cells
+            await until(pilot, lambda: len(subs()) == 3 or root() is not None)
+            gate = root()
+            if gate is None:
+                break
+            screen(pilot).query_one(WaitList).select_gate(gate)
+            await pilot.press("s")
+            await until(pilot, lambda g=gate: g not in view.waiting)
+        waiting = list(view.waiting)
+        assert sorted(waiting) == ["0.1:1", "0.2:1", "0.3:1"]
+        await pilot.press("]")  # the second one
+        await pilot.pause(0.1)
+        chosen = screen(pilot).selected_gate
+        assert chosen == waiting[1]
+        status = str(screen(pilot).query_one("#status").render())
+        assert "3 waiting" in status and f"cell {chosen}" in status
+        assert screen(pilot).query_one("CellLog").current.cell_id == chosen
+        await pilot.press("s")
+        await until(pilot, lambda: chosen not in run.control.pending)
+        assert all(g in run.control.pending for g in waiting if g != chosen)
+        run.set_breakpoints(Breakpoints())
+        await pilot.press("space")
+        await until(pilot, lambda: view.finished)
+        assert view.status == "answered" and not view.waiting
+
+
+async def test_a_held_sub_agent_start_shows_in_the_tree_with_its_prompt(sessions_dir):
+    run = Run(
+        RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(subagent_start=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        view = screen(pilot).view
+        await until(pilot, lambda: len(view.waiting) == 3)
+        await pilot.pause(0.1)
+        tree = pilot.app.screen.query_one(AgentTree)
+        labels = [str(node.label) for node in tree.root.children[0].children]
+        prompt = view.waiting["0.1"].what
+        assert prompt and any(prompt[:20] in label for label in labels)
+        status = str(screen(pilot).query_one("#status").render())
+        assert "3 waiting ▸ start of agent 0.1" in status
+        await pilot.press("x")  # skip the selected start
+        await until(pilot, lambda: "0.1" not in view.waiting)
+        await pilot.pause(0.2)
+        assert "0.1" not in view.agents and len(tree.root.children[0].children) == 2
+        assert "2 waiting" in str(screen(pilot).query_one("#status").render())
+        run.stop()
+        await until(pilot, lambda: view.finished)
+        assert not view.waiting
+
+
+async def test_stop_asks_first_and_the_cut_cell_shows_stopped(sessions_dir):
+    model = ScriptedModel({"q": [cell("import time\ntime.sleep(30)"), cell("FINAL('x')")]})
+    run = Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model)
+    async with App(run).run_test(size=(80, 24)) as pilot:
+        view = screen(pilot).view
+        await until(pilot, lambda: "0:1" in view.cells and view.cells["0:1"].status == "running")
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, RunScreen) and run.result is None
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: view.finished)
+        await pilot.pause(0.2)
+        assert view.status == "stopped" and view.cells["0:1"].status == "stopped"
+        assert "stopped" in str(screen(pilot).query_one("#status").render())
+        answer = str(screen(pilot).query_one("#answer").render())
+        assert answer.startswith("■ stopped")
+
+
+async def test_quit_asks_while_the_run_is_live(sessions_dir):
+    run = Run(
+        RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, RunScreen) and pilot.app.is_running
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: not pilot.app.is_running)
+    assert run.result is not None and run.result.status == "stopped"
+
+
+async def test_a_resumed_run_replaces_the_stopped_bar_and_shows_each_cell_once(sessions_dir):
+    from rlm_tui.engine.resume import resume_run
+
+    run = Run(
+        RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("s")
+        await until(pilot, lambda: "0:2" in run.control.pending)
+        run.stop()
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.cells["0:2"].status == "cancelled"
+    assert run.session_dir is not None
+    resumed = resume_run(run.session_dir)
+    async with App(resumed).run_test(size=(80, 24)) as pilot:
+        view = screen(pilot).view
+        await until(pilot, lambda: view.run_id and not view.finished or view.status == "answered")
+        assert "■ stopped" not in str(screen(pilot).query_one("#answer").render())
+        await until(pilot, lambda: view.finished)
+        await pilot.pause(0.2)
+        assert view.status == "answered" and view.cell_order.count("0:2") == 1
+        assert view.cells["0:2"].status == "ok"
+        assert str(screen(pilot).query_one("#answer").render()).startswith("✔ answer")
+
+
+async def test_fork_diff_shows_both_branches_from_the_fork_point(sessions_dir):
+    from rlm_tui.engine.resume import fork_run
+    from rlm_tui.tui.modals import TextScreen
+
+    original = await Run(RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir)).execute()
+    fork = fork_run(original.session_dir, "0:1", code="names = ['Rare Berry', 'Fig']")
+    await fork.execute()
+    assert fork.session_dir is not None
+    app = RlmApp(session=fork.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: screen(pilot).view.finished)
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(pilot.app.screen, TextScreen))
+        table = pilot.app.screen.body.renderables[1]
+        rows = [str(c) for c in table.columns[0]._cells]
+        assert rows[0] == "0:1" and rows[-2:] == ["answer", "cost"]
+        originals = [str(c) for c in table.columns[1]._cells]
+        forks = [str(c) for c in table.columns[2]._cells]
+        assert "Rare Berry" in forks[0] and "Rare Berry" not in originals[0]
+        assert forks[-2] == '{"Rare Berry": 4, "Fig": 0}' and originals[-2] != forks[-2]

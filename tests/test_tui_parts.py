@@ -1,16 +1,21 @@
-"""Context browser, themes, config and keymap on their own."""
+"""Context browser, themes, config, keymap and budget meter on their own."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
+from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
-from rlm_tui.tui.config import ConfigError, apply_keymap, load_config
+from rlm_tui.engine.budget import Limits
+from rlm_tui.events import Usage
+from rlm_tui.tui.budget_meter import BudgetMeter, meter_rows, warning_line
+from rlm_tui.tui.config import ConfigError, UiConfig, apply_keymap, binding_ids, load_config
 from rlm_tui.tui.context_view import (
     ContextBrowser,
     ContextTextView,
@@ -18,7 +23,14 @@ from rlm_tui.tui.context_view import (
     LineIndex,
     coverage_ranges,
 )
-from rlm_tui.tui.themes import BUILTIN_THEMES, ThemeError, load_theme_file, watch_themes
+from rlm_tui.tui.themes import (
+    BUILTIN_THEMES,
+    ThemeError,
+    load_theme_file,
+    load_themes,
+    theme_dirs,
+    watch_themes,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,12 +51,13 @@ def test_line_index():
 
 
 def test_coverage_ranges():
-    context = "first line of the context here\nsecond line that a model printed out\nthird"
-    seen = "[cell 1]\nsecond line that a model printed out\nnoise that is not in it at all!!"
-    start = context.index("second")
-    assert coverage_ranges(context, seen) == [
-        (start, start + len("second line that a model printed out"))
-    ]
+    context = "first line of the context here\nsecond line that a model printed out in full\nthird"
+    seen = (
+        "[cell 1]\nsecond line that a model printed out in full\nnoise that is not in it at all!!"
+    )
+    line = "second line that a model printed out in full"
+    [(a, b)] = coverage_ranges(context, seen)  # with the line breaks around it, also seen
+    assert context[a:b].strip() == line
 
 
 class BrowserApp(App[None]):
@@ -81,9 +94,13 @@ async def test_browser_jump_search_and_coverage():
         assert len(view.matches) == len(re.findall("needle", text)) == 200
         assert browser.status.startswith("1/200 matches")
         await pilot.press("n")
-        assert view.cursor == 1000
+        assert view.cursor == 1000 and browser.status.startswith("2/200 matches")
         await pilot.press("N", "N")
-        assert view.cursor == 199_000
+        assert view.cursor == 199_000 and browser.status.startswith("200/200 matches")
+        await pilot.press("colon")  # the go-to box opens empty, not holding the search
+        assert browser.query_one("#context-search").value == ""
+        await pilot.press("escape")
+        view.focus()
         start = text.index("line 5 hay")
         browser.set_coverage([(start, start + 10)])
         assert view.coverage_share == pytest.approx(10 / len(text))
@@ -115,66 +132,356 @@ def _screen_lines(app: App) -> list[str]:
     ]
 
 
+# -- themes, config and keymap ---------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
 def test_shipped_themes_load():
-    names = {load_theme_file(p).name for p in BUILTIN_THEMES.glob("*.yaml")}
-    assert {"rlm-dark", "rlm-light"} <= names
+    themes = {p.stem: load_theme_file(p) for p in BUILTIN_THEMES.glob("*.yaml")}
+    assert themes["dark"].name == "rlm-dark" and themes["dark"].dark
+    assert themes["light"].name == "rlm-light" and not themes["light"].dark
+    assert themes["dark"].primary.upper() == "#4EA1FF"
+    assert {"rlm-dark", "rlm-light", "rlm-solarized"} <= set(load_themes([BUILTIN_THEMES]))
 
 
-def test_bad_theme_names_file_and_field(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ndark: maybe\nprimary: '#ffffff'\n")
-    with pytest.raises(ThemeError, match=r"bad.yaml: dark:"):
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("name: x\ndark: maybe\nprimary: '#ffffff'\n", "dark"),
+        ("name: x\nprimary: '#ffffff'\nwarning: not-a-colour\n", "warning"),
+        ("name: x\n", "primary"),
+        ("name: x\nprimary: '#ffffff'\ncolour: red\n", "colour"),
+        ("name: x\nprimary: '#ffffff'\nvariables:\n  $bad: red\n", "variables"),
+    ],
+)
+def test_bad_theme_file_names_file_and_field(tmp_path, text, field):
+    bad = _write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ThemeError, match=rf"bad\.yaml: {field}: ") as caught:
         load_theme_file(bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    bad = _write(tmp_path / "bad.yaml", "name: x\nprimary: [unclosed\n")
+    with pytest.raises(ThemeError, match=r"bad\.yaml: not valid YAML: line \d+") as caught:
+        load_theme_file(bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_load_themes_reports_bad_files_and_goes_on(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    _write(user / "mine.yaml", "name: mine\nprimary: '#123456'\n")
+    _write(user / "broken.yaml", "name: broken\nprimary: 12\n")
+    _write(user / "rlm-dark-override.yml", "name: rlm-dark\nprimary: '#010203'\n")
+    problems: list[str] = []
+    themes = load_themes([BUILTIN_THEMES, user, tmp_path / "missing"], on_error=problems.append)
+    assert {"mine", "rlm-dark", "rlm-light"} <= set(themes) and "broken" not in themes
+    assert themes["rlm-dark"].primary == "#010203"  # the user's folder wins
+    assert len(problems) == 1 and "broken.yaml: primary:" in problems[0]
+
+
+def test_theme_dirs_follow_the_config_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path))
+    assert theme_dirs() == [BUILTIN_THEMES, tmp_path / "themes"]
+    assert BUILTIN_THEMES.is_dir()
+
+
+class ThemedApp(App[None]):
+    def __init__(self, directory: Path, theme_file: Path) -> None:
+        super().__init__()
+        self.directory, self.theme_file = directory, theme_file
+
+    def compose(self) -> ComposeResult:
+        yield Static("hi")
+
+    def on_mount(self) -> None:
+        self.register_theme(load_theme_file(self.theme_file))
+        self.theme = "mine"
+        self.run_worker(watch_themes(self, [self.directory]), group="themes")
+
+
+async def _until(pilot, condition, timeout: float = 5.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await pilot.pause(0.05)
+    return True
 
 
 async def test_theme_hot_reload(tmp_path):
-    theme = tmp_path / "mine.yaml"
-    theme.write_text("name: mine\ndark: true\nprimary: '#112233'\n")
-
-    class ThemedApp(App[None]):
-        def compose(self) -> ComposeResult:
-            yield Static("hi")
-
-        def on_mount(self) -> None:
-            self.register_theme(load_theme_file(theme))
-            self.theme = "mine"
-            self.run_worker(watch_themes(self, [tmp_path]))
-
-    app = ThemedApp()
+    theme = _write(tmp_path / "mine.yaml", "name: mine\ndark: true\nprimary: '#112233'\n")
+    app = ThemedApp(tmp_path, theme)
     async with app.run_test() as pilot:
-        await pilot.pause(0.3)
-        theme.write_text("name: mine\ndark: true\nprimary: '#AA0000'\n")
-        for _ in range(100):
-            if app.current_theme.primary.upper() == "#AA0000":
-                break
-            await asyncio.sleep(0.05)
-        assert app.current_theme.primary.upper() == "#AA0000"
-        assert app.theme == "mine"
+        await pilot.pause(0.3)  # the watcher is up
+        _write(theme, "name: mine\ndark: true\nprimary: '#AA0000'\n")
+        applied = load_theme_file(theme).to_color_system().generate()["primary"]
+        assert applied != app.theme_variables["primary"]
+        # the CSS variables are regenerated, not just the theme registered
+        assert await _until(pilot, lambda: app.theme_variables["primary"] == applied)
+        assert app.current_theme.primary.upper() == "#AA0000" and app.theme == "mine"
+        _write(theme, "name: mine\ndark: true\nprimary: nonsense\n")
+        assert await _until(
+            pilot, lambda: any("mine.yaml: primary" in n.message for n in app._notifications)
+        )
+        assert app.current_theme.primary.upper() == "#AA0000"  # the last good one stays
 
 
-def test_config(tmp_path, monkeypatch):
+def test_config_defaults_valid_and_invalid(tmp_path, monkeypatch):
     monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path))
-    assert load_config().theme == "rlm-dark"
-    (tmp_path / "config.yaml").write_text("theme: rlm-light\nkeymap:\n  run.pause: p\n")
-    assert load_config().keymap == {"run.pause": "p"}
-    (tmp_path / "config.yaml").write_text("theme: 3\nkeymap: nope\n")
-    with pytest.raises(ConfigError, match=r"config.yaml: (theme|keymap)"):
-        load_config()
+    assert load_config() == UiConfig(theme="rlm-dark", keymap={}, editor=None)
+    _write(
+        tmp_path / "config.yaml",
+        """
+        theme: rlm-light
+        editor: nvim
+        keymap:
+          run.pause: "ctrl+p, f5"
+        """,
+    )
+    assert load_config() == UiConfig(
+        theme="rlm-light", keymap={"run.pause": "ctrl+p,f5"}, editor="nvim"
+    )
+    for text, field in [
+        ("theme: [1]\n", "theme"),
+        ("keymap: nope\n", "keymap"),
+        ("keymap:\n  run.pause: ''\n", "keymap"),
+        ("colour: red\n", "colour"),
+    ]:
+        _write(tmp_path / "config.yaml", text)
+        with pytest.raises(ConfigError, match=rf"config\.yaml: {field}: ") as caught:
+            load_config()
+        assert "\n" not in str(caught.value)
 
 
 async def test_keymap_remaps_a_binding_by_id():
     class KeyApp(App[None]):
-        BINDINGS = [Binding("x", "hit", "Hit", id="test.hit")]
+        BINDINGS = [Binding("x", "foo", "Foo", id="test.foo")]
         hits = 0
 
-        def action_hit(self) -> None:
+        def action_foo(self) -> None:
             self.hits += 1
 
     app = KeyApp()
     async with app.run_test() as pilot:
-        warnings = apply_keymap(app, {"test.hit": "y", "nope.id": "z"}, {"test.hit"})
-        assert warnings == ["keymap: no binding with id 'nope.id'"]
+        assert binding_ids(app) >= {"test.foo"}
+        warnings = apply_keymap(app, {"test.foo": "y", "nope.id": "z", "test.bad": " "})
+        assert warnings[0] == "keymap: no binding with id 'nope.id'"
+        assert "test.bad" in warnings[1] and len(warnings) == 2
         await pilot.press("x")
         assert app.hits == 0
         await pilot.press("y")
         assert app.hits == 1
+        assert apply_keymap(app, {"test.foo": "x,w"}, known_ids={"test.foo"}) == []
+        await pilot.press("w", "x", "y")
+        assert app.hits == 3
+
+
+# -- the budget meter ----------------------------------------------------------------------
+
+SAMPLE_LIMITS = Limits(
+    max_depth=3, max_calls=10, max_prompt_tokens=10_000, max_cost=1.0, max_time=300
+)
+SAMPLE_AGENTS = [
+    ("0", Usage(prompt_tokens=5_000, completion_tokens=800, calls=5, cost=0.008)),
+    ("0.1", Usage(prompt_tokens=2_000, completion_tokens=300, calls=3, cost=0.003)),
+    ("0.2", Usage(prompt_tokens=1_500, completion_tokens=134, calls=1, cost=0.0013)),
+]
+
+
+def _show_sample(meter: BudgetMeter) -> None:
+    meter.show(
+        SAMPLE_LIMITS,
+        Usage(prompt_tokens=8_500, completion_tokens=1_234, calls=9, cost=0.0123),
+        2,
+        12.3,
+        SAMPLE_AGENTS,
+        [300, 800, 1200, 500, 2500, 900, 1800, 700, 1234],
+    )
+
+
+class MeterApp(App[None]):
+    def __init__(self, theme: str = "rlm-dark") -> None:
+        super().__init__()
+        self._theme_name = theme
+
+    def compose(self) -> ComposeResult:
+        yield BudgetMeter()
+
+    def on_mount(self) -> None:
+        for theme in load_themes([BUILTIN_THEMES]).values():
+            self.register_theme(theme)
+        self.theme = self._theme_name
+        _show_sample(self.query_one(BudgetMeter))
+
+
+def test_meter_rows_levels():
+    rows = {r.name: r for r in meter_rows({"max_calls": 10, "max_depth": 2}, Usage(calls=9), 2, 1)}
+    assert rows["model calls"].level == "warning" and rows["model calls"].share == 0.9
+    assert rows["depth"].level == "warning"  # depth can reach its limit, never pass it
+    assert rows["prompt tokens"].share is None and rows["prompt tokens"].level == "ok"
+    assert meter_rows(Limits(max_calls=10), Usage(calls=10), 0, 0)[3].level == "error"
+    assert warning_line(meter_rows(Limits(max_calls=10), Usage(calls=10), 0, 0)) == (
+        "⚠ model calls limit reached (10 of 10)"
+    )
+
+
+async def test_budget_meter_warns_and_updates_in_place():
+    app = MeterApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        meter = app.query_one(BudgetMeter)
+        meter.show(Limits(max_calls=10), Usage(calls=9), 1, 3.0, SAMPLE_AGENTS[:1], [10])
+        await pilot.pause()
+        assert "model calls at 90% of limit" in meter.warning
+        assert "prompt tokens" not in meter.warning
+        screen = "\n".join(_screen_lines(app))
+        assert "model calls at 90% of limit" in screen and "no limit" in screen
+        table = app.query_one(DataTable)
+        children = list(meter.walk_children())
+        meter.show(Limits(max_calls=10), Usage(calls=3), 1, 4.0, SAMPLE_AGENTS, [10, 20])
+        await pilot.pause()
+        assert list(meter.walk_children()) == children  # nothing rebuilt
+        assert meter.warning == "" and table.row_count == 3
+        assert str(table.get_cell("0.1", "calls")) == "3"
+        changed = [("0.1", Usage(calls=4, cost=2.5)), *SAMPLE_AGENTS[:1]]
+        meter.show({}, Usage(calls=4), 0, 5.0, changed, [])
+        await pilot.pause()
+        assert table.row_count == 2 and str(table.get_cell("0.1", "cost")) == "$2.50"
+
+
+async def test_budget_meter_shown_before_mount_appears_on_mount():
+    class LateApp(App[None]):
+        def compose(self) -> ComposeResult:
+            meter = BudgetMeter()
+            meter.show(Limits(max_calls=10), Usage(calls=9), 0, 0.0, [], [])
+            yield meter
+
+    app = LateApp()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert "model calls" in app.query_one(BudgetMeter).warning
+
+
+@pytest.mark.parametrize("theme", ["rlm-dark", "rlm-light"])
+def test_budget_meter_snapshot(snap_compare, theme):
+    assert snap_compare(MeterApp(theme), terminal_size=(80, 24))
+
+
+async def test_the_cells_follow_the_tree_cursor_and_enter_folds():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.agent_tree import AgentTree
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.cell_log import CellLog
+    from rlm_tui.tui.config import UiConfig
+
+    app = RlmApp(events=sample_events(), ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.2)
+        cells = app.screen.query_one(CellLog)
+        assert {c.agent_id for c in cells.cells} == {"0", "0.1"}
+        await pilot.press("2", "down")  # the cursor on agent 0.1
+        await pilot.pause(0.1)
+        assert {c.agent_id for c in cells.cells} == {"0.1"}
+        await pilot.press("up")
+        await pilot.pause(0.1)
+        assert {c.agent_id for c in cells.cells} == {"0"}
+        tree = app.screen.query_one(AgentTree)
+        agent0 = tree.root.children[0]
+        assert agent0.is_expanded
+        await pilot.press("enter")
+        assert not agent0.is_expanded
+        await pilot.press("a")
+        await pilot.pause(0.1)
+        assert {c.agent_id for c in cells.cells} == {"0", "0.1"}
+
+
+async def test_a_theme_chosen_in_the_app_is_saved_to_the_config(tmp_path, monkeypatch):
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import load_config
+
+    monkeypatch.setenv("RLM_TUI_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "config.yaml").write_text("# my settings\neditor: vim\n")
+    app = RlmApp(events=sample_events(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.theme == "rlm-dark"
+        app.theme = "rlm-light"
+        await pilot.pause(0.1)
+    text = (tmp_path / "config.yaml").read_text()
+    assert text.startswith("# my settings\neditor: vim\n")
+    assert load_config(tmp_path / "config.yaml").theme == "rlm-light"
+
+
+async def test_replay_pauses_steps_seeks_and_changes_speed_with_recorded_times():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.agent_tree import AgentTree
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import UiConfig
+    from rlm_tui.tui.run_screen import RunScreen
+
+    events = sample_events()
+    app = RlmApp(events=events, replay_speed=1.0, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.player is not None
+        player = screen.player
+        await pilot.press("space")  # pause
+        await pilot.pause(0.1)
+        at = player.position
+        await pilot.pause(1.2)
+        assert player.paused and player.position == at and at < len(events)
+        await pilot.press("s")  # one event
+        assert player.position == at + 1
+        await pilot.press("greater_than_sign")  # to the end of the next cell
+        assert type(events[player.position - 1]).__name__ == "CellFinished"
+        await pilot.press("plus")
+        assert player.speed == 2.0
+        await pilot.pause(0.1)
+        status = str(screen.query_one("#status").render())
+        assert status.startswith("⏵ replay · running") and "⏸ 2x · event" in status
+        await pilot.press("E")  # to the end
+        await pilot.pause(0.2)
+        assert player.done and screen.view.status == "answered"
+        assert "replay · answered" in str(screen.query_one("#status").render())
+        label = str(screen.query_one(AgentTree).root.children[0].label)
+        assert "5.2s" in label  # agent 0's time in the recording, not since it was made
+        await pilot.press("r")  # seek back: from the start, paused
+        await pilot.pause(0.2)
+        again = app.screen
+        assert again is not screen and isinstance(again, RunScreen)
+        assert again.player is not None and again.player.paused and again.player.position == 0
+
+
+def test_the_status_line_cuts_the_path_never_the_state():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.events import CellPaused, CellProposed
+    from rlm_tui.session.projection import fold
+    from rlm_tui.tui.status_line import status_line
+
+    events = [e for e in sample_events() if e.seq <= 6]
+    events[0] = events[0].model_copy(
+        update={"model_is_demo": True, "sandbox": "bwrap", "session_dir": "/x/" + "y" * 200}
+    )
+    events += [
+        CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"),
+        CellPaused(agent_id="0", cell_id="0:2", reason="paused"),
+    ]
+    view = fold(events)
+    view.state = "paused"
+    for width in (40, 80, 160):
+        line = status_line(view, width, "live", None)
+        assert line.plain.startswith("⏸ paused  1 waiting ▸ cell 0:2   DEMO    SANDBOX bwrap ")
+        assert line.cell_len <= max(width, 60)
+    wide = status_line(view, 160, "live", None).plain
+    assert wide.endswith("y" * 20) and "…" in wide  # the path, cut from its left
+    view.rerunning = True
+    assert "re-running recorded cells" in status_line(view, 80, "live", None).plain

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from rlm_tui.errors import SessionError
-from rlm_tui.events import AgentStarted, CellFinished, RunFinished, Usage
+from rlm_tui.session.projection import fold
 from rlm_tui.session.store import EVENTS_FILE, default_sessions_dir, read_session
 
 
@@ -29,26 +29,18 @@ def summarize(directory: Path) -> SessionSummary:
     log = read_session(directory)
     start = log.started
     assert start is not None
-    usage = Usage()
-    status = "unfinished"
-    agents: set[str] = set()
-    cells: set[str] = set()
-    for event in log.events:
-        if isinstance(event, AgentStarted):
-            agents.add(event.agent_id)
-        elif isinstance(event, CellFinished):
-            cells.add(event.cell_id)
-        elif isinstance(event, RunFinished):
-            status, usage = event.status, event.usage
+    view = fold(log.events)
+    usage = view.usage
+    finished = [c for c in view.cells.values() if c.duration is not None]
     return SessionSummary(
         id=directory.name,
         path=str(directory),
         query=start.query,
         model=start.model,
-        status=status,
+        status=view.status or "unfinished",
         started=datetime.fromtimestamp(start.t).isoformat(timespec="seconds"),
-        agents=len(agents),
-        cells=len(cells),
+        agents=len(view.agents),
+        cells=len(finished),
         tokens=usage.total_tokens,
         cost=usage.cost,
     )

@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from rlm_tui.tui.state import AgentView, RunView
+from rlm_tui.session.projection import AgentView, RunView, Waiting
 
 AGENT_ICONS = {
     "running": ("●", "cyan"),
+    "waiting": ("⏸", "bold yellow"),
     "answered": ("✔", "green"),
     "failed": ("✖", "red"),
     "stopped": ("■", "yellow"),
@@ -21,56 +22,120 @@ AGENT_ICONS = {
 }
 
 
-def agent_label(agent: AgentView, now: float | None = None) -> Text:
-    icon, style = AGENT_ICONS.get(agent.status, ("?", ""))
+def format_tokens(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 10_000 else f"{n:,}"
+
+
+def agent_label(agent: AgentView, now: float | None = None, paused: bool = False) -> Text:
+    """``● agent 0.1  d1 · step 2 · 1,415 tok · $0.0012 · 1.0s → {'Apple': 0, …}``."""
+    status = "waiting" if paused and agent.status == "running" else agent.status
+    icon, style = AGENT_ICONS.get(status, ("?", ""))
     end = agent.finished or now or time.time()
-    label = Text()
+    label = Text(no_wrap=True, overflow="ellipsis")
     label.append(f"{icon} ", style=style)
     label.append(f"agent {agent.agent_id}", style="bold")
     if agent.by_hand:
-        label.append(" (by hand)", style="magenta")
-    tokens = agent.usage.total_tokens
+        label.append(f" (by hand → {agent.bind_var})", style="magenta")
+    usage = agent.usage
     label.append(
-        f"  d{agent.depth} step {agent.step}  {tokens:,} tok  ${agent.usage.cost:.4f}  "
-        f"{max(0.0, end - agent.started):.1f}s",
+        f"  d{agent.depth} · step {agent.step} · {format_tokens(usage.total_tokens)} tok"
+        f" · ${usage.cost:.4f} · {max(0.0, end - agent.started):.1f}s",
         style="dim",
     )
     if agent.answer_preview:
-        preview = agent.answer_preview.replace("\n", " ")
-        label.append(f"  → {preview[:60]}{'…' if len(preview) > 60 else ''}", style=style)
+        preview = " ".join(agent.answer_preview.split())
+        label.append(f"  → {preview[:80]}{'…' if len(preview) > 80 else ''}", style=style)
     return label
 
 
-class AgentTree(Tree[str]):
+def waiting_label(item: Waiting) -> Text:
+    """A sub-agent held before it starts: its prompt, and what releases it."""
+    label = Text(no_wrap=True, overflow="ellipsis")
+    label.append("⏸ ", style="bold yellow")
+    label.append(f"agent {item.gate_id}", style="bold")
+    label.append("  held at its start: ", style="yellow")
+    label.append(" ".join(item.what.split()), style="italic")
+    return label
+
+
+class AgentTree(Tree[str], inherit_bindings=False):
+    """Each agent under its parent; Enter filters the cell log to it, ``a`` shows all.
+
+    Tree's own bindings minus space, which stays the run's pause key here too.
+    """
+
     DEFAULT_CSS = """
-    AgentTree { height: 1fr; background: $surface; }
+    AgentTree { height: 1fr; background: $surface; overflow-x: hidden; }
+    AgentTree > .tree--cursor { background: $primary 25%; }
     """
     BINDINGS = [
-        Binding("l", "screen.launch", "Launch sub-agent", id="tree.launch"),
+        Binding("enter", "select_cursor", "Fold/unfold", id="tree.select"),
+        Binding("up,k", "cursor_up", "Up", show=False, id="tree.up"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="tree.down"),
+        Binding("shift+left", "cursor_parent", "To parent", show=False, id="tree.parent"),
+        Binding(
+            "shift+up",
+            "cursor_previous_sibling",
+            "Prev sibling",
+            show=False,
+            id="tree.previous_sibling",
+        ),
+        Binding(
+            "shift+down", "cursor_next_sibling", "Next sibling", show=False, id="tree.next_sibling"
+        ),
+        Binding("t", "toggle_node", "Fold/unfold", show=False, id="tree.toggle"),
+        Binding("left", "scroll_left", "Scroll left", show=False, id="tree.scroll_left"),
+        Binding("right", "scroll_right", "Scroll right", show=False, id="tree.scroll_right"),
+        Binding("pageup", "page_up", "Page up", show=False, id="tree.page_up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="tree.page_down"),
+        Binding("l", "screen.launch", "Launch sub-agent", show=False, id="tree.launch"),
         Binding("a", "show_all", "All agents", id="tree.all_agents"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("run", **kwargs)
+        self.auto_expand = False
         self.show_root = False
         self.guide_depth = 3
         self._agent_nodes: dict[str, TreeNode[str]] = {}
+        self._labels: dict[str, Text] = {}
 
     def show(self, view: RunView, now: float | None = None) -> None:
+        """Add the new agents, relabel the changed ones (cheap to call on every refresh)."""
+        paused = view.paused
         for agent_id, agent in view.agents.items():
-            node = self._agent_nodes.get(agent_id)
-            if node is None:
-                parent = self._agent_nodes.get(agent.parent_id or "", self.root)
-                node = parent.add(agent_label(agent, now), data=agent_id, expand=True)
-                self._agent_nodes[agent_id] = node
-                parent.expand()
-            else:
-                node.set_label(agent_label(agent, now))
+            self._put(agent_id, agent.parent_id, agent_label(agent, now, paused))
+        for agent_id, item in view.waiting.items():
+            if item.kind == "agent_start" and agent_id not in view.agents:
+                parent = agent_id.rpartition(".")[0] or None
+                self._put(agent_id, parent, waiting_label(item))
+        for agent_id in list(self._agent_nodes):  # a start that was skipped
+            if agent_id not in view.agents and agent_id not in view.waiting_starts:
+                self._agent_nodes.pop(agent_id).remove()
+                self._labels.pop(agent_id, None)
+
+    def _put(self, agent_id: str, parent_id: str | None, label: Text) -> None:
+        node = self._agent_nodes.get(agent_id)
+        if node is None:
+            parent = self._agent_nodes.get(parent_id or "", self.root)
+            node = parent.add(label, data=agent_id, expand=True)
+            self._agent_nodes[agent_id] = node
+            parent.expand()
+            if self.cursor_node is None:
+                self.move_cursor(node)
+        elif self._labels.get(agent_id) != label:
+            node.set_label(label)
+        self._labels[agent_id] = label
 
     @property
     def selected_agent(self) -> str | None:
         node = self.cursor_node
         return node.data if node is not None else None
+
+    def select_agent(self, agent_id: str) -> None:
+        node = self._agent_nodes.get(agent_id)
+        if node is not None:
+            self.move_cursor(node)
 
     def action_show_all(self) -> None:
         self.post_message(self.NodeSelected(self.root))

@@ -1,32 +1,140 @@
-"""The Textual app: themes, keymap, command palette, and the home and run screens."""
+"""The Textual app: themes, keymap, command palette, help, and the home and run screens."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import importlib
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App, SystemCommand
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.theme import Theme
+from textual.widgets import Static
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import RlmError
 from rlm_tui.events import Event
+from rlm_tui.models.registry import DEMO, REPLAY_PREFIX
 from rlm_tui.session.store import read_session
-from rlm_tui.tui.config import UiConfig, apply_keymap, load_config
+from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
 from rlm_tui.tui.home_screen import HomeScreen
+from rlm_tui.tui.modals import ConfirmScreen, TextScreen, bindings_table
 from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
+
+DEFAULT_THEME = "rlm-dark"
+BINDING_MODULES = (
+    "agent_tree",
+    "budget_meter",
+    "cell_log",
+    "context_view",
+    "home_screen",
+    "modals",
+    "run_screen",
+    "wait_list",
+)
+"""The modules of tui/ whose widgets have bindings (their ids can be remapped)."""
+REPLACE_QUESTION = "Stop the live run and start this one? Its session is kept."
+QUIT_QUESTION = "Quit? The live run is stopped; its session is kept (`rlm-tui resume` goes on)."
+
+
+def own_bindings(node: DOMNode) -> list[Binding]:
+    """The bindings in force on a widget from its classes, most specific class first.
+
+    Follows Textual's rules: a class made with ``inherit_bindings=False`` drops its bases'
+    bindings, and a key bound by a subclass shadows the same key of a base class.
+    """
+    layers: list[list[Binding]] = []
+    for base in reversed(type(node).__mro__):
+        if vars(base).get("_inherit_bindings", True) is False:
+            layers.clear()
+        declared = [b for b in vars(base).get("BINDINGS", []) if isinstance(b, Binding)]
+        if declared:
+            layers.append(declared)
+    found: list[Binding] = []
+    keys: set[str] = set()
+    actions: set[str] = set()
+    for layer in reversed(layers):
+        for binding in layer:
+            binding_keys = {k.strip() for k in binding.key.split(",")}
+            if binding.action in actions or binding_keys <= keys:
+                continue
+            keys |= binding_keys
+            actions.add(binding.action)
+            found.append(binding)
+    return found
+
+
+class ActionCommands(Provider):
+    """Every action of the screen, its panes and the app, by its description, in the palette."""
+
+    def _actions(self) -> Iterator[tuple[str, str, Any]]:
+        screen = self.screen
+        keymap: dict[str, str] = getattr(self.app, "keymap", {})
+        nodes: list[DOMNode] = [screen, *screen.walk_children(), self.app]
+        seen: set[str] = set()
+        for node in nodes:
+            for binding in own_bindings(node):
+                if not binding.description or binding.action in ("command_palette",):
+                    continue
+                key = binding.id or f"{type(node).__name__}.{binding.action}"
+                if key in seen:
+                    continue
+                seen.add(key)
+                keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
+                where = type(node).__name__
+                yield (
+                    binding.description,
+                    f"{where} · {keys} · {binding.id or ''}",
+                    partial(self.app.run_action, binding.action, node),
+                )
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._actions():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._actions():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+def needs_litellm(config: RunConfig) -> bool:
+    """Whether starting this run imports litellm (any model but the demo and a replay)."""
+    names = [config.model, config.sub_model or config.model]
+    return any(name != DEMO and not name.startswith(REPLAY_PREFIX) for name in names)
+
+
+class StartingScreen(Screen[None]):
+    """The first frame while litellm loads: the run starts as soon as it has."""
+
+    DEFAULT_CSS = "StartingScreen { align: center middle; }"
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        self.model = model
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"starting a run with {self.model}: loading litellm…")
 
 
 class RlmApp(App[None]):
     TITLE = "rlm-tui"
+    COMMANDS = App.COMMANDS | {ActionCommands}
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
-        Binding("ctrl+h", "home", "Home", id="app.home"),
+        Binding("ctrl+q", "quit", "Quit", show=False, id="app.quit", priority=True),
+        Binding("f2", "home", "Home", id="app.home"),
+        Binding("f1", "help", "Help", id="app.help"),
     ]
 
     def __init__(
@@ -47,23 +155,48 @@ class RlmApp(App[None]):
         self.events = events
         self.replay_speed = replay_speed
         self.breakpoints = breakpoints
-        self.sessions_dir = sessions_dir
-        self.ui = ui_config or load_config()
-        self.watch = watch
+        origin = config or (run.config if run is not None else None)
+        self.sessions_dir = sessions_dir or (origin.sessions_dir if origin else None)
+        """Where the home screen lists and saves sessions (that of the run it was opened on)."""
+        self._config_problem: str | None = None
+        self._remember_theme = ui_config is None
+        """A theme chosen in the app is saved to the config file it was read from."""
+        if ui_config is None:
+            try:
+                ui_config = load_config()
+            except RlmError as exc:  # a bad config file is a notification, not a crash
+                self._config_problem = str(exc)
+                ui_config = UiConfig()
+        self.ui = ui_config
+        self.watch_theme_files = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
         self.current_run: Run | None = run
+        self._litellm_ready = False
 
     def on_mount(self) -> None:
-        themes, problems = load_themes(theme_dirs())
-        for theme in themes.values():
+        if self._config_problem:
+            self.notify(self._config_problem, title="config not used", severity="error")
+        problems: list[str] = []
+        for theme in load_themes(theme_dirs(), on_error=problems.append).values():
             self.register_theme(theme)
         for problem in problems:
             self.notify(problem, title="theme not loaded", severity="error")
-        self.theme = self.ui.theme if self.ui.theme in self.available_themes else "rlm-dark"
-        for warning in apply_keymap(self, self.keymap, self._binding_ids()):
+        if self.ui.theme in self.available_themes:
+            self.theme = self.ui.theme
+        else:
+            self.notify(f"no theme named '{self.ui.theme}'", severity="warning")
+            self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        for warning in apply_keymap(self, self.keymap, self.binding_ids()):
             self.notify(warning, severity="warning")
-        if self.watch:
-            self.run_worker(watch_themes(self, theme_dirs()), exclusive=True, group="themes")
+        if self._remember_theme:
+            self.theme_changed_signal.subscribe(self, self._theme_chosen)
+        if self.watch_theme_files:
+            self.run_worker(
+                watch_themes(self, theme_dirs()),
+                exclusive=True,
+                group="themes",
+                exit_on_error=False,
+            )
         if self.current_run is not None:
             self.push_screen(RunScreen(self.current_run, editor=self.ui.editor))
         elif self.run_config is not None:
@@ -77,19 +210,48 @@ class RlmApp(App[None]):
         else:
             self.push_screen(HomeScreen(self.sessions_dir, self.ui.run))
 
-    def _binding_ids(self) -> set[str]:
-        from rlm_tui.tui import agent_tree, cell_log, context_view, home_screen, modals, run_screen
+    def _theme_chosen(self, theme: Theme) -> None:
+        if theme.name == self.ui.theme:
+            return
+        self.ui.theme = theme.name
+        try:
+            save_theme(theme.name)
+        except OSError as exc:
+            self.notify(f"the theme was not saved: {exc}", severity="warning")
 
-        ids: set[str] = set()
-        for module in (agent_tree, cell_log, context_view, home_screen, modals, run_screen):
+    def binding_ids(self) -> set[str]:
+        """Every binding id the app defines, on any screen or widget (for the keymap)."""
+        ids: set[str] = {b.id for b in own_bindings(self) if b.id}
+        modules = [importlib.import_module(f"rlm_tui.tui.{name}") for name in BINDING_MODULES]
+        for module in modules:
             for value in vars(module).values():
-                for binding in getattr(value, "BINDINGS", []) if isinstance(value, type) else []:
-                    if isinstance(binding, Binding) and binding.id:
-                        ids.add(binding.id)
-        ids |= {b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id}
+                if isinstance(value, type) and issubclass(value, DOMNode):
+                    for binding in vars(value).get("BINDINGS", []):
+                        if isinstance(binding, Binding) and binding.id:
+                            ids.add(binding.id)
         return ids
 
     def start_run(self, config: RunConfig, breakpoints: Breakpoints | None = None) -> None:
+        """Start and follow a new run; a live one is stopped first, so ask."""
+        old = self.live_run
+        if old is None:
+            self._start_run(config, breakpoints)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                old.stop("a new run was started")
+                self._start_run(config, breakpoints)
+
+        self.push_screen(ConfirmScreen(REPLACE_QUESTION), answered)
+
+    def _start_run(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
+        if needs_litellm(config) and not self._litellm_ready:
+            self.push_screen(StartingScreen(config.model), lambda _: None)
+            self._load_litellm(config, breakpoints)
+            return
+        if isinstance(self.screen, StartingScreen):
+            self.pop_screen()
         try:
             run = Run(config, breakpoints=breakpoints)
         except RlmError as exc:
@@ -97,6 +259,15 @@ class RlmApp(App[None]):
             return
         self.current_run = run
         self.push_screen(RunScreen(run, editor=self.ui.editor))
+
+    @work(thread=True, exclusive=True, group="litellm", exit_on_error=False)
+    def _load_litellm(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
+        """``import litellm`` takes seconds: in a thread, after the first frame."""
+        from rlm_tui.models.litellm_model import preload
+
+        preload()
+        self._litellm_ready = True
+        self.call_from_thread(self._start_run, config, breakpoints)
 
     def open_session(self, directory: Path) -> None:
         try:
@@ -108,28 +279,54 @@ class RlmApp(App[None]):
             self.notify(problem, title="session repaired on reading", severity="warning")
         self.push_screen(RunScreen(None, list(log.events), editor=self.ui.editor))
 
+    @property
+    def live_run(self) -> Run | None:
+        """The run this app follows, while it has not finished."""
+        run = self.current_run
+        return run if run is not None and run.result is None else None
+
     def action_home(self) -> None:
         if not isinstance(self.screen, HomeScreen):
-            self.push_screen(HomeScreen(self.sessions_dir, self.ui.run))
+            self.push_screen(
+                HomeScreen(self.sessions_dir, self.ui.run, back=self.live_run is not None)
+            )
+
+    async def action_quit(self) -> None:
+        """Quit; a live run is stopped first, so ask."""
+        if self.live_run is None or isinstance(self.screen, ConfirmScreen):
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(QUIT_QUESTION), answered)
 
     def action_help(self) -> None:
-        if isinstance(self.screen, RunScreen):
-            self.screen.action_help()
+        """The keys of the focused pane (and of what holds it), of the screen and the app."""
+        if isinstance(self.screen, TextScreen):
+            return
+        screen = self.screen
+        groups: list[tuple[str, list[Binding]]] = []
+        node: DOMNode | None = screen.focused
+        while node is not None and node is not screen:
+            bindings = own_bindings(node)
+            if bindings:
+                groups.append((type(node).__name__, bindings))
+            node = node.parent
+        groups.append((type(screen).__name__, own_bindings(screen)))
+        groups.append(("App", own_bindings(self)))
+        title = "Keys of the focused pane, the screen and the app (remap by id in config.yaml)"
+        self.push_screen(TextScreen(title, bindings_table(groups, self.keymap)))
 
     async def on_unmount(self) -> None:
         run = self.current_run
         if run is not None and run.result is None:
             run.stop("the app was closed")
-            await run.wait()
+            with contextlib.suppress(Exception):  # closing must not fail because the run did
+                await run.wait()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if isinstance(screen, RunScreen):
-            for binding in screen.BINDINGS:
-                if isinstance(binding, Binding) and binding.description:
-                    yield SystemCommand(
-                        binding.description,
-                        f"{binding.description} ({binding.key})",
-                        partial(screen.run_action, binding.action),
-                    )
         yield SystemCommand("Home", "New run and saved sessions", self.action_home)

@@ -1,26 +1,40 @@
 """The cell log: every cell, its code highlighted and its output streaming in.
 
-A ScrollView over cells rendered to strips and cached per cell version, so thousands of cells
-cost only what is visible plus the cells that changed since the last paint.
+A ScrollView that renders only what is visible. Each cell has a height: estimated from its
+text (cheap) until the cell is first painted, then exact. Painting renders the visible cells
+(Rich ``Syntax`` for the code) and caches their lines in a bounded LRU, so a session with
+thousands of cells opens and scrolls as fast as one with ten.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.segment import Segment
+from rich.style import Style
 from rich.syntax import Syntax
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from rlm_tui.tui.state import CellView, RunView
+from rlm_tui.session.projection import CellView, RunView
 
 MAX_OUTPUT_LINES = 400
+"""Output lines shown per cell (the full output is one key away: ``o`` copies it)."""
+RENDERED_CACHE = 300
+"""Cells whose rendered lines are kept; the others keep only their height."""
+STREAM_TAIL = 8
+"""Lines of a model's reply shown while it streams in."""
+
 STATUS_ICONS = {
     "pending": ("…", "dim"),
     "paused": ("⏸", "bold yellow"),
@@ -30,195 +44,477 @@ STATUS_ICONS = {
     "error": ("✖", "red"),
     "skipped": ("↷", "dim"),
     "interrupted": ("⏹", "yellow"),
+    "stopped": ("■", "yellow"),
     "timeout": ("⏱", "red"),
     "killed": ("☠", "red"),
+    "cancelled": ("⊘", "dim"),
 }
 
 
-def cell_renderable(cell: CellView, unfolded: bool, selected: bool, dark: bool) -> RenderableType:
+def format_duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def cell_header(cell: CellView) -> Text:
     icon, style = STATUS_ICONS.get(cell.status, ("?", ""))
-    head = Text()
-    head.append(f"{'›' if selected else ' '} {icon} ", style=style)
+    head = Text(no_wrap=True, overflow="ellipsis")
+    head.append(f"{icon} ", style=style)
     head.append(f"cell {cell.cell_id}", style="bold")
     head.append(f"  step {cell.step}  {cell.status}", style=style)
+    if cell.edited and cell.status != "edited":
+        head.append("  (edited)", style="magenta")
     if cell.duration is not None:
-        head.append(
-            f"  {cell.duration * 1000:.0f} ms" if cell.duration < 10 else f"  {cell.duration:.1f} s"
-        )
+        head.append(f"  {format_duration(cell.duration)}")
     if cell.paused_reason and cell.status == "paused":
-        head.append(f"  ({cell.paused_reason})", style="yellow")
-    parts: list[RenderableType] = [head]
-    if cell.preamble:
-        lines = cell.preamble.splitlines()
+        head.append(f"  waiting: {cell.paused_reason}", style="yellow")
+    return head
+
+
+def folded_preamble(preamble: str) -> Text:
+    lines = preamble.strip().splitlines()
+    first = lines[0][:100] if lines else ""
+    more = f" (+{len(lines) - 1} lines, Enter unfolds)" if len(lines) > 1 else ""
+    return Text(f"▸ {first}{more}", style="italic dim", no_wrap=True, overflow="ellipsis")
+
+
+def cell_head(cell: CellView, unfolded: bool) -> list[RenderableType]:
+    """What comes before the code: the header and the model's text (folded or not)."""
+    parts: list[RenderableType] = [cell_header(cell)]
+    if cell.preamble.strip():
         if unfolded:
-            parts.append(Text(cell.preamble, style="italic"))
+            parts.append(Text("▾ " + cell.preamble.strip(), style="italic"))
         else:
-            first = lines[0][:100] if lines else ""
-            more = f" (+{len(lines) - 1} lines, Enter)" if len(lines) > 1 else ""
-            parts.append(Text(f"▸ {first}{more}", style="italic dim"))
-    parts.append(
-        Syntax(
-            cell.code,
-            "python",
-            theme="monokai" if dark else "friendly",
-            word_wrap=True,
-            background_color="default",
-        )
+            parts.append(folded_preamble(cell.preamble))
+    return parts
+
+
+def code_syntax(code: str, dark: bool, background: str = "default") -> Syntax:
+    return Syntax(
+        code.rstrip("\n") or " ",
+        "python",
+        theme="monokai" if dark else "friendly",
+        word_wrap=True,
+        background_color=background,
     )
-    parts.extend(Text(line, style="cyan") for line in cell.tool_calls)
+
+
+def cell_tail(cell: CellView) -> list[RenderableType]:
+    """What comes after the code: the output (streaming in) and the error."""
+    parts: list[RenderableType] = [Text(line, style="cyan") for line in cell.tool_calls]
     output = cell.output
     if output:
-        parts.append(_output_text(output, cell.model_view))
-    if cell.error and cell.status != "ok":
+        parts.append(output_text(output, cell.model_view, cell.output_chars))
+    if cell.error and cell.status not in ("ok", "edited"):
         parts.append(Text(cell.error, style="red"))
-    return Group(*parts)
+    return parts
 
 
-def _output_text(output: str, model_view: str) -> Text:
+def cell_renderable(
+    cell: CellView, unfolded: bool, dark: bool, background: str = "default"
+) -> RenderableType:
+    """The whole cell: header, the model's text before it, code, output, error."""
+    code = code_syntax(cell.code, dark, background)
+    return Group(*cell_head(cell, unfolded), code, *cell_tail(cell))
+
+
+def output_text(output: str, model_view: str, total_chars: int = 0) -> Text:
+    """The full output; where the model's truncated view ends is marked, what it missed dim."""
     text = Text()
-    seen = len(output) if not model_view else _seen_chars(output, model_view)
+    seen = len(output) if not model_view else seen_chars(output, model_view)
+    lines = output.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     shown = output
-    lines = shown.splitlines()
     if len(lines) > MAX_OUTPUT_LINES:
         shown = "\n".join(lines[:MAX_OUTPUT_LINES])
-    text.append(shown[:seen], style="")
+    shown = shown.rstrip("\n")
+    text.append("│ ", style="dim")
+    text.append(_gutter(shown[:seen]))
     if seen < len(output):
+        cut = (total_chars or len(output)) - seen
         text.append(
-            f"\n┄┄ the model's view ends here ({seen:,} of {len(output):,} chars) ┄┄\n",
+            f"\n┄┄ the model's view ends here: {seen:,} chars shown, {cut:,} cut ┄┄",
             style="bold yellow",
         )
-        text.append(shown[seen:], style="dim")
+        if seen < len(shown):
+            rest = shown[seen:].lstrip("\n")
+            text.append("\n│ ", style="dim")
+            missed = _gutter(rest)
+            missed.stylize("dim")
+            text.append(missed)
     if len(lines) > MAX_OUTPUT_LINES:
         text.append(f"\n… {len(lines) - MAX_OUTPUT_LINES:,} more lines (o copies all)", style="dim")
+    if total_chars > len(output):
+        text.append(
+            f"\n… {total_chars - len(output):,} more chars were printed; only the head was kept",
+            style="dim",
+        )
     return text
 
 
-def _seen_chars(output: str, model_view: str) -> int:
-    marker = model_view.find("\n... [output truncated")
-    return len(model_view) if marker < 0 else marker
+def _gutter(text: str) -> Text:
+    result = Text()
+    for i, line in enumerate(text.split("\n")):
+        if i:
+            result.append("\n")
+            result.append("│ ", style="dim")
+        result.append(line)
+    return result
+
+
+def seen_chars(output: str, model_view: str) -> int:
+    """How many characters of ``output`` the model was shown (its view may be cut)."""
+    body = model_view.removeprefix("(the user replaced this cell's code before it ran)\n")
+    marker = body.find("\n... [output truncated")
+    return len(output) if marker < 0 else min(marker, len(output))
+
+
+def _wrapped(text: str, width: int) -> int:
+    return sum(max(1, -(-len(line.expandtabs()) // width)) for line in text.split("\n"))
+
+
+def estimate_height(cell: CellView, width: int, unfolded: bool) -> int:
+    """Lines the cell will take at ``width``: close, cheap, made exact when it is painted."""
+    width = max(1, width)
+    height = 1  # header
+    if cell.preamble.strip():
+        height += _wrapped("▾ " + cell.preamble.strip(), width) if unfolded else 1
+    height += _wrapped(cell.code.rstrip("\n") or " ", width)
+    if cell.output:
+        lines = cell.output.rstrip("\n").split("\n")
+        shown = "\n".join(lines[:MAX_OUTPUT_LINES])
+        height += _wrapped(shown, width - 2) + (len(lines) > MAX_OUTPUT_LINES)
+        height += (
+            1
+            if cell.model_view and seen_chars(cell.output, cell.model_view) < len(cell.output)
+            else 0
+        )
+    if cell.error and cell.status not in ("ok", "edited"):
+        height += _wrapped(cell.error, width)
+    return height + 1  # a blank line between cells
+
+
+@dataclass
+class _Item:
+    """One entry of the log: a cell, or an agent's reply streaming in."""
+
+    key: Any
+    height: int
+    exact: bool
 
 
 class CellLog(ScrollView, can_focus=True):
+    """The cells of one agent (or of all), in order; a cursor selects one."""
+
     DEFAULT_CSS = """
-    CellLog { background: $surface; height: 1fr; }
+    CellLog { background: $surface; height: 1fr; overflow-x: hidden; }
+    CellLog > .cell-log--cursor { color: $accent; }
+    CellLog:focus > .cell-log--cursor { color: $primary; }
+    CellLog > .cell-log--stream { color: $text-muted; }
     """
+    COMPONENT_CLASSES = {"cell-log--cursor", "cell-log--stream"}
     BINDINGS = [
         Binding("up,k", "move(-1)", "Prev cell", show=False, id="cells.previous"),
         Binding("down,j", "move(1)", "Next cell", show=False, id="cells.next"),
-        Binding("enter", "toggle_fold", "Fold/unfold", id="cells.fold"),
-        Binding("c", "copy_code", "Copy code", id="cells.copy_code"),
-        Binding("o", "copy_output", "Copy output", id="cells.copy_output"),
+        Binding("home,g", "first", "First cell", show=False, id="cells.first"),
+        Binding("end,G", "last", "Last cell", show=False, id="cells.last"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="cells.page_up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="cells.page_down"),
+        Binding("enter", "toggle_fold", "Fold", id="cells.fold"),
+        Binding("c", "copy_code", "Copy code", show=False, id="cells.copy_code"),
+        Binding("o", "copy_output", "Copy output", show=False, id="cells.copy_output"),
         Binding("f", "follow", "Follow", id="cells.follow"),
-        Binding("a", "show_all", "All agents", id="cells.all_agents"),
+        Binding("a", "show_all", "All agents", show=False, id="cells.all_agents"),
     ]
 
     class Selected(Message):
+        """A cell was selected by a person (keys or mouse)."""
+
         def __init__(self, cell: CellView) -> None:
             super().__init__()
             self.cell = cell
+
+    class ShowAll(Message):
+        """The person asked for the cells of every agent."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.view: RunView | None = None
         self.agent_filter: str | None = None
         self.cells: list[CellView] = []
+        self.streams: list[tuple[str, str]] = []
+        """(agent id, reply so far) of the agents whose model is writing now."""
         self.selected = 0
         self.follow = True
         self.unfolded: set[str] = set()
-        self._cache: dict[str, tuple[tuple[Any, ...], list[Strip]]] = {}
+        self._items: dict[str, _Item] = {}
+        self._rendered: OrderedDict[str, tuple[Any, list[Strip]]] = OrderedDict()
+        self._code: OrderedDict[str, list[Strip]] = OrderedDict()
+        """Highlighted code by its text: output streaming in does not highlight it again."""
+        self._order: list[str] = []
+        self._heights: list[int] = []
         self._offsets: list[int] = [0]
         self._width = 0
+        self._dark = True
+        self._background = "default"
+        self.renders = 0
+        """How many items were rendered (tests check that only visible ones are)."""
+
+    # -- feeding ----------------------------------------------------------------------------
 
     def show(self, view: RunView, agent_filter: str | None = None) -> None:
         self.view = view
         if agent_filter != self.agent_filter:
             self.agent_filter = agent_filter
             self.selected = 0
+            self.follow = True
         self.refresh_cells()
 
     def refresh_cells(self) -> None:
         if self.view is None:
             return
         self.cells = self.view.cells_of(self.agent_filter)
+        self.streams = [
+            (a.agent_id, a.streaming)
+            for a in self.view.agents.values()
+            if a.streaming and (self.agent_filter is None or a.agent_id == self.agent_filter)
+        ]
+        selected = self.selected
         if self.follow and self.cells:
             self.selected = len(self.cells) - 1
         self.selected = min(self.selected, max(0, len(self.cells) - 1))
-        self._layout()
+        changed = self._layout()
         if self.follow:
-            self.scroll_end(animate=False)
-        self.refresh()
+            self._scroll_to_end()
+        if changed or selected != self.selected:
+            self.refresh()
 
     @property
     def current(self) -> CellView | None:
         return self.cells[self.selected] if self.cells else None
 
-    def _strips(self, index: int, width: int) -> list[Strip]:
-        cell = self.cells[index]
-        dark = self.app.current_theme.dark if self.app.current_theme else True
-        key = (
-            cell.status,
-            len(cell.output_parts),
-            cell.code,
-            cell.duration,
-            width,
-            cell.cell_id in self.unfolded,
-            index == self.selected,
-            dark,
-            cell.paused_reason,
-        )
-        cached = self._cache.get(cell.cell_id)
-        if cached is not None and cached[0] == key:
+    # -- layout -----------------------------------------------------------------------------
+
+    @property
+    def _content_width(self) -> int:
+        return max(10, (self.scrollable_content_region.width or self.size.width or 80) - 1)
+
+    def _look(self) -> tuple[bool, str]:
+        """Dark or light theme, and the background colour the code is drawn on."""
+        theme = self.app.current_theme
+        dark = theme.dark if theme is not None else True
+        color = self.rich_style.bgcolor
+        background = color.get_truecolor().hex if color is not None else "default"
+        return dark, background
+
+    def _item_key(self, index: int) -> Any:
+        if index < len(self.cells):
+            cell = self.cells[index]
+            return (cell.rev, cell.cell_id in self.unfolded)
+        agent_id, text = self.streams[index - len(self.cells)]
+        return (len(text), agent_id)
+
+    def _item_id(self, index: int) -> str:
+        if index < len(self.cells):
+            return self.cells[index].cell_id
+        return "~" + self.streams[index - len(self.cells)][0]
+
+    def _estimate(self, index: int, width: int) -> int:
+        if index < len(self.cells):
+            cell = self.cells[index]
+            return estimate_height(cell, width, cell.cell_id in self.unfolded)
+        _, text = self.streams[index - len(self.cells)]
+        return min(STREAM_TAIL, _wrapped(text.rstrip("\n"), width)) + 2
+
+    def _layout(self) -> bool:
+        """Heights of every item (kept, estimated for a changed item), offsets, virtual size.
+
+        Returns whether anything shown may have changed.
+        """
+        width = self._content_width
+        dark, background = self._look()
+        if (width, dark, background) != (self._width, self._dark, self._background):
+            self._width, self._dark, self._background = width, dark, background
+            self._items.clear()
+            self._rendered.clear()
+            self._code.clear()
+            changed = True
+        else:
+            changed = False
+        count = len(self.cells) + len(self.streams)
+        order = [self._item_id(i) for i in range(count)]
+        heights = []
+        for i, item_id in enumerate(order):
+            key = self._item_key(i)
+            item = self._items.get(item_id)
+            if item is None or item.key != key:
+                item = _Item(key, self._estimate(i, width), False)
+                self._items[item_id] = item
+                changed = True
+            heights.append(item.height)
+        changed = changed or order != self._order
+        self._order = order
+        self._set_heights(heights)
+        return changed
+
+    def _set_heights(self, heights: list[int]) -> None:
+        if heights != self._heights:
+            self._heights = heights
+            self._offsets = [0, *accumulate(heights)]
+        self.virtual_size = Size(self._width + 1, self._offsets[-1])
+
+    def _strips(self, index: int) -> list[Strip]:
+        """The rendered lines of an item (cached); makes its height exact."""
+        item_id = self._order[index]
+        item = self._items[item_id]
+        cached = self._rendered.get(item_id)
+        if cached is not None and cached[0] == item.key:
+            self._rendered.move_to_end(item_id)
             return cached[1]
-        renderable = cell_renderable(
-            cell, cell.cell_id in self.unfolded, index == self.selected, dark
-        )
-        console = self.app.console
-        options = console.options.update_width(max(10, width))
-        lines = console.render_lines(renderable, options, pad=True)
-        strips = [Strip(line, width) for line in lines] + [Strip.blank(width)]
-        self._cache[cell.cell_id] = (key, strips)
+        self.renders += 1
+        if index < len(self.cells):
+            cell = self.cells[index]
+            strips = self._render_strips(Group(*cell_head(cell, cell.cell_id in self.unfolded)))
+            strips += self._code_strips(cell.code)
+            tail = cell_tail(cell)
+            if tail:
+                strips += self._render_strips(Group(*tail))
+            strips.append(Strip.blank(self._width, self.rich_style))
+        else:
+            agent_id, text = self.streams[index - len(self.cells)]
+            lines = text.rstrip("\n").split("\n")[-STREAM_TAIL:]
+            renderable = Group(
+                Text(f"✎ agent {agent_id}'s model is writing…", style="bold"),
+                Text("\n".join(lines)),
+            )
+            style = self.rich_style + self.get_component_rich_style("cell-log--stream")
+            strips = self._render_strips(renderable, style)
+        self._rendered[item_id] = (item.key, strips)
+        while len(self._rendered) > RENDERED_CACHE:
+            self._rendered.popitem(last=False)
+        item.height, item.exact = len(strips), True
         return strips
 
-    def _layout(self) -> None:
-        width = max(20, self.scrollable_content_region.width or self.size.width or 80)
-        self._width = width
-        offsets = [0]
-        for i in range(len(self.cells)):
-            offsets.append(offsets[-1] + len(self._strips(i, width)))
-        self._offsets = offsets
-        self.virtual_size = Size(width, offsets[-1])
+    def _render_strips(self, renderable: RenderableType, style: Style | None = None) -> list[Strip]:
+        console = self.app.console
+        options = console.options.update_width(self._width)
+        lines = console.render_lines(renderable, options, style=style or self.rich_style, pad=True)
+        return [Strip(line, self._width) for line in lines]
+
+    def _code_strips(self, code: str) -> list[Strip]:
+        strips = self._code.get(code)
+        if strips is None:
+            strips = self._render_strips(code_syntax(code, self._dark, self._background))
+            self._code[code] = strips
+            while len(self._code) > RENDERED_CACHE:
+                self._code.popitem(last=False)
+        else:
+            self._code.move_to_end(code)
+        return strips
+
+    def _settle(self, top: int, height: int) -> None:
+        """Make the heights of the items in rows [top, top + height) exact."""
+        for _ in range(8):
+            heights = list(self._heights)
+            i = max(0, bisect_right(self._offsets, top) - 1)
+            while i < len(heights) and self._offsets[i] < top + height:
+                heights[i] = len(self._strips(i))
+                i += 1
+            if heights == self._heights:
+                return
+            self._set_heights(heights)
+
+    def _scroll_to_end(self) -> None:
+        height = self.scrollable_content_region.height or self.size.height
+        for _ in range(8):  # exact heights for the last screenful, from the end
+            heights = list(self._heights)
+            used, i = 0, len(heights) - 1
+            while i >= 0 and used < height:
+                heights[i] = len(self._strips(i))
+                used += heights[i]
+                i -= 1
+            if heights == self._heights:
+                break
+            self._set_heights(heights)
+        self.scroll_to(
+            y=max(0, self._offsets[-1] - height), animate=False, immediate=True, force=True
+        )
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        if self._order:
+            self._settle(self.scroll_offset.y + crop.y, crop.height)
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        line = self.scroll_offset.y + y
+        if not self._order or line >= self._offsets[-1]:
+            return Strip.blank(width, self.rich_style)
+        index = bisect_right(self._offsets, line) - 1
+        strips = self._strips(index)
+        row = line - self._offsets[index]
+        strip = strips[row] if row < len(strips) else Strip.blank(self._width, self.rich_style)
+        if index == self.selected and index < len(self.cells) and self.cells:
+            cursor = self.get_component_rich_style("cell-log--cursor")
+            gutter = Segment("▌", self.rich_style + cursor)
+        else:
+            gutter = Segment(" ", self.rich_style)
+        return Strip.join([Strip([gutter], 1), strip]).crop(0, width)
 
     def on_resize(self) -> None:
         self._layout()
+        if self.follow:
+            self._scroll_to_end()
 
-    def render_line(self, y: int) -> Strip:
-        line = self.scroll_offset.y + y
-        width = self.scrollable_content_region.width
-        if not self.cells or line >= self._offsets[-1]:
-            return Strip.blank(width, self.rich_style)
-        index = bisect_right(self._offsets, line) - 1
-        strips = self._strips(index, self._width)
-        return strips[line - self._offsets[index]].crop(0, width)
+    # -- moving and acting ------------------------------------------------------------------
 
-    def action_move(self, delta: int) -> None:
+    def _select(self, index: int, notify: bool = True) -> None:
         if not self.cells:
             return
         self.follow = False
-        self.selected = max(0, min(self.selected + delta, len(self.cells) - 1))
-        self._layout()
+        self.selected = max(0, min(index, len(self.cells) - 1))
+        self._settle(self._offsets[self.selected], 1)
         top = self._offsets[self.selected]
         height = self._offsets[self.selected + 1] - top
         visible = self.scrollable_content_region.height
-        if not self.scroll_offset.y <= top < self.scroll_offset.y + visible - min(height, visible):
-            self.scroll_to(y=top, animate=False)
+        if not self.scroll_offset.y <= top <= self.scroll_offset.y + visible - min(height, visible):
+            self.scroll_to(y=top, animate=False, immediate=True, force=True)
         self.refresh()
-        self.post_message(self.Selected(self.cells[self.selected]))
+        if notify:
+            self.post_message(self.Selected(self.cells[self.selected]))
 
-    def select_cell(self, cell_id: str) -> None:
+    def action_move(self, delta: int) -> None:
+        self._select(self.selected + delta)
+
+    def action_first(self) -> None:
+        self._select(0)
+
+    def action_last(self) -> None:
+        self._select(len(self.cells) - 1)
+
+    def action_page(self, direction: int) -> None:
+        if not self.cells:
+            return
+        height = self.scrollable_content_region.height
+        target = self._offsets[self.selected] + direction * height
+        index = bisect_right(self._offsets, max(0, target)) - 1
+        self._select(index if index != self.selected else self.selected + direction)
+
+    def select_cell(self, cell_id: str) -> bool:
         for i, cell in enumerate(self.cells):
             if cell.cell_id == cell_id:
-                self.action_move(i - self.selected)
-                return
+                self._select(i)
+                return True
+        return False
+
+    def on_click(self, event: events.Click) -> None:
+        line = self.scroll_offset.y + event.y
+        if self._order and 0 <= line < self._offsets[-1]:
+            index = bisect_right(self._offsets, line) - 1
+            if index < len(self.cells):
+                if index == self.selected and event.chain > 1:
+                    self.action_toggle_fold()
+                self._select(index)
 
     def action_toggle_fold(self) -> None:
         cell = self.current
@@ -235,12 +531,17 @@ class CellLog(ScrollView, can_focus=True):
     def action_copy_output(self) -> None:
         if self.current is not None:
             self.app.copy_to_clipboard(self.current.output)
-            self.app.notify(f"copied the output of cell {self.current.cell_id}")
+            self.app.notify(
+                f"copied the output of cell {self.current.cell_id} "
+                f"({len(self.current.output):,} chars)"
+            )
 
     def action_follow(self) -> None:
         self.follow = True
         self.refresh_cells()
+        self.notify("following the newest cell")
 
     def action_show_all(self) -> None:
         if self.view is not None:
             self.show(self.view, None)
+            self.post_message(self.ShowAll())

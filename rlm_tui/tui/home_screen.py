@@ -1,4 +1,8 @@
-"""The home screen: start a new run, or open a saved session."""
+"""The home screen: start a new run, or open a saved session.
+
+Below ``WIDE`` columns one of the two panes shows at a time (ctrl+o: sessions, ctrl+n: the
+form); the sessions list puts the query where it can be read, and ``/`` filters it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ from rlm_tui import defaults
 from rlm_tui.engine.budget import Limits
 from rlm_tui.errors import RlmError
 from rlm_tui.models.demo import NAME as DEMO_NAME
-from rlm_tui.session.catalog import list_sessions
+from rlm_tui.session.catalog import SessionSummary, list_sessions
+
+WIDE = 120
+"""From this many columns the form and the sessions list show side by side."""
 
 NESTED_QUERY = (
     "Generate a dictionary of different categories: fruits, countries, animals. For each "
@@ -24,12 +31,24 @@ NESTED_QUERY = (
 )
 
 
+class SessionTable(DataTable[str]):
+    """The saved sessions; ``/`` opens the filter."""
+
+    BINDINGS = [Binding("slash", "screen.filter", "Filter", id="home.filter")]
+
+
 class HomeScreen(Screen[None]):
     DEFAULT_CSS = """
     HomeScreen { layout: horizontal; }
-    HomeScreen > #new-run { width: 1fr; padding: 1 2; border: round $primary; }
-    HomeScreen > #sessions-pane { width: 1fr; padding: 1 2; border: round $panel; }
+    HomeScreen > #new-run { width: 1fr; padding: 0 1; border: round $foreground 30%; }
+    HomeScreen > #sessions-pane { width: 1fr; padding: 0 1; border: round $foreground 30%; }
+    HomeScreen > .pane:focus-within { border: round $primary; }
+    HomeScreen.narrow > .pane { display: none; }
+    HomeScreen.narrow.show-new-run > #new-run { display: block; }
+    HomeScreen.narrow.show-sessions-pane > #sessions-pane { display: block; }
     HomeScreen Label { margin-top: 1; }
+    HomeScreen #filter { display: none; }
+    HomeScreen #filter.shown { display: block; }
     HomeScreen .row { height: auto; }
     HomeScreen .row Input { width: 1fr; }
     HomeScreen #start { margin-top: 1; }
@@ -37,26 +56,35 @@ class HomeScreen(Screen[None]):
     """
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="home.start"),
+        Binding("ctrl+o", "show_sessions", "Sessions", id="home.sessions"),
+        Binding("ctrl+n", "show_form", "New run", id="home.new_run"),
         Binding("ctrl+l", "reload", "Reload sessions", id="home.reload"),
-        Binding("f1", "app.help", "Help", id="home.help"),
+        Binding("escape", "back", "Back to the run", id="home.back"),
     ]
 
     def __init__(
-        self, sessions_dir: Path | None = None, run_defaults: dict[str, Any] | None = None
+        self,
+        sessions_dir: Path | None = None,
+        run_defaults: dict[str, Any] | None = None,
+        back: bool = False,
     ) -> None:
         super().__init__()
         self.sessions_dir = sessions_dir
         self.run_defaults = dict(run_defaults or {})
         """The config file's ``run:`` section: the form starts from it."""
         self.limits: Limits = self.run_defaults.pop("limits", None) or Limits()
+        self.back = back
+        """Escape goes back to the live run this screen was opened over."""
+        self._sessions: list[SessionSummary] = []
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="new-run"):
+        with Vertical(id="new-run", classes="pane"):
             yield Static("[b]New run[/b]  (model 'demo' is offline: canned text, real kernels)")
             yield Label("Query")
             yield Input(NESTED_QUERY, id="query")
             yield Label("Context file or directory (optional)")
             yield Input(placeholder="path/to/context.txt", id="context")
+            yield Label("Model and sub-model ('demo' is offline; else a litellm name)")
             with Horizontal(classes="row"):
                 yield Input(
                     self.run_defaults.get("model", defaults.MODEL), placeholder="model", id="model"
@@ -73,32 +101,91 @@ class HomeScreen(Screen[None]):
                 yield Input(_text(self.limits.max_depth), placeholder="max depth", id="max-depth")
                 yield Input(_text(self.limits.max_time), placeholder="max seconds", id="max-time")
             yield Button("Start run (ctrl+r)", id="start", variant="primary")
-        with Vertical(id="sessions-pane"):
-            yield Static("[b]Saved sessions[/b]  (Enter opens)")
-            yield DataTable(id="sessions", cursor_type="row")
+        with Vertical(id="sessions-pane", classes="pane"):
+            yield Static("[b]Saved sessions[/b]  (Enter opens · / filters)")
+            yield Input(placeholder="filter: words of the query, model, status", id="filter")
+            yield SessionTable(id="sessions", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#new-run").border_title = "New run (ctrl+n)"
+        self.query_one("#sessions-pane").border_title = "Sessions (ctrl+o)"
         table = self.query_one(DataTable)
-        table.add_columns("session", "status", "model", "agents", "cells", "cost", "query")
+        table.add_columns("status", "cost", "query", "started", "model", "cells")
+        self._apply_width(self.size.width)
         self.action_reload()
         self.query_one("#query", Input).focus()
 
+    def on_resize(self, event: Any) -> None:
+        self._apply_width(event.size.width)
+        self._fill()
+
+    def _apply_width(self, width: int) -> None:
+        self.set_class(width < WIDE, "narrow")
+        if not (self.has_class("show-new-run") or self.has_class("show-sessions-pane")):
+            self.add_class("show-new-run")
+
     def action_reload(self) -> None:
+        self._sessions = list_sessions(self.sessions_dir)
+        self._fill()
+
+    def _fill(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        for s in list_sessions(self.sessions_dir):
+        words = self.query_one("#filter", Input).value.lower().split()
+        pane = self.size.width if self.has_class("narrow") else self.size.width // 2
+        room = max(20, pane - 32)  # the query fills what status and cost leave
+        for s in self._sessions:
             model = "demo" if s.model == DEMO_NAME else s.model
+            haystack = f"{s.query} {model} {s.status} {s.id}".lower()
+            if not all(word in haystack for word in words):
+                continue
+            query = " ".join(s.query.split())
             table.add_row(
-                s.id,
                 s.status,
-                model,
-                str(s.agents),
-                str(s.cells),
                 f"${s.cost:.4f}",
-                s.query[:60],
+                query if len(query) <= room else query[: room - 1] + "…",
+                model,
+                str(s.cells),
+                s.started.replace("T", " ")[5:16],
                 key=s.path,
             )
+
+    def _show(self, pane: str) -> None:
+        self.remove_class("show-new-run", "show-sessions-pane")
+        self.add_class(f"show-{pane}")
+
+    def action_show_sessions(self) -> None:
+        self._show("sessions-pane")
+        self.query_one(DataTable).focus()
+
+    def action_show_form(self) -> None:
+        self._show("new-run")
+        self.query_one("#query", Input).focus()
+
+    def action_filter(self) -> None:
+        self._show("sessions-pane")
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one(DataTable).focus()
+
+    def action_back(self) -> None:
+        """Back to the live run (only when this screen was opened over one)."""
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            box.value = ""
+            box.remove_class("shown")
+            self.query_one(DataTable).focus()
+        elif self.back:
+            self.dismiss()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:

@@ -97,9 +97,11 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
     DEFAULT_CSS = MODAL_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="launch.cancel")]
 
-    def __init__(self, parent_id: str, selection: str | None) -> None:
+    def __init__(
+        self, parent_id: str, selection: str | None, what: str = "the context browser's selection"
+    ) -> None:
         super().__init__()
-        self.parent_id, self.selection = parent_id, selection
+        self.parent_id, self.selection, self.what = parent_id, selection, what
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -109,8 +111,13 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
             yield Label("Variable that receives its answer in the parent's kernel")
             yield Input(value="sub_answer", id="var")
             chars = len(self.selection) if self.selection else 0
+            offer = (
+                f"pass {self.what} as its context ({chars:,} chars)"
+                if self.selection
+                else "no context (mark lines with v or search in the context pane to pass some)"
+            )
             yield Checkbox(
-                f"pass the context browser's selection as its context ({chars:,} chars)",
+                offer,
                 value=bool(self.selection),
                 disabled=not self.selection,
                 id="use-selection",
@@ -186,7 +193,14 @@ class BreakpointsScreen(ModalScreen[Breakpoints | None]):
 class TextScreen(ModalScreen[None]):
     """A scrollable read-only text (help, the full answer)."""
 
-    DEFAULT_CSS = MODAL_CSS + "TextScreen VerticalScroll { height: auto; max-height: 40; }"
+    DEFAULT_CSS = (
+        MODAL_CSS
+        + """
+    TextScreen > Vertical { height: 90%; }
+    TextScreen VerticalScroll { height: 1fr; }
+    TextScreen .title, TextScreen .hint { margin: 0; }
+    """
+    )
     BINDINGS = [Binding("escape,q,f1", "close", "Close", id="text.close")]
 
     def __init__(self, title: str, body: Any) -> None:
@@ -198,10 +212,35 @@ class TextScreen(ModalScreen[None]):
             yield Label(self.title_text, classes="title")
             with VerticalScroll():
                 yield Static(self.body)
-            yield Label("escape to close", classes="hint")
+            yield Label("↑↓ PgUp PgDn scroll · escape closes", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question before something that cannot be undone (stop or quit a live run)."""
+
+    DEFAULT_CSS = MODAL_CSS + "ConfirmScreen > Vertical { max-width: 70; }"
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, classes="title")
+            yield Label("y / enter: yes    n / escape: no", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 def bindings_table(groups: list[tuple[str, list[Any]]], keymap: dict[str, str]) -> Table:

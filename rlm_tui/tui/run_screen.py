@@ -1,10 +1,17 @@
-"""The run screen: four linked panes following one run (live, or a saved session)."""
+"""The run screen: four linked panes following one run (live, or a saved session).
+
+The screen folds every event into a :class:`RunView` as it arrives (cheap) and repaints the
+panes from it at most every ``REFRESH`` seconds, so a burst of events costs one repaint.
+Everything a person does to the run goes through the Run's control API.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static, Tab, Tabs, Tree
 
 from rlm_tui.engine.control import Breakpoints
@@ -21,66 +29,132 @@ from rlm_tui.engine.run import Run
 from rlm_tui.errors import RlmError
 from rlm_tui.events import (
     BudgetStop,
+    BudgetUpdate,
+    CellEdited,
+    CellFinished,
+    CellOutput,
+    CellPaused,
+    CellProposed,
+    CellSkipped,
+    CellStarted,
     ErrorEvent,
     Event,
     KernelEvent,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
     Notice,
     RunFinished,
+    RunStateChanged,
+    SubcallFinished,
 )
+from rlm_tui.session.projection import AgentView, RunView
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.budget_meter import BudgetMeter
 from rlm_tui.tui.cell_log import CellLog
-from rlm_tui.tui.context_view import ContextBrowser, coverage_ranges
+from rlm_tui.tui.context_view import ContextBrowser, coverage_ranges, read_context
 from rlm_tui.tui.modals import (
     BreakpointsScreen,
+    ConfirmScreen,
     EditCellScreen,
     LaunchRequest,
     LaunchScreen,
     TextScreen,
-    bindings_table,
 )
-from rlm_tui.tui.state import RunView
+from rlm_tui.tui.player import Player
+from rlm_tui.tui.status_line import status_line
+from rlm_tui.tui.wait_list import WaitList
 
 WIDE = 140
+"""From this many columns the panes are a grid; below, tabs."""
 REFRESH = 0.05
+"""Seconds between repaints while events arrive."""
+CLOCK = 0.5
+"""Seconds between repaints of a live run's clocks when no event arrives."""
+SMALL_CONTEXT = 1_000_000
+"""Contexts up to this many characters are loaded and matched on the UI loop (instant);
+bigger ones in a thread, so the loop never waits on them."""
+STOP_QUESTION = "Stop this live run? Its session is kept: `rlm-tui resume` goes on from it."
+PANES_ALL = frozenset({"cells", "tree", "budget", "context"})
+CLOCK_PANES = frozenset({"tree", "budget"})
+"""What a live run's clock changes: agents' and the run's elapsed times."""
+_CELL = frozenset({"cells"})
+_CELL_STATE = frozenset({"cells", "tree"})
+SLICES: dict[type, frozenset[str]] = {
+    ModelDelta: _CELL,
+    CellOutput: _CELL,
+    CellProposed: _CELL,
+    CellEdited: _CELL,
+    CellStarted: _CELL_STATE,
+    CellPaused: _CELL_STATE,
+    CellSkipped: _CELL_STATE,
+    CellFinished: frozenset({"cells", "tree", "context"}),
+    ModelRequest: _CELL_STATE,
+    ModelResponse: frozenset({"cells", "tree", "budget"}),
+    BudgetUpdate: frozenset({"budget"}),
+    RunStateChanged: frozenset({"tree"}),
+    SubcallFinished: frozenset({"tree"}),
+}
+"""The panes each kind of event changes (the status line and the waiting list always follow);
+a kind not listed repaints every pane."""
 PANES = [("cells", "Cells"), ("tree", "Agents"), ("context", "Context"), ("budget", "Budget")]
 
 
 class RunScreen(Screen[None]):
     DEFAULT_CSS = """
     RunScreen { layout: vertical; }
-    #status { height: 1; background: $panel; color: $text; padding: 0 1; }
-    #status.demo { background: $warning 30%; }
+    #status {
+        height: 1; background: $panel; color: $text; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    #status.demo { background: $warning 25%; }
+    #status.paused { background: $warning 45%; }
     #pane-tabs { display: none; }
-    #panes { height: 1fr; layout: grid; grid-size: 2 2; grid-columns: 2fr 3fr; grid-rows: 1fr 1fr; }
-    #panes > .pane { border: round $panel; border-title-color: $text-muted; }
+    #panes {
+        height: 1fr; layout: grid; grid-size: 2 2; grid-columns: 2fr 3fr; grid-rows: 1fr 1fr;
+    }
+    #panes > .pane { border: round $foreground 30%; border-title-color: $text-muted; }
     #panes > .pane:focus-within { border: round $primary; border-title-color: $primary; }
-    #pane-cells { row-span: 1; }
     #panes.narrow { layout: vertical; }
     #panes.narrow > .pane { display: none; height: 1fr; }
     #panes.narrow.show-cells > #pane-cells { display: block; }
     #panes.narrow.show-tree > #pane-tree { display: block; }
     #panes.narrow.show-context > #pane-context { display: block; }
     #panes.narrow.show-budget > #pane-budget { display: block; }
-    #answer { height: auto; max-height: 4; background: $success 15%; padding: 0 1; display: none; }
+    #agent-info {
+        height: auto; max-height: 8; border-top: solid $panel; padding: 0 1;
+        color: $text-muted;
+    }
+    #answer { height: 1; background: $success 15%; padding: 0 1; display: none; }
+    #answer.failed { background: $error 15%; }
     #answer.shown { display: block; }
     """
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/resume", id="run.pause"),
+        Binding("space", "toggle_pause", "Pause/go", id="run.pause"),
         Binding("s", "step", "Step", id="run.step"),
-        Binding("e", "edit", "Edit cell", id="run.edit"),
-        Binding("x", "skip", "Skip cell", id="run.skip"),
-        Binding("i", "interrupt", "Interrupt", id="run.interrupt"),
-        Binding("X", "stop", "Stop run", id="run.stop"),
-        Binding("b", "breakpoints", "Breakpoints", id="run.breakpoints"),
-        Binding("l", "launch", "Launch sub-agent", id="run.launch"),
+        Binding("e", "edit", "Edit", id="run.edit"),
+        Binding("x", "skip", "Skip", id="run.skip"),
+        Binding("i", "interrupt", "Interrupt", show=False, id="run.interrupt"),
+        Binding("X", "stop", "Stop run", show=False, id="run.stop"),
+        Binding("b", "breakpoints", "Breakpoints", show=False, id="run.breakpoints"),
+        Binding("l", "launch", "Launch sub-agent", show=False, id="run.launch"),
         Binding("A", "answer", "Answer", show=False, id="run.answer"),
-        Binding("F", "fork", "Fork at cell", id="run.fork"),
-        Binding("1", "pane('cells')", "Cells", show=False, id="pane.cells"),
-        Binding("2", "pane('tree')", "Agents", show=False, id="pane.tree"),
-        Binding("3", "pane('context')", "Context", show=False, id="pane.context"),
-        Binding("4", "pane('budget')", "Budget", show=False, id="pane.budget"),
-        Binding("f1", "help", "Help", id="app.help"),
+        Binding("w", "focus_waiting", "Waiting list", show=False, id="run.waiting"),
+        Binding("]", "next_waiting(1)", "Next waiting", show=False, id="run.next_waiting"),
+        Binding("[", "next_waiting(-1)", "Prev waiting", show=False, id="run.previous_waiting"),
+        Binding("F", "fork", "Fork at cell", show=False, id="run.fork"),
+        Binding("D", "fork_diff", "Diff fork with original", show=False, id="run.fork_diff"),
+        Binding(">", "replay_next_cell", "Replay: to next cell", show=False, id="replay.next"),
+        Binding("E", "replay_end", "Replay: to the end", show=False, id="replay.end"),
+        Binding("r", "replay_restart", "Replay: from the start", show=False, id="replay.restart"),
+        Binding("+", "replay_speed(1)", "Replay: faster", show=False, id="replay.faster"),
+        Binding("-", "replay_speed(-1)", "Replay: slower", show=False, id="replay.slower"),
+        Binding("1", "pane('cells')", "Cells pane", show=False, id="pane.cells"),
+        Binding("2", "pane('tree')", "Agents pane", show=False, id="pane.tree"),
+        Binding("3", "pane('context')", "Context pane", show=False, id="pane.context"),
+        Binding("4", "pane('budget')", "Budget pane", show=False, id="pane.budget"),
+        Binding("tab", "next_pane", "Next pane", show=False, id="pane.next"),
+        Binding("shift+tab", "next_pane(-1)", "Previous pane", show=False, id="pane.previous"),
     ]
 
     def __init__(
@@ -93,24 +167,44 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.run = run
         self.replay_speed = replay_speed
+        self.player = Player(list(events or []), speed=replay_speed) if replay_speed > 0 else None
+        """The replay's position and speed (None for a live run or a saved session)."""
+        self.start_paused = False
+        self._replay_wake = asyncio.Event()
         self.view = RunView()
         self.editor = editor
         if events is None and run is not None and run.config.append_to is not None:
             events = session_events(run.config.append_to)  # a resumed or forked run's past
         self._recorded = events or []
         self._dirty = True
+        """Repaint everything at the next tick (a key, a resize, a worker's result)."""
+        self._touched: set[str] = set()
+        """The panes the events since the last repaint changed (see ``SLICES``)."""
         self._agent_filter: str | None = None
-        self._context_loaded = False
-        self._coverage_version = -1
-        self._narrow_pane = "cells"
+        self._context_requested = False
         self._context_text = ""
+        self._coverage: list[tuple[int, int]] = []
+        self._coverage_done = 0
+        self._coverage_busy = False
+        self._narrow_pane = "cells"
+        self._unsubscribe: Callable[[], None] | None = None
+        self._answer_shown: str | None = None
+        """The run status whose answer bar is shown (None: no bar)."""
+        self._refreshed = 0.0
+        self._refresh_failed = False
+
+    @property
+    def live(self) -> bool:
+        return self.run is not None and not self.view.finished
 
     def compose(self) -> ComposeResult:
         yield Static("rlm-tui", id="status")
+        yield WaitList(id="waiting")
         yield Tabs(*[Tab(label, id=f"tab-{key}") for key, label in PANES], id="pane-tabs")
         with Container(id="panes"):
             with Vertical(id="pane-tree", classes="pane"):
                 yield AgentTree(id="agents")
+                yield Static("", id="agent-info")
             with Vertical(id="pane-cells", classes="pane"):
                 yield CellLog(id="cells")
             with Vertical(id="pane-budget", classes="pane"):
@@ -118,12 +212,15 @@ class RunScreen(Screen[None]):
             with Vertical(id="pane-context", classes="pane"):
                 yield ContextBrowser(id="context")
         yield Static("", id="answer")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         for key, label in PANES:
-            self.query_one(f"#pane-{key}").border_title = label
-        if self.replay_speed > 0:
+            self.query_one(
+                f"#pane-{key}"
+            ).border_title = f"{label} ({PANES.index((key, label)) + 1})"
+        if self.player is not None:
+            self.player.paused = self.start_paused
             self._replay()
         else:
             for event in self._recorded:
@@ -131,14 +228,19 @@ class RunScreen(Screen[None]):
         self.set_interval(REFRESH, self._refresh_if_dirty)
         self._apply_width(self.size.width)
         if self.run is not None:
-            self.run.subscribe(self._on_event)
-            self._drive()
+            self._unsubscribe = self.run.subscribe(self._on_event)
+            if self.run.result is None:
+                self._drive()
         self.query_one(CellLog).focus()
         self._refresh()
 
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
     # -- following the run ------------------------------------------------------------------
 
-    @work(exclusive=True, group="run")
+    @work(exclusive=True, group="run", exit_on_error=False)
     async def _drive(self) -> None:
         assert self.run is not None
         try:
@@ -148,20 +250,69 @@ class RunScreen(Screen[None]):
             self.notify(str(exc), title="the run could not start", severity="error", timeout=10)
             self.view.status, self.view.reason = "error", str(exc)
             self._dirty = True
+        except Exception as exc:  # never a crash: say what happened, keep the screen
+            self.notify(f"{type(exc).__name__}: {exc}", title="run failed", severity="error")
+            self.view.status, self.view.reason = "error", str(exc)
+            self._dirty = True
 
     @work(exclusive=True, group="replay")
     async def _replay(self) -> None:
-        """Play recorded events back at ``replay_speed`` times their pace (gaps capped at 1 s)."""
-        previous = self._recorded[0].t if self._recorded else 0.0
-        for event in self._recorded:
-            await asyncio.sleep(min(max(0.0, event.t - previous) / self.replay_speed, 1.0))
-            previous = event.t
+        """Play the recording at its own pace times the speed; the keys pause, step, seek."""
+        player = self.player
+        assert player is not None
+        while not player.done:
+            if player.paused:
+                await self._replay_wake.wait()
+                self._replay_wake.clear()
+                continue
+            delay = player.delay()
+            if delay > 0:
+                try:  # a key (pause, speed, step) wakes the player early
+                    await asyncio.wait_for(self._replay_wake.wait(), delay)
+                    self._replay_wake.clear()
+                    continue
+                except TimeoutError:
+                    pass
+            self._played(player.advance())
+
+    def _played(self, events: list[Event]) -> None:
+        for event in events:
             self.view.apply(event)
-            self._dirty = True
+            self._touched |= SLICES.get(type(event), PANES_ALL)
+
+    def _replay_key(self, move: Callable[[Player], list[Event] | None]) -> None:
+        """Apply a replay control, then let the player re-plan its wait."""
+        assert self.player is not None
+        played = move(self.player)
+        if played:
+            self._played(played)
+        self._dirty = True
+        self._replay_wake.set()
+
+    def action_replay_next_cell(self) -> None:
+        if self.player is not None:
+            self._replay_key(Player.to_next_cell)
+
+    def action_replay_end(self) -> None:
+        if self.player is not None:
+            self._replay_key(Player.to_end)
+
+    def action_replay_speed(self, direction: int) -> None:
+        if self.player is not None:
+            self._replay_key(lambda p: p.faster(direction))
+
+    def action_replay_restart(self) -> None:
+        """Seek back: the recording played again from its start, paused there."""
+        if self.player is None:
+            return
+        again = RunScreen(None, self._recorded, editor=self.editor, replay_speed=self.player.speed)
+        again.start_paused = True
+        self.app.switch_screen(again)
 
     def _on_event(self, event: Event) -> None:
+        """Called by the engine for every event: fold it; repaint its panes at the next tick."""
         self.view.apply(event)
-        self._dirty = True
+        self._touched |= SLICES.get(type(event), PANES_ALL)
         if isinstance(event, BudgetStop | ErrorEvent):
             self.notify(event.message, title="run stopped", severity="error", timeout=8)
         elif isinstance(event, KernelEvent) and event.what == "died":
@@ -171,109 +322,235 @@ class RunScreen(Screen[None]):
         elif isinstance(event, Notice):
             self.notify(event.message)
         elif isinstance(event, RunFinished) and event.status == "answered":
-            self.notify("the run answered", title="done", timeout=5)
+            self.notify("the run answered (A shows the whole answer)", title="done", timeout=5)
 
     def _refresh_if_dirty(self) -> None:
-        if self._dirty:
-            self._refresh()
+        try:
+            if self._dirty:
+                self._refresh()
+            elif self._touched:
+                self._refresh(self._touched)
+            elif self.live and time.monotonic() - self._refreshed > CLOCK:
+                self._refresh(CLOCK_PANES)  # a live run's clocks tick even without events
+        except Exception as exc:  # a bug in a pane: say so once, keep the run and the app
+            if not self._refresh_failed:
+                self._refresh_failed = True
+                self.notify(
+                    f"{type(exc).__name__}: {exc}",
+                    title="a pane failed to update",
+                    severity="error",
+                )
 
-    def _refresh(self) -> None:
+    def _refresh(self, panes: Collection[str] = PANES_ALL) -> None:
+        """Repaint the status, the waiting list and ``panes`` (each re-renders what changed)."""
         self._dirty = False
+        self._touched = set()
+        self._refreshed = time.monotonic()
         view = self.view
-        if not self._context_loaded and view.run_id:
-            self._context_loaded = True
-            browser = self.query_one(ContextBrowser)
-            browser.load_file(view.context_file, view.context_kind)
-            self._context_text = browser.text_view.text
-        self.query_one("#status", Static).update(self._status_line())
-        self.query_one("#status").set_class(view.model_is_demo, "demo")
-        self.query_one(AgentTree).show(view, time.time() if not view.finished else None)
-        self.query_one(CellLog).show(view, self._agent_filter)
-        per_agent = [(a.agent_id, a.usage) for a in view.agents.values()]
-        self.query_one(BudgetMeter).show(
-            view.limits,
-            view.usage,
-            view.depth,
-            view.elapsed or self._elapsed(),
-            per_agent,
-            view.tokens_per_step,
-        )
-        self._update_coverage()
-        answer = self.query_one("#answer", Static)
-        if view.finished:
-            answer.add_class("shown")
-            answer.update(self._answer_text())
+        if not self._context_requested and view.run_id:
+            self._context_requested = True
+            self._load_context(view.context_file, view.context_kind)
+        self.query_one(WaitList).show(view.waiting)
+        status = self.query_one("#status", Static)
+        status.update(self._status_line())
+        status.set_class(view.model_is_demo, "demo")
+        status.set_class(view.paused and not view.finished, "paused")
+        now = self._now()
+        if "tree" in panes:
+            tree = self.query_one(AgentTree)
+            tree.show(view, now)
+            self._show_agent_info(tree.selected_agent)
+        if "cells" in panes:
+            self.query_one(CellLog).show(view, self._agent_filter)
+        if "budget" in panes:
+            per_agent = [(a.agent_id, a.usage) for a in view.agents.values()]
+            self.query_one(BudgetMeter).show(
+                view.limits,
+                view.usage,
+                view.depth,
+                view.elapsed or max(0.0, now - view.started if view.started else 0.0),
+                per_agent,
+                view.tokens_per_step,
+            )
+        if "context" in panes:
+            self._update_coverage()
+        shown = view.status if view.finished else None  # a resumed run hides the old one
+        if shown != self._answer_shown:
+            self._answer_shown = shown
+            answer = self.query_one("#answer", Static)
+            answer.set_class(shown is not None, "shown")
+            answer.set_class(shown not in (None, "answered"), "failed")
+            answer.update(self._answer_text() if shown else "")
 
-    def _elapsed(self) -> float:
-        return (
-            time.time() - self.view.started if self.view.started and not self.view.finished else 0.0
-        )
+    def _now(self) -> float:
+        """The wall clock for a live run; the newest event's time for a recorded one."""
+        return time.time() if self.live else self.view.last_t
+
+    @property
+    def mode(self) -> str:
+        """ "live" (a Run is attached), "replay" (played back) or "saved" (read-only)."""
+        if self.run is not None:
+            return "live"
+        return "replay" if self.replay_speed > 0 else "saved"
 
     def _status_line(self) -> Text:
-        view = self.view
-        text = Text()
-        text.append("rlm-tui", style="bold")
-        model = view.model or (self.run.model.name if self.run else "")
-        text.append(f"  model {model}")
-        if view.model_is_demo:
-            text.append("  [OFFLINE DEMO MODEL: canned text, real kernels]", style="bold")
-        state = view.status or view.state
-        text.append(f"  ·  {state}", style="bold yellow" if state == "paused" else "bold")
-        pending = view.pending
-        if pending:
-            text.append(f"  ·  waiting: cell {pending[0].cell_id} ({pending[0].paused_reason})")
-        if view.session_dir:
-            text.append(f"  ·  {view.session_dir}", style="dim")
-        return text
+        playing = self.player.describe() if self.player is not None else ""
+        return status_line(self.view, self.size.width, self.mode, self.selected_gate, playing)
+
+    @property
+    def selected_gate(self) -> str | None:
+        """The waiting gate that ``s``, ``e`` and ``x`` act on (highlighted in the list)."""
+        gate = self.query_one(WaitList).selected_gate
+        if gate in self.view.waiting:
+            return gate
+        return next(iter(self.view.waiting), None)
 
     def _answer_text(self) -> Text:
         view = self.view
+        text = Text(no_wrap=True, overflow="ellipsis")
         if view.status != "answered":
-            return Text(f"{view.status}: {view.reason}", style="bold red")
+            text.append(f"■ {view.status}: ", style="bold")
+            text.append(" ".join(view.reason.split()))
+            return text
         shown = (
             json.dumps(view.answer, ensure_ascii=False)
             if not isinstance(view.answer, str)
             else view.answer
         )
-        return Text(f"answer: {shown[:600]}{'…' if len(shown) > 600 else ''}  (A: full answer)")
+        text.append("✔ answer ", style="bold")
+        text.append("(A opens it) ", style="dim")
+        text.append(" ".join(shown[:2000].split()))
+        return text
+
+    # -- the context: loading and coverage --------------------------------------------------
+
+    def _load_context(self, path: str | None, kind: str) -> None:
+        if not path:
+            return
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            size = 0
+        if size <= SMALL_CONTEXT:
+            self._context_loaded(read_context(path, kind), kind)
+        else:
+            self._load_context_in_thread(path, kind)
+
+    @work(thread=True, group="context", exit_on_error=False)
+    def _load_context_in_thread(self, path: str, kind: str) -> None:
+        value = read_context(path, kind)
+        self.app.call_from_thread(self._context_loaded, value, kind)
+
+    def _context_loaded(self, value: Any, kind: str) -> None:
+        browser = self.query_one(ContextBrowser)
+        browser.load(value, kind)
+        self._context_text = browser.text_view.text
+        self._coverage, self._coverage_done = [], 0
+        self._update_coverage()
 
     def _update_coverage(self) -> None:
-        if not self._context_text or self._coverage_version == len(self.view.seen_texts):
+        """Mark what the models have seen: new seen texts only, in a thread when big."""
+        log = self.view.seen_log
+        if not self._context_text or self._coverage_busy or self._coverage_done >= len(log):
             return
-        self._coverage_version = len(self.view.seen_texts)
-        ranges: list[tuple[int, int]] = []
-        for texts in self.view.seen_texts.values():
-            for seen in texts[-50:]:
-                ranges += coverage_ranges(self._context_text, seen)
-        self.query_one(ContextBrowser).set_coverage(ranges)
+        texts = [text for _, text in log[self._coverage_done :]]
+        done = len(log)
+        if len(self._context_text) <= SMALL_CONTEXT:
+            self._coverage_ready(_match(self._context_text, texts), done)
+        else:
+            self._coverage_busy = True
+            self._coverage_in_thread(self._context_text, texts, done)
+
+    @work(thread=True, group="coverage", exit_on_error=False)
+    def _coverage_in_thread(self, context: str, texts: list[str], done: int) -> None:
+        ranges = _match(context, texts)
+        self.app.call_from_thread(self._coverage_ready, ranges, done)
+
+    def _coverage_ready(self, ranges: list[tuple[int, int]], done: int) -> None:
+        self._coverage_busy = False
+        self._coverage_done = done
+        if ranges:
+            self._coverage = _merged(self._coverage + ranges)
+            self.query_one(ContextBrowser).set_coverage(self._coverage)
+        self._dirty = True
+
+    def _mark_seen(self, texts: list[str], what: str) -> None:
+        """Highlight in the context what one cell or agent saw."""
+        if not self._context_text:
+            return
+        if len(self._context_text) <= SMALL_CONTEXT:
+            self._highlight(_match(self._context_text, texts), what)
+        else:
+            self._highlight_in_thread(self._context_text, texts, what)
+
+    @work(thread=True, exclusive=True, group="highlight", exit_on_error=False)
+    def _highlight_in_thread(self, context: str, texts: list[str], what: str) -> None:
+        ranges = _match(context, texts)
+        self.app.call_from_thread(self._highlight, ranges, what)
+
+    def _highlight(self, ranges: list[tuple[int, int]], what: str) -> None:
+        browser = self.query_one(ContextBrowser)
+        browser.text_view.set_highlight(ranges)
+        if ranges:
+            chars = sum(b - a for a, b in ranges)
+            browser.status = f"{what} saw {chars:,} chars here (marked)"
+        else:
+            browser.status = f"{what} saw nothing of the context"
+        browser.update_header()
 
     # -- selection between panes ------------------------------------------------------------
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
-        agent_id = event.node.data
+        """Enter: fold or unfold the agent's sub-agents (the cells follow the cursor)."""
+        node = event.node
+        if node.data is not None and node.children:
+            node.toggle()
+        self._filter_to(node.data)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        """Moving the tree's cursor shows that agent's cells (not when the app moves it)."""
+        self._show_agent_info(event.node.data)
+        if self.query_one(AgentTree).has_focus:
+            self._filter_to(event.node.data)
+
+    def _filter_to(self, agent_id: str | None) -> None:
         self._agent_filter = agent_id if isinstance(agent_id, str) else None
         self.query_one(CellLog).show(self.view, self._agent_filter)
         agent = self.view.agents.get(self._agent_filter or "")
         if agent is not None:
-            self.notify(f"agent {agent.agent_id}: {agent.query[:200]}", title="prompt")
-            self._mark_seen(self.view.seen_texts.get(agent.agent_id, []))
+            self._show_agent_info(agent.agent_id)
+            self._mark_seen(self.view.seen_by(agent.agent_id), f"agent {agent.agent_id}")
+            self.query_one("#pane-cells").border_subtitle = f"agent {agent.agent_id}"
+        else:
+            self.query_one("#pane-cells").border_subtitle = "all agents"
+
+    def on_cell_log_show_all(self, event: CellLog.ShowAll) -> None:
+        self._agent_filter = None
+        self.query_one("#pane-cells").border_subtitle = "all agents"
+
+    def _show_agent_info(self, agent_id: str | None) -> None:
+        info = self.query_one("#agent-info", Static)
+        agent = self.view.agents.get(agent_id or "")
+        info.display = agent is not None
+        if agent is not None:
+            info.update(agent_info(agent))
 
     def on_cell_log_selected(self, event: CellLog.Selected) -> None:
-        self._mark_seen([event.cell.model_view] if event.cell.model_view else [])
-
-    def _mark_seen(self, texts: list[str]) -> None:
-        if not self._context_text:
-            return
-        ranges = [r for seen in texts for r in coverage_ranges(self._context_text, seen)]
-        self.query_one(ContextBrowser).text_view.set_highlight(ranges)
+        cell = event.cell
+        if cell.cell_id in self.view.waiting:  # one selection: the list follows the cells
+            self.query_one(WaitList).select_gate(cell.cell_id)
+        texts = [cell.model_view] if cell.model_view else []
+        self._mark_seen(texts, f"cell {cell.cell_id}")
 
     # -- layout -----------------------------------------------------------------------------
 
     def on_resize(self, event: Any) -> None:
         self._apply_width(event.size.width)
+        self._dirty = True
 
     def _apply_width(self, width: int) -> None:
         narrow = width < WIDE
+        self.set_class(narrow, "narrow")
         panes = self.query_one("#panes")
         panes.set_class(narrow, "narrow")
         self.query_one("#pane-tabs").display = narrow
@@ -282,7 +559,9 @@ class RunScreen(Screen[None]):
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         if event.tab is not None and event.tab.id:
-            self.action_pane(event.tab.id.removeprefix("tab-"))
+            key = event.tab.id.removeprefix("tab-")
+            if key != self._narrow_pane:
+                self.action_pane(key)
 
     def action_pane(self, key: str) -> None:
         self._narrow_pane = key
@@ -290,82 +569,150 @@ class RunScreen(Screen[None]):
         tabs = self.query_one(Tabs)
         if tabs.active != f"tab-{key}":
             tabs.active = f"tab-{key}"
-        target = {
-            "cells": CellLog,
-            "tree": AgentTree,
-            "context": ContextBrowser,
-            "budget": BudgetMeter,
-        }[key]
-        widget = self.query_one(target)
+        widget = self._pane_widget(key)
         if isinstance(widget, ContextBrowser):
             widget.text_view.focus()
         else:
             widget.focus()
 
+    def _pane_widget(self, key: str) -> Any:
+        targets: dict[str, type[Widget]] = {
+            "cells": CellLog,
+            "tree": AgentTree,
+            "context": ContextBrowser,
+            "budget": BudgetMeter,
+        }
+        return self.query_one(targets[key])
+
+    def action_next_pane(self, direction: int = 1) -> None:
+        keys = [key for key, _ in PANES]
+        current = self._focused_pane() or self._narrow_pane
+        self.action_pane(keys[(keys.index(current) + direction) % len(keys)])
+
+    def _focused_pane(self) -> str | None:
+        node = self.focused
+        while node is not None and node is not self:
+            if node.id and node.id.startswith("pane-"):
+                return node.id.removeprefix("pane-")
+            node = node.parent  # type: ignore[assignment]
+        return None
+
     # -- control ----------------------------------------------------------------------------
 
     def _live(self) -> Run | None:
-        if self.run is None or self.view.finished:
-            self.notify("this run is not live", severity="warning")
+        if self.run is None:
+            self.notify(
+                "a saved session is read-only (fork it with F to go on)", severity="warning"
+            )
+            return None
+        if self.view.finished:
+            self.notify(f"the run has finished ({self.view.status})", severity="warning")
             return None
         return self.run
 
-    def _pending_cell(self) -> str | None:
+    def _safely(self, what: str, action: Callable[[], Any]) -> bool:
+        """Run a control call; an error becomes a notification."""
+        try:
+            action()
+        except RlmError as exc:
+            self.notify(str(exc), title=f"cannot {what}", severity="error")
+            return False
+        self._dirty = True
+        return True
+
+    def _waiting(self, cells_only: bool) -> str | None:
+        """The gate to act on: the one selected in the waiting list."""
         run = self._live()
         if run is None:
             return None
-        pending = [g for g, p in run.control.pending.items() if p.kind == "cell"]
-        selected = self.query_one(CellLog).current
-        if selected is not None and selected.cell_id in pending:
-            return selected.cell_id
-        if not pending:
+        gate = self.selected_gate
+        if gate is None or gate not in run.control.pending:
             self.notify(
-                "no cell is waiting: pause (space) or set a breakpoint (b)", severity="warning"
+                "nothing is waiting: pause (space) or set a breakpoint (b)", severity="warning"
             )
             return None
-        return pending[0]
+        if cells_only and run.control.pending[gate].kind != "cell":
+            self.notify(f"{self.view.waiting[gate].label} is not a cell", severity="warning")
+            return None
+        return gate
+
+    def action_focus_waiting(self) -> None:
+        waiting = self.query_one(WaitList)
+        if self.view.waiting:
+            waiting.focus()
+        else:
+            self.notify("nothing is waiting", severity="warning")
+
+    def action_next_waiting(self, delta: int) -> None:
+        self.query_one(WaitList).move(delta)
+        self._dirty = True
+
+    def on_option_list_option_highlighted(self, event: WaitList.OptionHighlighted) -> None:
+        """The selected waiting item is shown in the cells (and the header)."""
+        gate = event.option.id
+        if gate is not None and gate in self.view.cells:
+            self.query_one(CellLog).select_cell(gate)
+        elif gate is not None:
+            self.query_one(AgentTree).select_agent(gate)
+        self._dirty = True
+
+    def on_option_list_option_selected(self, event: WaitList.OptionSelected) -> None:
+        gate = event.option.id
+        if gate in self.view.cells:
+            self.query_one(CellLog).focus()
 
     def action_toggle_pause(self) -> None:
+        if self.player is not None:
+            self._replay_key(lambda p: setattr(p, "paused", not p.paused))
+            return
         run = self._live()
         if run is None:
             return
         if run.control.paused:
-            run.resume()
+            self._safely("resume", run.resume)
         else:
-            run.pause()
+            self._safely("pause", run.pause)
             self.notify("pausing before the next cell")
-        self._dirty = True
 
     def action_step(self) -> None:
-        """Let one cell through: the selected one if it waits, else the oldest waiting."""
+        """Let one cell through: the selected one if it waits, else the oldest waiting.
+
+        In a replay: play one event, and pause."""
+        if self.player is not None:
+            self.player.paused = True
+            self._replay_key(Player.advance)
+            return
         run = self._live()
         if run is None:
             return
-        selected = self.query_one(CellLog).current
-        gate = selected.cell_id if selected and selected.cell_id in run.control.pending else None
-        run.step(gate)
-        self._dirty = True
+        gate = self.selected_gate
+        gate = gate if gate in run.control.pending else None
+        if self._safely("step", lambda: run.step(gate)) and gate is not None:
+            self.notify(f"released {self.view.waiting[gate].label}")
 
     def action_skip(self) -> None:
-        cell_id = self._pending_cell()
-        if cell_id is not None and self.run is not None:
-            self.run.skip_cell(cell_id)
+        gate = self._waiting(cells_only=False)
+        if gate is not None and self.run is not None:
+            run = self.run
+            if self._safely("skip", lambda: run.skip_cell(gate)):
+                self.notify(f"skipped {'cell' if ':' in gate else 'sub-agent'} {gate}")
 
     def action_edit(self) -> None:
-        cell_id = self._pending_cell()
+        cell_id = self._waiting(cells_only=True)
         if cell_id is None or self.run is None:
             return
         run = self.run
         code = run.control.pending[cell_id].code
 
         def replace(new_code: str | None) -> None:
-            if new_code is None or cell_id not in run.control.pending:
+            if new_code is None or new_code == code:
                 return
-            run.replace_cell(cell_id, new_code)
-            self.view.cells[cell_id].code = new_code
-            self.view.cells[cell_id].edited = True
-            self.notify(f"cell {cell_id} replaced; resume (space) or step (s) to run it")
-            self._dirty = True
+            if cell_id not in run.control.pending:
+                self.notify(f"cell {cell_id} no longer waits; the edit was not applied")
+                return
+            if self._safely("edit", lambda: run.replace_cell(cell_id, new_code)):
+                self.view.mark_edited(cell_id, new_code)
+                self.notify(f"cell {cell_id} replaced: resume (space) or step (s) to run it")
 
         self.app.push_screen(EditCellScreen(cell_id, code, self.editor), replace)
 
@@ -374,17 +721,30 @@ class RunScreen(Screen[None]):
         if run is None:
             return
         running = self.view.running_cells
+        selected = self.query_one(CellLog).current
+        if selected is not None and selected.status == "running":
+            running = [selected]
         if not running:
             self.notify("no cell is running", severity="warning")
             return
         for cell in running:
-            await run.interrupt(cell.agent_id)
+            try:
+                await run.interrupt(cell.agent_id)
+            except RlmError as exc:
+                self.notify(str(exc), title="cannot interrupt", severity="error")
+                return
         self.notify(f"interrupted {', '.join(c.cell_id for c in running)}")
 
     def action_stop(self) -> None:
         run = self._live()
-        if run is not None:
-            run.stop()
+        if run is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and not self.view.finished and self._safely("stop", run.stop):
+                self.notify("stopping the run")
+
+        self.app.push_screen(ConfirmScreen(STOP_QUESTION), answered)
 
     def action_breakpoints(self) -> None:
         run = self._live()
@@ -394,16 +754,31 @@ class RunScreen(Screen[None]):
         def apply(breakpoints: Breakpoints | None) -> None:
             if breakpoints is not None:
                 run.set_breakpoints(breakpoints)
-                self.notify("breakpoints set")
+                self.notify(f"breakpoints: {describe_breakpoints(breakpoints)}")
 
         self.app.push_screen(BreakpointsScreen(run.control.breakpoints), apply)
+
+    def launch_context(self) -> tuple[str, str] | None:
+        """What the context browser offers as a sub-agent's context: (what, text)."""
+        view = self.query_one(ContextBrowser).text_view
+        selection = view.selection()
+        if selection:
+            return "the marked lines", selection
+        if view.matches and 0 <= view.match_at < len(view.matches):
+            start, _ = view.matches[view.match_at]
+            line = view.index.line_of_offset(start)
+            first, end = view.index.line_span(line)
+            return f"the line of search match {view.match_at + 1}", view.text[first:end]
+        return None
 
     def action_launch(self) -> None:
         run = self._live()
         if run is None:
             return
         parent = self.query_one(AgentTree).selected_agent or "0"
-        selection = self.query_one(ContextBrowser).text_view.selection()
+        if parent not in self.view.agents:
+            parent = "0"
+        offered = self.launch_context()
 
         def launch(request: LaunchRequest | None) -> None:
             if request is None:
@@ -413,11 +788,15 @@ class RunScreen(Screen[None]):
                     request.parent_id, request.prompt, request.context, request.var
                 )
             except RlmError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), title="cannot launch", severity="error")
                 return
-            task.add_done_callback(lambda t, r=request: self._launched(t, r))
+            task.add_done_callback(partial(self._launched, request=request))
+            self.notify(f"sub-agent launched under agent {request.parent_id} -> {request.var}")
 
-        self.app.push_screen(LaunchScreen(parent, selection), launch)
+        screen = (
+            LaunchScreen(parent, offered[1], offered[0]) if offered else LaunchScreen(parent, None)
+        )
+        self.app.push_screen(screen, launch)
 
     def _launched(self, task: asyncio.Task[Any], request: LaunchRequest) -> None:
         if task.cancelled():
@@ -426,7 +805,9 @@ class RunScreen(Screen[None]):
         if error is not None:
             self.notify(f"sub-agent failed: {error}", severity="error")
         else:
-            self.notify(f"sub-agent answered; bound as {request.var} in agent {request.parent_id}")
+            self.notify(
+                f"sub-agent answered; bound as {request.var} in agent {request.parent_id}'s kernel"
+            )
 
     def action_fork(self) -> None:
         """A new session sharing this one up to the selected cell, held there to be edited."""
@@ -435,7 +816,7 @@ class RunScreen(Screen[None]):
         if cell is None or not directory:
             self.notify("select a cell of a saved session to fork at", severity="warning")
             return
-        if self.run is not None and not self.view.finished:
+        if self.live:
             self.notify("stop the run (X) before forking it", severity="warning")
             return
         from rlm_tui.engine.resume import fork_run
@@ -448,26 +829,79 @@ class RunScreen(Screen[None]):
         self.notify(f"forked at cell {cell.cell_id}: edit it (e), then resume (space)")
         self.app.push_screen(RunScreen(run, editor=self.editor))
 
-    def action_answer(self) -> None:
-        if self.view.finished:
-            body = self.view.answer if self.view.status == "answered" else self.view.reason
-            shown = (
-                body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
-            )
-            self.app.push_screen(TextScreen(f"Answer ({self.view.status})", shown))
+    def action_fork_diff(self) -> None:
+        """This fork beside its original, from the fork point."""
+        from rlm_tui.session.fork_diff import fork_diff
+        from rlm_tui.tui.fork_diff_view import fork_diff_renderable
 
-    def action_help(self) -> None:
-        focused = self.focused
-        groups: list[tuple[str, list[Any]]] = []
-        node = focused
-        while node is not None and node is not self:
-            bindings = [b for b in getattr(node, "BINDINGS", []) if isinstance(b, Binding)]
-            if bindings:
-                groups.append((type(node).__name__, bindings))
-            node = node.parent  # type: ignore[assignment]
-        groups.append(("Run", [b for b in self.BINDINGS if isinstance(b, Binding)]))
-        keymap = getattr(self.app, "keymap", {})
-        self.app.push_screen(TextScreen("Keys of the focused pane", bindings_table(groups, keymap)))
+        if not self.view.forked_from or not self.view.session_dir:
+            self.notify("this session is not a fork (F forks at the selected cell)")
+            return
+        try:
+            diff = fork_diff(Path(self.view.session_dir))
+        except RlmError as exc:
+            self.notify(str(exc), title="cannot compare", severity="error")
+            return
+        self.app.push_screen(TextScreen("Fork and original", fork_diff_renderable(diff)))
+
+    def action_answer(self) -> None:
+        if not self.view.finished:
+            self.notify("no answer yet", severity="warning")
+            return
+        body = self.view.answer if self.view.status == "answered" else self.view.reason
+        shown = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
+        self.app.push_screen(TextScreen(f"Answer ({self.view.status})", shown))
+
+
+def agent_info(agent: AgentView) -> Text:
+    """The selected agent's prompt, context and answer, under the tree."""
+    text = Text()
+    parent = f", parent {agent.parent_id}" if agent.parent_id else ""
+    text.append(f"agent {agent.agent_id}", style="bold")
+    text.append(f" (depth {agent.depth}{parent}, {agent.model}) · {agent.status}\n")
+    text.append("prompt: ", style="bold")
+    text.append(" ".join(agent.query.split())[:300] + "\n")
+    if agent.context_chars or agent.context_preview:
+        preview = " ".join(agent.context_preview.split())[:200]
+        text.append("context: ", style="bold")
+        text.append(f"{agent.context_chars:,} chars  {preview}\n")
+    if agent.answer_preview:
+        text.append("answer: ", style="bold")
+        text.append(" ".join(agent.answer_preview.split())[:200])
+    return text
+
+
+def describe_breakpoints(bp: Breakpoints) -> str:
+    parts = [
+        "every cell" if bp.every_cell else "",
+        "sub-agent start" if bp.subagent_start else "",
+        f"depth >= {bp.min_depth}" if bp.min_depth is not None else "",
+        "after an error" if bp.on_error else "",
+    ]
+    return ", ".join(p for p in parts if p) or "none"
+
+
+def _match(context: str, texts: list[str]) -> list[tuple[int, int]]:
+    """Where in the context the seen texts came from (also when printed as a repr)."""
+    variants = [v for seen in texts for v in (seen, _unescaped(seen)) if v]
+    return _merged([r for seen in variants for r in coverage_ranges(context, seen)])
+
+
+def _unescaped(text: str) -> str:
+    """A printed ``repr`` of a string has its line breaks as ``\\n``: undo that, or ''."""
+    if "\\n" not in text:
+        return ""
+    return text.replace("\\n", "\n").replace("\\t", "\t").replace("\\'", "'")
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def session_events(directory: Path) -> list[Event]:

@@ -1,24 +1,59 @@
-"""Themes as YAML files, validated, registered with Textual, and reloaded when saved."""
+"""Themes as YAML files: validated, turned into Textual themes, and reloaded when saved.
+
+A theme file names its colours; anything left out is derived by Textual from ``primary``::
+
+    name: my-theme        # what config.yaml's ``theme:`` and the command palette use
+    dark: true
+    primary: "#4EA1FF"
+    secondary: "#B48EF5"
+    ...
+    variables:            # optional extra Textual CSS variables, e.g.
+      footer-key-foreground: "#FFB454"
+
+Two folders are read, later ones overriding earlier ones on equal names: the package's own
+``rlm_tui/themes/``, then the user's ``themes/`` in the config directory (``rlm_tui.paths``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from textual.app import App
+from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from rlm_tui.errors import UsageError
 from rlm_tui.paths import BUILTIN_THEMES, user_themes_dir
 from rlm_tui.yaml_file import read_yaml_model
 
+log = logging.getLogger(__name__)
+
+DEFAULT_DARK = "rlm-dark"
+DEFAULT_LIGHT = "rlm-light"
+THEME_SUFFIXES = (".yaml", ".yml")
+
+_VARIABLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
 
 class ThemeError(UsageError):
-    """A theme file that cannot be used; the message names the file and the field."""
+    """A theme file that cannot be used; the one-line message names the file and the field."""
+
+
+def theme_dirs() -> list[Path]:
+    """Where themes are read from, lowest precedence first."""
+    return [BUILTIN_THEMES, user_themes_dir()]
 
 
 class ThemeFile(BaseModel):
+    """The schema of a theme file; colours are anything Textual parses ('#RRGGBB', 'red')."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -35,52 +70,157 @@ class ThemeFile(BaseModel):
     foreground: str | None = None
     variables: dict[str, str] = {}
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or "," in value:
+            raise ValueError("a theme needs a non-empty name without commas")
+        return value
 
-def theme_dirs() -> list[Path]:
-    return [BUILTIN_THEMES, user_themes_dir()]
+    @field_validator(
+        "primary",
+        "secondary",
+        "accent",
+        "warning",
+        "error",
+        "success",
+        "background",
+        "surface",
+        "panel",
+        "foreground",
+    )
+    @classmethod
+    def _colour(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            Color.parse(value)
+        except ColorParseError:
+            raise ValueError(f"not a colour: {value!r} (use e.g. '#4EA1FF')") from None
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _VARIABLE_NAME.match(key):
+                raise ValueError(
+                    f"bad variable name {key!r} (lower-case words joined by '-', no '$')"
+                )
+        return value
+
+    def to_theme(self) -> Theme:
+        return Theme(**self.model_dump())
 
 
-def load_theme_file(path: Path) -> Theme:
-    spec = read_yaml_model(path, ThemeFile, ThemeError)
-    try:
-        return Theme(**spec.model_dump())
-    except Exception as exc:  # Textual rejects a bad colour
-        raise ThemeError(f"{path}: {exc}") from None
+def load_theme_file(path: Path | str) -> Theme:
+    """The Textual theme a file describes; ``ThemeError`` names the file and the bad field."""
+    return read_yaml_model(Path(path), ThemeFile, ThemeError).to_theme()
 
 
-def load_themes(directories: list[Path]) -> tuple[dict[str, Theme], list[str]]:
-    """Every theme found, and one line per file that could not be used."""
-    themes: dict[str, Theme] = {}
-    problems: list[str] = []
+def theme_files(directories: Iterable[Path]) -> list[Path]:
+    """The theme files of the folders that exist, in precedence order (lowest first)."""
+    files: list[Path] = []
     for directory in directories:
-        for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
-            try:
-                theme = load_theme_file(path)
-            except ThemeError as exc:
-                problems.append(str(exc))
-                continue
-            themes[theme.name] = theme
-    return themes, problems
+        if directory.is_dir():
+            files += sorted(p for p in directory.iterdir() if _is_theme_file(p))
+    return files
 
 
-async def watch_themes(app: App[Any], directories: list[Path]) -> None:
-    """Re-register a theme file when it is saved; re-apply it if it is the current theme."""
-    from watchfiles import awatch
+def load_themes(
+    directories: Iterable[Path], on_error: Callable[[str], None] | None = None
+) -> dict[str, Theme]:
+    """Every usable theme by name (a later folder wins a name clash).
 
-    existing = [str(d) for d in directories if d.is_dir()]
-    if not existing:
+    A file that cannot be used is reported through ``on_error`` (one line naming file and
+    field; logged when no callback is given) and skipped.
+    """
+    themes: dict[str, Theme] = {}
+    for path in theme_files(directories):
+        try:
+            theme = load_theme_file(path)
+        except ThemeError as exc:
+            (on_error or log.warning)(str(exc))
+            continue
+        themes[theme.name] = theme
+    return themes
+
+
+def _is_theme_file(path: Path) -> bool:
+    return path.suffix in THEME_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+async def watch_themes(
+    app: App[Any],
+    directories: Iterable[Path],
+    *,
+    debounce_ms: int = 150,
+    force_polling: bool | None = None,
+) -> None:
+    """Reload theme files as they are saved: run it as an app worker, it never returns.
+
+    A changed file is re-registered (``app.register_theme``); if it is the app's current theme
+    the new colours are applied at once. A file that fails to load is retried once (editors
+    write in steps), then reported with ``app.notify(..., severity="error")``. A file in a
+    lower folder does not replace a theme of the same name from a higher one.
+    """
+    from watchfiles import Change, awatch
+
+    folders = [d.resolve() for d in directories]
+    watched = [str(d) for d in folders if d.is_dir()]
+    if not watched:
         return
-    async for changes in awatch(*existing, debounce=100, step=50):
-        for _change, name in changes:
-            path = Path(name)
-            if path.suffix not in (".yaml", ".yml") or not path.is_file():
+    rank = {d: i for i, d in enumerate(folders)}
+    owners: dict[str, Path] = {}  # theme name -> the file it comes from
+    for path in theme_files(folders):
+        with contextlib.suppress(ThemeError):
+            owners[load_theme_file(path).name] = path
+
+    def outranked(path: Path, name: str) -> bool:
+        owner = owners.get(name)
+        if owner is None or owner == path or not owner.is_file():
+            return False
+        return rank.get(owner.parent, -1) > rank.get(path.parent, -1)
+
+    async for changes in awatch(
+        *watched, debounce=debounce_ms, step=50, recursive=False, force_polling=force_polling
+    ):
+        paths = {Path(name).resolve() for change, name in changes if change != Change.deleted}
+        for path in sorted(paths):
+            if not _is_theme_file(path):
                 continue
-            try:
-                theme = load_theme_file(path)
-            except ThemeError as exc:
-                app.notify(str(exc), title="theme not loaded", severity="error")
+            theme = await _load_with_retry(app, path)
+            if theme is None or outranked(path, theme.name):
                 continue
+            previous_names = [name for name, owner in owners.items() if owner == path]
+            owners[theme.name] = path
             app.register_theme(theme)
             if app.theme == theme.name:
-                app.theme = "textual-dark" if theme.dark else "textual-light"
-                app.theme = theme.name
+                reapply_theme(app)
+            elif app.theme in previous_names:
+                app.theme = theme.name  # the current theme's file was renamed inside
+
+
+async def _load_with_retry(app: App[Any], path: Path) -> Theme | None:
+    try:
+        return load_theme_file(path)
+    except ThemeError:
+        await asyncio.sleep(0.2)
+    try:
+        return load_theme_file(path)
+    except ThemeError as exc:
+        app.notify(str(exc), title="Theme not loaded", severity="error", timeout=8)
+        return None
+
+
+def reapply_theme(app: App[Any]) -> None:
+    """Apply the current theme again after its definition was replaced under the same name."""
+    # Setting ``app.theme`` to the name it already has is a no-op for the reactive, so run
+    # what its watcher runs (as Posting does); Textual is pinned exactly in pyproject.toml.
+    watcher = getattr(app, "_watch_theme", None)
+    if callable(watcher):
+        watcher(app.theme)
+    else:  # pragma: no cover - a Textual without the private hook
+        app.refresh_css(animate=False)
+        app.theme_changed_signal.publish(app.current_theme)

@@ -1,10 +1,12 @@
-"""The TUI's state: a fold over events, so live runs, resumed runs and saved sessions look alike.
+"""The one fold of a run's events into its state (agents, cells, gates, usage, answer).
 
-Pure Python (no Textual): the panes read it, ``apply`` is the only writer.
+Live runs, resumed runs, replays and saved sessions all go through it, so the TUI's panes and
+the session catalog agree. Pure Python (no Textual): ``apply`` is the only writer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from rlm_tui.events import (
     ModelDelta,
     ModelRequest,
     ModelResponse,
+    Notice,
     RunFinished,
     RunStarted,
     RunStateChanged,
@@ -53,10 +56,36 @@ class CellView:
     paused_reason: str = ""
     tool_calls: list[str] = field(default_factory=list)
     """One line per tool the cell called: the call, then its result or error."""
+    original_code: str = ""
+    """The code as the model wrote it (``code`` is what ran, or will run, after an edit)."""
+    output_chars: int = 0
+    """The output's true size; more than ``len(output)`` when only its head was kept."""
+    started: float | None = None
+    rev: int = 0
+    """Bumped by every change to the cell (the cell log re-renders a cell when it changes)."""
 
     @property
     def output(self) -> str:
-        return "".join(self.output_parts)
+        if len(self.output_parts) > 1:  # join once, keep the joined text
+            self.output_parts[:] = ["".join(self.output_parts)]
+        return self.output_parts[0] if self.output_parts else ""
+
+
+@dataclass
+class Waiting:
+    """One gate a person must release: a cell, or a sub-agent about to start."""
+
+    gate_id: str
+    kind: str
+    """"cell" or "agent_start"."""
+    agent_id: str
+    reason: str
+    what: str
+    """The cell's code, or the sub-agent's prompt."""
+
+    @property
+    def label(self) -> str:
+        return f"cell {self.gate_id}" if self.kind == "cell" else f"start of agent {self.gate_id}"
 
 
 @dataclass
@@ -80,13 +109,19 @@ class AgentView:
     children: list[str] = field(default_factory=list)
     tokens_per_step: list[int] = field(default_factory=list)
 
+    def elapsed(self, now: float | None = None) -> float:
+        end = self.finished or now or self.started
+        return max(0.0, end - self.started)
+
 
 @dataclass
 class RunView:
     run_id: str = ""
     query: str = ""
     model: str = ""
+    sub_model: str = ""
     model_is_demo: bool = False
+    sandbox: str | None = None
     session_dir: str | None = None
     context_file: str | None = None
     context_kind: str = "none"
@@ -110,7 +145,38 @@ class RunView:
     """Per agent: texts the model was shown that may come from the context (coverage)."""
     tool_lines: dict[str, tuple[CellView, int, str]] = field(default_factory=dict)
     """A running tool call's line: its cell, the line's index, the call."""
+    seen_log: list[tuple[str, str]] = field(default_factory=list)
+    """(agent id, text) in the order they were seen: coverage folds it incrementally."""
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    """Every gate held now, oldest first: what ``s``, ``e`` and ``x`` can act on."""
+    start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Sub-agents asked for and not started yet: agent id -> (parent id, prompt)."""
+    rerunning: bool = False
+    """A resumed or forked run re-runs its recorded cells (silently) until it goes on."""
+    notices: list[str] = field(default_factory=list)
+    resumed_from: str | None = None
+    forked_from: str | None = None
     version: int = 0
+    last_t: float = 0.0
+    """The time of the newest event: "now" for a session that is not live."""
+
+    def add_seen(self, agent_id: str, text: str) -> None:
+        if text:
+            self.seen_texts.setdefault(agent_id, []).append(text)
+            self.seen_log.append((agent_id, text))
+
+    def seen_by(self, agent_id: str) -> list[str]:
+        """What one agent's model was shown that may come from the context."""
+        return self.seen_texts.get(agent_id, [])
+
+    @property
+    def waiting_starts(self) -> dict[str, str]:
+        """Sub-agents whose start is held at the gate: agent id -> reason."""
+        return {g: w.reason for g, w in self.waiting.items() if w.kind == "agent_start"}
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "paused"
 
     def cells_of(self, agent_id: str | None) -> list[CellView]:
         ids = self.cell_order
@@ -133,21 +199,38 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the view."""
         self.version += 1
+        self.last_t = max(self.last_t, event.t)
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event)
+            cell = self.cells.get(getattr(event, "cell_id", ""))
+            if cell is not None:
+                cell.rev += 1
+
+    def mark_edited(self, cell_id: str, code: str) -> None:
+        """Show a replaced code at once (the engine's CellEdited comes when the cell runs)."""
+        cell = self.cells.get(cell_id)
+        if cell is not None:
+            cell.code, cell.edited = code, True
+            cell.rev += 1
 
 
 def _run_started(view: RunView, e: RunStarted) -> None:
+    if view.run_id:  # a resumed or forked run goes on from a past that may have been cut
+        _close_past(view, e.t)
+        view.rerunning = any(c.status not in ("pending",) for c in view.cells.values())
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
-    view.model_is_demo = e.model_is_demo
+    view.sub_model, view.model_is_demo, view.sandbox = e.sub_model, e.model_is_demo, e.sandbox
+    view.resumed_from, view.forked_from = e.resumed_from, e.forked_from
     view.session_dir, view.context_file = e.session_dir, e.context_file
     view.context_kind, view.limits, view.truncate = e.context_kind, e.limits, e.truncate
     view.state, view.started = "running", e.t
 
 
 def _agent_started(view: RunView, e: AgentStarted) -> None:
+    view.waiting.pop(e.agent_id, None)
+    view.start_prompts.pop(e.agent_id, None)
     known = view.agents.get(e.agent_id)
     if known is not None:  # the agent goes on in a resumed or forked run
         known.status, known.finished, known.answer_preview = "running", None, ""
@@ -168,7 +251,7 @@ def _agent_started(view: RunView, e: AgentStarted) -> None:
         view.agents[e.parent_id].children.append(e.agent_id)
     view.depth = max(view.depth, e.depth)
     if e.depth > 0 and e.context_preview:
-        view.seen_texts.setdefault(e.agent_id, []).append(e.context_preview)
+        view.add_seen(e.agent_id, e.context_preview)
 
 
 def _agent_finished(view: RunView, e: AgentFinished) -> None:
@@ -183,6 +266,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
 
 
 def _model_request(view: RunView, e: ModelRequest) -> None:
+    view.rerunning = False  # recorded replies make no events: this one is new
     agent = view.agents.get(e.agent_id)
     if agent is not None and e.purpose == "agent":
         agent.step = e.step
@@ -200,38 +284,54 @@ def _model_response(view: RunView, e: ModelResponse) -> None:
     tokens = e.usage.total_tokens
     view.tokens_per_step.append(tokens)
     if agent is not None:
+        if e.purpose == "agent":
+            agent.step = max(agent.step, e.step)
         agent.usage.add(e.usage)
         agent.tokens_per_step.append(tokens)
         agent.streaming = ""
 
 
 def _cell_proposed(view: RunView, e: CellProposed) -> None:
-    view.cells[e.cell_id] = CellView(e.cell_id, e.agent_id, e.index, e.step, e.code, e.preamble)
-    view.cell_order.append(e.cell_id)
+    if e.cell_id not in view.cells:  # a resumed run proposes its unfinished cell again
+        view.cell_order.append(e.cell_id)
+    view.cells[e.cell_id] = CellView(
+        e.cell_id, e.agent_id, e.index, e.step, e.code, e.preamble, original_code=e.code
+    )
 
 
 def _cell_paused(view: RunView, e: CellPaused) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.paused_reason = "paused", e.reason
+    view.rerunning = False
+    if cell is not None:
+        view.waiting[e.cell_id] = Waiting(e.cell_id, "cell", e.agent_id, e.reason, cell.code)
+    elif e.cell_id == e.agent_id:  # a sub-agent's start held at the gate
+        prompt = view.start_prompts.get(e.agent_id, ("", ""))[1]
+        view.waiting[e.cell_id] = Waiting(e.cell_id, "agent_start", e.agent_id, e.reason, prompt)
 
 
 def _cell_edited(view: RunView, e: CellEdited) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.code, cell.edited = e.code, True
+    if e.cell_id in view.waiting:
+        view.waiting[e.cell_id].what = e.code
 
 
 def _cell_skipped(view: RunView, e: CellSkipped) -> None:
+    view.waiting.pop(e.cell_id, None)
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status = "skipped"
 
 
 def _cell_started(view: RunView, e: CellStarted) -> None:
+    view.waiting.pop(e.cell_id, None)
+    view.rerunning = False
     cell = view.cells.get(e.cell_id)
     if cell is not None:
-        cell.status, cell.code = "running", e.code
+        cell.status, cell.code, cell.started, cell.paused_reason = "running", e.code, e.t, ""
 
 
 def _cell_output(view: RunView, e: CellOutput) -> None:
@@ -241,23 +341,28 @@ def _cell_output(view: RunView, e: CellOutput) -> None:
 
 
 def _cell_finished(view: RunView, e: CellFinished) -> None:
+    view.waiting.pop(e.cell_id, None)
     cell = view.cells.get(e.cell_id)
     if cell is None:
         return
     cell.status = "edited" if cell.edited and e.status == "ok" else e.status
     cell.duration, cell.error, cell.model_view = e.duration, e.error, e.model_view
-    if e.output and not cell.output_parts:
+    if e.output and len(e.output) >= len(cell.output):  # the full output, as recorded
         cell.output_parts = [e.output]
-    if e.model_view:
-        view.seen_texts.setdefault(e.agent_id, []).append(e.model_view)
+    cell.output_chars = max(e.output_chars, len(cell.output))
+    cell.paused_reason = ""
+    view.add_seen(e.agent_id, e.model_view)
 
 
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
+    if e.child_agent_id is not None and e.child_agent_id not in view.agents:
+        view.start_prompts[e.child_agent_id] = (e.agent_id, e.prompt)
     if e.kind == "llm_query":
-        view.seen_texts.setdefault(e.agent_id, []).append(e.prompt)
+        view.add_seen(e.agent_id, e.prompt)
     running = [c for c in view.cells_of(e.agent_id) if c.status == "running"]
     if e.kind == "tool" and running:
         running[-1].tool_calls.append(f"⚙ {e.prompt} …")
+        running[-1].rev += 1
         view.tool_lines[e.call_id] = (running[-1], len(running[-1].tool_calls) - 1, e.prompt)
 
 
@@ -266,6 +371,14 @@ def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
         cell, index, call = view.tool_lines.pop(e.call_id)
         outcome = f"-> {e.result.repr[:80]}" if e.ok and e.result else f"raised {e.error}"
         cell.tool_calls[index] = f"⚙ {call} {outcome} ({e.duration * 1000:.0f} ms)"
+        cell.rev += 1
+    if e.call_id.startswith("r"):  # a sub-agent that was skipped at its start never started
+        view.waiting.pop(e.call_id[1:], None)
+        view.start_prompts.pop(e.call_id[1:], None)
+
+
+def _notice(view: RunView, e: Notice) -> None:
+    view.notices.append(e.message)
 
 
 def _budget(view: RunView, e: BudgetUpdate) -> None:
@@ -274,7 +387,8 @@ def _budget(view: RunView, e: BudgetUpdate) -> None:
 
 
 def _state(view: RunView, e: RunStateChanged) -> None:
-    view.state = e.state
+    if view.status is None:
+        view.state = e.state
 
 
 def _budget_stop(view: RunView, e: BudgetStop) -> None:
@@ -293,9 +407,25 @@ def _kernel(view: RunView, e: KernelEvent) -> None:
 def _run_finished(view: RunView, e: RunFinished) -> None:
     view.status, view.reason, view.usage, view.elapsed = e.status, e.reason, e.usage, e.elapsed
     view.state = "finished"
+    _close_past(view, e.t)
     if e.answer is not None:
         view.answer_repr = e.answer.repr
         view.answer = e.answer.python()
+
+
+def _close_past(view: RunView, t: float) -> None:
+    """The run ended (or a resumed run starts over): nothing waits or runs any more."""
+    view.waiting.clear()
+    view.start_prompts.clear()
+    view.rerunning = False
+    for cell in view.cells.values():
+        if cell.status in ("pending", "paused"):
+            cell.status, cell.rev = "cancelled", cell.rev + 1
+        elif cell.status == "running":
+            cell.status, cell.rev = "stopped", cell.rev + 1  # cut by the stop
+    for agent in view.agents.values():
+        if agent.status == "running":
+            agent.status, agent.finished = "stopped", t
 
 
 _HANDLERS: dict[type, Any] = {
@@ -314,6 +444,7 @@ _HANDLERS: dict[type, Any] = {
     CellFinished: _cell_finished,
     SubcallStarted: _subcall_started,
     SubcallFinished: _subcall_finished,
+    Notice: _notice,
     BudgetUpdate: _budget,
     RunStateChanged: _state,
     BudgetStop: _budget_stop,
@@ -321,3 +452,11 @@ _HANDLERS: dict[type, Any] = {
     KernelEvent: _kernel,
     RunFinished: _run_finished,
 }
+
+
+def fold(events: Iterable[Event]) -> RunView:
+    """The state after ``events`` (a saved session, a recording)."""
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    return view

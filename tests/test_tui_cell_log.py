@@ -1,0 +1,128 @@
+"""The cell log on its own: virtual rendering of thousands of cells, selection, folding, copy."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App, ComposeResult
+
+from rlm_tui.events import AgentStarted, CellFinished, CellOutput, CellProposed, CellStarted
+from rlm_tui.session.projection import RunView
+from rlm_tui.tui.cell_log import CellLog, output_text
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def many_cells(n: int) -> RunView:
+    view = RunView()
+    view.apply(AgentStarted(agent_id="0", query="q", model="m"))
+    for i in range(1, n + 1):
+        view.apply(
+            CellProposed(
+                agent_id="0",
+                cell_id=f"0:{i}",
+                step=i,
+                index=i,
+                preamble=f"Step {i}: let me look.\nThen count.",
+                code=f"x = {i}\nfor k in range(3):\n    print(k * x)",
+            )
+        )
+        view.apply(
+            CellFinished(
+                agent_id="0",
+                cell_id=f"0:{i}",
+                status="ok",
+                duration=0.01,
+                output="".join(f"{k * i}\n" for k in range(3)),
+            )
+        )
+    return view
+
+
+class LogApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield CellLog()
+
+
+async def test_thousands_of_cells_render_only_what_is_visible():
+    view = many_cells(5000)
+    app = LogApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = app.query_one(CellLog)
+        log.show(view)
+        await pilot.pause()
+        assert len(log.cells) == 5000
+        assert log.current.cell_id == "0:5000"  # follows the newest cell
+        assert log.renders < 40, log.renders  # a screenful, not 5000 cells
+        assert log.scroll_offset.y == log.max_scroll_y > 0
+        log.action_first()
+        await pilot.pause()
+        assert log.current.cell_id == "0:1" and log.scroll_offset.y == 0
+        assert log.renders < 80
+        for _ in range(5):
+            log.action_move(1)
+        await pilot.pause()
+        assert log.current.cell_id == "0:6" and not log.follow
+        assert log.select_cell("0:2500")
+        await pilot.pause()
+        assert log.current.cell_id == "0:2500"
+        top = log._offsets[log.selected]
+        assert log.scroll_offset.y <= top < log.scroll_offset.y + log.size.height
+        assert log.renders < 150
+
+
+async def test_heights_become_exact_as_cells_are_painted():
+    view = many_cells(30)
+    app = LogApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        log = app.query_one(CellLog)
+        log.show(view)
+        for i in range(30):
+            log._select(i)
+            await pilot.pause()
+        exact = [len(log._strips(i)) for i in range(30)]
+        assert log._heights == exact
+        assert log.virtual_size.height == sum(exact)
+
+
+async def test_fold_copy_and_streaming_output():
+    view = many_cells(3)
+    app = LogApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.query_one(CellLog)
+        log.show(view)
+        await pilot.pause()
+        log.focus()
+        before = log.virtual_size.height
+        await pilot.press("enter")  # unfold the model's text before the cell
+        assert log.virtual_size.height == before + 1
+        await pilot.press("enter")
+        assert log.virtual_size.height == before
+        await pilot.press("c")
+        assert app.clipboard == view.cells["0:3"].code
+        await pilot.press("o")
+        assert app.clipboard == "0\n3\n6\n"
+        # a new cell streams in; the log follows it
+        await pilot.press("f")
+        view.apply(CellProposed(agent_id="0", cell_id="0:4", step=4, index=4, code="slow()"))
+        view.apply(CellStarted(agent_id="0", cell_id="0:4", code="slow()"))
+        view.apply(CellOutput(agent_id="0", cell_id="0:4", text="first line\n"))
+        log.refresh_cells()
+        await pilot.pause()
+        assert log.current.cell_id == "0:4"
+        view.apply(CellOutput(agent_id="0", cell_id="0:4", text="second line\n"))
+        log.refresh_cells()
+        await pilot.pause()
+        lines = [log.render_line(y).text for y in range(log.size.height)]
+        assert any("second line" in line for line in lines)
+        assert any("running" in line for line in lines)
+
+
+def test_the_end_of_the_models_view_is_marked():
+    output = "a" * 50 + "\n" + "b" * 50 + "\n"
+    view = "a" * 50 + "\n... [output truncated: 52 of 102 characters cut]"
+    text = output_text(output, view, len(output)).plain
+    assert "the model's view ends here: 50 chars shown, 52 cut" in text
+    assert text.index("aaa") < text.index("view ends") < text.index("bbb")
+    assert "view ends" not in output_text(output, output, len(output)).plain
+    kept = output_text("x\n", "x\n", total_chars=1_000_000).plain
+    assert "999,998 more chars were printed" in kept

@@ -1,0 +1,139 @@
+"""The home screen: a new run from the form, a saved session from the list."""
+
+from __future__ import annotations
+
+import pytest
+from scripted import ScriptedModel, cell
+from textual.widgets import DataTable, Input
+
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.tui.app import RlmApp
+from rlm_tui.tui.config import UiConfig
+from rlm_tui.tui.home_screen import HomeScreen
+from rlm_tui.tui.modals import TextScreen
+from rlm_tui.tui.run_screen import RunScreen
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def until(pilot, predicate, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_start_a_run_from_the_form(sessions_dir):
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert isinstance(app.screen, HomeScreen)
+        app.screen.query_one(
+            "#query", Input
+        ).value = (
+            "Generate 50 names of fruits and count the number of R in each, return as a dictionary"
+        )
+        app.screen.query_one("#max-time", Input).value = "not a number"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)  # a bad budget is a notification
+        assert any("could not convert" in n.message for n in app._notifications)
+        app.screen.query_one("#max-time", Input).value = "60"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: app.screen.view.finished)
+        assert app.screen.view.status == "answered" and len(app.screen.view.answer) == 50
+        assert app.screen.view.limits["max_time"] == 60
+
+
+async def test_open_a_saved_session_from_the_list(sessions_dir):
+    model = ScriptedModel({"q": [cell("print('hello')"), cell("FINAL('bye')")]})
+    await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 1
+        table.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        view = app.screen.view
+        assert view.finished and view.answer == "bye" and app.screen.run is None
+        assert view.cells["0:1"].output == "hello\n"
+        await pilot.press("f2")
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_sessions_in_one_key_filter_and_escape_back_to_the_live_run(sessions_dir):
+    for query in ["count the apples", "name the rivers"]:
+        model = ScriptedModel({query: [cell("FINAL('ok')")]})
+        await Run(RunConfig(query=query, sessions_dir=sessions_dir), model=model).execute()
+    model = ScriptedModel({"q": [cell("x = 1"), cell("FINAL('done')")]})
+    from rlm_tui.engine.control import Breakpoints
+
+    live = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=model,
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    app = RlmApp(run=live, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "0:1" in live.control.pending)
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        home = app.screen
+        await pilot.press("f1")  # help on the home screen too
+        await until(pilot, lambda: isinstance(app.screen, TextScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is home)
+        await pilot.press("ctrl+o")  # the sessions, in one key (one pane at a time at 80x24)
+        table = home.query_one(DataTable)
+        assert table.has_focus and table.row_count == 3 and table.display
+        queries = {str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+        assert {"count the apples", "name the rivers", "q"} == queries
+        await pilot.press("slash")
+        await pilot.press(*"rivers")
+        await pilot.pause()
+        assert table.row_count == 1 and str(table.get_row_at(0)[2]) == "name the rivers"
+        await pilot.press("escape")  # closes the filter
+        await pilot.press("escape")  # back to the live run
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert app.screen.run is live and live.result is None
+        live.stop()
+        await until(pilot, lambda: app.screen.view.finished)
+
+
+def test_sessions_dir_without_a_command_opens_the_workbench_there(tmp_path):
+    from rlm_tui.cli import build_parser
+
+    args = build_parser().parse_args(["--sessions-dir", str(tmp_path)])
+    assert args.command is None and args.home_sessions_dir == tmp_path
+
+
+async def test_the_home_screen_of_a_run_lists_its_sessions_dir(sessions_dir):
+    app = RlmApp(
+        config=RunConfig(query="q", sessions_dir=sessions_dir, model="demo"),
+        ui_config=UiConfig(),
+        watch=False,
+    )
+    assert app.sessions_dir == sessions_dir
+
+
+async def test_a_litellm_run_paints_first_and_loads_litellm_in_a_worker(sessions_dir):
+    from openai_server import OpenAIServer, Reply
+
+    from rlm_tui.tui.app import StartingScreen
+
+    with OpenAIServer() as server:
+        server.script([Reply(text="```repl\nFINAL('hi')\n```")])
+        config = RunConfig(
+            query="q",
+            model="openai/test-model",
+            api_base=server.base_url,
+            sessions_dir=sessions_dir,
+        )
+        app = RlmApp(config=config, ui_config=UiConfig(), watch=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert isinstance(app.screen, StartingScreen)  # the first frame, before litellm
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: app.screen.view.finished)
+            assert app.screen.view.answer == "hi"
