@@ -86,7 +86,9 @@ def resume_run(
         if recording.finished is not None and recording.finished.status == "answered":
             raise SessionError(f"session {directory.name} has already answered; fork it to go on")
         config = config_for(recording, directory, **changes)
-        return Run(config, model=live_model, breakpoints=breakpoints, recording=recording, writer=writer)
+        return Run(
+            config, model=live_model, breakpoints=breakpoints, recording=recording, writer=writer
+        )
     except BaseException:
         writer.close()
         raise
