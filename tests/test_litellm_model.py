@@ -150,3 +150,35 @@ async def test_32_concurrent_calls(server):
         *(m.complete([{"role": "user", "content": str(i)}], INFO) for i in range(32))
     )
     assert sorted(r.text for r in replies) == sorted(f"n{i}" for i in range(32))
+
+
+@pytest.mark.parametrize(
+    "reply, stream, words",
+    [
+        (Reply(malformed=True), False, "malformed reply"),
+        (Reply(malformed=True), True, "malformed reply"),
+        (
+            Reply(text="a reply long enough to be cut in half", cut_stream=True),
+            True,
+            "stream was cut",
+        ),
+    ],
+    ids=["malformed", "malformed-stream", "cut-stream"],
+)
+async def test_a_failure_names_what_happened(server, reply, stream, words):
+    server.script([reply])
+    with pytest.raises(ModelError, match=words) as caught:
+        await model(server, stream=stream, max_retries=0).complete(MESSAGES, INFO)
+    assert "500" not in str(caught.value)
+
+
+async def test_an_api_base_that_is_not_a_url_is_named():
+    broken = LiteLLMModel("openai/x", api_base="localhost:8000", max_retries=0)
+    with pytest.raises(ModelError, match="not a URL"):
+        await broken.complete(MESSAGES, INFO)
+
+
+async def test_max_tokens_is_sent(server):
+    server.script([Reply(text="short")])
+    await model(server).complete(MESSAGES, replace(INFO, max_tokens=17))
+    assert server.requests[0]["max_tokens"] == 17
