@@ -401,10 +401,11 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
 
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
     given = settings_from_args(args)
-    settings = {**run_defaults(), **given}  # the config file's run: defaults, then the flags
-    if "limits" in settings and not isinstance(settings["limits"], dict):
-        settings["limits"] = settings["limits"].model_dump(exclude_unset=True)
-    settings["limits"] = {**settings.get("limits", {}), **given.get("limits", {})}
+    settings = run_defaults()  # the config file's run: defaults, then the flags over them
+    limits = settings.pop("limits", None)
+    limits = limits.model_dump(exclude_unset=True) if limits is not None else {}
+    settings.update(given)
+    settings["limits"] = {**limits, **given.get("limits", {})}
     config = config_from_settings(
         settings,
         query=query,

@@ -196,3 +196,40 @@ def test_a_resumed_run_clears_stale_waits_and_says_it_re_runs_recorded_cells():
     assert not view.rerunning
     view.apply(CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"))
     assert view.cell_order.count("0:2") == 1 and view.cells["0:2"].status == "pending"
+
+
+async def test_an_extracted_answer_and_a_compaction_show_in_the_panes():
+    from rlm_tui.events import HistoryCompacted, RunFinished
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import UiConfig
+
+    events = sample_events()
+    finished = events.pop()
+    assert isinstance(finished, RunFinished)
+    events.append(
+        HistoryCompacted(
+            t=finished.t,
+            agent_id="0",
+            step=3,
+            summary="so far: two guests",
+            messages_before=7,
+            messages_after=3,
+            tokens_before=1500,
+            tokens_after=300,
+        )
+    )
+    events.append(
+        finished.model_copy(
+            update={"status": "budget", "reason": "model call limit 3 reached", "extracted": True}
+        )
+    )
+    for seq, event in enumerate(events, 1):
+        event.seq = seq
+    view = fold(events)
+    assert view.extracted and view.status == "budget"
+    assert view.cells_of("0")[-1].tool_calls[-1].startswith("⟲ history compacted before step 3")
+    app = RlmApp(events=events, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.3)
+        bar = app.screen._answer_text().plain
+        assert "extracted answer" in bar and "morning light walk" in bar

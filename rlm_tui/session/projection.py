@@ -25,6 +25,7 @@ from rlm_tui.events import (
     CellStarted,
     ErrorEvent,
     Event,
+    HistoryCompacted,
     KernelEvent,
     ModelDelta,
     ModelRequest,
@@ -132,6 +133,8 @@ class RunView:
     reason: str = ""
     answer_repr: str = ""
     answer: Any = None
+    extracted: bool = False
+    """The answer was extracted from the trajectory at a budget stop (``--on-budget``)."""
     usage: Usage = field(default_factory=Usage)
     depth: int = 0
     elapsed: float = 0.0
@@ -408,9 +411,21 @@ def _run_finished(view: RunView, e: RunFinished) -> None:
     view.status, view.reason, view.usage, view.elapsed = e.status, e.reason, e.usage, e.elapsed
     view.state = "finished"
     _close_past(view, e.t)
+    view.extracted = e.extracted
     if e.answer is not None:
         view.answer_repr = e.answer.repr
         view.answer = e.answer.python()
+
+
+def _history_compacted(view: RunView, e: HistoryCompacted) -> None:
+    """Shown in the cell log under the agent's last cell, where the history was cut."""
+    cells = view.cells_of(e.agent_id)
+    if cells:
+        cells[-1].tool_calls.append(
+            f"⟲ history compacted before step {e.step}: {e.messages_before} messages "
+            f"(~{e.tokens_before:,} tokens) -> {e.messages_after} (~{e.tokens_after:,})"
+        )
+        cells[-1].rev += 1
 
 
 def _close_past(view: RunView, t: float) -> None:
@@ -451,6 +466,7 @@ _HANDLERS: dict[type, Any] = {
     ErrorEvent: _error,
     KernelEvent: _kernel,
     RunFinished: _run_finished,
+    HistoryCompacted: _history_compacted,
 }
 
 

@@ -408,7 +408,7 @@ class RunScreen(Screen[None]):
     def _answer_text(self) -> Text:
         view = self.view
         text = Text(no_wrap=True, overflow="ellipsis")
-        if view.status != "answered":
+        if view.status != "answered" and not (view.extracted and view.answer is not None):
             text.append(f"■ {view.status}: ", style="bold")
             text.append(" ".join(view.reason.split()))
             return text
@@ -417,8 +417,12 @@ class RunScreen(Screen[None]):
             if not isinstance(view.answer, str)
             else view.answer
         )
-        text.append("✔ answer ", style="bold")
-        text.append("(A opens it) ", style="dim")
+        if view.extracted:
+            text.append("◆ extracted answer ", style="bold yellow")
+            text.append(f"({view.status}: {' '.join(view.reason.split())[:80]}; A opens it) ")
+        else:
+            text.append("✔ answer ", style="bold")
+            text.append("(A opens it) ", style="dim")
         text.append(" ".join(shown[:2000].split()))
         return text
 
@@ -848,7 +852,8 @@ class RunScreen(Screen[None]):
         if not self.view.finished:
             self.notify("no answer yet", severity="warning")
             return
-        body = self.view.answer if self.view.status == "answered" else self.view.reason
+        has_answer = self.view.status == "answered" or self.view.extracted
+        body = self.view.answer if has_answer else self.view.reason
         shown = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
         self.app.push_screen(TextScreen(f"Answer ({self.view.status})", shown))
 
