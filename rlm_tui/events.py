@@ -69,6 +69,18 @@ class _Event(BaseModel):
     t: float = Field(default_factory=time.time)
 
 
+class SandboxInfo(BaseModel):
+    """How the run's kernels were isolated: what was asked, and what the machine allowed."""
+
+    mode: str = "auto"
+    active: bool = False
+    warning: str | None = None
+    """Why there is no sandbox (auto fell back, or the user turned it off)."""
+    allow_read: list[str] = Field(default_factory=list)
+    allow_net: bool = False
+    kernel_env: list[str] = Field(default_factory=list)
+
+
 class RunStarted(_Event):
     type: Literal["run_started"] = "run_started"
     version: int = FORMAT_VERSION
@@ -89,6 +101,8 @@ class RunStarted(_Event):
     sub_model_spec: str | None = None
     resumed_from: str | None = None
     forked_from: str | None = None
+    sandbox: SandboxInfo | None = None
+    """None in sessions recorded before the sandbox existed."""
 
 
 class RunStateChanged(_Event):

@@ -44,6 +44,23 @@ def our_kernel_processes() -> list[int]:
     return pids
 
 
+def live_processes_with(marker: str) -> list[int]:
+    """Host pids of live (not zombie) processes with ``marker`` as one of their arguments:
+    pids a sandboxed cell prints are its own namespace's, so tests find processes this way."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and marker.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_kernel_left_behind():
     before = set(our_kernel_processes())

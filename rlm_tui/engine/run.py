@@ -13,7 +13,6 @@ import json
 import logging
 import pickle
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from rlm_tui.events import (
     RunState,
     RunStateChanged,
     RunStatus,
+    SandboxInfo,
     SubcallFinished,
     SubcallStarted,
     Usage,
@@ -66,6 +66,8 @@ from rlm_tui.events import (
 from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.rundirs import private_dir
+from rlm_tui.kernel.sandbox import SandboxMode, SandboxPolicy, resolve_sandbox
 from rlm_tui.models.base import CallInfo, Model
 from rlm_tui.models.registry import make_model
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
@@ -107,6 +109,15 @@ class RunConfig(BaseModel):
     append_to: Path | None = None
     """An existing session directory to go on in (resume, fork) instead of a new one."""
     save: bool = True
+    sandbox: SandboxMode = "auto"
+    allow_read: list[Path] = Field(default_factory=list)
+    """Paths the kernels may read besides their context (read-only)."""
+    allow_net: bool = False
+    kernel_env: list[str] = Field(default_factory=list)
+    """Host environment variables passed to the kernels by name (beyond the allowlist)."""
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        return SandboxPolicy(self.sandbox, tuple(self.allow_read), self.allow_net)
 
 
 @dataclass
@@ -172,7 +183,7 @@ class Run:
         self._fatal: RlmError | None = None
         self._root_task: asyncio.Task[Value] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._scratch = Path(tempfile.mkdtemp(prefix="rlm-run-"))
+        self._scratch = private_dir("rlm-run-")
         self._result: RunResult | None = None
         self._state: RunState = "running"
         self.context: ContextSource = NO_CONTEXT
@@ -199,6 +210,8 @@ class Run:
     async def start(self) -> None:
         """Open the session, start the bridge and the kernel pool, and launch the root agent."""
         config = self.config
+        # a required sandbox that cannot start fails here, before anything is written
+        own_sandbox = resolve_sandbox(config.sandbox_policy()) if self._provider is None else None
         if config.save and config.append_to is not None:
             self._writer = SessionWriter(config.append_to)
             self._writer.open()
@@ -211,8 +224,12 @@ class Run:
         await self._bridge.start()
         if self._provider is None:
             self._provider = LocalKernelPool(
-                size=config.pool_size, memory_limit_mb=config.memory_limit_mb
+                size=config.pool_size,
+                memory_limit_mb=config.memory_limit_mb,
+                sandbox=own_sandbox,
+                pass_env=config.kernel_env,
             )
+        sandbox = getattr(self._provider, "sandbox", None)
         run_id = self.session_dir.name if self.session_dir else "unsaved"
         origin = self.recording.started.run_id if self.recording else None
         self.emit(
@@ -233,8 +250,18 @@ class Run:
                 sub_model_spec=config.sub_model,
                 resumed_from=origin if origin == run_id else None,
                 forked_from=origin if origin not in (None, run_id) else None,
+                sandbox=SandboxInfo(
+                    mode=config.sandbox,
+                    active=bool(sandbox and sandbox.active),
+                    warning=sandbox.warning if sandbox else None,
+                    allow_read=[str(p) for p in config.allow_read],
+                    allow_net=config.allow_net,
+                    kernel_env=config.kernel_env,
+                ),
             )
         )
+        if sandbox is not None and sandbox.warning:
+            self.emit(Notice(message=sandbox.warning))
         warm = asyncio.ensure_future(self._provider.start())
         self._tasks.add(warm)
         self.root = Agent(self, "0", config.query, self.context)
@@ -377,7 +404,8 @@ class Run:
         try:
             kernel = await self._provider.acquire()
             assert self._bridge is not None
-            await kernel.setup(agent.id, agent.context.path, agent.context.kind, self._bridge.grant)
+            grant = self._bridge.grant(agent.id)
+            await kernel.setup(agent.id, agent.context.path, agent.context.kind, grant)
         except RlmError:
             raise
         except Exception as exc:
@@ -394,6 +422,8 @@ class Run:
 
     async def release_kernel(self, agent: Agent, kernel: Kernel) -> None:
         assert self._provider is not None
+        if self._bridge is not None:
+            self._bridge.revoke(agent.id)
         with contextlib.suppress(Exception):
             await self._provider.release(kernel)
 

@@ -1,7 +1,9 @@
 """The bridge: kernels call back into the host (llm_query, rlm_query, FINAL) over a Unix socket.
 
 An asyncio server on the host's own loop, in a private 0700 directory, socket 0600. A
-connection's first frame must carry the run's token; requests are length-prefixed JSON,
+connection's first frame must carry a token granted to one agent, and the connection then acts
+for that agent only (a cell that finds its kernel's token can do nothing its own ``llm_query``
+could not); a token dies when its agent's kernel is released. Requests are length-prefixed JSON,
 tagged with an id (after an interrupt a kept-open socket could deliver a stale reply), and
 served concurrently so one long sub-agent does not hold up another call.
 """
@@ -16,10 +18,11 @@ import os
 import secrets
 import shutil
 import struct
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from rlm_tui.kernel.rundirs import private_dir
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -46,21 +49,35 @@ class BridgeServer:
         self._dir: Path | None = None
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.token = secrets.token_hex(24)
+        self._agents: dict[str, str] = {}
+        """token -> the agent it was granted to"""
 
     @property
     def path(self) -> Path:
         assert self._dir is not None, "start() the bridge first"
         return self._dir / "bridge.sock"
 
-    @property
-    def grant(self) -> dict[str, str]:
-        """What a kernel needs to connect: the socket's path and the run's token."""
-        return {"path": str(self.path), "token": self.token}
+    def grant(self, agent: str) -> dict[str, str]:
+        """What the kernel of ``agent`` needs to connect: the socket's path and a new token."""
+        self.revoke(agent)
+        token = secrets.token_hex(24)
+        self._agents[token] = agent
+        return {"path": str(self.path), "token": token}
+
+    def revoke(self, agent: str) -> None:
+        """The agent's kernel is gone: its token opens nothing any more."""
+        for token in [t for t, a in self._agents.items() if a == agent]:
+            del self._agents[token]
+
+    def _agent_of(self, hello: Any) -> str | None:
+        token = str(hello.get("token", "")) if isinstance(hello, dict) else ""
+        for known, agent in self._agents.items():
+            if secrets.compare_digest(token, known):
+                return agent
+        return None
 
     async def start(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="rlm-bridge-"))
-        os.chmod(self._dir, 0o700)
+        self._dir = private_dir("rlm-bridge-")
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         os.chmod(self.path, 0o600)
 
@@ -81,14 +98,11 @@ class BridgeServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            hello = await read_frame(reader)
-            if not isinstance(hello, dict) or not secrets.compare_digest(
-                str(hello.get("token", "")), self.token
-            ):
+            agent = self._agent_of(await read_frame(reader))
+            if agent is None:
                 writer.write(encode_frame({"id": None, "error": "bad token", "kind": "auth"}))
                 await writer.drain()
                 return
-            agent = str(hello.get("agent", ""))
             pending: set[asyncio.Task[None]] = set()
             try:
                 while True:

@@ -1,9 +1,10 @@
 """Local ipykernel processes, kept warm in a pool so a sub-agent never waits for one to boot.
 
 Each kernel: ``AsyncKernelManager`` over the "ipc" transport in a private directory, a private
-kernelspec that runs this interpreter, its output to /dev/null, its own process group (killed
-whole on shutdown, so processes a cell forked die with it), an environment without secrets,
-and the prelude already run. AsyncKernelManager has no auto-restarter, so ``execute`` watches
+kernelspec that runs this interpreter (in the run's sandbox), its output to /dev/null, its own
+process group (killed whole on shutdown, so processes a cell forked die with it), an
+environment of allowed names only, a private scratch directory as cwd and ``$HOME``, and the
+prelude already run. AsyncKernelManager has no auto-restarter, so ``execute`` watches
 the process itself: a dead kernel is an ``ExecResult`` with a reason, never a hang.
 """
 
@@ -11,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import queue
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +33,51 @@ from jupyter_client.manager import AsyncKernelManager
 
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.prelude import PRELUDE
+from rlm_tui.kernel.rundirs import private_dir
+from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
 
 KERNEL_NAME = "rlm-tui-python"
 START_TIMEOUT = 60.0
 POLL = 0.2
 GRACE_AFTER_INTERRUPT = 2.0
-_SECRET = re.compile(r"API_KEY|_KEY$|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# the host's variables a kernel gets: locale, terminal, search path, and the knobs numeric
+# libraries need (this machine sets OPENBLAS_CORETYPE for correctness); nothing else
+_ALLOWED_ENV = re.compile(
+    r"PATH|TERM|COLORTERM|NO_COLOR|LANG|LANGUAGE|LC_\w+|TZ|PYTHON\w*|RLM_TUI_\w+"
+    r"|OPENBLAS_\w+|OMP_\w+|MKL_\w+|GOTO_\w+|NUMEXPR_\w+|VECLIB_\w+|BLIS_\w+|KMP_\w+"
+)
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASS|PWD|CREDENTIAL|AUTH", re.IGNORECASE)
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def kernel_env(extra: dict[str, str]) -> dict[str, str]:
-    """The host's environment without secrets (API keys, tokens, passwords)."""
-    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+def kernel_env(extra: dict[str, str], passed: Sequence[str] = ()) -> dict[str, str]:
+    """An allowlist of the host's environment, plus the names the user passes on purpose
+    (``--kernel-env NAME``); a secret-looking name gets through only that way."""
+    env = {
+        k: v for k, v in os.environ.items() if _ALLOWED_ENV.fullmatch(k) and not _SECRET.search(k)
+    }
+    env.update({k: os.environ[k] for k in passed if k in os.environ})
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     return env
+
+
+def _die_with_host() -> None:
+    """In an unsandboxed kernel, before exec: SIGKILL when the host dies, however it dies."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class _Manager(AsyncKernelManager):
+    """A kernel manager whose launch command goes through the run's sandbox."""
+
+    wrap: Any = None
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        argv = super().format_kernel_cmd(extra_arguments)
+        return self.wrap(argv) if self.wrap is not None else argv
 
 
 def _private_kernelspecs(root: Path) -> KernelSpecManager:
@@ -72,18 +104,27 @@ class LocalKernel:
         env: dict[str, str],
         memory_limit_mb: int | None,
         startup_code: str,
+        sandbox: Sandbox,
     ) -> None:
         self.kernel_id = uuid.uuid4().hex[:8]
-        self._km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+        # its own directories: ipc files (and the one-time grant), its context, its scratch
+        self._home = home = root / f"k-{self.kernel_id}"
+        self._ipc, self._inbox, self._scratch = home / "ipc", home / "context", home / "scratch"
+        for path in (self._ipc, self._inbox, self._scratch):
+            path.mkdir(mode=0o700, parents=True)
+        self._sandbox = sandbox
+        self._km = _Manager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+        self._km.wrap = lambda argv: sandbox.command(
+            argv, scratch=self._scratch, writable=[self._ipc], read_only=[self._inbox]
+        )
         self._km.transport = "ipc"
-        self._km.ip = str(root / f"k-{self.kernel_id}")
-        self._km.connection_file = str(root / f"k-{self.kernel_id}.json")
-        self._env = env
+        self._km.ip = str(self._ipc / "k")
+        self._km.connection_file = str(self._ipc / "connection.json")
+        self._env = {**env, "HOME": str(self._scratch), "TMPDIR": str(self._scratch)}
         self._memory_limit_mb = memory_limit_mb
         self._startup_code = startup_code
         self._client: Any = None
         self._lock = asyncio.Lock()
-        self._root = root
         self._setup_args: tuple[str, Path | None, ContextKind, dict[str, str] | None] | None = None
         self._pgid: int | None = None
 
@@ -114,7 +155,11 @@ class LocalKernel:
 
     async def start(self) -> None:
         await self._km.start_kernel(
-            env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            env=self._env,
+            cwd=str(self._scratch),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=None if self._sandbox.active else _die_with_host,
         )
         self._pgid = _pgid(self.pid)
         await self._connect()
@@ -146,15 +191,32 @@ class LocalKernel:
     async def _run_setup(self) -> None:
         assert self._setup_args is not None
         agent_id, context_path, kind, bridge = self._setup_args
-        path = str(context_path) if context_path else ""
+        path = str(self._visible(context_path, self._inbox)) if context_path else ""
         grant = ""
         if bridge is not None:
-            grant_path = self._root / f"grant-{self.kernel_id}.json"
+            socket_path = self._visible(Path(bridge["path"]), self._ipc)
+            grant_path = self._ipc / "grant.json"
             fd = os.open(grant_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
-                json.dump(bridge, f)
+                json.dump({**bridge, "path": str(socket_path)}, f)
             grant = str(grant_path)
         await self._run_internal(f"_rlm_setup({agent_id!r}, {path!r}, {kind!r}, {grant!r})")
+
+    def _visible(self, path: Path, into: Path) -> Path:
+        """``path`` where the sandboxed kernel can reach it: hard-linked (a file that cannot be
+        linked is copied) into one of its bound directories; unsandboxed, where it is."""
+        if not self._sandbox.active:
+            return path
+        target = into / path.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.copytree(path, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(path), str(target))
+        return target
 
     async def execute(
         self, code: str, on_output: OutputCallback, timeout: float | None = None
@@ -258,6 +320,16 @@ class LocalKernel:
             await self._km.shutdown_kernel(now=True)
         with contextlib.suppress(Exception):
             await self._km.cleanup_resources()
+        shutil.rmtree(self._home, ignore_errors=True)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        if stat.S_ISSOCK(os.stat(source).st_mode):
+            raise
+        shutil.copy2(source, target)
 
 
 def _pgid(pid: int | None) -> int | None:
@@ -278,12 +350,14 @@ class LocalKernelPool:
         env: dict[str, str] | None = None,
         memory_limit_mb: int | None = None,
         startup_code: str = "",
+        sandbox: Sandbox | None = None,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.size = size
-        self._root = Path(tempfile.mkdtemp(prefix="rlm-kernels-"))
-        os.chmod(self._root, 0o700)
+        self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
+        self._root = private_dir("rlm-kernels-")
         self._specs = _private_kernelspecs(self._root)
-        self._env = kernel_env(env or {})
+        self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
         self._startup_code = startup_code
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
@@ -292,7 +366,12 @@ class LocalKernelPool:
 
     def _launch(self) -> asyncio.Task[LocalKernel]:
         kernel = LocalKernel(
-            self._root, self._specs, self._env, self._memory_limit_mb, self._startup_code
+            self._root,
+            self._specs,
+            self._env,
+            self._memory_limit_mb,
+            self._startup_code,
+            self.sandbox,
         )
         self._all.add(kernel)
 
