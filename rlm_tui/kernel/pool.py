@@ -37,6 +37,8 @@ from rlm_tui.kernel.rundirs import private_dir
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
 
 KERNEL_NAME = "rlm-tui-python"
+KERNEL_TAG = "RLM_TUI_KERNEL"
+"""In each kernel's environment (inherited by what its cells start): the kernel's directory."""
 START_TIMEOUT = 60.0
 POLL = 0.2
 GRACE_AFTER_INTERRUPT = 2.0
@@ -120,7 +122,9 @@ class LocalKernel:
         self._km.transport = "ipc"
         self._km.ip = str(self._ipc / "k")
         self._km.connection_file = str(self._ipc / "connection.json")
-        self._env = {**env, "HOME": str(self._scratch), "TMPDIR": str(self._scratch)}
+        self._tag = f"{KERNEL_TAG}={home}"
+        scratch = str(self._scratch)
+        self._env = {**env, "HOME": scratch, "TMPDIR": scratch, KERNEL_TAG: str(home)}
         self._memory_limit_mb = memory_limit_mb
         self._startup_code = startup_code
         self._client: Any = None
@@ -315,12 +319,30 @@ class LocalKernel:
     async def shutdown(self) -> None:
         self._stop_client()
         await self._kill_group()
+        if not self._sandbox.active:  # a sandbox's end takes all of its processes along
+            _kill_tagged(self._tag)
         await self._reap()
         with contextlib.suppress(Exception):
             await self._km.shutdown_kernel(now=True)
         with contextlib.suppress(Exception):
             await self._km.cleanup_resources()
         shutil.rmtree(self._home, ignore_errors=True)
+
+
+def _kill_tagged(tag: str) -> None:
+    """SIGKILL every process whose environment holds ``tag``: what a cell started in a
+    session of its own, out of the kernel's process group."""
+    entry = tag.encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            tagged = entry in (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if tagged:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -1,0 +1,366 @@
+"""The sandbox on real kernels: what a cell cannot reach, what the flags open, and that no
+process of a run outlives it however the run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import live_processes_with, start_cli_run, wait_for_session_text
+from openai_server import OpenAIServer, Reply
+from scripted import ScriptedModel, cell
+
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.events import Notice, RunFinished, RunStarted
+from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.rundirs import OWNER_FILE, private_dir
+from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
+from rlm_tui.session.export import export
+from rlm_tui.session.store import read_session
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[1]
+SECRETS = {
+    "OPENAI_API_KEY": "sk-test-canary-0123456789",
+    "DATABASE_URL": "postgres://u:pw-canary@h/db",
+    "SSH_AUTH_SOCK": "/tmp/ssh-canary/agent.1",
+    "MYSQL_PWD": "mysql-canary",
+    "AWS_ACCESS_KEY_ID": "AKIA-canary",
+}
+# what a cell tries: it prints one JSON object of what it could reach
+PROBE = """
+import json, os, socket
+def attempt(action):
+    try:
+        return ("ok", action())
+    except Exception as exc:
+        return ("refused", type(exc).__name__)
+def read(path):
+    with open(path) as f:
+        return f.read()
+def write(path):
+    with open(path, "w") as f:
+        f.write("written by a cell")
+def connect(port):
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+leaks = []
+for pid in pids:
+    try:
+        leaks.append(read(f"/proc/{pid}/environ"))
+    except OSError:
+        pass
+print(json.dumps({
+    "home": attempt(lambda: read(HOME_CANARY)),
+    "project": attempt(lambda: read(PROJECT_CANARY)),
+    "write_outside": attempt(lambda: write(OUTSIDE)),
+    "write_venv": attempt(lambda: write(VENV_FILE)),
+    "write_scratch": attempt(lambda: write("scratch.txt")),
+    "tcp": attempt(lambda: connect(PORT)),
+    "host_environ": attempt(lambda: read(f"/proc/{HOST_PID}/environ")),
+    "pids": pids,
+    "environ": dict(os.environ),
+    "proc_environs": leaks,
+}))
+"""
+
+
+@pytest.fixture
+def tcp_port():
+    """A TCP server on 127.0.0.1 (listening: a connect succeeds without an accept)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def host_secrets(monkeypatch, tmp_path):
+    """The user's secrets in the host environment, and a canary in their $HOME."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "canary.txt").write_text("home canary")
+    monkeypatch.setenv("HOME", str(home))
+    # a host process whose /proc/<pid>/environ holds them (this one's shows its start's only)
+    decoy = subprocess.Popen(["sleep", "120"], env={**os.environ, **SECRETS})
+    yield home
+    decoy.kill()
+    decoy.wait()
+
+
+@pytest.fixture
+def project_canary():
+    path = ROOT / f".canary-{uuid.uuid4().hex[:8]}"
+    path.write_text("project canary")
+    yield path
+    path.unlink()
+
+
+async def probe(kernel, **names: object) -> dict:
+    parts: list[str] = []
+    code = "".join(f"{k} = {v!r}\n" for k, v in names.items()) + PROBE
+    result = await kernel.execute(code, lambda _s, text: parts.append(text), timeout=60)
+    assert result.status == "ok", (result.error, "".join(parts))
+    return json.loads("".join(parts))
+
+
+async def test_a_cell_reaches_nothing_of_the_host(host_secrets, project_canary, tcp_port, tmp_path):
+    outside = tmp_path / "outside.txt"
+    venv_file = Path(sys.prefix) / "written-by-a-cell.txt"
+    async with LocalKernelPool(size=0) as pool:
+        assert pool.sandbox.active and pool.sandbox.warning is None
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        seen = await probe(
+            kernel,
+            HOME_CANARY=str(host_secrets / "canary.txt"),
+            PROJECT_CANARY=str(project_canary),
+            OUTSIDE=str(outside),
+            VENV_FILE=str(venv_file),
+            PORT=tcp_port,
+            HOST_PID=os.getpid(),
+        )
+    for reach in ("home", "project", "write_outside", "write_venv", "tcp", "host_environ"):
+        assert seen[reach][0] == "refused", (reach, seen[reach])
+    assert seen["write_scratch"][0] == "ok"
+    assert not outside.exists() and not venv_file.exists()
+    assert seen["pids"] == [1, 2]  # bwrap's init and the kernel: no host process
+    text = json.dumps([seen["environ"], seen["proc_environs"]])
+    for name, value in SECRETS.items():
+        assert value not in text and name not in seen["environ"]
+    assert seen["environ"]["HOME"] == seen["environ"]["TMPDIR"]
+    assert "/scratch" in seen["environ"]["HOME"]
+
+
+async def test_two_kernels_of_a_run_cannot_see_each_others_files():
+    async with LocalKernelPool(size=0) as pool:
+        first, second = await pool.acquire(), await pool.acquire()
+        out: list[str] = []
+        code = "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())"
+        await first.execute(code, lambda _s, text: out.append(text))
+        first_scratch = Path("".join(out).strip())
+        assert (first_scratch / "mine.txt").exists()  # on the host, in its scratch
+        out.clear()
+        look = (
+            f"import os\nfor p in [{str(first_scratch)!r}, {str(first_scratch.parent)!r}]:\n"
+            "    print(os.path.exists(p))"
+        )
+        await second.execute(look, lambda _s, text: out.append(text))
+    assert "".join(out).split() == ["False", "False"]
+
+
+async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tmp_path, tcp_port):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    for directory in (allowed, other):
+        directory.mkdir()
+        (directory / "data.txt").write_text(f"in {directory.name}")
+    policy = SandboxPolicy(allow_read=(allowed,), allow_net=True)
+    async with LocalKernelPool(size=0, sandbox=resolve_sandbox(policy)) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        seen = await probe(
+            kernel,
+            HOME_CANARY=str(allowed / "data.txt"),
+            PROJECT_CANARY=str(other / "data.txt"),
+            OUTSIDE=str(allowed / "new.txt"),
+            VENV_FILE=str(other / "new.txt"),
+            PORT=tcp_port,
+            HOST_PID=os.getpid(),
+        )
+    assert seen["home"] == ["ok", "in allowed"]
+    assert seen["project"][0] == "refused"
+    assert seen["write_outside"][0] == "refused" and not (allowed / "new.txt").exists()
+    assert seen["tcp"] == ["ok", None]
+
+
+async def test_secrets_reach_neither_the_session_nor_its_exports(host_secrets, tmp_path):
+    sessions_dir = tmp_path / "sessions"
+    leak = cell(
+        "import os\nfound = {}\nfor p in os.listdir('/proc'):\n"
+        "    try:\n        found[p] = open(f'/proc/{p}/environ').read()\n"
+        "    except OSError:\n        pass\n"
+        "print(dict(os.environ), found)\nFINAL(str(dict(os.environ)) + str(found))"
+    )
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir, sandbox="require"),
+        model=ScriptedModel({"q": [leak]}),
+    )
+    result = await run.execute()
+    assert result.status == "answered" and "HOME" in result.answer
+    outputs = [export(result.session_dir, fmt, tmp_path / f"out.{fmt}") for fmt in ("md", "ipynb")]
+    files = [p for p in result.session_dir.rglob("*") if p.is_file()] + outputs
+    for path in files:
+        text = path.read_text(errors="replace")
+        for value in SECRETS.values():
+            assert value not in text, (path, value)
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    assert stat.S_IMODE(result.session_dir.stat().st_mode) == 0o700
+    started = read_session(result.session_dir).events[0]
+    assert isinstance(started, RunStarted) and started.sandbox is not None
+    assert started.sandbox.active and started.sandbox.mode == "require"
+
+
+@pytest.fixture
+def failing_bwrap(tmp_path, monkeypatch):
+    """A bwrap that cannot start anything, as on a machine without user namespaces."""
+    script = tmp_path / "bwrap"
+    script.write_text(
+        "#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("RLM_TUI_BWRAP", str(script))
+    return script
+
+
+def test_sandbox_require_without_a_sandbox_is_one_line_and_exit_2(failing_bwrap, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_tui", "run", "--sandbox", "require", "q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlm-tui: error: --sandbox require"), lines
+    assert "Permission denied" in lines[0]
+    assert not (tmp_path / "sessions").exists()
+
+
+def test_sandbox_auto_without_a_sandbox_answers_with_a_loud_warning(failing_bwrap, sessions_dir):
+    with OpenAIServer() as server:
+        server.script([Reply(text=cell("FINAL('answered unsandboxed')"))])
+        process = start_cli_run(server.base_url, sessions_dir, "--sandbox", "auto", "q")
+        stdout, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr
+    assert stdout.strip() == "answered unsandboxed"
+    assert "NO SANDBOX" in stderr and "Permission denied" in stderr
+    events = read_session(next(sessions_dir.iterdir())).events
+    started = events[0]
+    assert isinstance(started, RunStarted) and started.sandbox is not None
+    assert not started.sandbox.active and "NO SANDBOX" in (started.sandbox.warning or "")
+    assert any(isinstance(e, Notice) and "NO SANDBOX" in e.message for e in events)
+
+
+# -- orphans ----------------------------------------------------------------------------------
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process under ``root`` (by parent pid), sandboxed ones included."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    left = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            left.add(pid)
+    return left
+
+
+def gone_within(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive(pids)
+
+
+def start_cli_holding_children(server: OpenAIServer, sessions_dir: Path, *extra: str):
+    """A headless run whose cell starts 10 children and one in a session of its own, then
+    spins in C (``sum`` over a range holds the GIL and ignores interrupts)."""
+    marker = f"3000.{uuid.uuid4().int % 10**6}"
+    code = (
+        "import subprocess\n"
+        f"kids = [subprocess.Popen(['sleep', '{marker}']) for _ in range(10)]\n"
+        f"loner = subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        "print('children started', flush=True)\n"
+        "sum(range(10**15))"
+    )
+    server.script([Reply(text=cell(code))])
+    process = start_cli_run(server.base_url, sessions_dir, *extra, "q")
+    wait_for_session_text(sessions_dir, "children started", timeout=90)
+    deadline = time.monotonic() + 10
+    while len(live_processes_with(marker)) < 11 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(live_processes_with(marker)) == 11
+    run_processes = descendants(process.pid)
+    assert set(live_processes_with(marker)) <= run_processes
+    return process, run_processes
+
+
+def test_kill_9_of_the_host_leaves_no_process_of_the_run(sessions_dir):
+    with OpenAIServer() as server:
+        process, run_processes = start_cli_holding_children(server, sessions_dir)
+        process.kill()
+        process.communicate(timeout=10)
+    assert gone_within(run_processes, 2.0) == set()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGHUP, 129), (signal.SIGTERM, 143)])
+def test_hangup_and_terminate_stop_the_run_cleanly(sessions_dir, signum, code):
+    with OpenAIServer() as server:
+        process, run_processes = start_cli_holding_children(server, sessions_dir, "--json")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    assert gone_within(run_processes, 2.0) == set()
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert json.loads(stdout)["status"] == "stopped"
+    events = read_session(next(sessions_dir.iterdir())).events
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped"
+
+
+def test_sandbox_off_still_leaves_no_child_at_the_end(sessions_dir):
+    with OpenAIServer() as server:
+        process, run_processes = start_cli_holding_children(
+            server, sessions_dir, "--sandbox", "off"
+        )
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert "sandbox off" in stderr
+    assert gone_within(run_processes, 2.0) == set()
+
+
+def test_the_next_start_sweeps_temp_dirs_of_dead_runs_only():
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = private_dir("rlm-kernels-")
+    (stale / OWNER_FILE).write_text(str(dead.pid))  # as a host killed with SIGKILL leaves it
+    (stale / "k-1").mkdir()
+    live = private_dir("rlm-kernels-")
+    try:
+        fresh = private_dir("rlm-kernels-")
+        assert not stale.exists() and live.exists() and fresh.exists()
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    finally:
+        for path in (live, fresh):
+            shutil.rmtree(path, ignore_errors=True)
