@@ -21,7 +21,7 @@ from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
 
 from rlm_tui.engine.run import Run, RunConfig
-from rlm_tui.events import Notice, RunFinished, RunStarted
+from rlm_tui.events import Notice, RunFinished, RunStarted, SandboxInfo
 from rlm_tui.kernel.pool import LocalKernelPool
 from rlm_tui.kernel.rundirs import OWNER_FILE, private_dir
 from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
@@ -364,3 +364,18 @@ def test_the_next_start_sweeps_temp_dirs_of_dead_runs_only():
     finally:
         for path in (live, fresh):
             shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_the_tui_header_says_when_kernels_run_unsandboxed():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import UiConfig
+
+    events = sample_events()
+    warning = "NO SANDBOX: model-written code runs with your full rights (no bwrap found)"
+    events[0] = events[0].model_copy(update={"sandbox": SandboxInfo(warning=warning)})
+    app = RlmApp(events=events, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.pause(0.3)
+        assert warning in str(pilot.app.screen.query_one("#status").render())
