@@ -3,6 +3,8 @@ process of a run outlives it however the run ends."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +24,7 @@ from scripted import ScriptedModel, cell
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import Notice, RunFinished, RunStarted, SandboxInfo
+from rlm_tui.kernel.bridge import BridgeServer, encode_frame, read_frame
 from rlm_tui.kernel.pool import LocalKernelPool
 from rlm_tui.kernel.rundirs import OWNER_FILE, private_dir
 from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
@@ -379,3 +382,48 @@ async def test_the_tui_header_says_when_kernels_run_unsandboxed():
     async with app.run_test(size=(200, 40)) as pilot:
         await pilot.pause(0.3)
         assert warning in str(pilot.app.screen.query_one("#status").render())
+
+
+async def test_no_object_in_the_kernel_holds_the_bridge_token_and_reconnects_still_work():
+    release = asyncio.Event()
+
+    async def handle(agent: str, op: str, args: dict) -> dict:
+        if args.get("prompt") == "slow":
+            await release.wait()
+        return {"text": f"{agent} asked {args['prompt']}"}
+
+    bridge = BridgeServer(handle)
+    await bridge.start()
+    try:
+        async with LocalKernelPool(size=0) as pool:
+            kernel = await pool.acquire()
+            grant = bridge.grant("0.1")
+            await kernel.setup("0.1", None, "none", grant)
+            digest = hashlib.sha256(grant["token"].encode()).hexdigest()
+            hunt = (
+                "import gc, hashlib\n"
+                "def held(s):\n"
+                f"    return isinstance(s, str) and len(s) == 48 and "
+                f"hashlib.sha256(s.encode()).hexdigest() == {digest!r}\n"
+                "print(any(held(r) for o in gc.get_objects() for r in gc.get_referents(o)))"
+            )
+            out: list[str] = []
+            result = await kernel.execute(hunt, lambda _s, text: out.append(text))
+            assert result.status == "ok" and "".join(out).strip() == "False"
+            call = asyncio.ensure_future(
+                kernel.execute("llm_query('slow')", lambda _s, _t: None, timeout=60)
+            )
+            await asyncio.sleep(1.0)
+            await kernel.interrupt()
+            assert (await call).status == "interrupted"
+            out.clear()
+            await kernel.execute("print(llm_query('again'))", lambda _s, text: out.append(text))
+            assert "".join(out).strip() == "0.1 asked again"  # a new connection, no token
+        # another process claiming the agent without its token is refused
+        reader, writer = await asyncio.open_unix_connection(str(bridge.path))
+        writer.write(encode_frame({"agent": "0.1"}))
+        assert (await read_frame(reader))["error"] == "bad token"
+        writer.close()
+    finally:
+        release.set()
+        await bridge.close()

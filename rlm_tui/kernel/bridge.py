@@ -2,8 +2,9 @@
 
 An asyncio server on the host's own loop, in a private 0700 directory, socket 0600. A
 connection's first frame must carry a token granted to one agent, and the connection then acts
-for that agent only (a cell that finds its kernel's token can do nothing its own ``llm_query``
-could not); a token dies when its agent's kernel is released. Requests are length-prefixed JSON,
+for that agent only; the process that presented it (its pid, from SO_PEERCRED) may reconnect
+for that agent without it, so the kernel keeps no token in memory. Tokens and pids die when the
+agent's kernel is released. Requests are length-prefixed JSON,
 tagged with an id (after an interrupt a kept-open socket could deliver a stale reply), and
 served concurrently so one long sub-agent does not hold up another call.
 """
@@ -17,6 +18,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,6 +29,7 @@ from rlm_tui.kernel.rundirs import private_dir
 log = logging.getLogger(__name__)
 Handler = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 _HEADER = struct.Struct(">I")
+_CREDS = struct.Struct("3i")
 MAX_FRAME = 512 * 1024 * 1024
 
 
@@ -43,6 +46,17 @@ def encode_frame(obj: Any) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
+def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
+    """The pid of the process at the other end (in the host's PID namespace)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
+    except (AttributeError, OSError):
+        return None
+    pid, _uid, _gid = _CREDS.unpack(creds)
+    return pid or None
+
+
 class BridgeServer:
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
@@ -51,6 +65,8 @@ class BridgeServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._agents: dict[str, str] = {}
         """token -> the agent it was granted to"""
+        self._peers: dict[int, str] = {}
+        """pid of a kernel process that presented a token -> its agent"""
 
     @property
     def path(self) -> Path:
@@ -65,14 +81,20 @@ class BridgeServer:
         return {"path": str(self.path), "token": token}
 
     def revoke(self, agent: str) -> None:
-        """The agent's kernel is gone: its token opens nothing any more."""
+        """The agent's kernel is gone: its token and its process open nothing any more."""
         for token in [t for t, a in self._agents.items() if a == agent]:
             del self._agents[token]
+        for pid in [p for p, a in self._peers.items() if a == agent]:
+            del self._peers[pid]
 
-    def _agent_of(self, hello: Any) -> str | None:
-        token = str(hello.get("token", "")) if isinstance(hello, dict) else ""
+    def _agent_of(self, hello: Any, pid: int | None) -> str | None:
+        token = str(hello.get("token") or "") if isinstance(hello, dict) else ""
+        if not token:
+            return self._peers.get(pid) if pid is not None else None
         for known, agent in self._agents.items():
             if secrets.compare_digest(token, known):
+                if pid is not None:
+                    self._peers[pid] = agent
                 return agent
         return None
 
@@ -98,7 +120,7 @@ class BridgeServer:
         if task is not None:
             self._tasks.add(task)
         try:
-            agent = self._agent_of(await read_frame(reader))
+            agent = self._agent_of(await read_frame(reader), _peer_pid(writer))
             if agent is None:
                 writer.write(encode_frame({"id": None, "error": "bad token", "kind": "auth"}))
                 await writer.drain()

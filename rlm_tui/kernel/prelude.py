@@ -1,8 +1,9 @@
 """The code every kernel runs at start: the REPL contract's helpers, talking to the bridge.
 
 It runs inside ipykernel with the stdlib (and pyyaml) only. The bridge's address and token
-arrive at setup in a one-time 0600 file that is deleted once read, and live on in a closure
-only, so cell code finds them neither in the environment nor in the input history. Everything private lives under underscore names that ``SHOW_VARS`` hides.
+arrive at setup in a one-time 0600 file that is deleted once read; the kernel connects at once
+and forgets the token (the host knows its pid from then on), so cell code finds it neither in
+the environment, the input history nor any object. Everything private lives under underscore names that ``SHOW_VARS`` hides.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def _rlm_install(ns):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(state["path"])
         send(sock, {"token": state["token"], "agent": state["agent"]})
-        state["sock"] = sock
+        # the host now knows this process by its pid: a reconnect needs no token, so none is
+        # left in memory for a cell to find
+        state["sock"], state["token"] = sock, ""
         return sock
 
     def call(op, **args):
@@ -205,11 +208,13 @@ def _rlm_install(ns):
             with open(grant, encoding="utf-8") as f:
                 bridge = json.load(f)
             os.unlink(grant)
-            state["path"], state["token"] = bridge["path"], bridge["token"]
+            state["path"], state["token"] = bridge["path"], bridge.pop("token")
         state["agent"] = agent
         if state["sock"] is not None:
             state["sock"].close()
             state["sock"] = None
+        if state["token"]:
+            connect()
         ns["context"] = load_context(file, kind)
         ns["answer"] = _Answer(content="", ready=False)
 
