@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,17 +26,27 @@ SUITE_TAG = f"RLM_TUI_TEST_SUITE={uuid.uuid4().hex}"
 os.environ[SUITE_TAG.split("=")[0]] = SUITE_TAG.split("=")[1]  # inherited by CLIs and kernels
 
 
-def our_kernel_processes() -> list[int]:
-    """Pids of live ipykernels this test suite started (directly or through a CLI it ran)."""
-    pids = []
+def _live_processes() -> Iterator[tuple[Path, list[bytes]]]:
+    """Each live (not zombie) process: its /proc entry and its arguments."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
-            if state == "Z" or b"ipykernel_launcher" not in cmdline:
-                continue
+        except OSError:
+            continue
+        if state != "Z":
+            yield entry, cmdline
+
+
+def our_kernel_processes() -> list[int]:
+    """Pids of live ipykernels this test suite started (directly or through a CLI it ran)."""
+    pids = []
+    for entry, cmdline in _live_processes():
+        if b"ipykernel_launcher" not in cmdline:
+            continue
+        try:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
@@ -45,20 +56,9 @@ def our_kernel_processes() -> list[int]:
 
 
 def live_processes_with(marker: str) -> list[int]:
-    """Host pids of live (not zombie) processes with ``marker`` as one of their arguments:
-    pids a sandboxed cell prints are its own namespace's, so tests find processes this way."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and marker.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    """Host pids of live processes with ``marker`` as one of their arguments: pids a
+    sandboxed cell prints are its own namespace's, so tests find processes this way."""
+    return [int(e.name) for e, cmdline in _live_processes() if marker.encode() in cmdline]
 
 
 @pytest.fixture(scope="session", autouse=True)
