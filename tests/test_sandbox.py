@@ -310,13 +310,18 @@ def start_cli_holding_children(server: OpenAIServer, sessions_dir: Path, *extra:
     )
     server.script([Reply(text=cell(code))])
     process = start_cli_run(server.base_url, sessions_dir, *extra, "q")
-    wait_for_session_text(sessions_dir, "children started", timeout=90)
-    deadline = time.monotonic() + 10
-    while len(live_processes_with(marker)) < 11 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(live_processes_with(marker)) == 11
-    run_processes = descendants(process.pid)
-    assert set(live_processes_with(marker)) <= run_processes
+    try:
+        wait_for_session_text(sessions_dir, "children started", timeout=90)
+        deadline = time.monotonic() + 10
+        while len(live_processes_with(marker)) < 11 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(live_processes_with(marker)) == 11
+        run_processes = descendants(process.pid)
+        assert set(live_processes_with(marker)) <= run_processes
+    except BaseException:
+        process.terminate()
+        process.communicate(timeout=30)
+        raise
     return process, run_processes
 
 
@@ -342,14 +347,24 @@ def test_hangup_and_terminate_stop_the_run_cleanly(sessions_dir, signum, code):
     assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped"
 
 
-def test_sandbox_off_still_leaves_no_child_at_the_end(sessions_dir):
+@pytest.mark.parametrize("end", ["SIGTERM", "kill -9, then the next start"])
+def test_sandbox_off_leaves_no_child_of_a_cell_behind(sessions_dir, end):
     with OpenAIServer() as server:
         process, run_processes = start_cli_holding_children(
             server, sessions_dir, "--sandbox", "off"
         )
-        process.send_signal(signal.SIGTERM)
+        kernels = set(live_processes_with("ipykernel_launcher")) & run_processes
+        assert kernels  # the root's and the warm ones
+        if end == "SIGTERM":
+            process.send_signal(signal.SIGTERM)
+        else:
+            process.kill()
         _, stderr = process.communicate(timeout=30)
-    assert "sandbox off" in stderr
+    if end == "SIGTERM":
+        assert "sandbox off" in stderr
+    else:  # the kernel died with the host; what its cell started waits for the next start
+        assert gone_within(kernels, 2.0) == set()
+        asyncio.run(LocalKernelPool(size=0).close())
     assert gone_within(run_processes, 2.0) == set()
 
 

@@ -33,7 +33,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.prelude import PRELUDE
-from rlm_tui.kernel.rundirs import private_dir
+from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
 
 KERNEL_NAME = "rlm-tui-python"
@@ -330,17 +330,17 @@ class LocalKernel:
 
 
 def _kill_tagged(tag: str) -> None:
-    """SIGKILL every process whose environment holds ``tag``: what a cell started in a
-    session of its own, out of the kernel's process group."""
-    entry = tag.encode()
+    """SIGKILL every process whose environment holds ``tag`` (or ``tag/...``): what a cell
+    started in a session of its own, out of the kernel's process group."""
+    entry, below = tag.encode(), tag.encode() + b"/"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            tagged = entry in (proc / "environ").read_bytes().split(b"\0")
+            variables = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if tagged:
+        if any(v == entry or v.startswith(below) for v in variables):
             with contextlib.suppress(OSError):
                 os.kill(int(proc.name), signal.SIGKILL)
 
@@ -377,6 +377,8 @@ class LocalKernelPool:
     ) -> None:
         self.size = size
         self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
+        for stale in sweep_stale("rlm-kernels-"):  # what unsandboxed kernels of dead runs left
+            _kill_tagged(f"{KERNEL_TAG}={stale}")
         self._root = private_dir("rlm-kernels-")
         self._specs = _private_kernelspecs(self._root)
         self._env = kernel_env(env or {}, pass_env)
