@@ -157,13 +157,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_sandbox_options(parser)
 
 
-def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
-    """How the kernels are isolated from the machine (see the README's "Sandbox")."""
+def add_sandbox_options(parser: argparse.ArgumentParser, keep_recorded: bool = False) -> None:
+    """How the kernels are isolated from the machine (see the README's "Sandbox"); when
+    resuming, a flag left out keeps the recorded setting."""
     group = parser.add_argument_group("sandbox (model-written code runs in it)")
     group.add_argument(
         "--sandbox",
         choices=["auto", "require", "off"],
-        default="auto",
+        default=None if keep_recorded else "auto",
         help="auto (default): sandbox where the machine allows, else warn; "
         "require: exit 2 where it cannot; off: no sandbox",
     )
@@ -171,28 +172,32 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--allow-read",
         action="append",
         type=Path,
-        default=[],
         metavar="PATH",
         help="let the kernels read PATH (read-only; repeatable)",
     )
-    group.add_argument("--allow-net", action="store_true", help="let the kernels use the network")
+    group.add_argument(
+        "--allow-net",
+        action="store_true",
+        default=None if keep_recorded else False,
+        help="let the kernels use the network",
+    )
     group.add_argument(
         "--kernel-env",
         action="append",
-        default=[],
         metavar="NAME",
         help="pass the environment variable NAME to the kernels (repeatable)",
     )
 
 
 def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunConfig fields of the sandbox flags."""
-    return {
+    """The RunConfig fields of the sandbox flags given."""
+    given = {
         "sandbox": args.sandbox,
-        "allow_read": [p.absolute() for p in args.allow_read],
+        "allow_read": [p.absolute() for p in args.allow_read] if args.allow_read else None,
         "allow_net": args.allow_net,
         "kernel_env": args.kernel_env,
     }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +209,7 @@ def _add_continue_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--headless", action="store_true", help="go on headless (the default)")
     parser.add_argument("--json", action="store_true", help="print the answer and usage as JSON")
     add_budget_options(parser, keep_recorded=True)
+    add_sandbox_options(parser, keep_recorded=True)
 
 
 def add_budget_options(parser: argparse.ArgumentParser, keep_recorded: bool) -> None:
@@ -393,6 +399,7 @@ def _continue(args: argparse.Namespace) -> int:
     from rlm_tui.engine.budget import Limits
 
     changes: dict[str, Any] = {"limits": limits_from_args(args, Limits.model_validate(base))}
+    changes.update(sandbox_options(args))
     for name in ("model", "sub_model", "api_base"):
         if getattr(args, name):
             changes[name] = getattr(args, name)

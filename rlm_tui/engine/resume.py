@@ -23,6 +23,14 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
         or started.model_spec
         or ("demo" if started.model_is_demo else started.model)
     )
+    kept = started.sandbox
+    if kept is not None:  # the recorded run's sandbox, unless a flag changes it
+        recorded = {
+            "sandbox": kept.mode,
+            "allow_read": kept.allow_read,
+            "allow_net": kept.allow_net,
+        }
+        changes = {**recorded, "kernel_env": kept.kernel_env, **changes}
     return RunConfig(
         query=started.query,
         context_file=started.context_file,
