@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rlm_tui.errors import RlmError, UsageError
+from rlm_tui.kernel.sandbox import SANDBOX_MODES
 
 EXIT_BAD_USAGE = 2
 
@@ -163,7 +164,7 @@ def add_sandbox_options(parser: argparse.ArgumentParser, keep_recorded: bool = F
     group = parser.add_argument_group("sandbox (model-written code runs in it)")
     group.add_argument(
         "--sandbox",
-        choices=["auto", "require", "off"],
+        choices=SANDBOX_MODES,
         default=None if keep_recorded else "auto",
         help="auto (default): sandbox where the machine allows, else warn; "
         "require: exit 2 where it cannot; off: no sandbox",

@@ -19,12 +19,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from rlm_tui.errors import UsageError
 
 SandboxMode = Literal["auto", "require", "off"]
-SANDBOX_MODES: tuple[SandboxMode, ...] = ("auto", "require", "off")
+SANDBOX_MODES: tuple[SandboxMode, ...] = get_args(SandboxMode)
 BWRAP_ENV = "RLM_TUI_BWRAP"
 """Names the bwrap binary to use (before a system ``bwrap`` and the bundled one)."""
 
@@ -61,13 +61,6 @@ class Sandbox:
     """Set when mode auto fell back to no sandbox, or mode is off."""
     policy: SandboxPolicy = SandboxPolicy()
     bwrap: str | None = None
-
-    @property
-    def label(self) -> str:
-        """One word for headers and the session: 'bwrap', 'off' or 'none'."""
-        if self.active:
-            return "bwrap"
-        return "off" if self.policy.mode == "off" else "none"
 
     def command(
         self,
