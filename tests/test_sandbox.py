@@ -197,7 +197,12 @@ async def test_secrets_reach_neither_the_session_nor_its_exports(host_secrets, t
         "print(dict(os.environ), found)\nFINAL(str(dict(os.environ)) + str(found))"
     )
     run = Run(
-        RunConfig(query="q", sessions_dir=sessions_dir, sandbox="require"),
+        RunConfig(
+            query="q",
+            context_value="a private context",
+            sessions_dir=sessions_dir,
+            sandbox="require",
+        ),
         model=ScriptedModel({"q": [leak]}),
     )
     result = await run.execute()
