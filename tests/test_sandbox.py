@@ -25,7 +25,7 @@ from scripted import ScriptedModel, cell
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import Notice, RunFinished, RunStarted, SandboxInfo
 from rlm_tui.kernel.bridge import BridgeServer, encode_frame, read_frame
-from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.pool import LocalKernelPool, kernel_env
 from rlm_tui.kernel.rundirs import OWNER_FILE, private_dir
 from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
 from rlm_tui.session.export import export
@@ -447,3 +447,15 @@ async def test_no_object_in_the_kernel_holds_the_bridge_token_and_reconnects_sti
     finally:
         release.set()
         await bridge.close()
+
+
+def test_the_kernel_environment_is_an_allowlist(monkeypatch):
+    for name, value in {**SECRETS, "OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SOME_TOOL_SETTING", "x")
+    env = kernel_env({})
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OMP_NUM_THREADS"] == "1"
+    assert "PATH" in env and "SOME_TOOL_SETTING" not in env
+    assert not set(SECRETS) & set(env)
+    passed = kernel_env({}, ["DATABASE_URL", "NOT_SET_ANYWHERE"])  # --kernel-env, on purpose
+    assert passed["DATABASE_URL"] == SECRETS["DATABASE_URL"] and "NOT_SET_ANYWHERE" not in passed
