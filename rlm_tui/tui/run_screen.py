@@ -217,6 +217,8 @@ class RunScreen(Screen[None]):
         text.append(f"  model {model}")
         if view.model_is_demo:
             text.append("  [OFFLINE DEMO MODEL: canned text, real kernels]", style="bold")
+        if view.sandbox_warning:
+            text.append(f"  [{view.sandbox_warning}]", style="bold red")
         state = view.status or view.state
         text.append(f"  ·  {state}", style="bold yellow" if state == "paused" else "bold")
         pending = view.pending

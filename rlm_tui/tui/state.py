@@ -83,6 +83,8 @@ class RunView:
     query: str = ""
     model: str = ""
     model_is_demo: bool = False
+    sandbox_warning: str | None = None
+    """Why the kernels run unsandboxed (auto fell back, or --sandbox off); None when sandboxed."""
     session_dir: str | None = None
     context_file: str | None = None
     context_kind: str = "none"
@@ -136,6 +138,7 @@ def _run_started(view: RunView, e: RunStarted) -> None:
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
     view.model_is_demo = e.model_is_demo
+    view.sandbox_warning = e.sandbox.warning if e.sandbox else None
     view.session_dir, view.context_file = e.session_dir, e.context_file
     view.context_kind, view.limits, view.truncate = e.context_kind, e.limits, e.truncate
     view.state, view.started = "running", e.t
