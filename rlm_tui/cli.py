@@ -267,8 +267,10 @@ def add_gateway_options(parser: argparse.ArgumentParser) -> None:
 def gateway_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The gateway flags as RunConfig fields, after checking the gateway answers and takes
     the token (one line, exit 2 or 5, before any model is called)."""
-    if not args.kernel_gateway:
+    if not getattr(args, "kernel_gateway", None):
         return {}
+    for name in ("kernel_gateway_token_env", "kernel_name", "bridge_host"):
+        setattr(args, name, getattr(args, name, None))  # a flag not given is absent
     from rlm_tui.kernel.gateway import Gateway, probe
 
     gateway = Gateway.from_settings(

@@ -80,7 +80,7 @@ async def test_a_context_streams_over_tcp_checked_by_size_and_hash(tmp_path: Pat
     bridge = BridgeServer(answer, tcp_host="127.0.0.1")
     await bridge.start()
     try:
-        grant = {k: v for k, v in bridge.grant("0").items() if k != "path"}
+        grant = {k: v for k, v in bridge.grant("0.1").items() if k != "path"}
         assert grant["host"] == "127.0.0.1" and int(grant["port"]) > 0
         source = tmp_path / "context.json"
         source.write_text(json.dumps({"text": "é" * 3_000_000}))
