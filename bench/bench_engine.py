@@ -68,7 +68,7 @@ async def subcall_round_trip(calls: int = 2000) -> dict[str, float]:
     await bridge.start()
     async with LocalKernelPool(size=0) as pool:
         kernel = await pool.acquire()
-        await kernel.setup("0", None, "none", bridge.grant)
+        await kernel.setup("0", None, "none", bridge.grant("0"))
         out: list[str] = []
         code = (
             "import time\nllm_query('warm')\nt = time.perf_counter()\n"

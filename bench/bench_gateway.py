@@ -108,14 +108,14 @@ async def kernels(gateway: Gateway, tmp: Path, starts: int = 5) -> dict[str, flo
         for _ in range(starts):
             started = time.perf_counter()
             kernel = await provider.acquire()
-            await kernel.setup("0", None, "none", bridge.grant)
+            await kernel.setup("0", None, "none", bridge.grant("0"))
             times.append(time.perf_counter() - started)
             memory.append(rss_mb(kernel.pid))
             await provider.release(kernel)
         figures[f"{name}_kernel_start_s"] = statistics.median(times)
         figures[f"{name}_kernel_rss_mb"] = statistics.median(memory)
         kernel = await provider.acquire()
-        await kernel.setup("0", None, "none", bridge.grant)
+        await kernel.setup("0", None, "none", bridge.grant("0"))
         started = time.perf_counter()
         for _ in range(20):
             await kernel.execute("1", lambda _s, _t: None)
@@ -130,7 +130,7 @@ async def kernels(gateway: Gateway, tmp: Path, starts: int = 5) -> dict[str, flo
         figures[f"subcall_round_trip_{transport}_ms"] = float("".join(out)) * 1000
         if name == "gateway":
             started = time.perf_counter()
-            await kernel.setup("0", context, "text", bridge.grant)
+            await kernel.setup("0", context, "text", bridge.grant("0"))
             figures["gateway_context_40mb_delivery_s"] = time.perf_counter() - started
         await provider.close()
     await bridge.close()

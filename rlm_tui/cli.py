@@ -1,13 +1,15 @@
 """The command line: ``rlm-tui [tui|demo|run|sessions] ...``.
 
-Every user error ends as one line on stderr and an exit code (2 bad input, 3 budget stop,
-4 model or provider error, 5 kernel failure), never a traceback.
+Every user error ends as one line on stderr and an exit code (2 bad input or no sandbox under
+``--sandbox require``, 3 budget stop, 4 model or provider error, 5 kernel failure; 129, 130,
+143 stopped by SIGHUP, Ctrl-C, SIGTERM), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {defaults.DEMO_DELAY})",
     )
     demo.add_argument("--pause", action="store_true", help="hold before every cell")
+    add_sandbox_options(demo)
 
     resume = commands.add_parser(
         "resume",
@@ -240,6 +243,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"where sessions are saved (default {default_sessions_dir()})",
     )
     add_gateway_options(parser)
+    add_sandbox_options(parser)
 
 
 def add_gateway_options(parser: argparse.ArgumentParser) -> None:
@@ -270,8 +274,10 @@ def add_gateway_options(parser: argparse.ArgumentParser) -> None:
 def gateway_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The gateway flags as RunConfig fields, after checking the gateway answers and takes
     the token (one line, exit 2 or 5, before any model is called)."""
-    if not args.kernel_gateway:
+    if not getattr(args, "kernel_gateway", None):
         return {}
+    for name in ("kernel_gateway_token_env", "kernel_name", "bridge_host"):
+        setattr(args, name, getattr(args, name, None))  # a flag not given is absent
     from rlm_tui.kernel.gateway import Gateway, probe
 
     gateway = Gateway.from_settings(
@@ -285,6 +291,49 @@ def gateway_settings(args: argparse.Namespace) -> dict[str, Any]:
         "kernel_name": args.kernel_name,
         "bridge_host": args.bridge_host,
     }
+
+
+def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    """How the kernels are isolated from the machine (see the README's "Sandbox"); when
+    resuming, a flag left out keeps the recorded setting."""
+    from rlm_tui.kernel.sandbox import SANDBOX_MODES
+
+    group = parser.add_argument_group("sandbox (model-written code runs in it)")
+    group.add_argument(
+        "--sandbox",
+        choices=SANDBOX_MODES,
+        help="auto (default): sandbox where the machine allows, else warn; "
+        "require: exit 2 where it cannot; off: no sandbox",
+    )
+    group.add_argument(
+        "--allow-read",
+        action="append",
+        type=_absolute_path,
+        metavar="PATH",
+        help="let the kernels read PATH (read-only; repeatable)",
+    )
+    group.add_argument(
+        "--allow-net",
+        action="store_true",
+        help="let the kernels use the network",
+    )
+    group.add_argument(
+        "--kernel-env",
+        action="append",
+        metavar="NAME",
+        help="pass the environment variable NAME to the kernels (repeatable)",
+    )
+
+
+def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields of the sandbox flags given."""
+    names = ("sandbox", "allow_read", "allow_net", "kernel_env")
+    given = {name: getattr(args, name, None) for name in names}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _absolute_path(text: str) -> Path:
+    return Path(text).absolute()
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
@@ -497,6 +546,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from rlm_tui.tui.home_screen import NESTED_QUERY
 
         options = run_defaults() | {"model": DEMO, "sub_model": None, "demo_delay": args.delay}
+        options |= sandbox_options(args)
         if args.sessions_dir:
             options["sessions_dir"] = args.sessions_dir
         config = RunConfig(query=NESTED_QUERY, **options)
@@ -597,17 +647,36 @@ async def _follow_headless(run: Any, as_json: bool) -> int:
     progress = Progress()
     run.subscribe(progress)
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, run.stop, "interrupted by Ctrl-C")
-    loop.add_signal_handler(signal.SIGTERM, run.stop, "terminated")
+    received: list[int] = []
+
+    def on_signal(signum: int, reason: str) -> None:
+        received.append(signum)
+        run.stop(reason)
+
+    for signum, reason in _STOP_SIGNALS.items():
+        loop.add_signal_handler(signum, on_signal, signum, reason)
     try:
         await run.start()
         result = await run.wait()
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        loop.remove_signal_handler(signal.SIGTERM)
-        progress.close()
-    _print_result(result, as_json)
-    return result.exit_code
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        with contextlib.suppress(OSError):  # after a hangup the terminal may be gone
+            progress.close()
+    if not received:
+        _print_result(result, as_json)
+        return int(result.exit_code)
+    with contextlib.suppress(OSError):
+        _print_result(result, as_json)
+    return 128 + received[0] if result.status == "stopped" else int(result.exit_code)
+
+
+_STOP_SIGNALS = {
+    signal.SIGINT: "interrupted by Ctrl-C",
+    signal.SIGTERM: "terminated",
+    signal.SIGHUP: "hung up (the terminal closed)",
+}
+"""Each stops the run cleanly (kernels down, run_finished written); exit 128 + the signal."""
 
 
 def _print_result(result: Any, as_json: bool) -> None:

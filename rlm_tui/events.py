@@ -103,6 +103,18 @@ class _Event(BaseModel):
     t: float = Field(default_factory=time.time)
 
 
+class SandboxInfo(BaseModel):
+    """How the run's kernels were isolated: what was asked, and what the machine allowed."""
+
+    mode: str = "auto"
+    active: bool = False
+    warning: str | None = None
+    """Why there is no sandbox (auto fell back, or the user turned it off)."""
+    allow_read: list[str] = Field(default_factory=list)
+    allow_net: bool = False
+    kernel_env: list[str] = Field(default_factory=list)
+
+
 class RunStarted(_Event):
     type: Literal["run_started"] = "run_started"
     version: int = FORMAT_VERSION
@@ -133,8 +145,8 @@ class RunStarted(_Event):
     compact_at: int | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> the file it was loaded from."""
-    sandbox: str | None = None
-    """How the kernels are isolated ('bwrap'…), None when they are plain local processes."""
+    sandbox: SandboxInfo | None = None
+    """None in sessions recorded before the sandbox existed."""
 
 
 class RunStateChanged(_Event):

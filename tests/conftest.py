@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,23 +29,39 @@ os.environ[SUITE_TAG.split("=")[0]] = SUITE_TAG.split("=")[1]  # inherited by CL
 KERNEL_COMMANDS = {b"ipykernel_launcher", b"rlm_tui.kernel.zygote"}
 
 
-def our_kernel_processes() -> list[int]:
-    """Pids of live kernels and kernel templates this suite started (directly or by a CLI)."""
-    pids = []
+def _live_processes() -> Iterator[tuple[Path, list[bytes]]]:
+    """Each live (not zombie) process: its /proc entry and its arguments."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
-            if state == "Z" or not KERNEL_COMMANDS & set(cmdline):
-                continue
+        except OSError:
+            continue
+        if state != "Z":
+            yield entry, cmdline
+
+
+def our_kernel_processes() -> list[int]:
+    """Pids of live kernels and kernel templates this suite started (directly or by a CLI)."""
+    pids = []
+    for entry, cmdline in _live_processes():
+        if not KERNEL_COMMANDS & set(cmdline):
+            continue
+        try:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
         if SUITE_TAG.encode() in environ:
             pids.append(int(entry.name))
     return pids
+
+
+def live_processes_with(marker: str) -> list[int]:
+    """Host pids of live processes with ``marker`` as one of their arguments: pids a
+    sandboxed cell prints are its own namespace's, so tests find processes this way."""
+    return [int(e.name) for e, cmdline in _live_processes() if marker.encode() in cmdline]
 
 
 @pytest.fixture(scope="session", autouse=True)

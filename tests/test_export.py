@@ -12,6 +12,7 @@ from conftest import NESTED_QUERY
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,7 +46,8 @@ async def test_notebook_validates_and_runs_top_to_bottom(sessions_dir, tmp_path)
     headings = [c.source.splitlines()[0] for c in notebook.cells if c.cell_type == "markdown"]
     assert sum(h.startswith("## Sub-agent") for h in headings) == 3
     printed: list[str] = []
-    async with LocalKernelPool(size=0) as pool:
+    plain = resolve_sandbox(SandboxPolicy(mode="off"))  # as in the user's own Jupyter
+    async with LocalKernelPool(size=0, sandbox=plain) as pool:
         kernel = await pool.acquire()
         for code in (c.source for c in notebook.cells if c.cell_type == "code"):
             outcome = await kernel.execute(code, lambda _s, text: printed.append(text), timeout=30)

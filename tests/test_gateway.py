@@ -86,7 +86,7 @@ async def test_a_context_streams_over_tcp_checked_by_size_and_hash(tmp_path: Pat
     bridge = BridgeServer(answer, tcp_host="127.0.0.1")
     await bridge.start()
     try:
-        grant = {k: v for k, v in bridge.grant.items() if k != "path"}
+        grant = {k: v for k, v in bridge.grant("0.1").items() if k != "path"}
         assert grant["host"] == "127.0.0.1" and int(grant["port"]) > 0
         source = tmp_path / "context.json"
         source.write_text(json.dumps({"text": "é" * 3_000_000}))
@@ -122,7 +122,8 @@ async def test_gateway_kernels_run_cells_and_are_seen_by_the_leftover_check(gate
         assert [k["id"] for k in gateway.kernels()] == [kernel.gateway_id]
         assert kernel.pid in our_kernel_processes()
         out: list[str] = []
-        await kernel.setup("0", None, "none", bridge.grant)
+        grant = bridge.grant("0")
+        await kernel.setup("0", None, "none", grant)
         result = await kernel.execute(
             "print(6 * 7, callable(rlm_query))", lambda _s, t: out.append(t)
         )
@@ -131,7 +132,7 @@ async def test_gateway_kernels_run_cells_and_are_seen_by_the_leftover_check(gate
         # the setup call that carried the bridge's token is not in the kernel's history
         history: list[str] = []
         await kernel.execute("print(repr(In))", lambda _s, t: history.append(t))
-        assert bridge.token not in "".join(history)
+        assert grant["token"] not in "".join(history)
     finally:
         await provider.close()
         await bridge.close()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import our_kernel_processes
+from conftest import live_processes_with, our_kernel_processes
 
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
@@ -72,7 +71,7 @@ async def test_context_kinds(pool, host, tmp_path, name, content, kind, expected
     path = tmp_path / name
     path.write_text(content)
     kernel = await pool.acquire()
-    await kernel.setup("0", path, kind, host.bridge.grant)
+    await kernel.setup("0", path, kind, host.bridge.grant("0"))
     status, _, out = await run(kernel, "print(repr(context))")
     assert status == "ok" and out.strip() == repr(expected)
     await pool.release(kernel)
@@ -94,7 +93,7 @@ async def test_directory_context(pool, tmp_path):
 
 async def test_sub_calls_values_and_final_through_the_bridge(pool, host):
     kernel = await pool.acquire()
-    await kernel.setup("0.2", None, "none", host.bridge.grant)
+    await kernel.setup("0.2", None, "none", host.bridge.grant("0.2"))
     code = """
 print(llm_query("q1"))
 print(llm_query_batched(["a", "b"]))
@@ -120,17 +119,18 @@ async def test_secrets_and_bridge_token_are_not_visible(monkeypatch, host):
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")
     async with LocalKernelPool(size=0) as pool:
         kernel = await pool.acquire()
-        await kernel.setup("0", None, "none", host.bridge.grant)
+        grant = host.bridge.grant("0")
+        token = grant["token"]
+        await kernel.setup("0", None, "none", grant)
         _, _, out = await run(
             kernel,
             "import os\nprint(sorted(k for k in os.environ if 'KEY' in k or 'TOKEN' in k))\n"
             "print(llm_query('x'))",
         )
         assert "sk-secret-value" not in out and "OPENAI_API_KEY" not in out
-        assert host.bridge.token not in out
         assert out.splitlines() == ["[]", "answer to x"]
         _, _, history = await run(kernel, "print(In)")
-        assert host.bridge.token not in history
+        assert token not in out + history
 
 
 async def test_bridge_refuses_a_wrong_token(host):
@@ -151,7 +151,8 @@ async def test_bridge_refuses_a_wrong_token(host):
 
 
 async def test_memory_cap(tmp_path):
-    async with LocalKernelPool(size=0, memory_limit_mb=600) as pool:
+    # a kernel maps ~660 MB of address space here before any cell (600 failed at start)
+    async with LocalKernelPool(size=0, memory_limit_mb=1024) as pool:
         kernel = await pool.acquire()
         await kernel.setup("0", None, "none")
         status, error, _ = await run(kernel, "x = bytearray(2 * 1024**3)")
@@ -163,18 +164,10 @@ async def test_forked_processes_die_with_the_kernel():
     async with LocalKernelPool(size=0) as pool:
         kernel = await pool.acquire()
         await kernel.setup("0", None, "none")
-        _, _, out = await run(
-            kernel, "import subprocess\np = subprocess.Popen(['sleep', '300'])\nprint(p.pid)"
-        )
-        child = int(out.strip())
-        assert Path(f"/proc/{child}").exists()
+        await run(kernel, "import subprocess\np = subprocess.Popen(['sleep', '300.25'])")
+        assert len(live_processes_with("300.25")) == 1
     await asyncio.sleep(0.2)
-    state = (
-        Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
-        if Path(f"/proc/{child}").exists()
-        else "gone"
-    )
-    assert state in ("gone", "Z")
+    assert live_processes_with("300.25") == []
 
 
 async def test_pool_close_stops_kernels_that_are_still_booting():
@@ -196,8 +189,8 @@ async def test_the_leftover_check_sees_the_suites_kernels():
 
 async def test_two_agents_kernels_from_one_template_share_nothing(pool, host):
     first, second = await pool.acquire(), await pool.acquire()
-    await first.setup("0.1", None, "none", host.bridge.grant)
-    await second.setup("0.2", None, "none", host.bridge.grant)
+    await first.setup("0.1", None, "none", host.bridge.grant("0.1"))
+    await second.setup("0.2", None, "none", host.bridge.grant("0.2"))
     status, error, out = await run(
         first,
         "import colorsys, json, os\ncolorsys.rgb_to_hsv = None\njson.marker = 1\nsecret_var = 1\n"

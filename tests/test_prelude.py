@@ -87,7 +87,7 @@ async def test_helpers_talk_to_a_real_bridge_and_the_grant_file_is_removed(tmp_p
     await bridge.start()
     try:
         grant = tmp_path / "grant.json"
-        grant.write_text(json.dumps(bridge.grant))
+        grant.write_text(json.dumps(bridge.grant("0.1")))
         ns = fresh_namespace()
         ns[prelude.SETUP_NAME]("0.1", "", "none", str(grant))
         assert not grant.exists()

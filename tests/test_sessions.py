@@ -111,7 +111,10 @@ def test_a_killed_cli_run_resumes(server, sessions_dir, tmp_path):
         return responder(request)
 
     server.script(slow_step_2)
-    process = start_cli_run(server.base_url, sessions_dir, "-c", "-", "q")
+    # the cell waits for a file of the test's: readable in the sandbox, also once resumed
+    process = start_cli_run(
+        server.base_url, sessions_dir, "--allow-read", str(tmp_path), "-c", "-", "q"
+    )
     process.stdin.write("abcd")
     process.stdin.close()
     session = wait_for_session_text(sessions_dir, '"cell_id":"0:2","code"')

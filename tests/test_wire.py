@@ -73,7 +73,7 @@ async def test_the_bridge_answers_an_unknown_op_with_an_error_and_never_calls_th
     await bridge.start()
     try:
         reader, writer = await asyncio.open_unix_connection(str(bridge.path))
-        writer.write(wire.encode({"token": bridge.token, "agent": "0"}))
+        writer.write(wire.encode({"token": bridge.grant("0")["token"]}))
         writer.write(wire.encode({"id": 1, "op": "rm_rf", "args": {}}))
         writer.write(wire.encode({"id": 2, "op": "final", "args": {}}))
         await writer.drain()

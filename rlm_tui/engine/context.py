@@ -113,17 +113,24 @@ def context_from_value(value: Any, directory: Path) -> ContextSource:
     directory.mkdir(parents=True, exist_ok=True)
     if isinstance(value, str):
         path = directory / "context.txt"
-        path.write_text(value, encoding="utf-8")
+        _write_private(path, value.encode("utf-8"))
         return ContextSource(path.resolve(), "text", len(value), value[:PREVIEW_CHARS])
     text = _json_text(value)
     if text is not None:
         path = directory / "context.json"
-        path.write_text(text, encoding="utf-8")
+        _write_private(path, text.encode("utf-8"))
         return ContextSource(path.resolve(), "json", len(text), text[:PREVIEW_CHARS])
     path = directory / "context.pickle"
-    path.write_bytes(pickle.dumps(value))
+    _write_private(path, pickle.dumps(value))
     shown = repr(value)
     return ContextSource(path.resolve(), "pickle", len(shown), shown[:PREVIEW_CHARS])
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A context file only its owner can read (0600): contexts can be private."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _json_text(value: Any) -> str | None:
@@ -138,5 +145,5 @@ def context_from_pickle_bytes(data: bytes, directory: Path, name: str, shown: st
     """A sub-agent's context as the parent kernel pickled it, passed on unchanged."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pickle"
-    path.write_bytes(data)
+    _write_private(path, data)
     return ContextSource(path.resolve(), "pickle", len(shown), shown[:PREVIEW_CHARS])

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from rlm_tui.events import (
     RunState,
     RunStateChanged,
     RunStatus,
+    SandboxInfo,
     Usage,
     Value,
 )
@@ -58,6 +58,8 @@ from rlm_tui.kernel.answer_check import AnswerMismatch
 from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.rundirs import private_dir
+from rlm_tui.kernel.sandbox import SandboxMode, SandboxPolicy, resolve_sandbox
 from rlm_tui.models.base import CallInfo, Model
 from rlm_tui.redact import mask_url_credentials
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
@@ -122,6 +124,16 @@ class RunConfig(BaseModel):
     """A question for the root after its recorded answer (``rlm-tui ask``)."""
     input_values: dict[str, Any] = Field(default_factory=dict, exclude=True)
     """Named inputs as Python values (the Python API's ``inputs={...}``)."""
+
+    sandbox: SandboxMode = "auto"
+    allow_read: list[Path] = Field(default_factory=list)
+    """Paths the kernels may read besides their context (read-only)."""
+    allow_net: bool = False
+    kernel_env: list[str] = Field(default_factory=list)
+    """Host environment variables passed to the kernels by name (beyond the allowlist)."""
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        return SandboxPolicy(self.sandbox, tuple(self.allow_read), self.allow_net)
 
     def recorded_settings(self) -> dict[str, Any]:
         """The settings a session records so that resume and fork go on with the same ones.
@@ -191,8 +203,14 @@ class RunResult:
 
 
 def kernel_pool(config: RunConfig) -> LocalKernelPool:
-    """The local kernels a run of this config uses (made by the run, or early by the CLI)."""
-    return LocalKernelPool(size=config.pool_size, memory_limit_mb=config.memory_limit_mb)
+    """The local kernels a run of this config uses (made by the run, or early by the CLI), in
+    its sandbox; a required sandbox that cannot start is a ``SandboxUnavailable`` here."""
+    return LocalKernelPool(
+        size=config.pool_size,
+        memory_limit_mb=config.memory_limit_mb,
+        sandbox=resolve_sandbox(config.sandbox_policy()),
+        pass_env=config.kernel_env,
+    )
 
 
 class Run:
@@ -281,7 +299,7 @@ class Run:
         If any of it fails, what was already opened is closed again before the error leaves.
         """
         created: Path | None = None
-        self.scratch = Path(tempfile.mkdtemp(prefix="rlm-run-"))
+        self.scratch = private_dir("rlm-run-")
         try:
             created = self._open_session()
             self.context = self._resolve_context()
@@ -355,6 +373,7 @@ class Run:
 
     def _emit_started(self) -> None:
         config = self.config
+        sandbox = getattr(self._provider, "sandbox", None)
         run_id = self.session_dir.name if self.session_dir else "unsaved"
         origin = self.replay.origin
         self.emit(
@@ -381,8 +400,18 @@ class Run:
                 tools_file=config.tools_file,
                 compact_at=config.compact_at,
                 inputs={k: str(v.path) for k, v in self.inputs.items()},
+                sandbox=SandboxInfo(
+                    mode=config.sandbox,
+                    active=bool(sandbox and sandbox.active),
+                    warning=sandbox.warning if sandbox else None,
+                    allow_read=[str(p) for p in config.allow_read],
+                    allow_net=config.allow_net,
+                    kernel_env=config.kernel_env,
+                ),
             )
         )
+        if sandbox is not None and sandbox.warning:
+            self.emit(Notice(message=sandbox.warning))
 
     def _close_session(self) -> None:
         self.bus.close()
@@ -595,7 +624,9 @@ class Run:
                 raise KernelError(f"could not start a kernel for agent {agent.id}: {exc}") from None
             raise
         try:
-            await kernel.setup(agent.id, agent.context.path, agent.context.kind, self._bridge.grant)
+            await kernel.setup(
+                agent.id, agent.context.path, agent.context.kind, self._bridge.grant(agent.id)
+            )
         except BaseException as exc:
             await asyncio.shield(self.release_kernel(agent, kernel))
             if isinstance(exc, Exception) and not isinstance(exc, RlmError):
@@ -614,6 +645,8 @@ class Run:
     async def release_kernel(self, agent: Agent, kernel: Kernel) -> None:
         assert self._provider is not None
         self.kernel_slots.give(agent.id)
+        if self._bridge is not None:
+            self._bridge.revoke(agent.id)
         with contextlib.suppress(Exception):
             await self._provider.release(kernel)
 

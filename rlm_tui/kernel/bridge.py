@@ -1,12 +1,16 @@
 """The bridge: kernels call back into the host (llm_query, rlm_query, FINAL) over a Unix socket.
 
 An asyncio server on the host's own loop, in a private 0700 directory, socket 0600. A
-connection's first frame must carry the run's token; requests are length-prefixed JSON,
+connection's first frame must carry a token granted to one agent, and the connection then acts
+for that agent only; the process that presented it (its pid, from SO_PEERCRED) may reconnect
+for that agent without it, so the kernel keeps no token in memory. Tokens and pids die when the
+agent's kernel is released. Requests are length-prefixed JSON,
 tagged with an id (after an interrupt a kept-open socket could deliver a stale reply), and
 served concurrently so one long sub-agent does not hold up another call.
 
 Kernels on other machines (a Jupyter gateway) reach the same server over TCP on an address
-the user names, with the same token and frames; their context, which they cannot read from
+the user names, with the same frames; they present their token on every connection (TCP
+tells no peer pid); their context, which they cannot read from
 the host's disk, is offered here and streamed to them in chunks on a connection of its own
 (``wire.FETCH``): raw bytes, as base64 in JSON frames would cost several times the time.
 """
@@ -20,16 +24,33 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from rlm_tui.kernel import wire
+from rlm_tui.kernel.rundirs import private_dir
 from rlm_tui.kernel.wire import Op
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, Op, dict[str, Any]], Awaitable[dict[str, Any]]]
+_CREDS = struct.Struct("3i")
+
+
+def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
+    """The pid of the process at the other end of a Unix socket, in the host's PID namespace
+    (the kernel translates it: a kernel in the sandbox's namespace is seen by its host pid)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
+    except OSError:
+        return None
+    pid, _uid, _gid = _CREDS.unpack(creds)
+    return pid or None
 
 
 class BridgeServer:
@@ -44,25 +65,49 @@ class BridgeServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._offers: dict[str, Path] = {}
         self._digests: dict[tuple[Path, int, int], str] = {}
-        self.token = secrets.token_hex(24)
+        self._agents: dict[str, str] = {}
+        """token -> the agent it was granted to"""
+        self._peers: dict[int, str] = {}
+        """pid of a kernel process that presented a token on the Unix socket -> its agent"""
 
     @property
     def path(self) -> Path:
         assert self._dir is not None, "start() the bridge first"
         return self._dir / "bridge.sock"
 
-    @property
-    def grant(self) -> dict[str, str]:
-        """What a kernel needs to connect: the socket's path (and TCP address) and the token."""
-        grant = {"path": str(self.path), "token": self.token}
+    def grant(self, agent: str) -> dict[str, str]:
+        """What the kernel of ``agent`` needs to connect: the socket's path (and TCP address)
+        and a new token."""
+        self.revoke(agent)
+        token = secrets.token_hex(24)
+        self._agents[token] = agent
+        grant = {"path": str(self.path), "token": token}
         if self._tcp is not None:
             host, port = self._tcp.sockets[0].getsockname()[:2]
             grant.update(host=str(host), port=str(port))
         return grant
 
+    def revoke(self, agent: str) -> None:
+        """The agent's kernel is gone: its token and its process open nothing any more."""
+        for token in [t for t, a in self._agents.items() if a == agent]:
+            del self._agents[token]
+        for pid in [p for p, a in self._peers.items() if a == agent]:
+            del self._peers[pid]
+
+    def _agent_of(self, hello: Any, pid: int | None) -> str | None:
+        """The agent a connection acts for: its token's, or (no token) its process's."""
+        token = str(hello.get("token") or "") if isinstance(hello, dict) else ""
+        if not token:
+            return self._peers.get(pid) if pid is not None else None
+        for known, agent in self._agents.items():
+            if secrets.compare_digest(token, known):
+                if pid is not None:
+                    self._peers[pid] = agent
+                return agent
+        return None
+
     async def start(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="rlm-bridge-"))
-        os.chmod(self._dir, 0o700)
+        self._dir = private_dir("rlm-bridge-")
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
         os.chmod(self.path, 0o600)
         if self._tcp_host is not None:
@@ -123,16 +168,14 @@ class BridgeServer:
         self._writers.add(writer)
         try:
             hello = await wire.read_frame(reader)
-            if not isinstance(hello, dict) or not secrets.compare_digest(
-                str(hello.get("token", "")), self.token
-            ):
+            agent = self._agent_of(hello, _peer_pid(writer))
+            if agent is None:
                 writer.write(wire.encode({"id": None, "error": "bad token", "kind": "auth"}))
                 await writer.drain()
                 return
             if wire.FETCH in hello:
                 await self._stream_offer(str(hello[wire.FETCH]), writer)
                 return
-            agent = str(hello.get("agent", ""))
             pending: set[asyncio.Task[None]] = set()
             try:
                 while True:

@@ -6,7 +6,12 @@ host talks to a kernel with a bare ``AsyncKernelClient`` over the "ipc" transpor
 directory (no kernel manager, no ``wait_for_ready`` polling: one kernel_info round trip says it
 is up). Processes are only ever signalled through the template, which also reports each kernel's
 exit, so a dead kernel is an ``ExecResult`` with a reason, never a hang; and the template's
-command line passes through ``wrap`` so a sandbox can hold it and every kernel it forks.
+command line passes through ``wrap``: the run's sandbox (``sandbox.py``) holds the template
+and every kernel it forks. Each kernel has a directory of its own under the runtime root (its
+connection and ipc files, its scratch, the links to its context and the bridge socket); in the
+sandbox a kernel sees only that one (``zygote.isolate``). Kernels get an allowlisted
+environment; unsandboxed, each is tagged in it, so what its cells start in sessions of their
+own is found and killed (at its end, or at the next start after a kill -9 of the host).
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,8 @@ from rlm_tui import defaults
 from rlm_tui.kernel import wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.prelude import SETUP_NAME
+from rlm_tui.kernel.rundirs import private_dir, sweep_stale
+from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
 
 START_TIMEOUT = 60.0
 POLL = 0.2
@@ -45,7 +52,15 @@ HANDSHAKE_POLL = 0.05
 GRACE_AFTER_INTERRUPT = 2.0
 RECONNECT_MS = 5
 """zmq retries a connect to a kernel that has not bound yet this often (its default: 100 ms)."""
-_SECRET = re.compile(r"API_KEY|_KEY$|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+KERNEL_TAG = "RLM_TUI_KERNEL"
+"""In each kernel's environment (inherited by what its cells start): the kernel's directory."""
+# the host's variables a kernel gets: locale, terminal, search path, and the knobs numeric
+# libraries need (this machine sets OPENBLAS_CORETYPE for correctness); nothing else
+_ALLOWED_ENV = re.compile(
+    r"PATH|TERM|COLORTERM|NO_COLOR|LANG|LANGUAGE|LC_\w+|TZ|PYTHON\w*|RLM_TUI_\w+"
+    r"|OPENBLAS_\w+|OMP_\w+|MKL_\w+|GOTO_\w+|NUMEXPR_\w+|VECLIB_\w+|BLIS_\w+|KMP_\w+"
+)
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASS|PWD|CREDENTIAL|AUTH", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 
@@ -54,13 +69,13 @@ Wrap = Callable[[list[str], Path], list[str]]
 its kernels write to (ipc files, each kernel's scratch)."""
 
 
-def unwrapped(argv: list[str], runtime_dir: Path) -> list[str]:
-    return argv
-
-
-def kernel_env(extra: dict[str, str]) -> dict[str, str]:
-    """The host's environment without secrets (API keys, tokens, passwords)."""
-    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+def kernel_env(extra: dict[str, str], passed: Sequence[str] = ()) -> dict[str, str]:
+    """An allowlist of the host's environment, plus the names the user passes on purpose
+    (``--kernel-env NAME``); a secret-looking name gets through only that way."""
+    env = {
+        k: v for k, v in os.environ.items() if _ALLOWED_ENV.fullmatch(k) and not _SECRET.search(k)
+    }
+    env.update({k: os.environ[k] for k in passed if k in os.environ})
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
@@ -95,6 +110,8 @@ class Zygote:
         self._gone_reason = ""
         self._socket: socket.socket | None = None
         self._connecting: asyncio.Future[asyncio.StreamWriter] | None = None
+        self._template_pid: asyncio.Future[int] | None = None
+        """The template's own pid, as it reports it (its sandbox's PID namespace's)."""
 
     def launch(self) -> None:
         """Start the template now; it imports while the host goes on (requests queue)."""
@@ -110,7 +127,7 @@ class Zygote:
                 stdout=log,
                 stderr=log,
                 pass_fds=(theirs.fileno(),),
-                start_new_session=True,  # no terminal signal reaches it; it dies with us
+                start_new_session=True,  # a terminal's Ctrl-C or hangup is the host's to handle
             )
         theirs.close()
         self._socket = ours
@@ -132,7 +149,9 @@ class Zygote:
         try:
             while True:
                 message = await wire.read_frame(reader)
-                if "forked" in message:
+                if "ready" in message:
+                    self._ready().set_result(int(message["ready"]))
+                elif "forked" in message:
                     future = self._forks.pop(str(message["forked"]), None)
                     if future is not None and not future.done():
                         future.set_result(int(message["pid"]))
@@ -143,7 +162,8 @@ class Zygote:
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         self._gone_reason = self._why_gone()
-        for future in [*self._forks.values(), *self._exits.values()]:
+        waiting = [self._template_pid] if self._template_pid is not None else []
+        for future in [*self._forks.values(), *self._exits.values(), *waiting]:
             if not future.done():
                 future.set_exception(RuntimeError(self._gone_reason))
 
@@ -166,6 +186,25 @@ class Zygote:
         pid = await future
         self._exits.setdefault(pid, _future())
         return pid
+
+    def _ready(self) -> asyncio.Future[int]:
+        if self._template_pid is None:
+            self._template_pid = _future()
+        return self._template_pid
+
+    async def host_pid(self, pid: int) -> int:
+        """A kernel's pid as the host sees it: the template, in a sandbox's PID namespace,
+        reports that namespace's pids. The host's /proc says which of the template's children
+        has it (``NSpid``: the pid in each namespace, the host's first)."""
+        assert self._process is not None
+        template = await asyncio.shield(self._ready())
+        if template == self._process.pid:
+            return pid  # no namespace between host and template
+        host_template = _descendant(self._process.pid, template, depth=3)
+        found = _descendant(host_template, pid, depth=1) if host_template else None
+        if found is None:
+            raise RuntimeError(f"kernel {pid} of the sandbox is not among its processes")
+        return found
 
     def exited(self, pid: int) -> asyncio.Future[int]:
         """Resolves to the kernel's wait status when it ends (an error if the template did)."""
@@ -208,20 +247,51 @@ def _future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
 
 
+def _descendant(ancestor: int, inner_pid: int, depth: int) -> int | None:
+    """The host pid of the process under ``ancestor`` (at most ``depth`` levels down) whose pid
+    in the namespace one level below the host's is ``inner_pid``."""
+    level = [ancestor]
+    for _ in range(depth):
+        below = []
+        for pid in level:
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError, ValueError):
+                    below += [int(child) for child in task.read_text().split()]
+        for pid in below:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("NSpid:") and int(line.split()[2]) == inner_pid:
+                        return pid
+        level = below
+    return None
+
+
 class LocalKernel:
     """One forked kernel and its client; cells on it run one at a time."""
 
     def __init__(
-        self, root: Path, zygote: Zygote, env: dict[str, str], memory_limit_mb: int | None
+        self,
+        root: Path,
+        zygote: Zygote,
+        env: dict[str, str],
+        memory_limit_mb: int | None,
+        sandbox: Sandbox,
     ) -> None:
         self.kernel_id = uuid.uuid4().hex[:8]
         self._root = root
+        self._home = root / f"k-{self.kernel_id}"
+        """Everything of this kernel: in the sandbox, the one directory of the root it sees."""
         self._zygote = zygote
-        self._env = env
+        self._sandbox = sandbox
         self._memory_limit_mb = memory_limit_mb
-        self._scratch = root / f"scratch-{self.kernel_id}"
+        self._scratch = self._home / "scratch"
+        self._tag = f"{KERNEL_TAG}={self._home}"
+        scratch = str(self._scratch)
+        self._env = {**env, "HOME": scratch, "TMPDIR": scratch, KERNEL_TAG: str(self._home)}
         self._client: Any = None
         self._pid: int | None = None
+        """Its pid as the template knows it (to signal it through the template)."""
+        self._host_pid: int | None = None
         self._exited: asyncio.Future[int] | None = None
         self._generation = 0
         self._lock = asyncio.Lock()
@@ -229,7 +299,8 @@ class LocalKernel:
 
     @property
     def pid(self) -> int | None:
-        return self._pid
+        """Its pid on the host."""
+        return self._host_pid
 
     @property
     def scratch(self) -> Path:
@@ -251,16 +322,16 @@ class LocalKernel:
         return reason
 
     def _connection_file(self) -> Path:
-        return self._root / f"k-{self.kernel_id}-{self._generation}.json"
+        return self._home / f"c-{self._generation}.json"
 
     async def start(self) -> None:
         """Fork a kernel and wait for its first reply (zmq queues until the kernel binds)."""
         self._generation += 1
-        self._scratch.mkdir(mode=0o700, exist_ok=True)
+        self._scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_hex(16)
         info: dict[str, Any] = {
             "transport": "ipc",
-            "ip": str(self._root / f"k-{self.kernel_id}-{self._generation}"),
+            "ip": str(self._home / f"c-{self._generation}"),
             **{f"{name}_port": n for n, name in enumerate(_CHANNELS, 1)},
             "key": key,
             "signature_scheme": "hmac-sha256",
@@ -277,9 +348,13 @@ class LocalKernel:
             "cwd": str(self._scratch),
             "env": env,
             "memory_limit_mb": self._memory_limit_mb,
+            "isolate": {"root": str(self._root), "own": str(self._home)}
+            if self._sandbox.active
+            else None,
         }
         self._pid = await self._zygote.fork(request)
         self._exited = self._zygote.exited(self._pid)
+        self._host_pid = await self._zygote.host_pid(self._pid)
         client = AsyncKernelClient(context=_zmq_context(), session=Session(key=key.encode()))
         client.load_connection_info(info)  # type: ignore[arg-type]
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
@@ -322,18 +397,34 @@ class LocalKernel:
     async def _run_setup(self) -> None:
         assert self._setup_args is not None
         agent_id, context_path, kind, bridge = self._setup_args
-        path = str(context_path) if context_path else ""
+        path = str(self._visible(context_path, "context")) if context_path else ""
         grant = ""
         if bridge is not None:
-            grant_path = self._root / f"grant-{self.kernel_id}.json"
+            socket_path = self._visible(Path(bridge["path"]), "bridge")
+            grant_path = self._home / "grant.json"
             fd = os.open(grant_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
-                json.dump(bridge, f)
+                json.dump({**bridge, "path": str(socket_path)}, f)
             grant = str(grant_path)
         code = f"{SETUP_NAME}({agent_id!r}, {path!r}, {kind!r}, {grant!r})"
         result = await self._execute(code, lambda _s, _t: None, None, silent=True)
         if result.status != "ok":
             raise RuntimeError(f"kernel setup failed: {result.error}")
+
+    def _visible(self, path: Path, into: str) -> Path:
+        """``path`` where the sandboxed kernel can reach it: hard-linked (a file that cannot be
+        linked is copied) into its own directory; unsandboxed, where it is."""
+        if not self._sandbox.active:
+            return path
+        target = self._home / into / path.name
+        if target.parent.exists():
+            shutil.rmtree(target.parent)
+        target.parent.mkdir(mode=0o700)
+        if path.is_dir():
+            shutil.copytree(path, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(path), str(target))
+        return target
 
     async def execute(
         self, code: str, on_output: OutputCallback, timeout: float | None = None
@@ -418,13 +509,40 @@ class LocalKernel:
             self._zygote.signal(self._pid, signal.SIGKILL)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self._exited), 1.0)
-        for leftover in self._root.glob(f"k-{self.kernel_id}-{self._generation}*"):
+        for leftover in self._home.glob(f"c-{self._generation}*"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
     async def shutdown(self) -> None:
         await self._stop()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        if not self._sandbox.active:  # in a sandbox, its end takes every process along
+            kill_tagged(self._tag)
+        shutil.rmtree(self._home, ignore_errors=True)
+
+
+def kill_tagged(tag: str) -> None:
+    """SIGKILL every process whose environment holds ``tag`` (or ``tag/...``): what a cell
+    started in a session of its own, out of the kernel's process group."""
+    entry, below = tag.encode(), tag.encode() + b"/"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            variables = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(v == entry or v.startswith(below) for v in variables):
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        if stat.S_ISSOCK(os.stat(source).st_mode):
+            raise
+        shutil.copy2(source, target)
 
 
 _CONTEXT: zmq.asyncio.Context | None = None
@@ -447,18 +565,31 @@ class LocalKernelPool:
         size: int = defaults.POOL_SIZE,
         env: dict[str, str] | None = None,
         memory_limit_mb: int | None = None,
-        wrap: Wrap = unwrapped,
+        sandbox: Sandbox | None = None,
+        pass_env: Sequence[str] = (),
+        wrap: Wrap | None = None,
     ) -> None:
+        """``sandbox``: the run's (default: the machine's, mode auto); ``wrap`` replaces it
+        around the template's command line (tests)."""
         self.size = size
-        self._root = Path(tempfile.mkdtemp(prefix="rlm-kernels-"))
-        os.chmod(self._root, 0o700)
-        self._env = kernel_env(env or {})
+        self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
+        for stale in sweep_stale("rlm-kernels-"):  # what unsandboxed kernels of dead runs left
+            kill_tagged(f"{KERNEL_TAG}={stale}")
+        self._root = private_dir("rlm-kernels-")
+        self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
-        self._zygote = Zygote(self._env, self._root, wrap)
+        self._zygote = Zygote(
+            {**self._env, KERNEL_TAG: str(self._root)}, self._root, wrap or self._in_sandbox
+        )
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
         self._all: set[LocalKernel] = set()
         self._ending: set[asyncio.Future[None]] = set()
         self._closed = False
+
+    def _in_sandbox(self, argv: list[str], runtime_dir: Path) -> list[str]:
+        """The template in the run's sandbox: the runtime root bound read-write at its own path
+        (host and kernels name every file alike), its cwd and ``$HOME``."""
+        return self.sandbox.command(argv, scratch=runtime_dir)
 
     def launch(self) -> None:
         """Start the template process at once (it imports on its own core meanwhile)."""
@@ -471,7 +602,9 @@ class LocalKernelPool:
         shutil.rmtree(self._root, ignore_errors=True)
 
     def _launch(self) -> asyncio.Task[LocalKernel]:
-        kernel = LocalKernel(self._root, self._zygote, self._env, self._memory_limit_mb)
+        kernel = LocalKernel(
+            self._root, self._zygote, self._env, self._memory_limit_mb, self.sandbox
+        )
         self._all.add(kernel)
 
         async def boot() -> LocalKernel:
@@ -524,6 +657,8 @@ class LocalKernelPool:
         await asyncio.gather(*ending, return_exceptions=True)
         self._all.clear()
         await self._zygote.close()
+        if not self.sandbox.active:
+            kill_tagged(f"{KERNEL_TAG}={self._root}")
         shutil.rmtree(self._root, ignore_errors=True)
 
     async def __aenter__(self) -> LocalKernelPool:

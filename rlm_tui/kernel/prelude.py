@@ -2,10 +2,12 @@
 
 It is imported inside the kernel (standard library and pyyaml only) and ``install``-ed into
 the user namespace. The bridge's address and token arrive at setup in a one-time 0600 file that
-is deleted once read (a kernel on a gateway, with no shared disk, gets them in the silent setup
-call, which is kept out of the input history), and live on in a closure only, so cell code
-finds them neither in the environment nor in the input history. Such a kernel streams its
-context from the bridge and checks its size and hash before loading it. Everything private lives under underscore names that
+is deleted once read; a kernel on this machine connects at once and forgets the token (the host
+knows its pid from then on, so reconnects need none), so cell code finds it neither in the
+environment, the input history nor any object. A kernel on a gateway, with no shared disk,
+gets them in the silent setup call (kept out of the input history) and keeps the token, as TCP
+tells the host no pid; such a kernel streams its context from the bridge and checks its size
+and hash before loading it. Everything private lives under underscore names that
 ``SHOW_VARS`` hides.
 """
 
@@ -172,6 +174,8 @@ class _Link:
             self.address = (grant["host"], int(grant["port"])) if "port" in grant else None
         self.agent = agent
         self.drop()
+        if self.token and self.address is None:
+            self._connect()  # at once, so the token is forgotten before any cell runs
 
     def drop(self) -> None:
         sock, self.sock = self.sock, None
@@ -194,6 +198,10 @@ class _Link:
         else:
             raise RLMError("no bridge: this kernel was not set up by rlm-tui")
         wire.send(sock, {"token": self.token, **hello})
+        if self.address is None:
+            # the host now knows this process by its pid: a reconnect needs no token, so none
+            # is left in memory for a cell to find
+            self.token = ""
         return sock
 
     def call(self, op: wire.Op, **args: Any) -> Any:

@@ -9,6 +9,10 @@ and reports each child's end as ``exited`` with its wait status. Nothing here ev
 code, and no ZMQ context exists before a fork (ZMQ does not survive one): every kernel is a copy
 of a template that was never used. The template dies with the host (PR_SET_PDEATHSIG) and its
 kernels with the template; when the host's end closes, it kills every kernel and exits.
+
+In the run's sandbox a fork asks to be isolated (``isolate``): the kernel enters user and mount
+namespaces of its own where the runtime root holds its own directory only, and cannot be
+ptraced or read through ``/proc`` by its siblings.
 """
 
 from __future__ import annotations
@@ -20,18 +24,71 @@ import selectors
 import signal
 import socket
 import sys
+import tempfile
 import traceback
 from typing import Any
 
 from rlm_tui.kernel import prelude, wire
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def die_with_parent() -> None:
     """SIGKILL this process when the process that started it dies, however it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{what}: {os.strerror(number)}")
+
+
+def _own_namespaces(flags: int) -> None:
+    """New user (and other) namespaces, this process's uid and gid mapped to themselves."""
+    uid, gid = os.getuid(), os.getgid()
+    _check(_libc.unshare(CLONE_NEWUSER | flags), "unshare")
+    maps = {"setgroups": "deny", "uid_map": f"{uid} {uid} 1", "gid_map": f"{gid} {gid} 1"}
+    for name, text in maps.items():  # setgroups first: an unprivileged gid_map needs it
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    encoded = [x.encode() if x else None for x in (source, target, fstype, data)]
+    _check(_libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
+
+
+def isolate(root: str, own: str) -> None:
+    """Hide every other kernel's directory of ``root`` (the runtime root) from this process.
+
+    In new user and mount namespaces: ``own`` is held on a mount point aside, a tmpfs covers
+    ``root``, and ``own`` is bound back at its path (so the sockets the kernel binds land in the
+    directory the host sees). A second user namespace then locks those mounts (mounts copied into
+    a less privileged namespace cannot be undone: the tmpfs cannot be unmounted to look beneath);
+    a new IPC namespace parts System V objects; and the process is not dumpable, so a sibling can
+    neither ptrace it nor read its ``/proc`` entries (its memory, its ``root`` and ``cwd``
+    links, where this kernel's view of the files would be)."""
+    _own_namespaces(CLONE_NEWNS)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    hold = tempfile.mkdtemp(prefix=".rlm-own-", dir="/tmp")
+    _mount(own, hold, None, MS_BIND | MS_REC)
+    _mount("tmpfs", root, "tmpfs", 0, "mode=0700")
+    os.makedirs(own, mode=0o700)
+    _mount(hold, own, None, MS_BIND | MS_REC)
+    _check(_libc.umount2(hold.encode(), MNT_DETACH), f"umount {hold}")
+    os.rmdir(hold)
+    _own_namespaces(CLONE_NEWNS | CLONE_NEWIPC)
+    _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
 
 
 def preload() -> None:
@@ -64,6 +121,8 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     die_with_parent()
     if os.getppid() != template:  # the template died before the death signal was set
         os._exit(1)
+    if request.get("isolate"):
+        isolate(request["isolate"]["root"], request["isolate"]["own"])
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

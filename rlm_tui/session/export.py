@@ -8,6 +8,7 @@ recorded file and defines the REPL helpers as stand-ins that hand back the recor
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,7 +299,9 @@ def export(directory: Path, fmt: str, output: Path) -> Path:
         raise UsageError(f"unknown export format '{fmt}' (use ipynb or md)")
     partial = output.with_name(output.name + ".partial")
     try:
-        partial.write_text(redact(text), encoding="utf-8")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(redact(text))
         partial.replace(output)
     except OSError as exc:
         partial.unlink(missing_ok=True)

@@ -123,6 +123,9 @@ class RunView:
     sub_model: str = ""
     model_is_demo: bool = False
     sandbox: str | None = None
+    """How the kernels are isolated ('bwrap'), None when they are not."""
+    sandbox_warning: str | None = None
+    """Why the kernels run unsandboxed (auto fell back, or --sandbox off)."""
     session_dir: str | None = None
     context_file: str | None = None
     context_kind: str = "none"
@@ -224,7 +227,9 @@ def _run_started(view: RunView, e: RunStarted) -> None:
         view.rerunning = any(c.status not in ("pending",) for c in view.cells.values())
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
-    view.sub_model, view.model_is_demo, view.sandbox = e.sub_model, e.model_is_demo, e.sandbox
+    view.sub_model, view.model_is_demo = e.sub_model, e.model_is_demo
+    view.sandbox = "bwrap" if e.sandbox and e.sandbox.active else None
+    view.sandbox_warning = e.sandbox.warning if e.sandbox else None
     view.resumed_from, view.forked_from = e.resumed_from, e.forked_from
     view.session_dir, view.context_file = e.session_dir, e.context_file
     view.context_kind, view.limits, view.truncate = e.context_kind, e.limits, e.truncate

@@ -47,7 +47,8 @@ class SessionWriter:
     def create(cls, sessions_dir: Path, session_id: str | None = None) -> SessionWriter:
         directory = sessions_dir / (session_id or new_session_id())
         try:
-            directory.mkdir(parents=True, exist_ok=False)
+            sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, exist_ok=False)  # sessions can hold private context
         except FileExistsError:
             raise SessionError(f"session directory already exists: {directory}") from None
         except OSError as exc:
@@ -73,7 +74,8 @@ class SessionWriter:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open on purpose
+        events = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = open(events, "a", encoding="utf-8")  # noqa: SIM115 - held open on purpose
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:

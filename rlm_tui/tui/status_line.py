@@ -44,7 +44,9 @@ def status_line(
     badges = []
     if view.model_is_demo:
         badges.append(("DEMO", "bold reverse"))
-    if view.sandbox:
+    if view.sandbox_warning:
+        badges.append((view.sandbox_warning, "bold reverse red"))
+    elif view.sandbox:
         badges.append((f"SANDBOX {view.sandbox}", "bold reverse"))
     for badge, style in badges:
         text.append("  ")

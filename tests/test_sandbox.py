@@ -1,0 +1,477 @@
+"""The sandbox on real kernels: what a cell cannot reach, what the flags open, and that no
+process of a run outlives it however the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import live_processes_with, start_cli_run, wait_for_session_text
+from openai_server import OpenAIServer, Reply
+from scripted import ScriptedModel, cell
+
+from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.events import Notice, RunFinished, RunStarted, SandboxInfo
+from rlm_tui.kernel import wire
+from rlm_tui.kernel.bridge import BridgeServer
+from rlm_tui.kernel.pool import LocalKernelPool, kernel_env
+from rlm_tui.kernel.rundirs import OWNER_FILE, private_dir
+from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
+from rlm_tui.session.export import export
+from rlm_tui.session.store import read_session
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[1]
+SECRETS = {
+    "OPENAI_API_KEY": "sk-test-canary-0123456789",
+    "DATABASE_URL": "postgres://u:pw-canary@h/db",
+    "SSH_AUTH_SOCK": "/tmp/ssh-canary/agent.1",
+    "MYSQL_PWD": "mysql-canary",
+    "AWS_ACCESS_KEY_ID": "AKIA-canary",
+}
+# what a cell tries: it prints one JSON object of what it could reach
+PROBE = """
+import json, os, socket
+def attempt(action):
+    try:
+        return ("ok", action())
+    except Exception as exc:
+        return ("refused", type(exc).__name__)
+def read(path):
+    with open(path) as f:
+        return f.read()
+def write(path):
+    with open(path, "w") as f:
+        f.write("written by a cell")
+def connect(port):
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+leaks = []
+for pid in pids:
+    try:
+        leaks.append(read(f"/proc/{pid}/environ"))
+    except OSError:
+        pass
+print(json.dumps({
+    "home": attempt(lambda: read(HOME_CANARY)),
+    "project": attempt(lambda: read(PROJECT_CANARY)),
+    "write_outside": attempt(lambda: write(OUTSIDE)),
+    "write_venv": attempt(lambda: write(VENV_FILE)),
+    "write_scratch": attempt(lambda: write("scratch.txt")),
+    "tcp": attempt(lambda: connect(PORT)),
+    "host_environ": attempt(lambda: read(f"/proc/{HOST_PID}/environ")),
+    "pids": pids,
+    "environ": dict(os.environ),
+    "proc_environs": leaks,
+}))
+"""
+
+
+@pytest.fixture
+def tcp_port():
+    """A TCP server on 127.0.0.1 (listening: a connect succeeds without an accept)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def host_secrets(monkeypatch, tmp_path):
+    """The user's secrets in the host environment, and a canary in their $HOME."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "canary.txt").write_text("home canary")
+    monkeypatch.setenv("HOME", str(home))
+    # a host process whose /proc/<pid>/environ holds them (this one's shows its start's only)
+    decoy = subprocess.Popen(["sleep", "120"], env={**os.environ, **SECRETS})
+    yield home
+    decoy.kill()
+    decoy.wait()
+
+
+@pytest.fixture
+def project_canary():
+    path = ROOT / f".canary-{uuid.uuid4().hex[:8]}"
+    path.write_text("project canary")
+    yield path
+    path.unlink()
+
+
+async def probe(kernel, **names: object) -> dict:
+    parts: list[str] = []
+    code = "".join(f"{k} = {v!r}\n" for k, v in names.items()) + PROBE
+    result = await kernel.execute(code, lambda _s, text: parts.append(text), timeout=60)
+    assert result.status == "ok", (result.error, "".join(parts))
+    return json.loads("".join(parts))
+
+
+async def test_a_cell_reaches_nothing_of_the_host(host_secrets, project_canary, tcp_port, tmp_path):
+    outside = tmp_path / "outside.txt"
+    venv_file = Path(sys.prefix) / "written-by-a-cell.txt"
+    async with LocalKernelPool(size=0) as pool:
+        assert pool.sandbox.active and pool.sandbox.warning is None
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        seen = await probe(
+            kernel,
+            HOME_CANARY=str(host_secrets / "canary.txt"),
+            PROJECT_CANARY=str(project_canary),
+            OUTSIDE=str(outside),
+            VENV_FILE=str(venv_file),
+            PORT=tcp_port,
+            HOST_PID=os.getpid(),
+        )
+    for reach in ("home", "project", "write_outside", "write_venv", "tcp", "host_environ"):
+        assert seen[reach][0] == "refused", (reach, seen[reach])
+    assert seen["write_scratch"][0] == "ok"
+    assert not outside.exists() and not venv_file.exists()
+    # bwrap's init, the kernel template and the kernel: no host process
+    assert seen["pids"][:2] == [1, 2] and len(seen["pids"]) == 3
+    text = json.dumps([seen["environ"], seen["proc_environs"]])
+    for name, value in SECRETS.items():
+        assert value not in text and name not in seen["environ"]
+    assert seen["environ"]["HOME"] == seen["environ"]["TMPDIR"]
+    assert "/scratch" in seen["environ"]["HOME"]
+
+
+async def test_two_kernels_of_a_run_cannot_see_each_others_files():
+    async with LocalKernelPool(size=0) as pool:
+        first, second = await pool.acquire(), await pool.acquire()
+        out: list[str] = []
+        code = "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd(), os.getpid())"
+        await first.execute(code, lambda _s, text: out.append(text))
+        where, pid = "".join(out).split()
+        first_scratch = Path(where)
+        assert (first_scratch / "mine.txt").exists()  # on the host, in its scratch
+        assert list(first_scratch.parent.glob("c-*.json"))  # its connection file (HMAC key)
+        out.clear()
+        # its files; its view of them through /proc; its environment and memory
+        paths = [first_scratch, first_scratch.parent, f"/proc/{pid}/root{first_scratch}"]
+        look = (
+            "import os\n"
+            f"for p in {[str(p) for p in paths]!r}:\n"
+            "    print(os.path.exists(p))\n"
+            f"for p in ['/proc/{pid}/environ', '/proc/{pid}/mem']:\n"
+            "    try:\n"
+            "        open(p, 'rb').read(1)\n"
+            "        print('read', p)\n"
+            "    except OSError:\n"
+            "        print('refused')\n"
+            "import ctypes\n"
+            f"print(ctypes.CDLL(None).ptrace(16, {pid}, 0, 0))"  # PTRACE_ATTACH
+        )
+        result = await second.execute(look, lambda _s, text: out.append(text))
+    assert result.status == "ok", result.error
+    assert "".join(out).split() == ["False"] * 3 + ["refused"] * 2 + ["-1"]
+
+
+async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tmp_path, tcp_port):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    for directory in (allowed, other):
+        directory.mkdir()
+        (directory / "data.txt").write_text(f"in {directory.name}")
+    policy = SandboxPolicy(allow_read=(allowed,), allow_net=True)
+    async with LocalKernelPool(size=0, sandbox=resolve_sandbox(policy)) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        seen = await probe(
+            kernel,
+            HOME_CANARY=str(allowed / "data.txt"),
+            PROJECT_CANARY=str(other / "data.txt"),
+            OUTSIDE=str(allowed / "new.txt"),
+            VENV_FILE=str(other / "new.txt"),
+            PORT=tcp_port,
+            HOST_PID=os.getpid(),
+        )
+    assert seen["home"] == ["ok", "in allowed"]
+    assert seen["project"][0] == "refused"
+    assert seen["write_outside"][0] == "refused" and not (allowed / "new.txt").exists()
+    assert seen["tcp"] == ["ok", None]
+
+
+async def test_secrets_reach_neither_the_session_nor_its_exports(host_secrets, tmp_path):
+    sessions_dir = tmp_path / "sessions"
+    leak = cell(
+        "import os\nfound = {}\nfor p in os.listdir('/proc'):\n"
+        "    try:\n        found[p] = open(f'/proc/{p}/environ').read()\n"
+        "    except OSError:\n        pass\n"
+        "print(dict(os.environ), found)\nFINAL(str(dict(os.environ)) + str(found))"
+    )
+    run = Run(
+        RunConfig(
+            query="q",
+            context_value="a private context",
+            sessions_dir=sessions_dir,
+            sandbox="require",
+        ),
+        model=ScriptedModel({"q": [leak]}),
+    )
+    result = await run.execute()
+    assert result.status == "answered" and "HOME" in result.answer
+    outputs = [export(result.session_dir, fmt, tmp_path / f"out.{fmt}") for fmt in ("md", "ipynb")]
+    files = [p for p in result.session_dir.rglob("*") if p.is_file()] + outputs
+    for path in files:
+        text = path.read_text(errors="replace")
+        for value in SECRETS.values():
+            assert value not in text, (path, value)
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    assert stat.S_IMODE(result.session_dir.stat().st_mode) == 0o700
+    started = read_session(result.session_dir).events[0]
+    assert isinstance(started, RunStarted) and started.sandbox is not None
+    assert started.sandbox.active and started.sandbox.mode == "require"
+
+
+@pytest.fixture
+def failing_bwrap(tmp_path, monkeypatch):
+    """A bwrap that cannot start anything, as on a machine without user namespaces."""
+    script = tmp_path / "bwrap"
+    script.write_text(
+        "#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("RLM_TUI_BWRAP", str(script))
+    return script
+
+
+def test_sandbox_require_without_a_sandbox_is_one_line_and_exit_2(failing_bwrap, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_tui", "run", "--sandbox", "require", "q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlm-tui: error: --sandbox require"), lines
+    assert "Permission denied" in lines[0]
+    assert not (tmp_path / "sessions").exists()
+
+
+def test_sandbox_auto_without_a_sandbox_answers_with_a_loud_warning(failing_bwrap, sessions_dir):
+    with OpenAIServer() as server:
+        server.script([Reply(text=cell("FINAL('answered unsandboxed')"))])
+        process = start_cli_run(server.base_url, sessions_dir, "--sandbox", "auto", "q")
+        stdout, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr
+    assert stdout.strip() == "answered unsandboxed"
+    assert "NO SANDBOX" in stderr and "Permission denied" in stderr
+    events = read_session(next(sessions_dir.iterdir())).events
+    started = events[0]
+    assert isinstance(started, RunStarted) and started.sandbox is not None
+    assert not started.sandbox.active and "NO SANDBOX" in (started.sandbox.warning or "")
+    assert any(isinstance(e, Notice) and "NO SANDBOX" in e.message for e in events)
+
+
+# -- orphans ----------------------------------------------------------------------------------
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process under ``root`` (by parent pid), sandboxed ones included."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    left = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            left.add(pid)
+    return left
+
+
+def gone_within(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive(pids)
+
+
+def start_cli_holding_children(server: OpenAIServer, sessions_dir: Path, *extra: str):
+    """A headless run whose cell starts 10 children and one in a session of its own, then
+    spins in C (``sum`` over a range holds the GIL and ignores interrupts)."""
+    marker = f"3000.{uuid.uuid4().int % 10**6}"
+    code = (
+        "import subprocess\n"
+        f"kids = [subprocess.Popen(['sleep', '{marker}']) for _ in range(10)]\n"
+        f"loner = subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        "print('children started', flush=True)\n"
+        "sum(range(10**15))"
+    )
+    server.script([Reply(text=cell(code))])
+    process = start_cli_run(server.base_url, sessions_dir, *extra, "q")
+    try:
+        wait_for_session_text(sessions_dir, "children started", timeout=90)
+        deadline = time.monotonic() + 10
+        while len(live_processes_with(marker)) < 11 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(live_processes_with(marker)) == 11
+        run_processes = descendants(process.pid)
+        assert set(live_processes_with(marker)) <= run_processes
+    except BaseException:
+        process.terminate()
+        process.communicate(timeout=30)
+        raise
+    return process, run_processes
+
+
+def test_kill_9_of_the_host_leaves_no_process_of_the_run(sessions_dir):
+    with OpenAIServer() as server:
+        process, run_processes = start_cli_holding_children(server, sessions_dir)
+        process.kill()
+        process.communicate(timeout=10)
+    assert gone_within(run_processes, 2.0) == set()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGHUP, 129), (signal.SIGTERM, 143)])
+def test_hangup_and_terminate_stop_the_run_cleanly(sessions_dir, signum, code):
+    with OpenAIServer() as server:
+        process, run_processes = start_cli_holding_children(server, sessions_dir, "--json")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    assert gone_within(run_processes, 2.0) == set()
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert json.loads(stdout)["status"] == "stopped"
+    events = read_session(next(sessions_dir.iterdir())).events
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped"
+
+
+@pytest.mark.parametrize("end", ["SIGTERM", "kill -9, then the next start"])
+def test_sandbox_off_leaves_no_child_of_a_cell_behind(sessions_dir, end):
+    with OpenAIServer() as server:
+        process, run_processes = start_cli_holding_children(
+            server, sessions_dir, "--sandbox", "off"
+        )
+        kernels = set(live_processes_with("rlm_tui.kernel.zygote")) & run_processes
+        assert len(kernels) >= 2  # the template, the root's kernel and the warm ones
+        if end == "SIGTERM":
+            process.send_signal(signal.SIGTERM)
+        else:
+            process.kill()
+        _, stderr = process.communicate(timeout=30)
+    if end == "SIGTERM":
+        assert "sandbox off" in stderr
+    else:  # the kernel died with the host; what its cell started waits for the next start
+        assert gone_within(kernels, 2.0) == set()
+        asyncio.run(LocalKernelPool(size=0).close())
+    assert gone_within(run_processes, 2.0) == set()
+
+
+def test_the_next_start_sweeps_temp_dirs_of_dead_runs_only():
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = private_dir("rlm-kernels-")
+    (stale / OWNER_FILE).write_text(str(dead.pid))  # as a host killed with SIGKILL leaves it
+    (stale / "k-1").mkdir()
+    live = private_dir("rlm-kernels-")
+    try:
+        fresh = private_dir("rlm-kernels-")
+        assert not stale.exists() and live.exists() and fresh.exists()
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    finally:
+        for path in (live, fresh):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_the_tui_header_says_when_kernels_run_unsandboxed():
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import UiConfig
+
+    events = sample_events()
+    warning = "NO SANDBOX: model-written code runs with your full rights (no bwrap found)"
+    events[0] = events[0].model_copy(update={"sandbox": SandboxInfo(warning=warning)})
+    app = RlmApp(events=events, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.pause(0.3)
+        assert warning in str(pilot.app.screen.query_one("#status").render())
+
+
+async def test_no_object_in_the_kernel_holds_the_bridge_token_and_reconnects_still_work():
+    release = asyncio.Event()
+
+    async def handle(agent: str, op: str, args: dict) -> dict:
+        if args.get("prompt") == "slow":
+            await release.wait()
+        return {"text": f"{agent} asked {args['prompt']}"}
+
+    bridge = BridgeServer(handle)
+    await bridge.start()
+    try:
+        async with LocalKernelPool(size=0) as pool:
+            kernel = await pool.acquire()
+            grant = bridge.grant("0.1")
+            await kernel.setup("0.1", None, "none", grant)
+            digest = hashlib.sha256(grant["token"].encode()).hexdigest()
+            hunt = (
+                "import gc, hashlib\n"
+                "def held(s):\n"
+                f"    return isinstance(s, str) and len(s) == 48 and "
+                f"hashlib.sha256(s.encode()).hexdigest() == {digest!r}\n"
+                "print(any(held(r) for o in gc.get_objects() for r in gc.get_referents(o)))"
+            )
+            out: list[str] = []
+            result = await kernel.execute(hunt, lambda _s, text: out.append(text))
+            assert result.status == "ok" and "".join(out).strip() == "False"
+            call = asyncio.ensure_future(
+                kernel.execute("llm_query('slow')", lambda _s, _t: None, timeout=60)
+            )
+            await asyncio.sleep(1.0)
+            await kernel.interrupt()
+            assert (await call).status == "interrupted"
+            out.clear()
+            await kernel.execute("print(llm_query('again'))", lambda _s, text: out.append(text))
+            assert "".join(out).strip() == "0.1 asked again"  # a new connection, no token
+        # another process claiming the agent without its token is refused
+        reader, writer = await asyncio.open_unix_connection(str(bridge.path))
+        writer.write(wire.encode({"agent": "0.1"}))
+        assert (await wire.read_frame(reader))["error"] == "bad token"
+        writer.close()
+    finally:
+        release.set()
+        await bridge.close()
+
+
+def test_the_kernel_environment_is_an_allowlist(monkeypatch):
+    for name, value in {**SECRETS, "OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SOME_TOOL_SETTING", "x")
+    env = kernel_env({})
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OMP_NUM_THREADS"] == "1"
+    assert "PATH" in env and "SOME_TOOL_SETTING" not in env
+    assert not set(SECRETS) & set(env)
+    passed = kernel_env({}, ["DATABASE_URL", "NOT_SET_ANYWHERE"])  # --kernel-env, on purpose
+    assert passed["DATABASE_URL"] == SECRETS["DATABASE_URL"] and "NOT_SET_ANYWHERE" not in passed
