@@ -622,6 +622,9 @@ def _run_cli(args: argparse.Namespace) -> int:
     from rlm_tui.engine.run import kernel_pool
 
     config = run_config_from_args(args, args.query, check=False)
+    if config.kernel_gateway:  # the run makes its kernels on the gateway
+        check_models(config)
+        return asyncio.run(_run_headless(config, args.json, None))
     pool = kernel_pool(config)
     pool.launch()
     try:
@@ -633,12 +636,14 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 async def _run_headless(config: Any, as_json: bool, pool: Any) -> int:
+    """Follow the run; ``pool`` (started early, or None for the run's own) closes after it."""
     from rlm_tui.engine.run import Run
 
     try:
         return await _follow_headless(Run(config, provider=pool), as_json)
     finally:
-        await pool.close()
+        if pool is not None:
+            await pool.close()
 
 
 async def _follow_headless(run: Any, as_json: bool) -> int:

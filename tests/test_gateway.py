@@ -297,7 +297,7 @@ async def test_a_run_stopped_by_its_budget_resumes_on_the_gateway(
     assert stopped.status == "budget"
     resumed = resume_run(
         stopped.session_dir,
-        model=model(),
+        live_model=model(),
         limits=Limits(max_calls=5),
         kernel_gateway=gateway.url,
         kernel_gateway_token_env=TOKEN_ENV,

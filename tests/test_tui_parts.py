@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from rlm_tui.engine.budget import Limits
-from rlm_tui.events import Usage
+from rlm_tui.events import SandboxInfo, Usage
 from rlm_tui.tui.budget_meter import BudgetMeter, meter_rows, warning_line
 from rlm_tui.tui.config import ConfigError, UiConfig, apply_keymap, binding_ids, load_config
 from rlm_tui.tui.context_view import (
@@ -469,7 +469,11 @@ def test_the_status_line_cuts_the_path_never_the_state():
 
     events = [e for e in sample_events() if e.seq <= 6]
     events[0] = events[0].model_copy(
-        update={"model_is_demo": True, "sandbox": "bwrap", "session_dir": "/x/" + "y" * 200}
+        update={
+            "model_is_demo": True,
+            "sandbox": SandboxInfo(active=True),
+            "session_dir": "/x/" + "y" * 200,
+        }
     )
     events += [
         CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"),

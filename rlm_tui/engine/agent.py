@@ -213,7 +213,8 @@ class Agent:
         """Acquire the agent's kernel and load what it needs beside ``context``."""
         kernel = self.kernel = await self.host.acquire_kernel(self)
         for name, source in self.inputs.items():
-            load = f"{INPUT_NAME}({name!r}, {str(source.path)!r}, {source.kind!r})"
+            path = kernel.readable(source.path, name) if source.path else None
+            load = f"{INPUT_NAME}({name!r}, {str(path)!r}, {source.kind!r})"
             await self._internal(load, f"load the input {name}", kernel)
         if tools := self.host.settings.tools:
             specs = [dataclasses.asdict(t) for t in tools]

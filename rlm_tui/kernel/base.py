@@ -48,6 +48,11 @@ class Kernel(Protocol):
         """
         ...
 
+    def readable(self, path: Path, name: str) -> Path:
+        """Where this kernel can read the host's file or directory ``path`` (a named input);
+        linked into its own directory when it is sandboxed."""
+        ...
+
     async def execute(
         self, code: str, on_output: OutputCallback, timeout: float | None = None
     ) -> ExecResult:

@@ -357,6 +357,11 @@ class GatewayKernel:
         if result.status != "ok":
             raise RuntimeError(f"kernel setup failed: {result.error}")
 
+    def readable(self, path: Path, name: str) -> Path:
+        """A named input is read where it is: on a gateway that needs a shared filesystem
+        (the context itself is streamed; inputs are not yet)."""
+        return path
+
     async def setup(
         self,
         agent_id: str,

@@ -411,6 +411,9 @@ class LocalKernel:
         if result.status != "ok":
             raise RuntimeError(f"kernel setup failed: {result.error}")
 
+    def readable(self, path: Path, name: str) -> Path:
+        return self._visible(path, f"input-{name}")
+
     def _visible(self, path: Path, into: str) -> Path:
         """``path`` where the sandboxed kernel can reach it: hard-linked (a file that cannot be
         linked is copied) into its own directory; unsandboxed, where it is."""
