@@ -303,6 +303,8 @@ class GatewayKernel:
         self._lock = asyncio.Lock()
         self._pid: int | None = None
         self._dead: str | None = None
+        self._gateway_restarts = False
+        """The gateway said it is restarting the kernel itself."""
         self._busy = False
         """A cell was sent and its end not seen (it may still run: the run was cancelled)."""
         self._setup_args: tuple[str, Path | None, ContextKind, dict[str, str]] | None = None
@@ -347,6 +349,8 @@ class GatewayKernel:
             while time.monotonic() < until:
                 reply = await self._client.shell_channel.next(0.1)
                 if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
+                    while await self._client.iopub_channel.next(0) is not None:
+                        pass  # what the kernel said while it started is not a cell's
                     return
         raise KernelError(f"kernel {self.gateway_id} on the gateway did not answer")
 
@@ -437,6 +441,7 @@ class GatewayKernel:
             quiet_since = time.monotonic()
             death = _death_in(msg)
             if death is not None:
+                self._gateway_restarts = msg["msg_type"] == "status"
                 return self._died(started, death)
             if reader.feed(msg):
                 break
@@ -471,11 +476,14 @@ class GatewayKernel:
     async def restart(self) -> None:
         """A fresh kernel (restarted by the gateway, or a new one if it was deleted there)."""
         self._stop_client()
-        if await self._missing():
+        model = await self._km.refresh_model()
+        if model is None:  # deleted there: a new one
             self._km.kernel = None
             await self._km.start_kernel(kernel_name=self.kernel_name)
-        else:
+        elif not self._gateway_restarts and model.get("execution_state") not in _RESTARTED:
             await self._km.restart_kernel()
+        # else the gateway restarts it already (asking again is an HTTP 500): wait for it
+        self._gateway_restarts = False
         await self._connect()
         if self._setup_args is not None:
             await self._run_setup()
@@ -490,21 +498,24 @@ class GatewayKernel:
         """Delete the kernel on the gateway; a busy one is interrupted first, as the gateway's
         shutdown asks the kernel to exit and waits (5 s by default) before it kills it."""
         self._stop_client()
-        with contextlib.suppress(Exception):
-            if self._busy:
+        if self._busy:
+            with contextlib.suppress(Exception):
                 await self._km.interrupt_kernel()
+        with contextlib.suppress(Exception):
             await self._km.shutdown_kernel(now=True)
         self._km.kernel = None
 
 
 _RESTARTED = ("restarting", "dead", "starting")
-"""Kernel states (REST model or iopub status) that mean the process running our cell is gone."""
+"""Kernel states (REST model or iopub status) that mean the process running our cell is gone
+("starting" is published only when a kernel process starts: the queue is emptied once it
+answers, so during a cell it means the gateway restarted it)."""
 
 
 def _death_in(msg: dict[str, Any]) -> str | None:
     """A message by which the gateway says the kernel died or was shut down under us."""
     kind = msg["msg_type"]
-    if kind == "status" and msg["content"].get("execution_state") in _RESTARTED[:2]:
+    if kind == "status" and msg["content"].get("execution_state") in _RESTARTED:
         return "kernel process died on the gateway"
     if kind == "shutdown_reply":
         return "the kernel was shut down on the gateway"
