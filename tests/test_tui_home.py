@@ -146,3 +146,25 @@ async def test_a_litellm_run_paints_first_and_loads_litellm_in_a_worker(sessions
             assert pushed[:2] == [StartingScreen.__name__, RunScreen.__name__]
             await until(pilot, lambda: app.screen.view.finished)
             assert app.screen.view.answer == "hi"
+
+
+async def test_the_form_sets_the_sandbox_and_refuses_a_bad_mode(sessions_dir):
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen
+        form.query_one(
+            "#query", Input
+        ).value = (
+            "Generate 50 names of fruits and count the number of R in each, return as a dictionary"
+        )
+        form.query_one("#sandbox", Input).value = "maybe"
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        assert any("sandbox" in n.message for n in app._notifications)
+        form.query_one("#sandbox", Input).value = "off"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: app.screen.view.finished)
+        assert app.current_run.config.sandbox == "off"
+        assert app.screen.view.sandbox_warning  # the header says it runs unsandboxed

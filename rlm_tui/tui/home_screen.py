@@ -100,6 +100,16 @@ class HomeScreen(Screen[None]):
                 yield Input(_text(self.limits.max_calls), placeholder="max calls", id="max-calls")
                 yield Input(_text(self.limits.max_depth), placeholder="max depth", id="max-depth")
                 yield Input(_text(self.limits.max_time), placeholder="max seconds", id="max-time")
+            yield Label("Sandbox (auto, require, off) · Jupyter gateway URL (optional)")
+            with Horizontal(classes="row"):
+                yield Input(
+                    self.run_defaults.get("sandbox", "auto"), placeholder="sandbox", id="sandbox"
+                )
+                yield Input(
+                    _text(self.run_defaults.get("kernel_gateway")),
+                    placeholder="gateway URL (default: kernels on this machine)",
+                    id="kernel-gateway",
+                )
             yield Button("Start run (ctrl+r)", id="start", variant="primary")
         with Vertical(id="sessions-pane", classes="pane"):
             yield Static("[b]Saved sessions[/b]  (Enter opens · / filters)")
@@ -195,7 +205,7 @@ class HomeScreen(Screen[None]):
         self.action_start()
 
     def action_start(self) -> None:
-        from rlm_tui.engine.run import RunConfig
+        from rlm_tui.engine.run import config_from_settings
 
         def value(name: str) -> str:
             return self.query_one(f"#{name}", Input).value.strip()
@@ -219,8 +229,10 @@ class HomeScreen(Screen[None]):
                 sub_model=value("sub-model") or None,
                 limits=limits,
                 demo_delay=defaults.DEMO_DELAY,
+                sandbox=value("sandbox") or "auto",
+                kernel_gateway=value("kernel-gateway") or None,
             )
-            config = RunConfig.model_validate(options)
+            config = config_from_settings(options)  # a bad value: one line naming its flag
             self.app.start_run(config)  # type: ignore[attr-defined]
         except (ValueError, RlmError) as exc:
             self.notify(str(exc).splitlines()[0], title="cannot start", severity="error")
