@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).parent / "uv"  # the locked uv (test group), beside this interpreter
@@ -123,7 +124,10 @@ def test_wheel_in_a_fresh_venv_runs_headless_and_the_tui(tmp_path):
     assert first["package"].startswith(str(venv)), "imported from the wheel, not the repo"
     assert first["paths"] == []
     assert first["is_home"], first["screen"]
-    assert first["theme"] == "rlm-dark" and first["themes"] == ["rlm-dark", "rlm-light"]
+    packaged = sorted(
+        yaml.safe_load(f.read_text())["name"] for f in (REPO / "rlm_tui" / "themes").glob("*.yaml")
+    )
+    assert first["theme"] == "rlm-dark" and first["themes"] == packaged  # every built-in theme
     print(
         f"wheel built and installed in {installed:.1f} s, whole test {time.monotonic() - started:.1f} s"
     )
