@@ -102,20 +102,26 @@ async def kernels(gateway: Gateway, tmp: Path, starts: int = 5) -> dict[str, flo
     context = tmp / "context.txt"
     line = "the quick brown fox jumps over the lazy dog 0123456789\n"
     context.write_text(line * (40 * 1024 * 1024 // len(line)))
+
+    def grant(name: str) -> dict[str, str]:
+        """Local kernels (sandboxed: no network) reach the bridge by its Unix socket."""
+        given = bridge.grant("0")
+        return given if name == "gateway" else {k: given[k] for k in ("path", "token")}
+
     for name, provider in providers.items():
         await provider.start()
         times, memory = [], []
         for _ in range(starts):
             started = time.perf_counter()
             kernel = await provider.acquire()
-            await kernel.setup("0", None, "none", bridge.grant("0"))
+            await kernel.setup("0", None, "none", grant(name))
             times.append(time.perf_counter() - started)
             memory.append(rss_mb(kernel.pid))
             await provider.release(kernel)
         figures[f"{name}_kernel_start_s"] = statistics.median(times)
         figures[f"{name}_kernel_rss_mb"] = statistics.median(memory)
         kernel = await provider.acquire()
-        await kernel.setup("0", None, "none", bridge.grant("0"))
+        await kernel.setup("0", None, "none", grant(name))
         started = time.perf_counter()
         for _ in range(20):
             await kernel.execute("1", lambda _s, _t: None)
@@ -130,7 +136,7 @@ async def kernels(gateway: Gateway, tmp: Path, starts: int = 5) -> dict[str, flo
         figures[f"subcall_round_trip_{transport}_ms"] = float("".join(out)) * 1000
         if name == "gateway":
             started = time.perf_counter()
-            await kernel.setup("0", context, "text", bridge.grant("0"))
+            await kernel.setup("0", context, "text", grant(name))
             figures["gateway_context_40mb_delivery_s"] = time.perf_counter() - started
         await provider.close()
     await bridge.close()

@@ -25,7 +25,10 @@ STEPS = [cell(f"x{i} = {i} * 2\nprint(x{i})") for i in range(CELLS)] + [cell("FI
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(
-            query="q", sessions_dir=Path(tmp), limits=Limits(max_calls=CELLS, max_iterations=500)
+            query="q",
+            sessions_dir=Path(tmp),
+            limits=Limits(max_calls=CELLS, max_iterations=500),
+            on_budget="stop",
         )
         stopped = await Run(config, model=ScriptedModel({"q": STEPS})).execute()
         assert stopped.status == "budget"
@@ -35,6 +38,7 @@ async def main() -> None:
             stopped.session_dir,
             live_model=ScriptedModel({"q": STEPS}),
             limits=Limits(max_calls=CELLS + 1, max_iterations=500),
+            on_budget="stop",
         )
         result = await run.execute()
         elapsed = time.perf_counter() - started
