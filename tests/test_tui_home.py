@@ -168,3 +168,29 @@ async def test_the_form_sets_the_sandbox_and_refuses_a_bad_mode(sessions_dir):
         await until(pilot, lambda: app.screen.view.finished)
         assert app.current_run.config.sandbox == "off"
         assert app.screen.view.sandbox_warning  # the header says it runs unsandboxed
+
+
+async def test_the_tui_commands_sandbox_flags_are_the_forms_defaults(sessions_dir, tmp_path):
+    from rlm_tui.cli import build_parser, sandbox_options
+
+    args = build_parser().parse_args(
+        ["tui", "--sandbox", "off", "--allow-read", str(tmp_path), "--kernel-env", "LANG"]
+    )
+    app = RlmApp(
+        sessions_dir=sessions_dir,
+        ui_config=UiConfig(),
+        watch=False,
+        run_options=sandbox_options(args),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.screen.query_one("#sandbox", Input).value == "off"
+        app.screen.query_one("#query", Input).value = "Generate 3 names of fruits"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: app.screen.view.finished)
+        config = app.current_run.config
+        assert (config.sandbox, config.allow_read, config.kernel_env) == (
+            "off",
+            [tmp_path],
+            ["LANG"],
+        )

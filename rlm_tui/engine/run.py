@@ -267,6 +267,7 @@ class Run:
         self._root_task: asyncio.Task[Value] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._result: RunResult | None = None
+        self._teardown: asyncio.Future[None] | None = None
         self._state: RunState = "running"
         self._question = config.follow_up
 
@@ -456,8 +457,15 @@ class Run:
             await self._stop_tasks()
             extracted = await self._extract_answer()
         self._result = self._finish(value, extracted)
-        await self._services.aclose()  # the answer is out; kernels are torn down after it
+        # the answer is out; kernels are torn down after it, to the end even if this is cancelled
+        self._teardown = asyncio.ensure_future(self._services.aclose())
+        await asyncio.shield(self._teardown)
         return self._result
+
+    async def closed(self) -> None:
+        """Wait until the kernels of a finished run are torn down."""
+        if self._teardown is not None:
+            await self._teardown
 
     async def _extract_answer(self) -> Value | None:
         """At a budget stop, the root's best answer from its trajectory (the reserved call)."""
