@@ -8,15 +8,13 @@ and a replay look the same to whoever folds them.
 
 from __future__ import annotations
 
-import base64
-import json
-import pickle
 import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from rlm_tui import defaults
+from rlm_tui.values import payload
 
 FORMAT_VERSION = 1
 
@@ -79,21 +77,12 @@ class Value(BaseModel):
     @classmethod
     def from_host(cls, value: Any) -> Value:
         """A value the host made, for a kernel (the host pickles only what it made itself)."""
-        try:
-            is_json = json.loads(json.dumps(value)) == value
-        except (TypeError, ValueError):
-            is_json = False
-        try:
-            pickled: str | None = base64.b64encode(pickle.dumps(value)).decode()
-        except Exception:
-            pickled = None
-        return cls(
-            json_value=value if is_json else None,
-            is_json=is_json,
-            repr=repr(value)[:2000],
-            type_name=type(value).__name__,
-            pickle=pickled,
-        )
+        return cls(**payload(value))
+
+    @classmethod
+    def plain(cls, value: Any) -> Value:
+        """A value the host made or read, with no pickle (JSON where it can be)."""
+        return cls(**payload(value, pickled=False))
 
 
 class _Event(BaseModel):

@@ -451,7 +451,7 @@ class Agent:
         result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
         if self.final is None and marker.kind != "FINAL_VAR" and self.schema is None:
             text = marker.argument.strip().strip("\"'")
-            self.final = Value(json_value=text, is_json=True, repr=repr(text), type_name="str")
+            self.final = Value.plain(text)
         if self.final is None:
             self.notes.append(f"Your text {code} failed: {result.error}")
 

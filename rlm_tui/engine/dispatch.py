@@ -175,7 +175,7 @@ class Subcalls:
             text = await run.call_model(
                 agent, messages, messages, agent.step, "llm_query", run.models.named(model_name)
             )
-            done(Value(json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"))
+            done(Value.plain(text))
         return text
 
     async def spawn(
