@@ -37,6 +37,7 @@ from rlm_tui.events import (
     SubcallFinished,
     SubcallStarted,
     Usage,
+    Value,
 )
 
 
@@ -104,6 +105,9 @@ class AgentView:
     started: float = 0.0
     finished: float | None = None
     answer_preview: str = ""
+    answer: Value | None = None
+    reason: str = ""
+    """Why the agent ended without an answer."""
     by_hand: bool = False
     bind_var: str | None = None
     streaming: str = ""
@@ -113,6 +117,20 @@ class AgentView:
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished or now or self.started
         return max(0.0, end - self.started)
+
+
+@dataclass
+class SubcallView:
+    """One ``llm_query``, ``rlm_query`` or tool call of a cell; ``ok`` is None while it runs."""
+
+    call_id: str
+    agent_id: str
+    kind: str
+    prompt: str
+    child_agent_id: str | None = None
+    ok: bool | None = None
+    result: Value | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -136,6 +154,8 @@ class RunView:
     reason: str = ""
     answer_repr: str = ""
     answer: Any = None
+    answer_value: Value | None = None
+    """The answer as recorded (its JSON form, repr and type)."""
     extracted: bool = False
     """The answer was extracted from the trajectory at a budget stop (``--on-budget``)."""
     usage: Usage = field(default_factory=Usage)
@@ -153,6 +173,16 @@ class RunView:
     """A running tool call's line: its cell, the line's index, the call."""
     seen_log: list[tuple[str, str]] = field(default_factory=list)
     """(agent id, text) in the order they were seen: coverage folds it incrementally."""
+    subcalls: list[SubcallView] = field(default_factory=list)
+    """Every sub-call, in the order the calls were made."""
+    open_subcalls: dict[str, SubcallView] = field(default_factory=dict)
+    """Sub-calls started and not finished, by call id."""
+    replies: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Each agent's model reply by (agent, step): what a replay answers."""
+    query_replies: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """``llm_query`` replies by (agent, prompt), in the order they came."""
+    query_prompts: dict[str, str] = field(default_factory=dict)
+    """The prompt of each ``llm_query`` model request, by call id (to file its reply)."""
     waiting: dict[str, Waiting] = field(default_factory=dict)
     """Every gate held now, oldest first: what ``s``, ``e`` and ``x`` can act on."""
     start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -242,6 +272,7 @@ def _agent_started(view: RunView, e: AgentStarted) -> None:
     known = view.agents.get(e.agent_id)
     if known is not None:  # the agent goes on in a resumed or forked run
         known.status, known.finished, known.answer_preview = "running", None, ""
+        known.answer, known.reason = None, ""
         return
     view.agents[e.agent_id] = AgentView(
         e.agent_id,
@@ -267,6 +298,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
     if agent is None:
         return
     agent.status, agent.finished = e.status, e.t  # usage adds up from its model responses
+    agent.answer, agent.reason = e.answer, e.reason
     if e.answer is not None:
         agent.answer_preview = e.answer.repr[:200]
     elif e.reason:
@@ -275,6 +307,8 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
 
 def _model_request(view: RunView, e: ModelRequest) -> None:
     view.rerunning = False  # recorded replies make no events: this one is new
+    if e.purpose == "llm_query" and e.messages:
+        view.query_prompts[e.call_id] = str(e.messages[-1].get("content", ""))
     agent = view.agents.get(e.agent_id)
     if agent is not None and e.purpose == "agent":
         agent.step = e.step
@@ -291,6 +325,11 @@ def _model_response(view: RunView, e: ModelResponse) -> None:
     agent = view.agents.get(e.agent_id)
     tokens = e.usage.total_tokens
     view.tokens_per_step.append(tokens)
+    if e.purpose == "agent":
+        view.replies[(e.agent_id, e.step)] = e.text
+    elif e.purpose == "llm_query":
+        prompt = view.query_prompts.pop(e.call_id, "")
+        view.query_replies.setdefault((e.agent_id, prompt), []).append(e.text)
     if agent is not None:
         if e.purpose == "agent":
             agent.step = max(agent.step, e.step)
@@ -363,6 +402,9 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
 
 
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
+    call = SubcallView(e.call_id, e.agent_id, e.kind, e.prompt, e.child_agent_id)
+    view.subcalls.append(call)
+    view.open_subcalls[e.call_id] = call
     if e.child_agent_id is not None and e.child_agent_id not in view.agents:
         view.start_prompts[e.child_agent_id] = (e.agent_id, e.prompt)
     if e.kind == "llm_query":
@@ -375,6 +417,9 @@ def _subcall_started(view: RunView, e: SubcallStarted) -> None:
 
 
 def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
+    done = view.open_subcalls.pop(e.call_id, None)
+    if done is not None:
+        done.ok, done.result, done.error = e.ok, e.result, e.error
     if e.call_id in view.tool_lines:
         cell, index, call = view.tool_lines.pop(e.call_id)
         outcome = f"-> {e.result.repr[:80]}" if e.ok and e.result else f"raised {e.error}"
@@ -417,6 +462,7 @@ def _run_finished(view: RunView, e: RunFinished) -> None:
     view.state = "finished"
     _close_past(view, e.t)
     view.extracted = e.extracted
+    view.answer_value = e.answer
     if e.answer is not None:
         view.answer_repr = e.answer.repr
         view.answer = e.answer.python()
