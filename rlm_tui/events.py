@@ -356,6 +356,19 @@ class HistoryCompacted(_Event):
     tokens_after: int
 
 
+class AgentLaunched(_Event):
+    """A person launched a sub-agent by hand; its answer is bound as ``bind_var`` in the
+    parent's kernel. Resume and fork launch it again at the same point of the parent."""
+
+    type: Literal["agent_launched"] = "agent_launched"
+    agent_id: str
+    """The parent."""
+    child_agent_id: str
+    prompt: str
+    context: Value | None = None
+    bind_var: str
+
+
 class FollowUp(_Event):
     """A new question to an agent that had answered (``rlm-tui ask``): its next user turn."""
 
@@ -401,6 +414,7 @@ Event = Annotated[
     | BudgetStop
     | ErrorEvent
     | Notice
+    | AgentLaunched
     | FollowUp
     | HistoryCompacted
     | RunFinished,
@@ -425,8 +439,8 @@ def dump_event(event: Event) -> str:
 
 
 def _pickle_excludes(event: Event) -> dict[str, Any] | None:
-    answer = getattr(event, "answer", None) or getattr(event, "result", None)
-    if isinstance(answer, Value) and answer.is_json and answer.pickle is not None:
-        field = "answer" if hasattr(event, "answer") else "result"
-        return {field: {"pickle"}}
+    for field in ("answer", "result", "context"):
+        value = getattr(event, field, None)
+        if isinstance(value, Value) and value.is_json and value.pickle is not None:
+            return {field: {"pickle"}}
     return None

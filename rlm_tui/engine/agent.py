@@ -97,6 +97,15 @@ class AgentHost(Protocol):
 
     def note_cell_error(self, agent_id: str) -> None: ...
 
+    def launched_by_hand(self, agent_id: str) -> bool:
+        """The id belongs to a recorded hand-launched sub-agent."""
+        ...
+
+    async def redo_hand_launches(self, agent: Agent, decided: int | None) -> None:
+        """Launch again (or bind the recorded answer of) the hand launches due at this point
+        of a resumed agent: ``decided`` of its cells passed the gate (None: it goes live)."""
+        ...
+
     def stop_cause(self) -> RlmError | None:
         """Why the run is ending, when it is."""
         ...
@@ -148,8 +157,11 @@ class Agent:
         """True while the current step's reply came from a recording (resume, fork)."""
 
     def next_child_id(self) -> str:
-        self.children += 1
-        return f"{self.id}.{self.children}"
+        while True:
+            self.children += 1
+            child_id = f"{self.id}.{self.children}"
+            if not self.host.launched_by_hand(child_id):  # that one is relaunched by its id
+                return child_id
 
     # -- life ------------------------------------------------------------------------------
 
@@ -260,6 +272,8 @@ class Agent:
             if recorded is not None:
                 text = recorded
             else:
+                await host.redo_hand_launches(self, None)
+                self._attach_notes()  # a bound answer's note goes with this request
                 text = await host.call_model(self, self.messages, self.messages[sent:], self.step)
             self.messages.append({"role": "assistant", "content": text})
             sent = len(self.messages)
@@ -331,6 +345,7 @@ class Agent:
         self.cell_count += 1
         index = self.cell_count
         cell_id = f"{self.id}:{index}"
+        await host.redo_hand_launches(self, index - 1)
         recorded = host.recorded_cell(cell_id) if self.replaying else None
         if recorded is not None:
             return await self._rerun_cell(index, cell, recorded.code)

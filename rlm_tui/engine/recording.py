@@ -15,6 +15,7 @@ from pathlib import Path
 from rlm_tui.errors import SessionError
 from rlm_tui.events import (
     AgentFinished,
+    AgentLaunched,
     BudgetUpdate,
     CellFinished,
     CellProposed,
@@ -50,6 +51,22 @@ class RecordedTool:
 
 
 @dataclass
+class HandLaunch:
+    """A sub-agent a person launched, and where in its parent's cells it happened."""
+
+    parent_id: str
+    child_id: str
+    prompt: str
+    context: Value | None
+    bind_var: str
+    launched_at: int
+    """How many of the parent's cells had passed the gate when it was launched."""
+    answer: Value | None = None
+    answered_at: int = 0
+    """How many of them had passed the gate when its answer came (and was bound)."""
+
+
+@dataclass
 class Recording:
     started: RunStarted
     replies: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -64,12 +81,16 @@ class Recording:
     compactions: dict[tuple[str, int], str] = field(default_factory=dict)
     """Summaries that replaced an agent's earlier turns, by (agent, step)."""
     """Questions asked after an agent's answer at a step (``rlm-tui ask``)."""
+    launches: dict[str, HandLaunch] = field(default_factory=dict)
+    """Sub-agents launched by hand, by child id, in the order they were launched."""
     usage: Usage = field(default_factory=Usage)
     finished: RunFinished | None = None
     last_seq: int = 0
     _latest: RunStarted | None = None
     _running: dict[str, str] = field(default_factory=dict)
     _tool_calls: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _decided: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """Per agent, its cells that passed the gate (started or skipped)."""
 
     @classmethod
     def from_events(cls, events: list[Event]) -> Recording:
@@ -108,11 +129,32 @@ class Recording:
             self.follow_ups[(event.agent_id, event.step)] = event.question
         elif isinstance(event, CellStarted):
             self._running[event.cell_id] = event.code
+            self._decided[event.agent_id].add(event.cell_id)
         elif isinstance(event, CellFinished) and event.cell_id in self._running:
             # a cell cut off by a crash has no CellFinished: it runs again, live
             self.cells[event.cell_id] = RecordedCell(self._running.pop(event.cell_id))
         elif isinstance(event, CellSkipped):
             self.cells[event.cell_id] = RecordedCell(None)
+            self._decided[event.agent_id].add(event.cell_id)
+        elif isinstance(event, AgentLaunched):
+            decided = len(self._decided[event.agent_id])
+            self.launches[event.child_agent_id] = HandLaunch(
+                event.agent_id,
+                event.child_agent_id,
+                event.prompt,
+                event.context,
+                event.bind_var,
+                decided,
+            )
+        elif (
+            isinstance(event, SubcallFinished)
+            and event.ok
+            and event.result is not None
+            and (launch := self.launches.get(event.call_id[1:])) is not None
+            and event.call_id == f"r{launch.child_id}"
+        ):
+            launch.answer = event.result
+            launch.answered_at = len(self._decided[launch.parent_id])
         elif isinstance(event, AgentFinished) and event.status == "answered" and event.answer:
             self.answers[event.agent_id] = event.answer
         elif isinstance(event, BudgetUpdate | RunFinished):
