@@ -277,6 +277,25 @@ class CellFinished(_Event):
     error: str | None = None
 
 
+class CellRerunStarted(_Event):
+    """A resumed or forked run runs a recorded cell again to rebuild its kernel (its
+    recorded events stand; the re-run's output is not kept)."""
+
+    type: Literal["cell_rerun_started"] = "cell_rerun_started"
+    agent_id: str
+    cell_id: str
+    code: str
+
+
+class CellRerunFinished(_Event):
+    type: Literal["cell_rerun_finished"] = "cell_rerun_finished"
+    agent_id: str
+    cell_id: str
+    status: CellStatus
+    duration: float = 0.0
+    error: str | None = None
+
+
 class SubcallStarted(_Event):
     type: Literal["subcall_started"] = "subcall_started"
     agent_id: str
@@ -407,6 +426,8 @@ Event = Annotated[
     | CellStarted
     | CellOutput
     | CellFinished
+    | CellRerunStarted
+    | CellRerunFinished
     | SubcallStarted
     | SubcallFinished
     | KernelEvent

@@ -253,3 +253,38 @@ async def test_forks_at_cells_around_a_hand_launched_agent_keep_its_bound_variab
     again = await later.wait()
     assert again.answer == {"lion": 0}
     assert "0.1" not in later.agents, "the recorded answer is bound, not asked again"
+
+
+async def test_a_resume_says_which_recorded_cells_it_runs_again(sessions_dir):
+    from scripted import ScriptedModel
+
+    from rlm_tui.events import CellRerunFinished, CellRerunStarted
+    from rlm_tui.session.projection import fold
+
+    steps = [cell("a = 1"), cell("b = a + 1\nprint(b)"), cell("FINAL_VAR('b')")]
+    stopped = await Run(
+        RunConfig(
+            query="q", sessions_dir=sessions_dir, limits=Limits(max_calls=2), on_budget="stop"
+        ),
+        model=ScriptedModel({"q": steps}),
+    ).execute()
+    assert stopped.status == "budget"
+    run = resume_run(
+        stopped.session_dir, live_model=ScriptedModel({"q": steps}), limits=Limits(max_calls=9)
+    )
+    resumed = await run.execute()
+    assert resumed.answer == 2
+    events = read_session(stopped.session_dir).events
+    reruns = [e for e in events if isinstance(e, CellRerunStarted | CellRerunFinished)]
+    assert [(type(e).__name__, e.cell_id) for e in reruns] == [
+        ("CellRerunStarted", "0:1"),
+        ("CellRerunFinished", "0:1"),
+        ("CellRerunStarted", "0:2"),
+        ("CellRerunFinished", "0:2"),
+    ]
+    assert reruns[2].code == "b = a + 1\nprint(b)" and reruns[3].status == "ok"
+    view = fold(events)
+    assert not view.rerun_cells and not any(c.rerunning for c in view.cells.values())
+    cut = fold(events[: events.index(reruns[2]) + 1])  # while 0:2 ran again
+    assert cut.rerunning and cut.rerun_cells == ["0:2"] and cut.cells["0:2"].rerunning
+    assert cut.cells["0:2"].status == "ok", "the recorded outcome stands"

@@ -499,3 +499,30 @@ async def test_fork_diff_shows_both_branches_from_the_fork_point(sessions_dir):
         forks = [str(c) for c in table.columns[2]._cells]
         assert "Rare Berry" in forks[0] and "Rare Berry" not in originals[0]
         assert forks[-2] == '{"Rare Berry": 4, "Fig": 0}' and originals[-2] != forks[-2]
+
+
+async def test_a_resumed_run_shows_the_recorded_cell_it_runs_again(sessions_dir):
+    """The status line and the cell's header say which recorded cell runs again, from the
+    run's cell_rerun events; then the run goes on live and answers."""
+    from rlm_tui.engine.budget import Limits
+    from rlm_tui.engine.resume import resume_run
+
+    steps = [cell("import time\ntime.sleep(1.5)\na = 7"), cell("FINAL(a)")]
+    config = RunConfig(
+        query="q", sessions_dir=sessions_dir, limits=Limits(max_calls=1), on_budget="stop"
+    )
+    stopped = await Run(config, model=ScriptedModel({"q": steps})).execute()
+    assert stopped.status == "budget"
+    run = resume_run(
+        stopped.session_dir, live_model=ScriptedModel({"q": steps}), limits=Limits(max_calls=5)
+    )
+    async with App(run).run_test(size=(120, 40)) as pilot:
+        status = pilot.app.screen.query_one("#status")
+        await until(pilot, lambda: "re-running recorded cells (0:1)" in str(status.render()))
+        log = screen(pilot).query_one("CellLog")
+        shown = lambda: "".join(log.render_line(y).text for y in range(log.size.height))  # noqa: E731
+        await until(pilot, lambda: "re-running to rebuild the kernel" in shown())
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.answer == 7
+        await pilot.pause(0.2)
+        assert "re-running" not in shown() and "re-running" not in str(status.render())

@@ -26,6 +26,8 @@ from rlm_tui.events import (
     CellFinished,
     CellOutput,
     CellProposed,
+    CellRerunFinished,
+    CellRerunStarted,
     CellSkipped,
     CellStarted,
     Event,
@@ -348,7 +350,7 @@ class Agent:
         await host.redo_hand_launches(self, index - 1)
         recorded = host.recorded_cell(cell_id) if self.replaying else None
         if recorded is not None:
-            return await self._rerun_cell(index, cell, recorded.code)
+            return await self._rerun_cell(cell_id, index, cell, recorded.code)
         host.emit(
             CellProposed(
                 agent_id=self.id,
@@ -386,13 +388,24 @@ class Agent:
             model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
         return prompts.cell_feedback(index, _status_words(status, error), model_view)
 
-    async def _rerun_cell(self, index: int, cell: CodeCell, code: str | None) -> str:
-        """Run a recorded cell again to rebuild the kernel; its events are already saved."""
+    async def _rerun_cell(self, cell_id: str, index: int, cell: CodeCell, code: str | None) -> str:
+        """Run a recorded cell again to rebuild the kernel; its events are already saved, so
+        only the re-run itself is recorded (started, finished)."""
         if code is None:
             return prompts.cell_feedback(index, "skipped by the user, not run", "")
         parts: list[str] = []
         kernel = await self._ready_kernel()
+        self.host.emit(CellRerunStarted(agent_id=self.id, cell_id=cell_id, code=code))
         result = await kernel.execute(code, lambda _s, text: parts.append(text))
+        self.host.emit(
+            CellRerunFinished(
+                agent_id=self.id,
+                cell_id=cell_id,
+                status=result.status,
+                duration=result.duration,
+                error=result.error,
+            )
+        )
         output = "".join(parts)
         model_view = truncate(output, self.host.settings.truncate)
         if code != cell.code:

@@ -21,6 +21,8 @@ from rlm_tui.events import (
     CellOutput,
     CellPaused,
     CellProposed,
+    CellRerunFinished,
+    CellRerunStarted,
     CellSkipped,
     CellStarted,
     ErrorEvent,
@@ -63,6 +65,8 @@ class CellView:
     output_chars: int = 0
     """The output's true size; more than ``len(output)`` when only its head was kept."""
     started: float | None = None
+    rerunning: bool = False
+    """A resumed run runs this recorded cell again now, to rebuild its kernel."""
     rev: int = 0
     """Bumped by every change to the cell (the cell log re-renders a cell when it changes)."""
 
@@ -188,7 +192,9 @@ class RunView:
     start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Sub-agents asked for and not started yet: agent id -> (parent id, prompt)."""
     rerunning: bool = False
-    """A resumed or forked run re-runs its recorded cells (silently) until it goes on."""
+    """A resumed or forked run re-runs its recorded cells until it goes on live."""
+    rerun_cells: list[str] = field(default_factory=list)
+    """The recorded cells being run again now (``cell_rerun_started``, not yet finished)."""
     notices: list[str] = field(default_factory=list)
     resumed_from: str | None = None
     forked_from: str | None = None
@@ -306,7 +312,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
 
 
 def _model_request(view: RunView, e: ModelRequest) -> None:
-    view.rerunning = False  # recorded replies make no events: this one is new
+    view.rerunning = bool(view.rerun_cells)  # recorded replies make no events: this one is new
     if e.purpose == "llm_query" and e.messages:
         view.query_prompts[e.call_id] = str(e.messages[-1].get("content", ""))
     agent = view.agents.get(e.agent_id)
@@ -350,7 +356,7 @@ def _cell_paused(view: RunView, e: CellPaused) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.paused_reason = "paused", e.reason
-    view.rerunning = False
+    view.rerunning = bool(view.rerun_cells)
     if cell is not None:
         view.waiting[e.cell_id] = Waiting(e.cell_id, "cell", e.agent_id, e.reason, cell.code)
     elif e.cell_id == e.agent_id:  # a sub-agent's start held at the gate
@@ -375,7 +381,7 @@ def _cell_skipped(view: RunView, e: CellSkipped) -> None:
 
 def _cell_started(view: RunView, e: CellStarted) -> None:
     view.waiting.pop(e.cell_id, None)
-    view.rerunning = False
+    view.rerunning = bool(view.rerun_cells)
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.code, cell.started, cell.paused_reason = "running", e.code, e.t, ""
@@ -399,6 +405,22 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
     cell.output_chars = max(e.output_chars, len(cell.output))
     cell.paused_reason = ""
     view.add_seen(e.agent_id, e.model_view)
+
+
+def _cell_rerun_started(view: RunView, e: CellRerunStarted) -> None:
+    view.rerunning = True
+    cell = view.cells.get(e.cell_id)
+    if cell is not None:
+        cell.rerunning = True
+        view.rerun_cells.append(e.cell_id)
+
+
+def _cell_rerun_finished(view: RunView, e: CellRerunFinished) -> None:
+    if e.cell_id in view.rerun_cells:
+        view.rerun_cells.remove(e.cell_id)
+    cell = view.cells.get(e.cell_id)
+    if cell is not None:
+        cell.rerunning = False
 
 
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
@@ -484,6 +506,9 @@ def _close_past(view: RunView, t: float) -> None:
     view.waiting.clear()
     view.start_prompts.clear()
     view.rerunning = False
+    for cell_id in view.rerun_cells:
+        view.cells[cell_id].rerunning, view.cells[cell_id].rev = False, view.cells[cell_id].rev + 1
+    view.rerun_cells.clear()
     for cell in view.cells.values():
         if cell.status in ("pending", "paused"):
             cell.status, cell.rev = "cancelled", cell.rev + 1
@@ -508,6 +533,8 @@ _HANDLERS: dict[type, Any] = {
     CellStarted: _cell_started,
     CellOutput: _cell_output,
     CellFinished: _cell_finished,
+    CellRerunStarted: _cell_rerun_started,
+    CellRerunFinished: _cell_rerun_finished,
     SubcallStarted: _subcall_started,
     SubcallFinished: _subcall_finished,
     Notice: _notice,
