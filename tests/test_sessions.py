@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import signal
@@ -181,44 +180,17 @@ def test_sessions_json_lists_every_field(server, sessions_dir):
     assert entry["query"] == "hello" and entry["status"] == "answered" and entry["agents"] == 1
 
 
-async def _until(predicate, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
-ZOO_SCRIPTS = {
-    "q": [cell("x = 1"), cell("print(sorted(zoo))\nFINAL(zoo)")],
-    "make a zoo": [cell("zoo = {'lion': 0}\nFINAL(zoo)")],
-}
-
-
 async def test_forks_at_cells_around_a_hand_launched_agent_keep_its_bound_variable(sessions_dir):
     """The root waits at 0:1 while a person launches 0.1 (bound as ``zoo``). A fork at 0.1's
     cell launches 0.1 again there and holds at that cell; a fork after the answer binds the
     recorded answer; in both a later root cell prints ``zoo``."""
-    from scripted import ScriptedModel
+    from scripted import ZOO_SCRIPTS, ScriptedModel, run_with_a_hand_launch, until_true
 
     from rlm_tui.engine.control import Breakpoints
     from rlm_tui.events import AgentLaunched
 
     hold = Breakpoints(every_cell=True)
-    run = Run(
-        RunConfig(query="q", sessions_dir=sessions_dir),
-        model=ScriptedModel(ZOO_SCRIPTS),
-        breakpoints=hold,
-    )
-    await run.start()
-    await _until(lambda: "0:1" in run.control.pending)
-    launched = run.launch_subagent("0", "make a zoo", var="zoo")
-    await _until(lambda: "0.1:1" in run.control.pending)
-    run.step("0.1:1")
-    await launched
-    run.set_breakpoints(Breakpoints())
-    run.resume()
-    original = await run.wait()
+    original = await run_with_a_hand_launch(sessions_dir)
     assert original.answer == {"lion": 0}
     events = read_session(original.session_dir).events
     [launch] = [e for e in events if isinstance(e, AgentLaunched)]
@@ -227,11 +199,11 @@ async def test_forks_at_cells_around_a_hand_launched_agent_keep_its_bound_variab
     fork = fork_run(original.session_dir, "0.1:1", breakpoints=hold)
     fork.models.model = fork.models.sub_model = ScriptedModel(ZOO_SCRIPTS)
     await fork.start()
-    await _until(lambda: "0.1:1" in fork.control.pending)
+    await until_true(lambda: "0.1:1" in fork.control.pending)
     assert fork.agents["0.1"].by_hand and fork.agents["0.1"].bind_var == "zoo"
     fork.replace_cell("0.1:1", "zoo = {'tiger': 1}\nFINAL(zoo)")
     fork.step("0.1:1")
-    await _until(lambda: fork.agents["0.1"].status == "answered")
+    await until_true(lambda: fork.agents["0.1"].status == "answered")
     fork.set_breakpoints(Breakpoints())
     fork.resume()
     forked = await fork.wait()
@@ -246,7 +218,7 @@ async def test_forks_at_cells_around_a_hand_launched_agent_keep_its_bound_variab
     later = fork_run(original.session_dir, "0:2", breakpoints=hold)
     later.models.model = later.models.sub_model = ScriptedModel(ZOO_SCRIPTS)
     await later.start()
-    await _until(lambda: bool(later.control.pending))
+    await until_true(lambda: bool(later.control.pending))
     assert list(later.control.pending) == ["0:2"]
     later.set_breakpoints(Breakpoints())
     later.resume()
