@@ -267,3 +267,38 @@ async def test_sub_calls_replies_and_answers_are_in_the_view(sessions_dir):
         RunConfig(query="q", sessions_dir=sessions_dir), model=replayed, sub_model=replayed
     ).execute()
     assert again.answer == result.answer and again.usage.cost == 0
+
+
+def test_hand_launches_follow_ups_and_compactions_are_kept_for_resume():
+    """Where in the parent's cells a hand launch and its answer came, by cells past the gate."""
+    from rlm_tui.events import AgentLaunched, FollowUp, HistoryCompacted, Value
+
+    answer = Value(json_value={"lion": 0}, is_json=True, repr="{'lion': 0}", type_name="dict")
+    view = fold(_live_cell_events())
+    for event in [
+        CellProposed(agent_id="0", cell_id="0:1", step=1, index=1, code="x = 1"),
+        CellStarted(agent_id="0", cell_id="0:1", code="x = 1"),
+        CellFinished(agent_id="0", cell_id="0:1", status="ok"),
+        CellProposed(agent_id="0", cell_id="0:2", step=1, index=2, code="y"),
+        CellPaused(agent_id="0", cell_id="0:2", reason="paused"),
+        AgentLaunched(agent_id="0", child_agent_id="0.1", prompt="zoo", bind_var="zoo"),
+        CellSkipped(agent_id="0", cell_id="0:2"),
+        SubcallFinished(agent_id="0", call_id="r0.1", ok=True, result=answer),
+        FollowUp(agent_id="0", step=2, question="and then?", answer_var="answer_1"),
+        HistoryCompacted(
+            agent_id="0",
+            step=3,
+            summary="so far",
+            messages_before=7,
+            messages_after=4,
+            tokens_before=900,
+            tokens_after=200,
+        ),
+    ]:
+        view.apply(event)
+    launch = view.launches["0.1"]
+    assert (launch.parent_id, launch.prompt, launch.bind_var) == ("0", "zoo", "zoo")
+    assert launch.launched_at == 1 and launch.answered_at == 2
+    assert launch.answer is not None and launch.answer.json_value == {"lion": 0}
+    assert view.follow_ups == {("0", 2): "and then?"}
+    assert view.compactions == {("0", 3): "so far"}

@@ -6,8 +6,9 @@ question gets ``None`` and the run does everything live.
 
 from __future__ import annotations
 
-from rlm_tui.engine.recording import HandLaunch, RecordedCell, RecordedTool, Recording
+from rlm_tui.engine.recording import RecordedCell, RecordedTool, Recording
 from rlm_tui.events import Usage, Value
+from rlm_tui.session.projection import HandLaunch
 
 
 class Replay:

@@ -13,6 +13,7 @@ from typing import Any
 from rlm_tui import defaults
 from rlm_tui.events import (
     AgentFinished,
+    AgentLaunched,
     AgentStarted,
     BudgetStop,
     BudgetUpdate,
@@ -27,6 +28,7 @@ from rlm_tui.events import (
     CellStarted,
     ErrorEvent,
     Event,
+    FollowUp,
     HistoryCompacted,
     KernelEvent,
     ModelDelta,
@@ -138,6 +140,22 @@ class SubcallView:
 
 
 @dataclass
+class HandLaunch:
+    """A sub-agent a person launched, and where in its parent's cells it happened."""
+
+    parent_id: str
+    child_id: str
+    prompt: str
+    context: Value | None
+    bind_var: str
+    launched_at: int
+    """How many of the parent's cells had passed the gate when it was launched."""
+    answer: Value | None = None
+    answered_at: int = 0
+    """How many of them had passed the gate when its answer came (and was bound)."""
+
+
+@dataclass
 class RunView:
     run_id: str = ""
     query: str = ""
@@ -187,6 +205,12 @@ class RunView:
     """``llm_query`` replies by (agent, prompt), in the order they came."""
     query_prompts: dict[str, str] = field(default_factory=dict)
     """The prompt of each ``llm_query`` model request, by call id (to file its reply)."""
+    compactions: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Summaries that replaced an agent's earlier turns, by (agent, step)."""
+    follow_ups: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Questions put to an agent after its answer at a step (``rlm-tui ask``)."""
+    launches: dict[str, HandLaunch] = field(default_factory=dict)
+    """Sub-agents launched by hand, by child id, in the order they were launched."""
     waiting: dict[str, Waiting] = field(default_factory=dict)
     """Every gate held now, oldest first: what ``s``, ``e`` and ``x`` can act on."""
     start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -219,6 +243,14 @@ class RunView:
     @property
     def paused(self) -> bool:
         return self.state == "paused"
+
+    def cells_decided(self, agent_id: str) -> int:
+        """How many of the agent's cells passed the gate (started or skipped)."""
+        return sum(
+            1
+            for c in self.cells.values()
+            if c.agent_id == agent_id and (c.started is not None or c.status == "skipped")
+        )
 
     def cells_of(self, agent_id: str | None) -> list[CellView]:
         ids = self.cell_order
@@ -447,6 +479,9 @@ def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
         outcome = f"-> {e.result.repr[:80]}" if e.ok and e.result else f"raised {e.error}"
         cell.tool_calls[index] = f"⚙ {call} {outcome} ({e.duration * 1000:.0f} ms)"
         cell.rev += 1
+    launch = view.launches.get(e.call_id[1:])
+    if launch is not None and e.call_id == f"r{launch.child_id}" and e.ok and e.result is not None:
+        launch.answer, launch.answered_at = e.result, view.cells_decided(launch.parent_id)
     if e.call_id.startswith("r"):  # a sub-agent that was skipped at its start never started
         view.waiting.pop(e.call_id[1:], None)
         view.start_prompts.pop(e.call_id[1:], None)
@@ -490,8 +525,24 @@ def _run_finished(view: RunView, e: RunFinished) -> None:
         view.answer = e.answer.python()
 
 
+def _agent_launched(view: RunView, e: AgentLaunched) -> None:
+    view.launches[e.child_agent_id] = HandLaunch(
+        e.agent_id,
+        e.child_agent_id,
+        e.prompt,
+        e.context,
+        e.bind_var,
+        view.cells_decided(e.agent_id),
+    )
+
+
+def _follow_up(view: RunView, e: FollowUp) -> None:
+    view.follow_ups[(e.agent_id, e.step)] = e.question
+
+
 def _history_compacted(view: RunView, e: HistoryCompacted) -> None:
     """Shown in the cell log under the agent's last cell, where the history was cut."""
+    view.compactions[(e.agent_id, e.step)] = e.summary
     cells = view.cells_of(e.agent_id)
     if cells:
         cells[-1].tool_calls.append(
@@ -545,6 +596,8 @@ _HANDLERS: dict[type, Any] = {
     KernelEvent: _kernel,
     RunFinished: _run_finished,
     HistoryCompacted: _history_compacted,
+    AgentLaunched: _agent_launched,
+    FollowUp: _follow_up,
 }
 
 
