@@ -274,6 +274,7 @@ def test_hand_launches_follow_ups_and_compactions_are_kept_for_resume():
     from rlm_tui.events import AgentLaunched, FollowUp, HistoryCompacted, Value
 
     answer = Value(json_value={"lion": 0}, is_json=True, repr="{'lion': 0}", type_name="dict")
+    sizes = {"messages_before": 7, "messages_after": 4, "tokens_before": 900, "tokens_after": 200}
     view = fold(_live_cell_events())
     for event in [
         CellProposed(agent_id="0", cell_id="0:1", step=1, index=1, code="x = 1"),
@@ -285,15 +286,7 @@ def test_hand_launches_follow_ups_and_compactions_are_kept_for_resume():
         CellSkipped(agent_id="0", cell_id="0:2"),
         SubcallFinished(agent_id="0", call_id="r0.1", ok=True, result=answer),
         FollowUp(agent_id="0", step=2, question="and then?", answer_var="answer_1"),
-        HistoryCompacted(
-            agent_id="0",
-            step=3,
-            summary="so far",
-            messages_before=7,
-            messages_after=4,
-            tokens_before=900,
-            tokens_after=200,
-        ),
+        HistoryCompacted(agent_id="0", step=3, summary="so far", **sizes),
     ]:
         view.apply(event)
     launch = view.launches["0.1"]
