@@ -260,3 +260,31 @@ async def test_a_resume_says_which_recorded_cells_it_runs_again(sessions_dir):
     cut = fold(events[: events.index(reruns[2]) + 1])  # while 0:2 ran again
     assert cut.rerunning and cut.rerun_cells == ["0:2"] and cut.cells["0:2"].rerunning
     assert cut.cells["0:2"].status == "ok", "the recorded outcome stands"
+
+
+async def test_a_resume_serves_a_recorded_compaction_instead_of_asking_again(sessions_dir):
+    from scripted import ScriptedModel
+
+    from rlm_tui.events import HistoryCompacted
+
+    steps = [cell(f"p{i} = 'x' * 900\nprint(p{i})") for i in range(1, 5)]
+    steps.append(cell("FINAL(len(p1) + len(p4))"))
+    stopped = await Run(
+        RunConfig(
+            query="q",
+            sessions_dir=sessions_dir,
+            compact_at=700,
+            limits=Limits(max_calls=5),
+            on_budget="stop",
+        ),
+        model=ScriptedModel({"q": steps}),
+    ).execute()
+    assert stopped.status == "budget"
+    live = ScriptedModel({"q": steps})
+    resumed = await resume_run(
+        stopped.session_dir, live_model=live, limits=Limits(max_calls=20)
+    ).execute()
+    assert resumed.answer == 1800, "the variables made before the compaction are rebuilt"
+    assert [(info.purpose, info.step) for info, _ in live.seen] == [("agent", 5)]
+    events = read_session(stopped.session_dir).events
+    assert len([e for e in events if isinstance(e, HistoryCompacted)]) == 1
