@@ -837,6 +837,7 @@ class RunScreen(Screen[None]):
         self.notify(f"forked at cell {cell.cell_id}: edit it (e), then resume (space)")
         screen = RunScreen(run, editor=self.editor)
         screen.hold_at = cell.cell_id
+        self.app.current_run = run  # type: ignore[attr-defined]  # the app stops it on quit
         self.app.push_screen(screen)
 
     def action_fork_diff(self) -> None:
