@@ -186,10 +186,11 @@ class Subcalls:
         by_hand: bool = False,
         bind_var: str | None = None,
         schema: dict[str, Any] | None = None,
+        child_id: str | None = None,
     ) -> Value:
         """Run a child agent to its answer (its recorded answer when resuming)."""
         run = self._run
-        child_id = parent.next_child_id()
+        child_id = child_id or parent.next_child_id()
         recorded = run.replay.answer(child_id)
         if recorded is not None:
             return recorded
