@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from openai_server import OpenAIServer, Reply
+from openai_server import OpenAIServer, Reply, prompt_chars
 from scripted import cell
 
 from rlm_tui.engine.budget import Limits
@@ -156,3 +156,97 @@ async def test_a_failed_attempt_s_partial_text_is_cleared(server, sessions_dir):
         if '"notice"' in line
     ]
     assert any("stream was cut" in n for n in notices)
+
+
+class Overlap:
+    """How many requests the server holds at once, at most."""
+
+    def __init__(self) -> None:
+        self._lock, self.now, self.most = threading.Lock(), 0, 0
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(seconds)
+        with self._lock:
+            self.now -= 1
+
+
+def batch_run(server: OpenAIServer, sessions: Path, model: str, limits: Limits) -> Run:
+    config = RunConfig(
+        query="root",
+        model=model,
+        api_base=server.base_url,
+        sessions_dir=sessions,
+        limits=limits,
+        on_budget="stop",
+    )
+    return Run(config)
+
+
+async def test_a_batch_under_a_completion_budget_runs_concurrently(server, sessions_dir):
+    overlap = Overlap()
+    fan_out = cell("r = llm_query_batched([f'p{i}' for i in range(8)])\nFINAL(r)")
+
+    def reply(request: dict) -> Reply:
+        if query_of(request) == "root":
+            return Reply(text=fan_out, completion_tokens=min(100, request["max_tokens"]))
+        overlap.hold(0.3)  # each call spends all it was given
+        return Reply(text="ok", completion_tokens=request["max_tokens"])
+
+    server.script(reply)
+    result = await batch_run(
+        server, sessions_dir, "openai/test-model", Limits(max_completion_tokens=1000)
+    ).execute()
+    assert result.status == "answered", result.reason
+    batch = [r["max_tokens"] for r in server.requests[1:]]
+    assert len(batch) == 8 and overlap.most == 8
+    assert server.requests[0]["max_tokens"] == 1000  # one call alone: all of it
+    assert sum(batch) <= 900 and min(batch) >= 100  # a fair share each of what was left
+    assert result.usage.completion_tokens <= 1000
+
+
+async def test_max_prompt_tokens_is_exact_under_fan_out(server, sessions_dir):
+    """Each call of the batch holds its estimated prompt (the server counts characters / 4
+    too): three fit beside the root's, the fourth is refused, none passes the limit."""
+    overlap = Overlap()
+    fan_out = cell("r = llm_query_batched([f'{i}' * 40_000 for i in range(8)])\nFINAL(r)")
+
+    def reply(request: dict) -> Reply:
+        if query_of(request) == "root":
+            return Reply(text=fan_out)
+        overlap.hold(0.2)
+        return Reply(text="ok")
+
+    server.script(reply)
+    result = await batch_run(
+        server, sessions_dir, "openai/test-model", Limits(max_prompt_tokens=35_000)
+    ).execute()
+    assert prompt_chars(server.requests[0]) < 20_000  # the root's first prompt: < 5,000 tokens
+    assert result.status == "budget" and result.exit_code == 3
+    assert "prompt token limit 35,000 would be passed" in result.reason
+    assert len(server.requests) == 4 and overlap.most == 3
+    assert result.usage.prompt_tokens <= 35_000
+
+
+async def test_max_cost_is_exact_under_fan_out(server, sessions_dir):
+    """A priced model: each call holds its prompt's cost and ``max_tokens`` at the completion
+    price (its fair share of the money left); replies that spend all of it stay in budget."""
+    overlap = Overlap()
+    fan_out = cell("r = llm_query_batched([f'p{i}' for i in range(8)])\nprint(r)")
+
+    def reply(request: dict) -> Reply:
+        if query_of(request) == "root":  # the batch, then (no money left) an answer
+            return Reply(text=fan_out, completion_tokens=50)
+        overlap.hold(0.2)
+        return Reply(text="ok", completion_tokens=request["max_tokens"])
+
+    server.script(reply)
+    limits = Limits(max_cost=0.001)
+    result = await batch_run(server, sessions_dir, "openai/gpt-4o-mini", limits).execute()
+    assert result.status == "budget" and result.exit_code == 3, result.reason
+    assert "cost limit $0.0010 would be passed" in result.reason
+    assert len(server.requests) == 9 and overlap.most == 8
+    assert all(r.get("max_tokens") for r in server.requests)
+    assert 0.0009 < result.usage.cost <= 0.001

@@ -1,23 +1,27 @@
 """Limits with hard stops: each check names the limit that ran out and the agent at fault.
 
-Calls in flight count: a call takes its place in the call budget, and its share of the
-completion-token budget (sent to the provider as ``max_tokens``), before it starts, so any
-number of concurrent calls cannot pass a limit between them.
+Calls in flight count: before it starts, a call takes its place in the call budget, its
+estimated prompt tokens, its fair share of the completion-token budget (sent to the provider
+as ``max_tokens``) and, at its model's price, what that may cost; so any number of concurrent
+calls cannot pass a limit between them (prompt tokens within their estimate).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, field_validator
 
 from rlm_tui import defaults
 from rlm_tui.errors import BudgetExceeded
 from rlm_tui.events import Usage
+from rlm_tui.models.base import Price
 
 
 class Limits(BaseModel):
@@ -41,6 +45,40 @@ class Limits(BaseModel):
 
 EXTRACT_TOKENS = 256
 """Completion tokens kept back for the extraction at a budget stop (at most a quarter)."""
+MIN_SHARE = 32
+"""The fewest completion tokens a call gets of a shared budget: below that it waits its turn."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a call is about to send: its prompt tokens (estimated) and its model's price."""
+
+    prompt_tokens: int = 0
+    price: Price | None = None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What calls in flight may spend: prompt tokens, completion tokens (None: no limit),
+    cost (at the model's price, when it has one)."""
+
+    prompt_tokens: int
+    completion_tokens: int | None
+    cost: float
+
+    def __add__(self, other: _Held) -> _Held:
+        return _Held(
+            self.prompt_tokens + other.prompt_tokens,
+            (self.completion_tokens or 0) + (other.completion_tokens or 0),
+            self.cost + other.cost,
+        )
+
+    def __sub__(self, other: _Held) -> _Held:
+        return _Held(
+            self.prompt_tokens - other.prompt_tokens,
+            (self.completion_tokens or 0) - (other.completion_tokens or 0),
+            self.cost - other.cost,
+        )
 
 
 class Budget:
@@ -57,7 +95,11 @@ class Budget:
         self.started = time.monotonic()
         self.max_depth_seen = 0
         self.in_flight = 0
-        self._reserved_completion = 0
+        self._held = _Held(0, 0, 0.0)
+        """What the calls in flight may still spend."""
+        self._wanting = 0
+        """Calls waiting for a slot or their place, and those taking it."""
+        self._settles = 0
         self._settled = asyncio.Condition()
 
     @property
@@ -83,34 +125,58 @@ class Budget:
             )
 
     @asynccontextmanager
-    async def reserve(self, agent_id: str, reserved: bool = False) -> AsyncIterator[int | None]:
-        """Hold a place for one call; yields its ``max_tokens`` (None: no completion limit).
+    async def reserve(
+        self,
+        agent_id: str,
+        slots: asyncio.Semaphore,
+        need: Need,
+        reserved: bool = False,
+    ) -> AsyncIterator[int | None]:
+        """Wait for a free slot, then hold a place for one call; yields its ``max_tokens``
+        (None: no completion limit). What the call may spend is held until it settles.
 
-        A call that finds the completion budget all reserved by calls in flight waits for
-        them to settle; when nothing is left it is refused.
+        A call that does not fit beside the calls in flight waits for them to settle; when
+        nothing is in flight and it still does not fit, it is refused.
         """
-        max_tokens = await self._take(agent_id, reserved)
+        self._wanting += 1
         try:
-            yield max_tokens
+            await asyncio.sleep(0)  # the other calls of a batch, started with this one, count
+            await slots.acquire()
+            try:
+                held = self._take_reserved(agent_id, need) if reserved else None
+                if held is None:
+                    held = await self._take(agent_id, need)
+            except BaseException:
+                slots.release()
+                raise
         finally:
+            self._wanting -= 1
+        self.in_flight += 1
+        self._held = self._held + held
+        try:
+            yield held.completion_tokens
+        finally:
+            slots.release()
             self.in_flight -= 1
-            self._reserved_completion -= max_tokens or 0
+            self._held = self._held - held
+            self._settles += 1
             async with self._settled:
                 self._settled.notify_all()
 
-    async def _take(self, agent_id: str, reserved: bool) -> int | None:
+    def _take_reserved(self, agent_id: str, need: Need) -> _Held:
+        """The call kept back for the extraction at a budget stop: what is left is its own."""
+        cap = self.limits.max_completion_tokens
+        if cap is None:
+            return _Held(need.prompt_tokens, None, 0.0)
+        kept = cap - self.usage.completion_tokens
+        if kept <= 0:
+            raise self._completion_exceeded(agent_id)
+        return _Held(need.prompt_tokens, kept, 0.0)
+
+    async def _take(self, agent_id: str, need: Need) -> _Held:
         lim = self.limits
-        if reserved:  # the call kept back for the extraction at a budget stop
-            if lim.max_completion_tokens is None:
-                self.in_flight += 1
-                return None
-            kept = lim.max_completion_tokens - self.usage.completion_tokens
-            if kept <= 0:
-                raise self._completion_exceeded(agent_id)
-            self.in_flight += 1
-            self._reserved_completion += kept
-            return kept
         while True:
+            seen = self._settles
             calls = self.usage.calls + self.in_flight
             if lim.max_calls is not None and calls >= lim.max_calls - self.reserve_calls:
                 raise BudgetExceeded(
@@ -119,19 +185,64 @@ class Budget:
                     agent_id,
                 )
             self.check_spent(agent_id)
-            if lim.max_completion_tokens is None:
-                self.in_flight += 1
-                return None
-            left = lim.max_completion_tokens - self.reserve_tokens - self.usage.completion_tokens
-            free = left - self._reserved_completion
-            if left <= 0 or (free <= 0 and self.in_flight == 0):
-                raise self._completion_exceeded(agent_id)
-            if free > 0:
-                self.in_flight += 1
-                self._reserved_completion += free
-                return free
+            held = self._fit(agent_id, need)
+            if held is not None:
+                return held
             async with self._settled:
-                await self._settled.wait()
+                await self._settled.wait_for(functools.partial(self._settled_since, seen))
+
+    def _settled_since(self, seen: int) -> bool:
+        return self._settles != seen
+
+    def _fit(self, agent_id: str, need: Need) -> _Held | None:
+        """What this call may spend beside the calls in flight, or None to wait for them.
+
+        The completion and cost budgets left are shared fairly among the calls waiting for
+        their place (at least ``MIN_SHARE`` tokens a call), so a batch runs concurrently.
+        """
+        lim, used, held = self.limits, self.usage, self._held
+        waiting = max(1, self._wanting)
+        if lim.max_prompt_tokens is not None:
+            room = lim.max_prompt_tokens - used.prompt_tokens - held.prompt_tokens
+            if need.prompt_tokens > room:
+                if self.in_flight:
+                    return None
+                raise BudgetExceeded(
+                    "prompt_tokens",
+                    f"prompt token limit {lim.max_prompt_tokens:,} would be passed: a call of "
+                    f"about {need.prompt_tokens:,} with {max(room, 0):,} left at agent {agent_id}",
+                    agent_id,
+                )
+        max_tokens: int | None = None
+        if lim.max_completion_tokens is not None:
+            left = lim.max_completion_tokens - self.reserve_tokens - used.completion_tokens
+            free = left - (held.completion_tokens or 0)
+            if left <= 0 or (free <= 0 and not self.in_flight):
+                raise self._completion_exceeded(agent_id)
+            if free <= 0:
+                return None
+            max_tokens = min(free, max(MIN_SHARE, free // waiting))
+        price = need.price
+        if lim.max_cost is None or price is None:
+            return _Held(need.prompt_tokens, max_tokens, 0.0)
+        room_cost = lim.max_cost - used.cost - held.cost
+        prompt_cost = price.prompt * need.prompt_tokens
+        share = min(room_cost, max(room_cost / waiting, prompt_cost + MIN_SHARE * price.completion))
+        if price.completion > 0:
+            affordable = math.floor((share - prompt_cost) / price.completion)
+            max_tokens = affordable if max_tokens is None else min(max_tokens, affordable)
+        if share < prompt_cost or (max_tokens is not None and max_tokens < 1):
+            if self.in_flight:
+                return None
+            raise BudgetExceeded(
+                "cost",
+                f"cost limit ${lim.max_cost:.4f} would be passed: a call of about "
+                f"${prompt_cost + price.completion:.4f} with ${max(room_cost, 0):.4f} left "
+                f"at agent {agent_id}",
+                agent_id,
+            )
+        cost = prompt_cost + (max_tokens or 0) * price.completion
+        return _Held(need.prompt_tokens, max_tokens, cost)
 
     def record(self, usage: Usage) -> None:
         self.usage.add(usage)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rlm_tui.errors import ModelError, UsageError
-from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
+from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message, Price
 from rlm_tui.models.chat_stream import ChatStream, CutStream, stream_url
 from rlm_tui.redact import mask_url_credentials, redact, remember
 
@@ -115,11 +115,26 @@ class LiteLLMModel:
         self.stream = stream
         self._route = model
         self._chat_stream: ChatStream | None = None
+        self._price: Price | None = None
+        self._priced = False
         if api_base and "/" not in model:
             try:
                 _litellm().get_llm_provider(model=model)
             except Exception:
                 self._route = f"openai/{model}"
+
+    def price(self) -> Price | None:
+        """The model's price in litellm's list (None for one it does not price: free)."""
+        if not self._priced:
+            self._priced = True
+            try:
+                info = _litellm().get_model_info(self._route)
+                prompt = float(info.get("input_cost_per_token") or 0.0)
+                completion = float(info.get("output_cost_per_token") or 0.0)
+                self._price = Price(prompt, completion) if prompt or completion else None
+            except Exception:
+                self._price = None
+        return self._price
 
     @property
     def _where(self) -> str:
