@@ -65,7 +65,6 @@ from rlm_tui.redact import mask_url_credentials
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
 
 log = logging.getLogger(__name__)
-DEFAULT_CONCURRENCY = 8
 
 
 class RunConfig(BaseModel):
@@ -103,7 +102,7 @@ class RunConfig(BaseModel):
     stream: bool = True
     request_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
     """Seconds one model request may take before it is retried."""
-    max_concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1)
+    max_concurrency: int = Field(defaults.MAX_CONCURRENCY, ge=1)
     """Model calls at once across the run; more wait their turn."""
     append_to: Path | None = None
     """An existing session directory to go on in (resume, fork) instead of a new one."""
