@@ -45,6 +45,10 @@ class Limits(BaseModel):
 
 EXTRACT_TOKENS = 256
 """Completion tokens kept back for the extraction at a budget stop (at most a quarter)."""
+EXTRACT_PROMPT_TOKENS = 4096
+"""Prompt tokens kept back for it (its trajectory is cut to what is left)."""
+EXTRACT_SECONDS = 30.0
+"""Seconds of ``max_time`` kept back for it (the run stops that much earlier)."""
 MIN_SHARE = 32
 """The fewest completion tokens a call gets of a shared budget: below that it waits its turn."""
 
@@ -84,13 +88,25 @@ class _Held:
 class Budget:
     """The run's spending so far and the calls in flight, checked around every model call."""
 
-    def __init__(self, limits: Limits, reserve_calls: int = 0) -> None:
+    def __init__(
+        self, limits: Limits, reserve_calls: int = 0, extract_price: Price | None = None
+    ) -> None:
+        """``reserve_calls``: calls kept back for the extraction at a budget stop, and with
+        them a quarter (at most ``EXTRACT_*``) of each limit, so the extraction fits it too;
+        ``extract_price``: the price of the model that extracts."""
         self.limits = limits
         self.reserve_calls = reserve_calls
-        """Calls kept back from ``max_calls`` (the extraction at a budget stop)."""
-        cap = limits.max_completion_tokens
-        self.reserve_tokens = min(EXTRACT_TOKENS, cap // 4) if reserve_calls and cap else 0
-        """Completion tokens kept back with them, so the extraction fits the limit too."""
+        keep = bool(reserve_calls)
+        self.reserve_tokens = int(_quarter(limits.max_completion_tokens, EXTRACT_TOKENS, keep))
+        self.reserve_prompt = int(_quarter(limits.max_prompt_tokens, EXTRACT_PROMPT_TOKENS, keep))
+        self.reserve_time = _quarter(limits.max_time, EXTRACT_SECONDS, keep)
+        most = 0.0
+        if extract_price is not None:
+            tokens = self.reserve_prompt or EXTRACT_PROMPT_TOKENS
+            most = tokens * extract_price.prompt
+            most += (self.reserve_tokens or EXTRACT_TOKENS) * extract_price.completion
+        self.reserve_cost = _quarter(limits.max_cost, most, keep)
+        self._extract_price = extract_price
         self.usage = Usage()
         self.started = time.monotonic()
         self.max_depth_seen = 0
@@ -164,14 +180,48 @@ class Budget:
                 self._settled.notify_all()
 
     def _take_reserved(self, agent_id: str, need: Need) -> _Held:
-        """The call kept back for the extraction at a budget stop: what is left is its own."""
-        cap = self.limits.max_completion_tokens
-        if cap is None:
-            return _Held(need.prompt_tokens, None, 0.0)
-        kept = cap - self.usage.completion_tokens
-        if kept <= 0:
-            raise self._completion_exceeded(agent_id)
+        """The call kept back for the extraction at a budget stop: what is left is its own
+        (its messages are cut to the prompt tokens left, see ``prompt_left``)."""
+        lim, used = self.limits, self.usage
+        kept: int | None = None
+        if lim.max_completion_tokens is not None:
+            kept = lim.max_completion_tokens - used.completion_tokens
+            if kept <= 0:
+                raise self._completion_exceeded(agent_id)
+        price = need.price
+        if lim.max_cost is not None and price is not None and price.completion > 0:
+            prompt_cost = need.prompt_tokens * price.prompt
+            affordable = math.floor((lim.max_cost - used.cost - prompt_cost) / price.completion)
+            if affordable < 1:
+                raise BudgetExceeded(
+                    "cost", f"cost limit ${lim.max_cost:.4f} left no room to extract", agent_id
+                )
+            kept = affordable if kept is None else min(kept, affordable)
         return _Held(need.prompt_tokens, kept, 0.0)
+
+    def prompt_left(self) -> int | None:
+        """Prompt tokens the extraction may send (None: no limit): what is left of the prompt
+        budget, and what the money left buys beside its completion."""
+        lim, used, price = self.limits, self.usage, self._extract_price
+        cap = lim.max_prompt_tokens
+        left = None if cap is None else max(0, cap - used.prompt_tokens)
+        if lim.max_cost is not None and price is not None and price.prompt > 0:
+            money = lim.max_cost - used.cost
+            money -= (self.reserve_tokens or EXTRACT_TOKENS) * price.completion
+            affordable = max(0, math.floor(money / price.prompt))
+            left = affordable if left is None else min(left, affordable)
+        return left
+
+    def time_left(self) -> float | None:
+        """Seconds left of ``max_time`` (None: no limit); the extraction must end within it."""
+        cap = self.limits.max_time
+        return None if cap is None else max(0.0, cap - self.elapsed)
+
+    @property
+    def time_to_stop(self) -> float | None:
+        """When the run stops for its time limit: its reserve before the limit."""
+        cap = self.limits.max_time
+        return None if cap is None else cap - self.reserve_time
 
     async def _take(self, agent_id: str, need: Need) -> _Held:
         lim = self.limits
@@ -203,7 +253,8 @@ class Budget:
         lim, used, held = self.limits, self.usage, self._held
         waiting = max(1, self._wanting)
         if lim.max_prompt_tokens is not None:
-            room = lim.max_prompt_tokens - used.prompt_tokens - held.prompt_tokens
+            room = lim.max_prompt_tokens - self.reserve_prompt - used.prompt_tokens
+            room -= held.prompt_tokens
             if need.prompt_tokens > room:
                 if self.in_flight:
                     return None
@@ -225,7 +276,7 @@ class Budget:
         price = need.price
         if lim.max_cost is None or price is None:
             return _Held(need.prompt_tokens, max_tokens, 0.0)
-        room_cost = lim.max_cost - used.cost - held.cost
+        room_cost = lim.max_cost - self.reserve_cost - used.cost - held.cost
         prompt_cost = price.prompt * need.prompt_tokens
         share = min(room_cost, max(room_cost / waiting, prompt_cost + MIN_SHARE * price.completion))
         if price.completion > 0:
@@ -280,6 +331,11 @@ class Budget:
 
     def check_time(self, agent_id: str | None = None) -> None:
         lim = self.limits
-        if lim.max_time is not None and self.elapsed > lim.max_time:
+        if lim.max_time is not None and self.elapsed > lim.max_time - self.reserve_time:
             where = f" at agent {agent_id}" if agent_id else ""
             raise BudgetExceeded("time", f"time limit {lim.max_time:g} s reached{where}", agent_id)
+
+
+def _quarter(limit: float | None, most: float, keep: bool) -> float:
+    """What the extraction keeps back of a limit: a quarter of it, at most ``most``."""
+    return 0.0 if not keep or limit is None else min(most, limit / 4)
