@@ -3,6 +3,7 @@ calls reserved before they start, max_tokens from what is left, a bound on calls
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,10 +16,11 @@ import pytest
 from openai_server import OpenAIServer, Reply, prompt_chars
 from scripted import cell
 
-from rlm_tui.engine.budget import Limits
+from rlm_tui.engine.budget import Budget, Limits, Need
 from rlm_tui.engine.extract import extraction_messages
 from rlm_tui.engine.run import Run, RunConfig
-from rlm_tui.events import ModelDelta, ModelResponse
+from rlm_tui.errors import BudgetExceeded
+from rlm_tui.events import ModelDelta, ModelResponse, Usage
 from rlm_tui.models.base import estimate_tokens
 from rlm_tui.session.store import read_session
 
@@ -334,3 +336,34 @@ def test_an_extraction_s_trajectory_is_cut_to_what_is_left():
     kept = extraction_messages(turns, "limit", None, max_tokens=1500)
     assert kept[0] == system and kept[1]["content"] == "Query: q"  # the oldest turns went first
     assert kept[2]["role"] == "assistant" and "u5" in kept[-1]["content"]
+
+
+async def test_the_completion_budget_is_shared_fairly_with_a_floor():
+    """Calls started together split what is left (at least 32 tokens each: the others wait
+    for the calls in flight to settle); once nothing is left a call is refused."""
+    budget = Budget(Limits(max_completion_tokens=200))
+    slots = asyncio.Semaphore(16)
+    given: list[int | None] = []
+    release = asyncio.Event()
+
+    async def call(spend: int) -> None:
+        async with budget.reserve("a", slots, Need()) as max_tokens:
+            given.append(max_tokens)
+            await release.wait()
+            budget.record(Usage(completion_tokens=spend, calls=1))
+
+    four = [asyncio.ensure_future(call(10)) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    assert given == [50, 50, 50, 50]  # 200 among four
+    eight = [asyncio.ensure_future(call(10)) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    assert given[4:] == []  # nothing free: they wait for the four
+    release.set()
+    await asyncio.gather(*four, *eight)
+    assert given[4:9] == [32] * 5  # 160 left among eight is 20: the floor, for five of them
+    assert len(given) == 12 and all(g and g >= 1 for g in given[9:])  # the rest, once settled
+    assert budget.usage.completion_tokens == 120
+    budget.record(Usage(completion_tokens=80, calls=1))
+    with pytest.raises(BudgetExceeded, match="completion token limit"):
+        async with budget.reserve("a", slots, Need()):
+            pass
