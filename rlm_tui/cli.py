@@ -172,7 +172,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency",
         type=_positive_int,
         metavar="N",
-        help="model calls at once across the run; more wait their turn (default 8)",
+        help="model calls at once across the run; more wait their turn "
+        f"(default {defaults.MAX_CONCURRENCY})",
     )
     parser.add_argument(
         "--output-schema",

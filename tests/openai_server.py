@@ -32,6 +32,8 @@ class Reply:
     """Reported as usage.completion_tokens_details.reasoning_tokens."""
     malformed: bool = False
     cut_stream: bool = False
+    stream_usage: bool = True
+    """False: a stream that ends without a usage chunk, as some servers send."""
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -106,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
             usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
         model = request.get("model", "test-model")
         if request.get("stream"):
-            self._stream(reply, model, usage, bool(request.get("stream_options")))
+            with_usage = bool(request.get("stream_options")) and reply.stream_usage
+            self._stream(reply, model, usage, with_usage)
         elif reply.malformed:
             self._raw(200, b'{"id": "x", "choices": [{"message": ', "application/json")
         else:

@@ -24,24 +24,41 @@ def server():
         yield s
 
 
-def model(server: OpenAIServer, **kwargs) -> LiteLLMModel:
+def model(server: OpenAIServer, name: str = "openai/test-model", **kwargs) -> LiteLLMModel:
     options = {"api_key": KEY, "backoff": 0.01, "timeout": 5.0} | kwargs
-    return LiteLLMModel("openai/test-model", api_base=server.base_url, **options)
+    return LiteLLMModel(name, api_base=server.base_url, **options)
 
 
+STREAMS = pytest.mark.parametrize(
+    "name", ["openai/test-model", "hosted_vllm/test-model"], ids=["own-reader", "litellm"]
+)
+"""An ``openai/`` model at an API base streams through our own reader, others through litellm."""
+
+
+@STREAMS
 @pytest.mark.parametrize("stream", [True, False])
-async def test_completion_with_usage(server, stream):
+async def test_completion_with_usage(server, stream, name):
     server.script(
         [Reply(text="Rivers run to the sea, mostly.", prompt_tokens=11, completion_tokens=7)]
     )
     deltas: list[str] = []
-    done = await model(server, stream=stream).complete(MESSAGES, INFO, deltas.append)
+    done = await model(server, name, stream=stream).complete(MESSAGES, INFO, deltas.append)
     assert done.text == "Rivers run to the sea, mostly."
     assert (done.prompt_tokens, done.completion_tokens) == (11, 7)
     if stream:
         assert len(deltas) > 1 and "".join(deltas) == done.text
         assert server.requests[0]["stream"] is True
+        headers = {k.lower(): v for k, v in server.headers[0].items()}
+        own = headers.get("user-agent", "").startswith("python-httpx")
+        assert own == name.startswith("openai/"), headers
     assert server.requests[0]["messages"] == MESSAGES
+
+
+async def test_a_stream_without_usage_is_counted_by_the_tokenizer(server):
+    server.script([Reply(text="a few words of reply", stream_usage=False)])
+    done = await model(server).complete(MESSAGES, INFO)
+    assert done.text == "a few words of reply"
+    assert done.prompt_tokens > 0 and done.completion_tokens > 0
 
 
 async def test_known_model_is_priced(server):
@@ -110,11 +127,12 @@ async def test_malformed_reply_is_retried(server, stream):
     assert len(server.requests) == 2
 
 
-async def test_cut_stream_is_retried(server):
+@STREAMS
+async def test_cut_stream_is_retried(server, name):
     server.script(
         [Reply(text="a reply long enough to be cut in half", cut_stream=True), Reply(text="whole")]
     )
-    done = await model(server).complete(MESSAGES, INFO)
+    done = await model(server, name).complete(MESSAGES, INFO)
     assert done.text == "whole"
     assert len(server.requests) == 2
 

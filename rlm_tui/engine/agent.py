@@ -39,6 +39,7 @@ from rlm_tui.events import (
 )
 from rlm_tui.kernel.base import Kernel, OutputStream
 from rlm_tui.kernel.prelude import EXPECT_NAME, INPUT_NAME, TOOLS_NAME
+from rlm_tui.models.base import estimate_tokens
 
 if TYPE_CHECKING:
     from rlm_tui.engine.control import Decision, GateKind
@@ -299,7 +300,7 @@ class Agent:
             self.messages.append({"role": "user", "content": "\n\n".join(feedback)})
 
     def _tokens(self) -> int:
-        return sum(len(str(m["content"])) for m in self.messages) // 4
+        return estimate_tokens(self.messages)
 
     async def _compact(self, sent: int) -> int:
         """Replace the turns between the query and the latest feedback by a model's summary.

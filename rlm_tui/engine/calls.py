@@ -1,7 +1,7 @@
 """Model calls of a run: which model serves whom, and one call with its events and budget.
 
 Every model call of every agent goes through ``ModelCalls.call``: it waits for a free slot,
-takes its place in the budget, its request, deltas and response leave as events, and its
+takes its place in the budget (with its estimated prompt tokens and its model's price), its request, deltas and response leave as events, and its
 usage is counted after it.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from rlm_tui.engine.budget import Budget
+from rlm_tui.engine.budget import Budget, Need
 from rlm_tui.events import (
     BudgetUpdate,
     Event,
@@ -24,7 +24,7 @@ from rlm_tui.events import (
     Notice,
     Usage,
 )
-from rlm_tui.models.base import CallInfo, Model
+from rlm_tui.models.base import CallInfo, Model, estimate_tokens, price_of
 from rlm_tui.models.registry import make_model
 
 
@@ -137,7 +137,8 @@ class ModelCalls:
         """One model call; returns its text and its usage (already counted in the budget).
 
         A ``reserved`` call is the one the budget kept back for extraction: not checked."""
-        async with self._slots, self.budget.reserve(info.agent_id, reserved) as max_tokens:
+        need = Need(estimate_tokens(messages), price_of(model))
+        async with self.budget.reserve(info.agent_id, self._slots, need, reserved) as max_tokens:
             return await self._call(model, info, messages, new_messages, max_tokens, reserved)
 
     async def _call(

@@ -61,12 +61,11 @@ from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
 from rlm_tui.kernel.rundirs import private_dir
 from rlm_tui.kernel.sandbox import SandboxMode, SandboxPolicy, resolve_sandbox
-from rlm_tui.models.base import CallInfo, Model
+from rlm_tui.models.base import CallInfo, Model, price_of
 from rlm_tui.redact import mask_url_credentials
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
 
 log = logging.getLogger(__name__)
-DEFAULT_CONCURRENCY = 8
 
 
 class RunConfig(BaseModel):
@@ -104,7 +103,7 @@ class RunConfig(BaseModel):
     stream: bool = True
     request_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
     """Seconds one model request may take before it is retried."""
-    max_concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1)
+    max_concurrency: int = Field(defaults.MAX_CONCURRENCY, ge=1)
     """Model calls at once across the run; more wait their turn."""
     append_to: Path | None = None
     """An existing session directory to go on in (resume, fork) instead of a new one."""
@@ -236,7 +235,11 @@ class Run:
             config.api_base, config.demo_delay, config.stream, config.request_timeout
         )
         self.models = Models.build(config.model, config.sub_model, make, model, sub_model)
-        self.budget = Budget(config.limits, reserve_calls=int(config.on_budget == "extract"))
+        self.budget = Budget(
+            config.limits,
+            reserve_calls=int(config.on_budget == "extract"),
+            extract_price=price_of(self.models.model),
+        )
         self.budget.usage = self.replay.usage
         self.calls = ModelCalls(self.budget, self.emit, config.max_concurrency)
         self.subcalls = Subcalls(self)
@@ -327,8 +330,8 @@ class Run:
         )
         self.agents["0"] = self.root
         self._root_task = asyncio.ensure_future(self.root.execute())
-        if self.config.limits.max_time is not None:
-            self._spawn(self._watch_time(self.config.limits.max_time))
+        if self.budget.time_to_stop is not None:
+            self._spawn(self._watch_time(self.budget.time_to_stop))
 
     def _open_session(self) -> Path | None:
         """Take the session's lock; returns the directory if this call created it."""
@@ -475,13 +478,17 @@ class Run:
             return None
         if root is None or not root.messages:
             return None
-        messages = extraction_messages(root.messages, str(cause), root.schema)
+        budget = self.budget
+        messages = extraction_messages(root.messages, str(cause), root.schema, budget.prompt_left())
         info = CallInfo(root.id, root.depth, root.step, "extract", root.query)
+        call = self.calls.call(self.models.model, info, messages, messages[-1:], reserved=True)
         try:
-            text, usage = await self.calls.call(
-                self.models.model, info, messages, messages[-1:], reserved=True
-            )
+            async with asyncio.timeout(budget.time_left()):
+                text, usage = await call
             value = extracted_value(text, root.schema)
+        except TimeoutError:
+            self.emit(Notice(agent_id=root.id, message="no answer could be extracted in time"))
+            return None
         except (RlmError, AnswerMismatch) as exc:
             self.emit(Notice(agent_id=root.id, message=f"no answer could be extracted: {exc}"))
             return None
@@ -552,7 +559,7 @@ class Run:
 
     async def _watch_time(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        self.fail(BudgetExceeded("time", f"time limit {seconds:g} s reached"))
+        self.fail(BudgetExceeded("time", f"time limit {self.config.limits.max_time:g} s reached"))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

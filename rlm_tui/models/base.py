@@ -40,6 +40,25 @@ class Completion:
     """Completion tokens spent on hidden reasoning (part of completion_tokens)."""
 
 
+@dataclass(frozen=True)
+class Price:
+    """US dollars per token, as litellm's price list has them."""
+
+    prompt: float
+    completion: float
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """Prompt tokens of messages before they are sent: characters / 4."""
+    return sum(len(str(m.get("content") or "")) for m in messages) // 4
+
+
+def price_of(model: Model) -> Price | None:
+    """A model's price per token; None when it has none (offline models need not say)."""
+    price = getattr(model, "price", None)
+    return price() if callable(price) else None
+
+
 class Model(Protocol):
     name: str
     is_demo: bool

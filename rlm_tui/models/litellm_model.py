@@ -3,7 +3,9 @@
 ``import litellm`` costs ~2 s here, so it happens on first use (or in ``preload`` on a
 thread). Its price list is read from the package, never fetched: LITELLM_LOCAL_MODEL_COST_MAP
 is set before the import. Retries are ours (429, 5xx, timeouts, broken connections, cut
-streams, malformed replies), so every failure ends as one line in a ModelError.
+streams, malformed replies), so every failure ends as one line in a ModelError. A stream
+from an OpenAI-compatible server given by URL is read by ``chat_stream`` (litellm's stream
+wrapper costs a millisecond a chunk); cost is litellm's accounting either way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from rlm_tui.errors import ModelError, UsageError
-from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
+from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message, Price
+from rlm_tui.models.chat_stream import ChatStream, CutStream, stream_url
 from rlm_tui.redact import mask_url_credentials, redact, remember
 
 _RETRY_AFTER_CAP = 30.0
@@ -111,11 +114,27 @@ class LiteLLMModel:
         self.backoff = backoff
         self.stream = stream
         self._route = model
+        self._chat_stream: ChatStream | None = None
+        self._price: Price | None = None
+        self._priced = False
         if api_base and "/" not in model:
             try:
                 _litellm().get_llm_provider(model=model)
             except Exception:
                 self._route = f"openai/{model}"
+
+    def price(self) -> Price | None:
+        """The model's price in litellm's list (None for one it does not price: free)."""
+        if not self._priced:
+            self._priced = True
+            try:
+                info = _litellm().get_model_info(self._route)
+                prompt = float(info.get("input_cost_per_token") or 0.0)
+                completion = float(info.get("output_cost_per_token") or 0.0)
+                self._price = Price(prompt, completion) if prompt or completion else None
+            except Exception:
+                self._price = None
+        return self._price
 
     @property
     def _where(self) -> str:
@@ -170,15 +189,48 @@ class LiteLLMModel:
         if not self.stream:
             response = await litellm.acompletion(**kwargs)
             text = response.choices[0].message.content or ""
-            return self._completion(litellm, messages, text, response)
+            return self._completion(litellm, messages, text, response.usage, response)
+        reader = self._reader(litellm)
+        if reader is not None:
+            body: dict[str, Any] = {k: kwargs[k] for k in ("messages", "max_tokens") if k in kwargs}
+            body["model"] = self._route.removeprefix("openai/")
+            text, usage = await reader.complete(body, kwargs["api_key"], on_delta)
+        else:
+            text, usage = await self._litellm_stream(litellm, kwargs, on_delta)
+        if not usage:  # a server that sends no usage: counted by litellm's tokenizer
+            usage = {
+                "prompt_tokens": litellm.token_counter(model=self._route, messages=messages),
+                "completion_tokens": litellm.token_counter(model=self._route, text=text),
+            }
+        whole = litellm.ModelResponse(  # for litellm's cost accounting
+            model=self._route,
+            choices=[{"index": 0, "message": {"role": "assistant", "content": text}}],
+            usage=usage,
+        )
+        return self._completion(litellm, messages, text, whole.usage, whole)
+
+    def _reader(self, litellm: Any) -> ChatStream | None:
+        """Our own stream reader for an OpenAI-compatible server given by URL, else None."""
+        if self._chat_stream is None and self.api_base:
+            url = stream_url(self.api_base)
+            if url and _provider(self._route, self.api_base) == "openai":
+                self._chat_stream = ChatStream(url, self.timeout)
+        return self._chat_stream
+
+    async def _litellm_stream(
+        self, litellm: Any, kwargs: dict[str, Any], on_delta: DeltaCallback | None
+    ) -> tuple[str, Any]:
+        """Any other provider's stream through litellm: the text and the usage of its end.
+
+        Only the pieces' text is kept (not litellm's chunk objects, a few KB each)."""
         stream = await litellm.acompletion(
             **kwargs, stream=True, stream_options={"include_usage": True}
         )
         parts: list[str] = []
-        chunks: list[Any] = []
+        usage = None
         finished = False
         async for chunk in stream:
-            chunks.append(chunk)
+            usage = getattr(chunk, "usage", None) or usage
             for choice in chunk.choices or []:
                 piece = getattr(choice.delta, "content", None)
                 if piece:
@@ -188,16 +240,14 @@ class LiteLLMModel:
                 if choice.finish_reason:
                     finished = True
         if not finished:
-            raise _CutStream("the stream ended before the reply was complete")
-        whole = litellm.stream_chunk_builder(chunks, messages=messages)
-        return self._completion(litellm, messages, "".join(parts), whole)
+            raise CutStream("the stream ended before the reply was complete")
+        return "".join(parts), usage
 
     def _completion(
-        self, litellm: Any, messages: list[Message], text: str, response: Any
+        self, litellm: Any, messages: list[Message], text: str, usage: Any, response: Any
     ) -> Completion:
         """Tokens and cost by litellm's own accounting: cached prompt tokens at the cache-read
         price, reasoning tokens counted; a reply without usage is counted by its tokenizer."""
-        usage = getattr(response, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None)
         completion = getattr(usage, "completion_tokens", None)
         if prompt is None:
@@ -254,7 +304,7 @@ class LiteLLMModel:
             return False, f"{where}: the reply repeated one piece over and over (stopped)", None
         if caused_by(json.JSONDecodeError):
             return True, f"{where}: malformed reply (not valid JSON)", None
-        if caused_by(_CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError):
+        if caused_by(CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError):
             return True, f"{where}: the stream was cut before the reply was complete", None
         if caused_by(httpx.ConnectError, ConnectionError, e.APIConnectionError):
             target = mask_url_credentials(self.api_base) if self.api_base else where
@@ -283,11 +333,8 @@ class LiteLLMModel:
             return ""
 
     async def aclose(self) -> None:
-        return None
-
-
-class _CutStream(Exception):
-    pass
+        if self._chat_stream is not None:
+            await self._chat_stream.aclose()
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
