@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import struct
 
 import pytest
@@ -214,7 +216,12 @@ async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool
     kernel = await pool.acquire()
     await kernel.setup("0", None, "none")
     await run(kernel, "x = 41")
-    status, error, _ = await run(kernel, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    # from the host: in the sandbox the kernel is pid 1 of its namespace, which a cell's own
+    # SIGKILL does not reach
+    cell = asyncio.ensure_future(run(kernel, "import time\ntime.sleep(30)"))
+    await asyncio.sleep(0.2)
+    os.kill(kernel.pid, signal.SIGKILL)
+    status, error, _ = await cell
     assert status == "killed" and "killed by signal 9, SIGKILL" in error
     assert not kernel.is_alive()
     await kernel.restart()

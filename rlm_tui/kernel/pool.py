@@ -45,6 +45,7 @@ from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.prelude import SETUP_NAME
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
+from rlm_tui.kernel.zygote import SANDBOXED
 
 START_TIMEOUT = 60.0
 POLL = 0.2
@@ -112,6 +113,9 @@ class Zygote:
         self._connecting: asyncio.Future[asyncio.StreamWriter] | None = None
         self._template_pid: asyncio.Future[int] | None = None
         """The template's own pid, as it reports it (its sandbox's PID namespace's)."""
+        self._host_template: int | None = None
+        self._known: dict[int, int] = {}
+        """The template's children seen so far: pid in the sandbox -> pid on the host."""
 
     def launch(self) -> None:
         """Start the template now; it imports while the host goes on (requests queue)."""
@@ -156,6 +160,7 @@ class Zygote:
                     if future is not None and not future.done():
                         future.set_result(int(message["pid"]))
                 elif "exited" in message:
+                    self._known.pop(int(message["exited"]), None)  # its pid may come again
                     done = self._exits.setdefault(int(message["exited"]), _future())
                     if not done.done():
                         done.set_result(int(message["status"]))
@@ -192,16 +197,23 @@ class Zygote:
             self._template_pid = _future()
         return self._template_pid
 
-    async def host_pid(self, pid: int) -> int:
-        """A kernel's pid as the host sees it: the template, in a sandbox's PID namespace,
-        reports that namespace's pids. The host's /proc says which of the template's children
-        has it (``NSpid``: the pid in each namespace, the host's first)."""
+    async def host_pid(self, pid: int, keeper: bool) -> int:
+        """A kernel's pid as the host sees it, from the pid the template reported.
+
+        The template, in a sandbox's PID namespace, reports that namespace's pids: the host's
+        /proc says which of the template's children has it (``NSpid``: its pid in each
+        namespace, the host's first). ``keeper``: that child is the kernel's keeper (outside
+        the kernel's own PID namespace); the kernel is its one child."""
         assert self._process is not None
         template = await asyncio.shield(self._ready())
-        if template == self._process.pid:
-            return pid  # no namespace between host and template
-        host_template = _descendant(self._process.pid, template, depth=3)
-        found = _descendant(host_template, pid, depth=1) if host_template else None
+        found: int | None = pid
+        if template != self._process.pid:  # a namespace between host and template
+            if self._host_template is None:
+                self._host_template = _descendant(self._process.pid, template, depth=3)
+            found = _child_with_nspid(self._host_template, pid, self._known)
+        if found is not None and keeper:
+            children = _children(found)
+            found = children[0] if children else None
         if found is None:
             raise RuntimeError(f"kernel {pid} of the sandbox is not among its processes")
         return found
@@ -247,21 +259,45 @@ def _future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
 
 
+def _children(pid: int) -> list[int]:
+    below = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            below += [int(child) for child in task.read_text().split()]
+    return below
+
+
+def _inner_pid(pid: int) -> int | None:
+    """The pid of host process ``pid`` in the namespace one level below the host's."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[2])
+    return None
+
+
+def _child_with_nspid(parent: int | None, inner_pid: int, known: dict[int, int]) -> int | None:
+    """The host pid of the child of ``parent`` whose inner pid is ``inner_pid``; ``known``
+    caches the children already read (an entry goes when its process is reaped)."""
+    if parent is None:
+        return None
+    if inner_pid not in known:
+        seen = set(known.values())
+        for child in _children(parent):
+            if child not in seen and (inner := _inner_pid(child)) is not None:
+                known[inner] = child
+    return known.get(inner_pid)
+
+
 def _descendant(ancestor: int, inner_pid: int, depth: int) -> int | None:
     """The host pid of the process under ``ancestor`` (at most ``depth`` levels down) whose pid
     in the namespace one level below the host's is ``inner_pid``."""
     level = [ancestor]
     for _ in range(depth):
-        below = []
-        for pid in level:
-            for task in Path(f"/proc/{pid}/task").glob("*/children"):
-                with contextlib.suppress(OSError, ValueError):
-                    below += [int(child) for child in task.read_text().split()]
+        below = [child for pid in level for child in _children(pid)]
         for pid in below:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("NSpid:") and int(line.split()[2]) == inner_pid:
-                        return pid
+            if _inner_pid(pid) == inner_pid:
+                return pid
         level = below
     return None
 
@@ -354,12 +390,13 @@ class LocalKernel:
         }
         self._pid = await self._zygote.fork(request)
         self._exited = self._zygote.exited(self._pid)
-        self._host_pid = await self._zygote.host_pid(self._pid)
         client = AsyncKernelClient(context=_zmq_context(), session=Session(key=key.encode()))
         client.load_connection_info(info)  # type: ignore[arg-type]
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
         self._client = client
         await self._handshake()
+        # once it answers, the kernel exists (in the sandbox: its keeper's child)
+        self._host_pid = await self._zygote.host_pid(self._pid, keeper=self._sandbox.active)
 
     async def _handshake(self) -> None:
         """kernel_info until its reply and its iopub status both arrive (iopub is then live)."""
@@ -592,7 +629,9 @@ class LocalKernelPool:
     def _in_sandbox(self, argv: list[str], runtime_dir: Path) -> list[str]:
         """The template in the run's sandbox: the runtime root bound read-write at its own path
         (host and kernels name every file alike), its cwd and ``$HOME``."""
-        return self.sandbox.command(argv, scratch=runtime_dir)
+        if not self.sandbox.active:
+            return argv
+        return self.sandbox.command([*argv, SANDBOXED], scratch=runtime_dir)
 
     def launch(self) -> None:
         """Start the template process at once (it imports on its own core meanwhile)."""
