@@ -212,6 +212,47 @@ async def test_two_agents_kernels_from_one_template_share_nothing(pool, host):
     await pool.release(second)
 
 
+SHELL_PROBE = (
+    "import os\nip = get_ipython()\n"
+    "print(hasattr(ip, 'marker'), ip.alias_manager.is_alias('hello'), "
+    "len(ip.events.callbacks['pre_execute']), "
+    "any(type(t).__name__ == 'Mark' for t in ip.ast_transformers), "
+    "'leak' in ip.user_ns_hidden, ip.profile_dir.location.startswith(os.getcwd()), "
+    "ip.kernel is not None, ip.execution_count)"
+)
+
+
+async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, host):
+    """Every kernel's IPython shell is a copy of one the template built: what a cell does to
+    its shell (attributes, aliases, hooks, AST transformers, execution count) stays in that
+    kernel, and each has its own profile directory."""
+    first, second = await pool.acquire(), await pool.acquire()
+    await first.setup("0.1", None, "none", host.bridge.grant("0.1"))
+    await second.setup("0.2", None, "none", host.bridge.grant("0.2"))
+    _, _, before = await run(second, SHELL_PROBE)
+    status, error, _ = await run(
+        first,
+        "ip = get_ipython()\nip.marker = 1\nip.run_line_magic('alias', 'hello echo hi')\n"
+        "ip.events.register('pre_execute', lambda: None)\nimport ast\n"
+        "class Mark(ast.NodeTransformer):\n    pass\nip.ast_transformers.append(Mark())\n"
+        "ip.user_ns_hidden['leak'] = 1",
+    )
+    assert status == "ok", error
+    for _ in range(3):
+        await run(first, "pass")
+    _, _, changed = await run(first, SHELL_PROBE)
+    _, _, after = await run(second, SHELL_PROBE)
+    *shared_before, count_before = before.split()
+    *shared_after, count_after = after.split()
+    *shared_changed, count_changed = changed.split()
+    assert shared_changed[:2] == ["True", "True"] and shared_changed[3:5] == ["True", "True"]
+    assert shared_after == shared_before and shared_after[:2] == ["False", "False"]
+    assert shared_after[5:] == ["True", "True"]  # its own profile, its own kernel
+    assert int(count_after) == int(count_before) + 1 < int(count_changed)
+    await pool.release(first)
+    await pool.release(second)
+
+
 async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):
     kernel = await pool.acquire()
     await kernel.setup("0", None, "none")

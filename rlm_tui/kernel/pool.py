@@ -618,9 +618,10 @@ class LocalKernelPool:
         self._root = private_dir("rlm-kernels-")
         self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
-        self._zygote = Zygote(
-            {**self._env, KERNEL_TAG: str(self._root)}, self._root, wrap or self._in_sandbox
-        )
+        # the shell the template builds puts its profile in IPYTHONDIR: the runtime root's
+        template_env = {**self._env, KERNEL_TAG: str(self._root)}
+        template_env["IPYTHONDIR"] = str(self._root / ".ipython")
+        self._zygote = Zygote(template_env, self._root, wrap or self._in_sandbox)
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
         self._all: set[LocalKernel] = set()
         self._ending: set[asyncio.Future[None]] = set()

@@ -194,6 +194,29 @@ def preload() -> None:
     import yaml  # noqa: F401 - a yaml context
 
 
+SHELL: Any = None
+"""The IPython shell every kernel starts with, built once by the template (``build_shell``)."""
+
+
+def kernel_config() -> Any:
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database: nothing reads it
+    return config
+
+
+def build_shell() -> None:
+    """Build the kernel's IPython shell (a third of a kernel's start) before any fork: each
+    kernel's ``IPythonKernel`` finds it as the shell singleton, a copy that never ran code.
+    It needs no socket: the kernel hands it its own streams and session after the fork."""
+    global SHELL
+    from ipykernel.compiler import XCachingCompiler
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    SHELL = ZMQInteractiveShell.instance(config=kernel_config(), compiler_class=XCachingCompiler)
+
+
 def run_kernel(request: dict[str, Any], template: int) -> None:
     """In the forked child: become a pristine kernel for ``request`` and serve until killed."""
     os.setsid()  # its own process group: killed whole, cell children with it
@@ -211,23 +234,28 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     from ipykernel.kernelapp import IPKernelApp
-    from traitlets.config import Config
 
-    config = Config()
-    config.HistoryManager.enabled = False  # no history database: nothing reads it
     app = IPKernelApp.instance(
         connection_file=request["connection_file"],
         parent_handle=0,  # no parent polling: the death signal does it
         quiet=True,
-        config=config,
+        config=kernel_config(),
     )
     # the traits are set above: skip building a parser for an empty command line (~30 ms)
     app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
     # no heartbeat (its own zmq context and thread): the template reports a kernel's death
     app.init_heartbeat = lambda: None  # type: ignore[method-assign]
-    app.initialize([])
-    assert app.shell is not None
-    prelude.install(app.shell.user_ns)
+    app.initialize([])  # its kernel takes the shell the template built
+    shell = app.shell
+    assert shell is not None and shell is SHELL
+    # what the shell took from the template's process: now this kernel's
+    shell.parent = shell.kernel = app.kernel
+    shell.ipython_dir = app.ipython_dir
+    shell.profile_dir = app.profile_dir
+    shell.starting_dir = os.getcwd()
+    shell.home_dir = os.environ["HOME"]
+    shell.init_environment()
+    prelude.install(shell.user_ns)
     if request.get("memory_limit_mb"):
         prelude.limit_memory(int(request["memory_limit_mb"]))
     app.start()
@@ -320,6 +348,7 @@ def main(argv: list[str]) -> None:
     if SANDBOXED in argv[1:]:
         mount_spare_proc()
     preload()
+    build_shell()
     wire.send(host, {"ready": os.getpid()})
     Template(host).serve()
 
