@@ -13,7 +13,7 @@ import yaml
 from conftest import live_processes_with, our_kernel_processes
 
 from rlm_tui.kernel.bridge import BridgeServer
-from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.pool import SHARED_TEMPLATES, LocalKernelPool
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -180,6 +180,29 @@ async def test_pool_close_stops_kernels_that_are_still_booting():
     await pool.close()
     await asyncio.sleep(0.2)
     assert set(our_kernel_processes()) - before == set()
+
+
+async def test_runs_of_one_process_share_a_template_until_it_closes_them():
+    first = LocalKernelPool(size=0, shared=True)
+    kernel = await first.acquire()
+    await kernel.setup("0", None, "none")
+    await run(kernel, "leftover = 1\nopen('mine.txt', 'w').write('x')")
+    await first.close()
+    second = LocalKernelPool(size=0, shared=True)
+    assert second._zygote is first._zygote  # no template start for the second run
+    template = second._zygote._process
+    assert template is not None and template.poll() is None
+    kernel = await second.acquire()
+    await kernel.setup("0", None, "none")
+    status, error, out = await run(
+        kernel, "import os\nprint('leftover' in globals(), os.path.exists('mine.txt'))"
+    )
+    assert (status, out) == ("ok", "False False\n"), error
+    await second.close()
+    assert template.poll() is None  # it outlives the runs...
+    SHARED_TEMPLATES.close_all()
+    assert template.poll() is not None  # ...until the process closes it (at its exit)
+    assert kernel.pid not in our_kernel_processes()
 
 
 async def test_the_leftover_check_sees_the_suites_kernels():

@@ -1,4 +1,5 @@
-"""Local kernels forked from a per-run template process, a few kept ready ahead of need.
+"""Local kernels forked from a template process, a few kept ready ahead of need; a run's
+pool forks from the template its process shares between runs of the same sandbox settings.
 
 The template (``zygote``) has imported ipykernel, IPython and the prelude once; each kernel is
 a fork of it that was never used, so every agent starts pristine, in tens of milliseconds. The
@@ -17,6 +18,7 @@ own is found and killed (at its end, or at the next start after a kill -9 of the
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -114,6 +116,8 @@ class Zygote:
         self._template_pid: asyncio.Future[int] | None = None
         """The template's own pid, as it reports it (its sandbox's PID namespace's)."""
         self._host_template: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop its connection lives on, once connected."""
         self._known: dict[int, int] = {}
         """The template's children seen so far: pid in the sandbox -> pid on the host."""
 
@@ -136,8 +140,20 @@ class Zygote:
         theirs.close()
         self._socket = ours
 
+    def usable(self) -> bool:
+        """Not ended, and bound to no event loop or to the running one."""
+        if self._gone_reason or (self._process is not None and self._process.poll() is not None):
+            return False
+        if self._loop is None:
+            return True
+        try:
+            return self._loop is asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+
     async def _connect(self) -> asyncio.StreamWriter:
         if self._connecting is None:
+            self._loop = asyncio.get_running_loop()
             self.launch()
             self._connecting = asyncio.ensure_future(self._open())
         return await asyncio.shield(self._connecting)
@@ -597,6 +613,64 @@ def _zmq_context() -> zmq.asyncio.Context:
     return _CONTEXT
 
 
+def new_template(
+    sandbox: Sandbox, env: dict[str, str], wrap: Wrap | None = None
+) -> tuple[Path, Zygote]:
+    """A runtime root and a template for it (not started yet), in ``sandbox``: the runtime
+    root bound read-write at its own path (host and kernels name every file alike), its cwd
+    and ``$HOME``."""
+    for stale in sweep_stale("rlm-kernels-"):  # what unsandboxed kernels of dead runs left
+        kill_tagged(f"{KERNEL_TAG}={stale}")
+    root = private_dir("rlm-kernels-")
+
+    def in_sandbox(argv: list[str], runtime_dir: Path) -> list[str]:
+        if not sandbox.active:
+            return argv
+        return sandbox.command([*argv, SANDBOXED], scratch=runtime_dir)
+
+    # the shell the template builds puts its profile in IPYTHONDIR: the runtime root's
+    template_env = {**env, KERNEL_TAG: str(root), "IPYTHONDIR": str(root / ".ipython")}
+    return root, Zygote(template_env, root, wrap or in_sandbox)
+
+
+class SharedTemplates:
+    """The kernel templates the runs of this process share, one per sandbox and kernel
+    environment: a run after the first forks its kernels at once instead of waiting for a
+    template to start and import. Each runs until ``close_all``, called at the process's exit
+    (it dies with the process anyway, however that ends, and its kernels with it); a template
+    bound to an event loop that is gone is replaced. Kernels of every sharing run have their
+    directories in its runtime root, each seeing only its own in the sandbox."""
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[Any, ...], tuple[Path, Zygote, bool]] = {}
+
+    def get(self, sandbox: Sandbox, env: dict[str, str]) -> tuple[Path, Zygote]:
+        key = (sandbox, tuple(sorted(env.items())))
+        if key in self._templates:
+            root, zygote, _ = self._templates[key]
+            if zygote.usable():
+                return root, zygote
+            self._close(*self._templates.pop(key))
+        root, zygote = new_template(sandbox, env)
+        self._templates[key] = (root, zygote, sandbox.active)
+        return root, zygote
+
+    def close_all(self) -> None:
+        while self._templates:
+            self._close(*self._templates.popitem()[1])
+
+    @staticmethod
+    def _close(root: Path, zygote: Zygote, sandboxed: bool) -> None:
+        zygote.kill()  # its kernels die with it
+        if not sandboxed:
+            kill_tagged(f"{KERNEL_TAG}={root}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+SHARED_TEMPLATES = SharedTemplates()
+atexit.register(SHARED_TEMPLATES.close_all)
+
+
 class LocalKernelPool:
     """Kernels forked ahead of need; ``acquire`` takes a ready one and forks its successor."""
 
@@ -608,31 +682,25 @@ class LocalKernelPool:
         sandbox: Sandbox | None = None,
         pass_env: Sequence[str] = (),
         wrap: Wrap | None = None,
+        shared: bool = False,
     ) -> None:
         """``sandbox``: the run's (default: the machine's, mode auto); ``wrap`` replaces it
-        around the template's command line (tests)."""
+        around the template's command line (tests); ``shared``: fork from this process's
+        template for the same sandbox and environment (``SHARED_TEMPLATES``), not one of its
+        own."""
         self.size = size
         self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
-        for stale in sweep_stale("rlm-kernels-"):  # what unsandboxed kernels of dead runs left
-            kill_tagged(f"{KERNEL_TAG}={stale}")
-        self._root = private_dir("rlm-kernels-")
         self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
-        # the shell the template builds puts its profile in IPYTHONDIR: the runtime root's
-        template_env = {**self._env, KERNEL_TAG: str(self._root)}
-        template_env["IPYTHONDIR"] = str(self._root / ".ipython")
-        self._zygote = Zygote(template_env, self._root, wrap or self._in_sandbox)
+        self._owns_template = not shared or wrap is not None
+        if self._owns_template:
+            self._root, self._zygote = new_template(self.sandbox, self._env, wrap)
+        else:
+            self._root, self._zygote = SHARED_TEMPLATES.get(self.sandbox, self._env)
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
         self._all: set[LocalKernel] = set()
         self._ending: set[asyncio.Future[None]] = set()
         self._closed = False
-
-    def _in_sandbox(self, argv: list[str], runtime_dir: Path) -> list[str]:
-        """The template in the run's sandbox: the runtime root bound read-write at its own path
-        (host and kernels name every file alike), its cwd and ``$HOME``."""
-        if not self.sandbox.active:
-            return argv
-        return self.sandbox.command([*argv, SANDBOXED], scratch=runtime_dir)
 
     def launch(self) -> None:
         """Start the template process at once (it imports on its own core meanwhile)."""
@@ -641,8 +709,9 @@ class LocalKernelPool:
     def abandon(self) -> None:
         """Undo ``launch`` outside any event loop (the run never started)."""
         self._closed = True
-        self._zygote.kill()
-        shutil.rmtree(self._root, ignore_errors=True)
+        if self._owns_template:
+            self._zygote.kill()
+            shutil.rmtree(self._root, ignore_errors=True)
 
     def _launch(self) -> asyncio.Task[LocalKernel]:
         kernel = LocalKernel(
@@ -699,10 +768,11 @@ class LocalKernelPool:
         ending = [*(k.shutdown() for k in list(self._all)), *self._ending]
         await asyncio.gather(*ending, return_exceptions=True)
         self._all.clear()
-        await self._zygote.close()
-        if not self.sandbox.active:
-            kill_tagged(f"{KERNEL_TAG}={self._root}")
-        shutil.rmtree(self._root, ignore_errors=True)
+        if self._owns_template:
+            await self._zygote.close()
+            if not self.sandbox.active:
+                kill_tagged(f"{KERNEL_TAG}={self._root}")
+            shutil.rmtree(self._root, ignore_errors=True)
 
     async def __aenter__(self) -> LocalKernelPool:
         await self.start()

@@ -1,12 +1,13 @@
 """A run's bubblewrap sandbox: model-written code cannot touch the user's machine.
 
-One sandbox per run holds the kernel template and every kernel it forks. It has its own user,
-PID, network, IPC, UTS and mount namespaces; it sees the system's libraries and the Python
-installation read-only, ``--allow-read`` paths read-only, and the run's kernel directory
-read-write (at its host path, so host and kernels name files alike); its own ``/proc`` (no
-host process in it) and no network. Inside it, each kernel hides its siblings' directories in
-namespaces of its own (``zygote.isolate``), and in a PID namespace of its own with its own
-``/proc`` (``zygote.own_pids``). bwrap's ``--die-with-parent`` and the PID namespace
+One sandbox holds the kernel template and every kernel it forks (the runs of a process with
+the same settings share it). It has its own user, PID, network, IPC, UTS and mount
+namespaces; it sees the system's libraries and the Python installation read-only,
+``--allow-read`` paths read-only, and the run's kernel directory read-write (at its host
+path, so host and kernels name files alike); its own ``/proc`` (no host process in it) and no
+network. Inside it, each kernel hides its siblings' directories in namespaces of its own
+(``zygote.isolate``), and is pid 1 of a PID namespace of its own with its own ``/proc``
+(``zygote.own_pids``). bwrap's ``--die-with-parent`` and the PID namespace
 take every process of the sandbox down with the host, however the host dies.
 """
 
