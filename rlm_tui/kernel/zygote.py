@@ -111,8 +111,9 @@ def isolate(root: str, own: str) -> None:
 
 
 def mount_spare_proc() -> None:
-    """In the sandbox (given the capability for it): mount ``SPARE_PROC``, then drop every
-    capability, so the template and its forks hold none in the sandbox's namespaces."""
+    """In the sandbox (given the capability for it): mount ``SPARE_PROC``, then drop the
+    capabilities, so the template and its forks hold none that matters in the sandbox's
+    namespaces."""
     os.makedirs(SPARE_PROC, mode=0o700)
     _mount("proc", SPARE_PROC, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     drop_capabilities()
