@@ -1,5 +1,8 @@
 """Scale figures: fan-out to 64 sub-agents, 32 batched sub-calls, and contexts from 0 to 400 MB.
-Prints JSON. `--pool N` sets the warm kernel pool for the fan-out (default 4)."""
+Prints JSON. `--pool N` sets the warm kernel pool for the fan-out (default 4),
+`--max-concurrency N` the model calls at once (default: the run's default). The fan-out runs
+after the batched run in the same process, as a second run of a session would: it forks from
+the kernel template the first run started."""
 
 from __future__ import annotations
 
@@ -44,7 +47,9 @@ async def run_against(server: OpenAIServer, tmp: Path, **config) -> tuple[Run, l
     return run, events
 
 
-async def fan_out(pool: int, children: int = 64, latency: float = 0.2) -> dict[str, float]:
+async def fan_out(
+    pool: int, max_concurrency: int | None, children: int = 64, latency: float = 0.2
+) -> dict[str, float]:
     def responder(request: dict) -> Reply:
         query = request["messages"][1]["content"]
         if "Query: root" in query:
@@ -57,11 +62,13 @@ async def fan_out(pool: int, children: int = 64, latency: float = 0.2) -> dict[s
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
         server.script(responder)
         started = time.perf_counter()
-        _, events = await run_against(server, Path(tmp), pool_size=pool)
+        limit = {} if max_concurrency is None else {"max_concurrency": max_concurrency}
+        tag = "" if max_concurrency is None else f"_concurrency{max_concurrency}"
+        _, events = await run_against(server, Path(tmp), pool_size=pool, **limit)
         wall = time.perf_counter() - started
     kernels = sum(1 for e in events if isinstance(e, KernelEvent) and e.what == "started")
     return {
-        f"fanout_{children}_subagents_pool{pool}_s": wall,
+        f"fanout_{children}_subagents_pool{pool}{tag}_s": wall,
         "fanout_ideal_s": 2 * latency,
         "fanout_kernels_started": float(kernels),
     }
@@ -146,9 +153,9 @@ def context_scale(sizes: list[int]) -> dict[str, float]:
     return figures
 
 
-async def main(pool: int, sizes: list[int]) -> None:
+async def main(pool: int, max_concurrency: int | None, sizes: list[int]) -> None:
     figures = await batched()
-    figures |= await fan_out(pool)
+    figures |= await fan_out(pool, max_concurrency)
     figures |= context_scale(sizes)
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}, indent=2))
 
@@ -156,10 +163,12 @@ async def main(pool: int, sizes: list[int]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pool", type=int, default=4)
+    parser.add_argument("--max-concurrency", type=int, help="model calls at once")
     parser.add_argument("--sizes", default="0,10,40,400", help="context sizes in MB")
     parser.add_argument("--context-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.context_child is not None:
         context_scale_child(args.context_child)
     else:
-        asyncio.run(main(args.pool, [int(s) for s in args.sizes.split(",")]))
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        asyncio.run(main(args.pool, args.max_concurrency, sizes))

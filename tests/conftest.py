@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from rlm_tui.kernel.pool import SHARED_TEMPLATES
+
 NESTED_QUERY = (
     "Generate a dictionary of different categories: fruits, countries, animals. For each "
     "category, generate 50 names of that and count the number of R in each, return as a "
@@ -68,6 +70,7 @@ def live_processes_with(marker: str) -> list[int]:
 def no_kernel_left_behind():
     before = set(our_kernel_processes())
     yield
+    SHARED_TEMPLATES.close_all()  # what the process's exit does: runs share their template
     left = set(our_kernel_processes()) - before
     assert not left, f"kernel processes left after the suite: {sorted(left)}"
 

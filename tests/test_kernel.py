@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import struct
 
 import pytest
@@ -11,7 +13,7 @@ import yaml
 from conftest import live_processes_with, our_kernel_processes
 
 from rlm_tui.kernel.bridge import BridgeServer
-from rlm_tui.kernel.pool import LocalKernelPool
+from rlm_tui.kernel.pool import SHARED_TEMPLATES, LocalKernelPool
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -180,6 +182,29 @@ async def test_pool_close_stops_kernels_that_are_still_booting():
     assert set(our_kernel_processes()) - before == set()
 
 
+async def test_runs_of_one_process_share_a_template_until_it_closes_them():
+    first = LocalKernelPool(size=0, shared=True)
+    kernel = await first.acquire()
+    await kernel.setup("0", None, "none")
+    await run(kernel, "leftover = 1\nopen('mine.txt', 'w').write('x')")
+    await first.close()
+    second = LocalKernelPool(size=0, shared=True)
+    assert second._zygote is first._zygote  # no template start for the second run
+    template = second._zygote._process
+    assert template is not None and template.poll() is None
+    kernel = await second.acquire()
+    await kernel.setup("0", None, "none")
+    status, error, out = await run(
+        kernel, "import os\nprint('leftover' in globals(), os.path.exists('mine.txt'))"
+    )
+    assert (status, out) == ("ok", "False False\n"), error
+    await second.close()
+    assert template.poll() is None  # it outlives the runs...
+    SHARED_TEMPLATES.close_all()
+    assert template.poll() is not None  # ...until the process closes it (at its exit)
+    assert kernel.pid not in our_kernel_processes()
+
+
 async def test_the_leftover_check_sees_the_suites_kernels():
     async with LocalKernelPool(size=0) as pool:
         kernel = await pool.acquire()
@@ -210,11 +235,57 @@ async def test_two_agents_kernels_from_one_template_share_nothing(pool, host):
     await pool.release(second)
 
 
+SHELL_PROBE = (
+    "import os\nip = get_ipython()\n"
+    "print(hasattr(ip, 'marker'), ip.alias_manager.is_alias('hello'), "
+    "len(ip.events.callbacks['pre_execute']), "
+    "any(type(t).__name__ == 'Mark' for t in ip.ast_transformers), "
+    "'leak' in ip.user_ns_hidden, ip.profile_dir.location.startswith(os.getcwd()), "
+    "ip.kernel is not None, ip.execution_count)"
+)
+
+
+async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, host):
+    """Every kernel's IPython shell is a copy of one the template built: what a cell does to
+    its shell (attributes, aliases, hooks, AST transformers, execution count) stays in that
+    kernel, and each has its own profile directory."""
+    first, second = await pool.acquire(), await pool.acquire()
+    await first.setup("0.1", None, "none", host.bridge.grant("0.1"))
+    await second.setup("0.2", None, "none", host.bridge.grant("0.2"))
+    _, _, before = await run(second, SHELL_PROBE)
+    status, error, _ = await run(
+        first,
+        "ip = get_ipython()\nip.marker = 1\nip.run_line_magic('alias', 'hello echo hi')\n"
+        "ip.events.register('pre_execute', lambda: None)\nimport ast\n"
+        "class Mark(ast.NodeTransformer):\n    pass\nip.ast_transformers.append(Mark())\n"
+        "ip.user_ns_hidden['leak'] = 1",
+    )
+    assert status == "ok", error
+    for _ in range(3):
+        await run(first, "pass")
+    _, _, changed = await run(first, SHELL_PROBE)
+    _, _, after = await run(second, SHELL_PROBE)
+    *shared_before, count_before = before.split()
+    *shared_after, count_after = after.split()
+    *shared_changed, count_changed = changed.split()
+    assert shared_changed[:2] == ["True", "True"] and shared_changed[3:5] == ["True", "True"]
+    assert shared_after == shared_before and shared_after[:2] == ["False", "False"]
+    assert shared_after[5:] == ["True", "True"]  # its own profile, its own kernel
+    assert int(count_after) == int(count_before) + 1 < int(count_changed)
+    await pool.release(first)
+    await pool.release(second)
+
+
 async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):
     kernel = await pool.acquire()
     await kernel.setup("0", None, "none")
     await run(kernel, "x = 41")
-    status, error, _ = await run(kernel, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    # from the host: in the sandbox the kernel is pid 1 of its namespace, which a cell's own
+    # SIGKILL does not reach
+    cell = asyncio.ensure_future(run(kernel, "import time\ntime.sleep(30)"))
+    await asyncio.sleep(0.2)
+    os.kill(kernel.pid, signal.SIGKILL)
+    status, error, _ = await cell
     assert status == "killed" and "killed by signal 9, SIGKILL" in error
     assert not kernel.is_alive()
     await kernel.restart()

@@ -140,8 +140,8 @@ async def test_a_cell_reaches_nothing_of_the_host(host_secrets, project_canary, 
         assert seen[reach][0] == "refused", (reach, seen[reach])
     assert seen["write_scratch"][0] == "ok"
     assert not outside.exists() and not venv_file.exists()
-    # bwrap's init, the kernel template and the kernel: no host process
-    assert seen["pids"][:2] == [1, 2] and len(seen["pids"]) == 3
+    # the kernel alone, pid 1 of its own PID namespace: no host process, no other of the run
+    assert seen["pids"] == [1]
     text = json.dumps([seen["environ"], seen["proc_environs"]])
     for name, value in SECRETS.items():
         assert value not in text and name not in seen["environ"]
@@ -153,9 +153,9 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
     async with LocalKernelPool(size=0) as pool:
         first, second = await pool.acquire(), await pool.acquire()
         out: list[str] = []
-        code = "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd(), os.getpid())"
+        code = "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())"
         await first.execute(code, lambda _s, text: out.append(text))
-        where, pid = "".join(out).split()
+        where, pid = "".join(out).strip(), first.pid
         first_scratch = Path(where)
         assert (first_scratch / "mine.txt").exists()  # on the host, in its scratch
         assert list(first_scratch.parent.glob("c-*.json"))  # its connection file (HMAC key)
@@ -178,6 +178,68 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
         result = await second.execute(look, lambda _s, text: out.append(text))
     assert result.status == "ok", result.error
     assert "".join(out).split() == ["False"] * 3 + ["refused"] * 2 + ["-1"]
+
+
+def nspids(host_pid: int) -> list[int]:
+    """A process's pids, the host's first, then in each namespace below it."""
+    status = Path(f"/proc/{host_pid}/status").read_text()
+    return [
+        int(n) for n in next(x for x in status.splitlines() if x.startswith("NSpid:")).split()[1:]
+    ]
+
+
+def parent_of(host_pid: int) -> int:
+    status = Path(f"/proc/{host_pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("PPid:")).split()[1])
+
+
+async def test_a_kernel_sees_and_signals_only_its_own_processes():
+    async with LocalKernelPool(size=0) as pool:
+        mine, other = await pool.acquire(), await pool.acquire()
+        await mine.setup("0.1", None, "none")
+        await other.setup("0.2", None, "none")
+        keeper = parent_of(other.pid)
+        template = parent_of(keeper)
+        # the other kernel, its keeper and the template: by their pids in the sandbox (the
+        # numbers a cell could guess) and on the host
+        targets = [nspids(p)[1] for p in (other.pid, keeper, template)]
+        targets += [other.pid, keeper, template]
+        code = (
+            "import json, os, subprocess\n"
+            "child = subprocess.Popen(['sleep', '30'])\n"
+            "tasks = {int(t) for t in os.listdir('/proc/self/task')} | {child.pid}\n"
+            "def answers(pid):\n"
+            "    try:\n"
+            "        os.kill(pid, 0)\n"
+            "        return True\n"
+            "    except ProcessLookupError:\n"
+            "        return False\n"
+            "def kill(pid):\n"
+            "    try:\n"
+            "        os.kill(pid, 9)\n"
+            "        return 'killed'\n"
+            "    except OSError as exc:\n"
+            "        return type(exc).__name__\n"
+            "print(json.dumps({\n"
+            "    'proc': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),\n"
+            "    'me': os.getpid(), 'child': child.pid, 'tasks': sorted(tasks),\n"
+            "    'answering': [p for p in range(1, 4096) if answers(p)],\n"
+            f"    'kills': {{p: kill(p) for p in {targets!r} if p not in tasks}},\n"
+            "}))"
+        )
+        out: list[str] = []
+        result = await mine.execute(code, lambda _s, text: out.append(text), timeout=30)
+        assert result.status == "ok", (result.error, out)
+        seen = json.loads("".join(out))
+        after: list[str] = []
+        result = await other.execute("print(6 * 7)", lambda _s, text: after.append(text))
+    # /proc lists the kernel (pid 1) and what its cell started, nothing else
+    assert seen["me"] == 1 and seen["proc"] == [1, seen["child"]]
+    # every pid that answers a signal is one of its own threads or processes
+    assert set(seen["answering"]) <= set(seen["tasks"])
+    assert all(str(p) in seen["kills"] for p in targets[3:])  # host pids: never its own
+    assert set(seen["kills"].values()) == {"ProcessLookupError"}
+    assert (result.status, "".join(after)) == ("ok", "42\n")  # the other kernel goes on
 
 
 async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tmp_path, tcp_port):

@@ -204,12 +204,14 @@ class RunResult:
 
 def kernel_pool(config: RunConfig) -> LocalKernelPool:
     """The local kernels a run of this config uses (made by the run, or early by the CLI), in
-    its sandbox; a required sandbox that cannot start is a ``SandboxUnavailable`` here."""
+    its sandbox, forked from the template this process shares between its runs; a required
+    sandbox that cannot start is a ``SandboxUnavailable`` here."""
     return LocalKernelPool(
         size=config.pool_size,
         memory_limit_mb=config.memory_limit_mb,
         sandbox=resolve_sandbox(config.sandbox_policy()),
         pass_env=config.kernel_env,
+        shared=True,
     )
 
 

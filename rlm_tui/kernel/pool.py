@@ -1,4 +1,5 @@
-"""Local kernels forked from a per-run template process, a few kept ready ahead of need.
+"""Local kernels forked from a template process, a few kept ready ahead of need; a run's
+pool forks from the template its process shares between runs of the same sandbox settings.
 
 The template (``zygote``) has imported ipykernel, IPython and the prelude once; each kernel is
 a fork of it that was never used, so every agent starts pristine, in tens of milliseconds. The
@@ -17,6 +18,7 @@ own is found and killed (at its end, or at the next start after a kill -9 of the
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -46,6 +48,7 @@ from rlm_tui.kernel.cells import interrupted
 from rlm_tui.kernel.prelude import SETUP_NAME
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
+from rlm_tui.kernel.zygote import SANDBOXED
 
 START_TIMEOUT = 60.0
 POLL = 0.2
@@ -113,6 +116,11 @@ class Zygote:
         self._connecting: asyncio.Future[asyncio.StreamWriter] | None = None
         self._template_pid: asyncio.Future[int] | None = None
         """The template's own pid, as it reports it (its sandbox's PID namespace's)."""
+        self._host_template: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop its connection lives on, once connected."""
+        self._known: dict[int, int] = {}
+        """The template's children seen so far: pid in the sandbox -> pid on the host."""
 
     def launch(self) -> None:
         """Start the template now; it imports while the host goes on (requests queue)."""
@@ -133,8 +141,20 @@ class Zygote:
         theirs.close()
         self._socket = ours
 
+    def usable(self) -> bool:
+        """Not ended, and bound to no event loop or to the running one."""
+        if self._gone_reason or (self._process is not None and self._process.poll() is not None):
+            return False
+        if self._loop is None:
+            return True
+        try:
+            return self._loop is asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+
     async def _connect(self) -> asyncio.StreamWriter:
         if self._connecting is None:
+            self._loop = asyncio.get_running_loop()
             self.launch()
             self._connecting = asyncio.ensure_future(self._open())
         return await asyncio.shield(self._connecting)
@@ -157,6 +177,7 @@ class Zygote:
                     if future is not None and not future.done():
                         future.set_result(int(message["pid"]))
                 elif "exited" in message:
+                    self._known.pop(int(message["exited"]), None)  # its pid may come again
                     done = self._exits.setdefault(int(message["exited"]), _future())
                     if not done.done():
                         done.set_result(int(message["status"]))
@@ -193,16 +214,23 @@ class Zygote:
             self._template_pid = _future()
         return self._template_pid
 
-    async def host_pid(self, pid: int) -> int:
-        """A kernel's pid as the host sees it: the template, in a sandbox's PID namespace,
-        reports that namespace's pids. The host's /proc says which of the template's children
-        has it (``NSpid``: the pid in each namespace, the host's first)."""
+    async def host_pid(self, pid: int, keeper: bool) -> int:
+        """A kernel's pid as the host sees it, from the pid the template reported.
+
+        The template, in a sandbox's PID namespace, reports that namespace's pids: the host's
+        /proc says which of the template's children has it (``NSpid``: its pid in each
+        namespace, the host's first). ``keeper``: that child is the kernel's keeper (outside
+        the kernel's own PID namespace); the kernel is its one child."""
         assert self._process is not None
         template = await asyncio.shield(self._ready())
-        if template == self._process.pid:
-            return pid  # no namespace between host and template
-        host_template = _descendant(self._process.pid, template, depth=3)
-        found = _descendant(host_template, pid, depth=1) if host_template else None
+        found: int | None = pid
+        if template != self._process.pid:  # a namespace between host and template
+            if self._host_template is None:
+                self._host_template = _descendant(self._process.pid, template, depth=3)
+            found = _child_with_nspid(self._host_template, pid, self._known)
+        if found is not None and keeper:
+            children = _children(found)
+            found = children[0] if children else None
         if found is None:
             raise RuntimeError(f"kernel {pid} of the sandbox is not among its processes")
         return found
@@ -248,21 +276,45 @@ def _future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
 
 
+def _children(pid: int) -> list[int]:
+    below = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            below += [int(child) for child in task.read_text().split()]
+    return below
+
+
+def _inner_pid(pid: int) -> int | None:
+    """The pid of host process ``pid`` in the namespace one level below the host's."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[2])
+    return None
+
+
+def _child_with_nspid(parent: int | None, inner_pid: int, known: dict[int, int]) -> int | None:
+    """The host pid of the child of ``parent`` whose inner pid is ``inner_pid``; ``known``
+    caches the children already read (an entry goes when its process is reaped)."""
+    if parent is None:
+        return None
+    if inner_pid not in known:
+        seen = set(known.values())
+        for child in _children(parent):
+            if child not in seen and (inner := _inner_pid(child)) is not None:
+                known[inner] = child
+    return known.get(inner_pid)
+
+
 def _descendant(ancestor: int, inner_pid: int, depth: int) -> int | None:
     """The host pid of the process under ``ancestor`` (at most ``depth`` levels down) whose pid
     in the namespace one level below the host's is ``inner_pid``."""
     level = [ancestor]
     for _ in range(depth):
-        below = []
-        for pid in level:
-            for task in Path(f"/proc/{pid}/task").glob("*/children"):
-                with contextlib.suppress(OSError, ValueError):
-                    below += [int(child) for child in task.read_text().split()]
+        below = [child for pid in level for child in _children(pid)]
         for pid in below:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("NSpid:") and int(line.split()[2]) == inner_pid:
-                        return pid
+            if _inner_pid(pid) == inner_pid:
+                return pid
         level = below
     return None
 
@@ -355,12 +407,13 @@ class LocalKernel:
         }
         self._pid = await self._zygote.fork(request)
         self._exited = self._zygote.exited(self._pid)
-        self._host_pid = await self._zygote.host_pid(self._pid)
         client = AsyncKernelClient(context=_zmq_context(), session=Session(key=key.encode()))
         client.load_connection_info(info)  # type: ignore[arg-type]
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
         self._client = client
         await self._handshake()
+        # once it answers, the kernel exists (in the sandbox: its keeper's child)
+        self._host_pid = await self._zygote.host_pid(self._pid, keeper=self._sandbox.active)
 
     async def _handshake(self) -> None:
         """kernel_info until its reply and its iopub status both arrive (iopub is then live)."""
@@ -561,6 +614,64 @@ def _zmq_context() -> zmq.asyncio.Context:
     return _CONTEXT
 
 
+def new_template(
+    sandbox: Sandbox, env: dict[str, str], wrap: Wrap | None = None
+) -> tuple[Path, Zygote]:
+    """A runtime root and a template for it (not started yet), in ``sandbox``: the runtime
+    root bound read-write at its own path (host and kernels name every file alike), its cwd
+    and ``$HOME``."""
+    for stale in sweep_stale("rlm-kernels-"):  # what unsandboxed kernels of dead runs left
+        kill_tagged(f"{KERNEL_TAG}={stale}")
+    root = private_dir("rlm-kernels-")
+
+    def in_sandbox(argv: list[str], runtime_dir: Path) -> list[str]:
+        if not sandbox.active:
+            return argv
+        return sandbox.command([*argv, SANDBOXED], scratch=runtime_dir)
+
+    # the shell the template builds puts its profile in IPYTHONDIR: the runtime root's
+    template_env = {**env, KERNEL_TAG: str(root), "IPYTHONDIR": str(root / ".ipython")}
+    return root, Zygote(template_env, root, wrap or in_sandbox)
+
+
+class SharedTemplates:
+    """The kernel templates the runs of this process share, one per sandbox and kernel
+    environment: a run after the first forks its kernels at once instead of waiting for a
+    template to start and import. Each runs until ``close_all``, called at the process's exit
+    (it dies with the process anyway, however that ends, and its kernels with it); a template
+    bound to an event loop that is gone is replaced. Kernels of every sharing run have their
+    directories in its runtime root, each seeing only its own in the sandbox."""
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[Any, ...], tuple[Path, Zygote, bool]] = {}
+
+    def get(self, sandbox: Sandbox, env: dict[str, str]) -> tuple[Path, Zygote]:
+        key = (sandbox, tuple(sorted(env.items())))
+        if key in self._templates:
+            root, zygote, _ = self._templates[key]
+            if zygote.usable():
+                return root, zygote
+            self._close(*self._templates.pop(key))
+        root, zygote = new_template(sandbox, env)
+        self._templates[key] = (root, zygote, sandbox.active)
+        return root, zygote
+
+    def close_all(self) -> None:
+        while self._templates:
+            self._close(*self._templates.popitem()[1])
+
+    @staticmethod
+    def _close(root: Path, zygote: Zygote, sandboxed: bool) -> None:
+        zygote.kill()  # its kernels die with it
+        if not sandboxed:
+            kill_tagged(f"{KERNEL_TAG}={root}")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+SHARED_TEMPLATES = SharedTemplates()
+atexit.register(SHARED_TEMPLATES.close_all)
+
+
 class LocalKernelPool:
     """Kernels forked ahead of need; ``acquire`` takes a ready one and forks its successor."""
 
@@ -572,28 +683,25 @@ class LocalKernelPool:
         sandbox: Sandbox | None = None,
         pass_env: Sequence[str] = (),
         wrap: Wrap | None = None,
+        shared: bool = False,
     ) -> None:
         """``sandbox``: the run's (default: the machine's, mode auto); ``wrap`` replaces it
-        around the template's command line (tests)."""
+        around the template's command line (tests); ``shared``: fork from this process's
+        template for the same sandbox and environment (``SHARED_TEMPLATES``), not one of its
+        own."""
         self.size = size
         self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
-        for stale in sweep_stale("rlm-kernels-"):  # what unsandboxed kernels of dead runs left
-            kill_tagged(f"{KERNEL_TAG}={stale}")
-        self._root = private_dir("rlm-kernels-")
         self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
-        self._zygote = Zygote(
-            {**self._env, KERNEL_TAG: str(self._root)}, self._root, wrap or self._in_sandbox
-        )
+        self._owns_template = not shared or wrap is not None
+        if self._owns_template:
+            self._root, self._zygote = new_template(self.sandbox, self._env, wrap)
+        else:
+            self._root, self._zygote = SHARED_TEMPLATES.get(self.sandbox, self._env)
         self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
         self._all: set[LocalKernel] = set()
         self._ending: set[asyncio.Future[None]] = set()
         self._closed = False
-
-    def _in_sandbox(self, argv: list[str], runtime_dir: Path) -> list[str]:
-        """The template in the run's sandbox: the runtime root bound read-write at its own path
-        (host and kernels name every file alike), its cwd and ``$HOME``."""
-        return self.sandbox.command(argv, scratch=runtime_dir)
 
     def launch(self) -> None:
         """Start the template process at once (it imports on its own core meanwhile)."""
@@ -602,8 +710,9 @@ class LocalKernelPool:
     def abandon(self) -> None:
         """Undo ``launch`` outside any event loop (the run never started)."""
         self._closed = True
-        self._zygote.kill()
-        shutil.rmtree(self._root, ignore_errors=True)
+        if self._owns_template:
+            self._zygote.kill()
+            shutil.rmtree(self._root, ignore_errors=True)
 
     def _launch(self) -> asyncio.Task[LocalKernel]:
         kernel = LocalKernel(
@@ -660,10 +769,11 @@ class LocalKernelPool:
         ending = [*(k.shutdown() for k in list(self._all)), *self._ending]
         await asyncio.gather(*ending, return_exceptions=True)
         self._all.clear()
-        await self._zygote.close()
-        if not self.sandbox.active:
-            kill_tagged(f"{KERNEL_TAG}={self._root}")
-        shutil.rmtree(self._root, ignore_errors=True)
+        if self._owns_template:
+            await self._zygote.close()
+            if not self.sandbox.active:
+                kill_tagged(f"{KERNEL_TAG}={self._root}")
+            shutil.rmtree(self._root, ignore_errors=True)
 
     async def __aenter__(self) -> LocalKernelPool:
         await self.start()

@@ -1,11 +1,13 @@
 """A run's bubblewrap sandbox: model-written code cannot touch the user's machine.
 
-One sandbox per run holds the kernel template and every kernel it forks. It has its own user,
-PID, network, IPC, UTS and mount namespaces; it sees the system's libraries and the Python
-installation read-only, ``--allow-read`` paths read-only, and the run's kernel directory
-read-write (at its host path, so host and kernels name files alike); its own ``/proc`` (no
-host process in it) and no network. Inside it, each kernel hides its siblings' directories in
-namespaces of its own (``zygote.isolate``). bwrap's ``--die-with-parent`` and the PID namespace
+One sandbox holds the kernel template and every kernel it forks (the runs of a process with
+the same settings share it). It has its own user, PID, network, IPC, UTS and mount
+namespaces; it sees the system's libraries and the Python installation read-only,
+``--allow-read`` paths read-only, and the run's kernel directory read-write (at its host
+path, so host and kernels name files alike); its own ``/proc`` (no host process in it) and no
+network. Inside it, each kernel hides its siblings' directories in namespaces of its own
+(``zygote.isolate``), and is pid 1 of a PID namespace of its own with its own ``/proc``
+(``zygote.own_pids``). bwrap's ``--die-with-parent`` and the PID namespace
 take every process of the sandbox down with the host, however the host dies.
 """
 
@@ -84,7 +86,9 @@ def bwrap_argv(
     allow_net: bool = False,
 ) -> list[str]:
     """The bwrap command line; mounts in an order where no later mount hides an earlier one."""
-    args = [bwrap, "--unshare-all", "--die-with-parent"]
+    # CAP_SYS_ADMIN in the sandbox's own user namespace only, for the template to mount the
+    # spare /proc that lets each kernel mount its own (it drops every capability right after)
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--cap-add", "CAP_SYS_ADMIN"]
     if allow_net:
         args.append("--share-net")
     for path in _SYSTEM_DIRS:

@@ -12,7 +12,11 @@ kernels with the template; when the host's end closes, it kills every kernel and
 
 In the run's sandbox a fork asks to be isolated (``isolate``): the kernel enters user and mount
 namespaces of its own where the runtime root holds its own directory only, and cannot be
-ptraced or read through ``/proc`` by its siblings.
+ptraced or read through ``/proc`` by its siblings. Then a PID namespace of its own (``own_pids``):
+the fork stays outside it as the kernel's keeper (the pid the template signals and waits for)
+and forks the kernel as pid 1 inside it, with its own ``/proc``: a cell sees and can signal
+only its own kernel's processes, never another kernel or the template, and when the kernel
+dies every process of its namespace dies with it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import selectors
 import signal
 import socket
@@ -35,10 +40,24 @@ PR_SET_DUMPABLE = 4
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 MNT_DETACH = 2
+SANDBOXED = "--sandboxed"
+"""The template's flag when it runs in the run's sandbox."""
+SPARE_PROC = "/tmp/.rlm-proc"
+"""A /proc of the sandbox with nothing mounted over it, which the template mounts at its start:
+the kernel lets a user namespace mount a new /proc only beside a fully visible one (bwrap's own
+has read-only covers over /proc/sys and others). Each kernel covers it before any cell runs."""
+_PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
+"""What bwrap makes read-only in its /proc; a kernel's own /proc gets the same."""
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -91,6 +110,67 @@ def isolate(root: str, own: str) -> None:
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
 
 
+def mount_spare_proc() -> None:
+    """In the sandbox (given the capability for it): mount ``SPARE_PROC``, then drop the
+    capabilities, so the template and its forks hold none that matters in the sandbox's
+    namespaces."""
+    os.makedirs(SPARE_PROC, mode=0o700)
+    _mount("proc", SPARE_PROC, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    drop_capabilities()
+
+
+def drop_capabilities() -> None:
+    """Every capability but CAP_SETFCAP, which a new user namespace needs to map uid 0 (a
+    host's root user, as in a container) to itself."""
+    PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, CAP_SETFCAP = 47, 4, 31
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # (effective, permitted, inheritable) of caps 0-31, 32-63
+    _check(_libc.capget(header, data), "capget")
+    keep = 1 << CAP_SETFCAP
+    data[:] = [data[0] & keep, data[1] & keep, 0, 0, 0, 0]
+    _check(_libc.capset(header, data), "capset")
+
+
+def own_pids() -> None:
+    """Fork the kernel as pid 1 of a new PID namespace; this process stays outside as its
+    keeper, returns only in the kernel, and otherwise ends as the kernel ended.
+
+    The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one, and
+    enters one more user namespace so that a cell can undo none of it."""
+    _check(_libc.unshare(CLONE_NEWPID), "unshare")
+    alive_r, alive_w = os.pipe()  # the keeper holds the write end while it lives
+    kernel = os.fork()
+    if kernel:
+        os.close(alive_r)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the kernel's
+        while True:
+            with contextlib.suppress(InterruptedError):
+                _, status = os.waitpid(kernel, 0)
+                break
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+                signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    os.close(alive_w)
+    die_with_parent()
+    if select.select([alive_r], [], [], 0)[0]:  # the keeper died before the death signal was set
+        os._exit(1)
+    os.close(alive_r)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in _PROC_COVERS:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            _mount(path, path, None, MS_BIND | MS_REC)
+            _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    if os.path.isdir(SPARE_PROC):
+        _mount("tmpfs", SPARE_PROC, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=4k")
+    _own_namespaces(CLONE_NEWNS)
+    _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
+
+
 def preload() -> None:
     """Import what a kernel's initialize would import, so each fork skips it.
 
@@ -115,6 +195,29 @@ def preload() -> None:
     import yaml  # noqa: F401 - a yaml context
 
 
+SHELL: Any = None
+"""The IPython shell every kernel starts with, built once by the template (``build_shell``)."""
+
+
+def kernel_config() -> Any:
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history database: nothing reads it
+    return config
+
+
+def build_shell() -> None:
+    """Build the kernel's IPython shell (a third of a kernel's start) before any fork: each
+    kernel's ``IPythonKernel`` finds it as the shell singleton, a copy that never ran code.
+    It needs no socket: the kernel hands it its own streams and session after the fork."""
+    global SHELL
+    from ipykernel.compiler import XCachingCompiler
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    SHELL = ZMQInteractiveShell.instance(config=kernel_config(), compiler_class=XCachingCompiler)
+
+
 def run_kernel(request: dict[str, Any], template: int) -> None:
     """In the forked child: become a pristine kernel for ``request`` and serve until killed."""
     os.setsid()  # its own process group: killed whole, cell children with it
@@ -123,6 +226,7 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
         os._exit(1)
     if request.get("isolate"):
         isolate(request["isolate"]["root"], request["isolate"]["own"])
+        own_pids()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -131,23 +235,28 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     from ipykernel.kernelapp import IPKernelApp
-    from traitlets.config import Config
 
-    config = Config()
-    config.HistoryManager.enabled = False  # no history database: nothing reads it
     app = IPKernelApp.instance(
         connection_file=request["connection_file"],
         parent_handle=0,  # no parent polling: the death signal does it
         quiet=True,
-        config=config,
+        config=kernel_config(),
     )
     # the traits are set above: skip building a parser for an empty command line (~30 ms)
     app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
     # no heartbeat (its own zmq context and thread): the template reports a kernel's death
     app.init_heartbeat = lambda: None  # type: ignore[method-assign]
-    app.initialize([])
-    assert app.shell is not None
-    prelude.install(app.shell.user_ns)
+    app.initialize([])  # its kernel takes the shell the template built
+    shell = app.shell
+    assert shell is not None and shell is SHELL
+    # what the shell took from the template's process: now this kernel's
+    shell.parent = shell.kernel = app.kernel
+    shell.ipython_dir = app.ipython_dir
+    shell.profile_dir = app.profile_dir
+    shell.starting_dir = os.getcwd()
+    shell.home_dir = os.environ["HOME"]
+    shell.init_environment()
+    prelude.install(shell.user_ns)
     if request.get("memory_limit_mb"):
         prelude.limit_memory(int(request["memory_limit_mb"]))
     app.start()
@@ -237,7 +346,10 @@ def main(argv: list[str]) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     host = socket.socket(fileno=int(argv[0]))
+    if SANDBOXED in argv[1:]:
+        mount_spare_proc()
     preload()
+    build_shell()
     wire.send(host, {"ready": os.getpid()})
     Template(host).serve()
 
