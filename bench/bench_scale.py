@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -44,7 +45,9 @@ async def run_against(server: OpenAIServer, tmp: Path, **config) -> tuple[Run, l
     return run, events
 
 
-async def fan_out(pool: int, children: int = 64, latency: float = 0.2) -> dict[str, float]:
+def fan_out_responder(children: int, latency: float) -> Callable[[dict], Reply]:
+    """The root (query "root") starts ``children`` sub-agents in one batch; each answers 1."""
+
     def responder(request: dict) -> Reply:
         query = request["messages"][1]["content"]
         if "Query: root" in query:
@@ -54,8 +57,12 @@ async def fan_out(pool: int, children: int = 64, latency: float = 0.2) -> dict[s
             )
         return Reply(text=cell("FINAL(1)"), delay=latency)
 
+    return responder
+
+
+async def fan_out(pool: int, children: int = 64, latency: float = 0.2) -> dict[str, float]:
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.script(responder)
+        server.script(fan_out_responder(children, latency))
         started = time.perf_counter()
         _, events = await run_against(server, Path(tmp), pool_size=pool)
         wall = time.perf_counter() - started

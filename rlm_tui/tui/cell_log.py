@@ -559,6 +559,11 @@ class CellLog(ScrollView, can_focus=True):
             gutter = Segment(" ", self.rich_style)
         return Strip.join([Strip([gutter], 1), strip]).crop(0, width)
 
+    def on_mount(self) -> None:
+        # building the lexer compiles its patterns (a large part of a second): in a thread
+        # from the start, not on the loop when the first cell arrives
+        self.run_worker(python_lexer, thread=True, group="lexer", exit_on_error=False)
+
     def on_resize(self) -> None:
         self._layout()
         if self.follow:
