@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from scripted import ScriptedModel, cell
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.app import RlmApp
@@ -168,3 +168,39 @@ async def test_the_form_sets_the_sandbox_and_refuses_a_bad_mode(sessions_dir):
         await until(pilot, lambda: app.screen.view.finished)
         assert app.current_run.config.sandbox == "off"
         assert app.screen.view.sandbox_warning  # the header says it runs unsandboxed
+
+
+async def test_a_run_made_after_the_first_frame_paints_first_and_a_bad_one_exits_2(capfd):
+    """`rlm-tui demo` hands the app a function that makes the run's config: the first frame
+    (the starting line) comes before the engine is imported; a bad setting then ends the app
+    with one line and exit code 2, as the CLI would."""
+    from rlm_tui.errors import UsageError
+    from rlm_tui.tui.app import StartingScreen
+
+    def bad_config() -> RunConfig:
+        raise UsageError("--sandbox must be one of auto, require, off")
+
+    app = RlmApp(config=bad_config, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, StartingScreen)
+        assert "starting a run" in str(app.screen.query_one(Static).render())
+        await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 2
+    printed = capfd.readouterr()
+    lines = (printed.out + printed.err).strip().splitlines()
+    assert lines[-1:] == ["rlm-tui: error: --sandbox must be one of auto, require, off"]
+
+
+def test_the_app_module_imports_no_engine_before_the_first_frame():
+    """What the first frame does not need stays out of the app's import: the engine, the
+    kernels' client (jupyter_client, zmq), the event models, litellm."""
+    import subprocess
+    import sys
+
+    heavy = ("rlm_tui.engine.run", "rlm_tui.events", "jupyter_client", "zmq", "litellm")
+    code = (
+        "import sys, rlm_tui.tui.app, rlm_tui.cli\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
