@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from scripted import ScriptedModel, cell
 from textual.widgets import DataTable, Input, Static
@@ -204,3 +206,26 @@ def test_the_app_module_imports_no_engine_before_the_first_frame():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+async def test_at_80x24_the_sessions_fit_and_the_start_button_scrolls_into_view(sessions_dir):
+    for query in ["Which guests talk about sleep, and what do they recommend?", "count the R's"]:
+        model = ScriptedModel({query: [cell("FINAL('ok')")]})
+        await Run(RunConfig(query=query, sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.screen.query_one("#new-run")
+        start = app.screen.query_one("#start")
+        assert not form.region.contains_region(start.region)  # below the fold at first
+        while app.screen.focused is not start:
+            await pilot.press("tab")
+        await pilot.pause()
+        assert form.region.contains_region(start.region)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        widths = sum(column.get_render_width(table) for column in table.columns.values())
+        assert widths <= table.region.width  # started, model and cells are not cut off
+        row = [str(v) for v in table.get_row_at(0)]
+        assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d", row[3])  # the started column: a date
+        assert row[4] == "scripted" and row[5] == "1"
