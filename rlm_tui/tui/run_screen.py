@@ -52,6 +52,9 @@ WIDE = 140
 """From this many columns the panes are a grid; below, tabs."""
 CLOCK = 0.5
 """Seconds between repaints of a live run's clocks (agents' and the run's elapsed times)."""
+BUDGET_EVERY = 0.25
+"""Seconds at least between repaints of the budget pane (its table costs milliseconds to draw,
+and the spending need not follow every model reply at once)."""
 SMALL_CONTEXT = 1_000_000
 """Contexts up to this many characters are loaded and matched on the UI loop (instant);
 bigger ones in a thread, so the loop never waits on them."""
@@ -153,6 +156,10 @@ class RunScreen(Screen[None]):
         self._answer_shown: str | None = None
         """The run status whose answer bar is shown (None: no bar)."""
         self._status_shown: Text | None = None
+        self._budget_due: set[str] = set()
+        """Agents whose budget row changed since the pane was last repainted."""
+        self._budget_stale = False
+        self._budget_shown = 0.0
         self._info_shown: Text | None = None
         self._refresh_failed = False
 
@@ -311,6 +318,7 @@ class RunScreen(Screen[None]):
             self._changes.agents |= {
                 a.agent_id for a in self.view.agents.values() if a.finished is None
             }
+        if self.live or self._budget_stale:  # the run's time; a budget change held back
             self._changes.budget = True
             self._post()
 
@@ -355,13 +363,18 @@ class RunScreen(Screen[None]):
                 cells = cells | {c.cell_id for c in log.cells if c.agent_id in changes.agent_cells}
             log.update(cells, changes.streams)
         meter = self.query_one(BudgetMeter)
-        if every or changes.budget or not meter.ready:
+        self._budget_due |= changes.budget_agents
+        self._budget_stale = self._budget_stale or changes.budget
+        due = time.monotonic() - self._budget_shown >= BUDGET_EVERY
+        if every or not meter.ready or (self._budget_stale and due):
             every_agent = every or not meter.ready
             agents = (
-                view.agents.values()
+                list(view.agents.values())
                 if every_agent
-                else (view.agents[a] for a in changes.budget_agents if a in view.agents)
+                else [view.agents[a] for a in self._budget_due if a in view.agents]
             )
+            self._budget_due, self._budget_stale = set(), False
+            self._budget_shown = time.monotonic()
             meter.show(
                 view.limits,
                 view.usage,
