@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     tui = commands.add_parser("tui", help="open the workbench (the default command)")
     tui.add_argument("--sessions-dir", type=Path, default=None)
     tui.add_argument("--session", metavar="SESSION", help="open a saved session")
+    add_sandbox_options(tui)  # the new-run form's defaults
 
     demo = commands.add_parser(
         "demo", help="open the workbench on the nested demo problem (offline demo model)"
@@ -551,7 +552,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
             session = find_session(args.session, args.sessions_dir)
         sessions_dir = getattr(args, "sessions_dir", None) or args.home_sessions_dir
-        return _tui(session=session, sessions_dir=sessions_dir)
+        return _tui(session=session, sessions_dir=sessions_dir, run_options=sandbox_options(args))
     parser.print_help()
     return 0
 

@@ -8,15 +8,13 @@ and a replay look the same to whoever folds them.
 
 from __future__ import annotations
 
-import base64
-import json
-import pickle
 import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from rlm_tui import defaults
+from rlm_tui.values import payload
 
 FORMAT_VERSION = 1
 
@@ -79,21 +77,12 @@ class Value(BaseModel):
     @classmethod
     def from_host(cls, value: Any) -> Value:
         """A value the host made, for a kernel (the host pickles only what it made itself)."""
-        try:
-            is_json = json.loads(json.dumps(value)) == value
-        except (TypeError, ValueError):
-            is_json = False
-        try:
-            pickled: str | None = base64.b64encode(pickle.dumps(value)).decode()
-        except Exception:
-            pickled = None
-        return cls(
-            json_value=value if is_json else None,
-            is_json=is_json,
-            repr=repr(value)[:2000],
-            type_name=type(value).__name__,
-            pickle=pickled,
-        )
+        return cls(**payload(value))
+
+    @classmethod
+    def plain(cls, value: Any) -> Value:
+        """A value the host made or read, with no pickle (JSON where it can be)."""
+        return cls(**payload(value, pickled=False))
 
 
 class _Event(BaseModel):
@@ -277,6 +266,25 @@ class CellFinished(_Event):
     error: str | None = None
 
 
+class CellRerunStarted(_Event):
+    """A resumed or forked run runs a recorded cell again to rebuild its kernel (its
+    recorded events stand; the re-run's output is not kept)."""
+
+    type: Literal["cell_rerun_started"] = "cell_rerun_started"
+    agent_id: str
+    cell_id: str
+    code: str
+
+
+class CellRerunFinished(_Event):
+    type: Literal["cell_rerun_finished"] = "cell_rerun_finished"
+    agent_id: str
+    cell_id: str
+    status: CellStatus
+    duration: float = 0.0
+    error: str | None = None
+
+
 class SubcallStarted(_Event):
     type: Literal["subcall_started"] = "subcall_started"
     agent_id: str
@@ -356,6 +364,19 @@ class HistoryCompacted(_Event):
     tokens_after: int
 
 
+class AgentLaunched(_Event):
+    """A person launched a sub-agent by hand; its answer is bound as ``bind_var`` in the
+    parent's kernel. Resume and fork launch it again at the same point of the parent."""
+
+    type: Literal["agent_launched"] = "agent_launched"
+    agent_id: str
+    """The parent."""
+    child_agent_id: str
+    prompt: str
+    context: Value | None = None
+    bind_var: str
+
+
 class FollowUp(_Event):
     """A new question to an agent that had answered (``rlm-tui ask``): its next user turn."""
 
@@ -394,6 +415,8 @@ Event = Annotated[
     | CellStarted
     | CellOutput
     | CellFinished
+    | CellRerunStarted
+    | CellRerunFinished
     | SubcallStarted
     | SubcallFinished
     | KernelEvent
@@ -401,6 +424,7 @@ Event = Annotated[
     | BudgetStop
     | ErrorEvent
     | Notice
+    | AgentLaunched
     | FollowUp
     | HistoryCompacted
     | RunFinished,
@@ -425,8 +449,8 @@ def dump_event(event: Event) -> str:
 
 
 def _pickle_excludes(event: Event) -> dict[str, Any] | None:
-    answer = getattr(event, "answer", None) or getattr(event, "result", None)
-    if isinstance(answer, Value) and answer.is_json and answer.pickle is not None:
-        field = "answer" if hasattr(event, "answer") else "result"
-        return {field: {"pickle"}}
+    for field in ("answer", "result", "context"):
+        value = getattr(event, field, None)
+        if isinstance(value, Value) and value.is_json and value.pickle is not None:
+            return {field: {"pickle"}}
     return None

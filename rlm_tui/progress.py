@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
@@ -23,21 +22,14 @@ from rlm_tui.events import (
     Notice,
     RunStarted,
 )
+from rlm_tui.session.projection import AgentView, RunView
 
 
-@dataclass
-class _Agent:
-    agent_id: str
-    depth: int
-    step: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-
-    def summary(self) -> str:
-        return (
-            f"  agent {self.agent_id:<8} depth {self.depth}  step {self.step:>3}  "
-            f"{_tokens(self.tokens):>7} tokens  ${self.cost:.4f}"
-        )
+def _summary(agent: AgentView) -> str:
+    return (
+        f"  agent {agent.agent_id:<8} depth {agent.depth}  step {agent.step:>3}  "
+        f"{_tokens(agent.usage.total_tokens):>7} tokens  ${agent.usage.cost:.4f}"
+    )
 
 
 def _tokens(n: int) -> str:
@@ -49,7 +41,7 @@ class Progress:
 
     def __init__(self, stream: TextIO | None = None, refresh_per_second: float = 10) -> None:
         self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
-        self.active: dict[str, _Agent] = {}
+        self.view = RunView()
         self._live: Live | None = None
         if self.console.is_terminal:
             self._live = Live(
@@ -64,24 +56,17 @@ class Progress:
 
     def __call__(self, event: Event) -> None:
         changed = isinstance(event, AgentStarted | ModelResponse | AgentFinished)
+        self.view.apply(event)
         if isinstance(event, RunStarted):
             demo = (
                 "  [offline demo model: canned text, real kernels]" if event.model_is_demo else ""
             )
             self._say(f"rlm-tui: session {event.run_id}, model {event.model}{demo}")
-        elif isinstance(event, AgentStarted):
-            self.active[event.agent_id] = _Agent(event.agent_id, event.depth)
-            if self._live is None:
-                self._say(f"  agent {event.agent_id} started (depth {event.depth})")
-        elif isinstance(event, ModelResponse) and event.agent_id in self.active:
-            agent = self.active[event.agent_id]
-            agent.step = max(agent.step, event.step)
-            agent.tokens += event.usage.total_tokens
-            agent.cost += event.usage.cost
-        elif isinstance(event, AgentFinished):
-            finished = self.active.pop(event.agent_id, None)
-            if finished is not None and self._live is None:
-                self._say(f"{finished.summary()}  {event.status}")
+        elif isinstance(event, AgentStarted) and self._live is None:
+            self._say(f"  agent {event.agent_id} started (depth {event.depth})")
+        elif isinstance(event, AgentFinished) and self._live is None:
+            if (finished := self.view.agents.get(event.agent_id)) is not None:
+                self._say(f"{_summary(finished)}  {event.status}")
         elif isinstance(event, KernelEvent) and event.what == "died":
             self._say(f"  agent {event.agent_id}: kernel died: {event.reason}")
         elif isinstance(event, BudgetStop | ErrorEvent | Notice):
@@ -97,14 +82,15 @@ class Progress:
         table = Table.grid(padding=(0, 2))
         for column in ("agent", "depth", "step", "tokens", "cost"):
             table.add_column(column, justify="left" if column == "agent" else "right")
-        for agent in self.active.values():
-            table.add_row(
-                f"agent {agent.agent_id}",
-                f"depth {agent.depth}",
-                f"step {agent.step}",
-                f"{_tokens(agent.tokens)} tokens",
-                f"${agent.cost:.4f}",
-            )
+        for agent in self.view.agents.values():
+            if agent.status == "running":
+                table.add_row(
+                    f"agent {agent.agent_id}",
+                    f"depth {agent.depth}",
+                    f"step {agent.step}",
+                    f"{_tokens(agent.usage.total_tokens)} tokens",
+                    f"${agent.usage.cost:.4f}",
+                )
         return table
 
     def close(self) -> None:

@@ -6,7 +6,15 @@ only the text is fixed, like the demo model's.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
+
+if TYPE_CHECKING:
+    from rlm_tui.engine.run import RunResult
 
 
 def cell(code: str, prose: str = "") -> str:
@@ -42,3 +50,40 @@ class ScriptedModel:
 
     async def aclose(self) -> None:
         return None
+
+
+ZOO_SCRIPTS = {
+    "q": [cell("x = 1"), cell("print(sorted(zoo))\nFINAL(zoo)")],
+    "make a zoo": [cell("zoo = {'lion': 0}\nFINAL(zoo)")],
+}
+"""The root's second cell uses ``zoo``, bound by a sub-agent a person launches by hand."""
+
+
+async def until_true(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def run_with_a_hand_launch(sessions_dir: Path) -> RunResult:
+    """A saved session: the root waits at 0:1 while 0.1 is launched by hand (bound as
+    ``zoo``); 0.1 answers {'lion': 0}, then the root prints and answers it."""
+    from rlm_tui.engine.control import Breakpoints
+    from rlm_tui.engine.run import Run, RunConfig
+
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=ScriptedModel(ZOO_SCRIPTS),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    await run.start()
+    await until_true(lambda: "0:1" in run.control.pending)
+    launched = run.launch_subagent("0", "make a zoo", var="zoo")
+    await until_true(lambda: "0.1:1" in run.control.pending)
+    run.step("0.1:1")
+    await launched
+    run.set_breakpoints(Breakpoints())
+    run.resume()
+    return await run.wait()

@@ -238,6 +238,20 @@ async def test_interrupt_and_timeout_still_stop_a_cell(pool):
     await pool.release(kernel)
 
 
+async def test_an_interrupt_stops_an_awaited_cell_at_once(pool):
+    kernel = await pool.acquire()
+    await kernel.setup("0", None, "none")
+    cell = asyncio.ensure_future(run(kernel, "import asyncio\nawait asyncio.sleep(60)"))
+    await asyncio.sleep(0.5)
+    await kernel.interrupt()
+    status, error, _ = await asyncio.wait_for(cell, 10)  # not the sleep's 60 s
+    assert (status, error) == ("interrupted", "interrupted")
+    code = "import asyncio\ntry:\n    await asyncio.sleep(0.01)\nfinally:\n    raise asyncio.CancelledError()"
+    status, error, _ = await run(kernel, code)
+    assert status == "error" and error == "CancelledError: "  # a cell's own cancel stays an error
+    await pool.release(kernel)
+
+
 async def test_a_template_that_cannot_start_is_an_error_with_its_reason():
     def failing(argv, runtime_dir):
         return ["sh", "-c", "echo 'bwrap: cannot do that' >&2; exit 1"]

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from rlm_tui import values
+from rlm_tui.events import Value
 from rlm_tui.kernel import prelude
 from rlm_tui.kernel.bridge import BridgeServer
 
@@ -51,11 +53,20 @@ def test_a_helper_without_a_bridge_says_so():
 
 def test_payload_round_trips_values_json_cannot_hold():
     value = {"t": (1, 2), 3: "int key"}
-    p = prelude.payload(value)
+    p = values.payload(value)
     assert p["is_json"] is False and p["type_name"] == "dict"
-    assert prelude.unpayload(p) == value
-    assert prelude.payload({"a": [1]})["is_json"] is True
-    assert prelude.unpayload({"pickle": None, "is_json": False, "repr": "<x>"}) == "<x>"
+    assert values.unpayload(p) == value
+    assert values.payload({"a": [1]})["is_json"] is True
+    assert values.unpayload({"pickle": None, "is_json": False, "repr": "<x>"}) == "<x>"
+
+
+def test_host_and_kernel_build_a_value_the_same_way():
+    long = "x" * (values.PREVIEW_LIMIT + 10)
+    host = Value.from_host({"k": long})
+    assert host.model_dump() == values.payload({"k": long})
+    assert host.repr.endswith("...") and len(host.repr) == values.PREVIEW_LIMIT + 3
+    plain = Value.plain(long)
+    assert plain.pickle is None and plain.json_value == long and plain.type_name == "str"
 
 
 @pytest.mark.parametrize(

@@ -233,3 +233,65 @@ async def test_an_extracted_answer_and_a_compaction_show_in_the_panes():
         await pilot.pause(0.3)
         bar = app.screen._answer_text().plain
         assert "extracted answer" in bar and "morning light walk" in bar
+
+
+async def test_sub_calls_replies_and_answers_are_in_the_view(sessions_dir):
+    """What export and the replay model read from the projection: every sub-call in call
+    order with its result, each reply by (agent, step), llm_query replies by prompt."""
+    from scripted import ScriptedModel, cell
+
+    from rlm_tui.models.replay import ReplayModel
+
+    model = ScriptedModel(
+        {
+            "q": [cell("a = llm_query('one')\nb = rlm_query('sub')"), cell("FINAL([a, b])")],
+            "sub": [cell("FINAL({'k': 1})")],
+        }
+    )
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    assert result.answer == ["echo: one", {"k": 1}]
+    view = fold(read_session(result.session_dir).events)
+    calls = [(c.agent_id, c.kind, c.prompt, c.ok) for c in view.subcalls]
+    assert calls == [("0", "llm_query", "one", True), ("0", "rlm_query", "sub", True)]
+    assert view.subcalls[1].child_agent_id == "0.1" and view.subcalls[1].result.json_value == {
+        "k": 1
+    }
+    assert not view.open_subcalls
+    assert view.replies[("0", 2)] == cell("FINAL([a, b])")
+    assert view.replies[("0.1", 1)] == cell("FINAL({'k': 1})")
+    assert view.query_replies == {("0", "one"): ["echo: one"]}
+    assert view.agents["0.1"].answer.json_value == {"k": 1} and view.agents["0.1"].reason == ""
+    assert view.answer_value is not None and view.answer_value.type_name == "list"
+    replayed = ReplayModel.from_directory(result.session_dir)
+    again = await Run(
+        RunConfig(query="q", sessions_dir=sessions_dir), model=replayed, sub_model=replayed
+    ).execute()
+    assert again.answer == result.answer and again.usage.cost == 0
+
+
+def test_hand_launches_follow_ups_and_compactions_are_kept_for_resume():
+    """Where in the parent's cells a hand launch and its answer came, by cells past the gate."""
+    from rlm_tui.events import AgentLaunched, FollowUp, HistoryCompacted, Value
+
+    answer = Value(json_value={"lion": 0}, is_json=True, repr="{'lion': 0}", type_name="dict")
+    sizes = {"messages_before": 7, "messages_after": 4, "tokens_before": 900, "tokens_after": 200}
+    view = fold(_live_cell_events())
+    for event in [
+        CellProposed(agent_id="0", cell_id="0:1", step=1, index=1, code="x = 1"),
+        CellStarted(agent_id="0", cell_id="0:1", code="x = 1"),
+        CellFinished(agent_id="0", cell_id="0:1", status="ok"),
+        CellProposed(agent_id="0", cell_id="0:2", step=1, index=2, code="y"),
+        CellPaused(agent_id="0", cell_id="0:2", reason="paused"),
+        AgentLaunched(agent_id="0", child_agent_id="0.1", prompt="zoo", bind_var="zoo"),
+        CellSkipped(agent_id="0", cell_id="0:2"),
+        SubcallFinished(agent_id="0", call_id="r0.1", ok=True, result=answer),
+        FollowUp(agent_id="0", step=2, question="and then?", answer_var="answer_1"),
+        HistoryCompacted(agent_id="0", step=3, summary="so far", **sizes),
+    ]:
+        view.apply(event)
+    launch = view.launches["0.1"]
+    assert (launch.parent_id, launch.prompt, launch.bind_var) == ("0", "zoo", "zoo")
+    assert launch.launched_at == 1 and launch.answered_at == 2
+    assert launch.answer is not None and launch.answer.json_value == {"lion": 0}
+    assert view.follow_ups == {("0", 2): "and then?"}
+    assert view.compactions == {("0", 3): "so far"}

@@ -178,3 +178,113 @@ def test_sessions_json_lists_every_field(server, sessions_dir):
         "cost",
     }
     assert entry["query"] == "hello" and entry["status"] == "answered" and entry["agents"] == 1
+
+
+async def test_forks_at_cells_around_a_hand_launched_agent_keep_its_bound_variable(sessions_dir):
+    """The root waits at 0:1 while a person launches 0.1 (bound as ``zoo``). A fork at 0.1's
+    cell launches 0.1 again there and holds at that cell; a fork after the answer binds the
+    recorded answer; in both a later root cell prints ``zoo``."""
+    from scripted import ZOO_SCRIPTS, ScriptedModel, run_with_a_hand_launch, until_true
+
+    from rlm_tui.engine.control import Breakpoints
+    from rlm_tui.events import AgentLaunched
+
+    hold = Breakpoints(every_cell=True)
+    original = await run_with_a_hand_launch(sessions_dir)
+    assert original.answer == {"lion": 0}
+    events = read_session(original.session_dir).events
+    [launch] = [e for e in events if isinstance(e, AgentLaunched)]
+    assert (launch.child_agent_id, launch.bind_var, launch.prompt) == ("0.1", "zoo", "make a zoo")
+
+    fork = fork_run(original.session_dir, "0.1:1", breakpoints=hold)
+    fork.models.model = fork.models.sub_model = ScriptedModel(ZOO_SCRIPTS)
+    await fork.start()
+    await until_true(lambda: "0.1:1" in fork.control.pending)
+    assert fork.agents["0.1"].by_hand and fork.agents["0.1"].bind_var == "zoo"
+    fork.replace_cell("0.1:1", "zoo = {'tiger': 1}\nFINAL(zoo)")
+    fork.step("0.1:1")
+    await until_true(lambda: fork.agents["0.1"].status == "answered")
+    fork.set_breakpoints(Breakpoints())
+    fork.resume()
+    forked = await fork.wait()
+    assert forked.answer == {"tiger": 1}
+    printed = [
+        e.output
+        for e in read_session(forked.session_dir).events
+        if isinstance(e, CellFinished) and e.cell_id == "0:2"
+    ]
+    assert printed == ["['tiger']\n"]
+
+    later = fork_run(original.session_dir, "0:2", breakpoints=hold)
+    later.models.model = later.models.sub_model = ScriptedModel(ZOO_SCRIPTS)
+    await later.start()
+    await until_true(lambda: bool(later.control.pending))
+    assert list(later.control.pending) == ["0:2"]
+    later.set_breakpoints(Breakpoints())
+    later.resume()
+    again = await later.wait()
+    assert again.answer == {"lion": 0}
+    assert "0.1" not in later.agents, "the recorded answer is bound, not asked again"
+
+
+async def test_a_resume_says_which_recorded_cells_it_runs_again(sessions_dir):
+    from scripted import ScriptedModel
+
+    from rlm_tui.events import CellRerunFinished, CellRerunStarted
+    from rlm_tui.session.projection import fold
+
+    steps = [cell("a = 1"), cell("b = a + 1\nprint(b)"), cell("FINAL_VAR('b')")]
+    stopped = await Run(
+        RunConfig(
+            query="q", sessions_dir=sessions_dir, limits=Limits(max_calls=2), on_budget="stop"
+        ),
+        model=ScriptedModel({"q": steps}),
+    ).execute()
+    assert stopped.status == "budget"
+    run = resume_run(
+        stopped.session_dir, live_model=ScriptedModel({"q": steps}), limits=Limits(max_calls=9)
+    )
+    resumed = await run.execute()
+    assert resumed.answer == 2
+    events = read_session(stopped.session_dir).events
+    reruns = [e for e in events if isinstance(e, CellRerunStarted | CellRerunFinished)]
+    assert [(type(e).__name__, e.cell_id) for e in reruns] == [
+        ("CellRerunStarted", "0:1"),
+        ("CellRerunFinished", "0:1"),
+        ("CellRerunStarted", "0:2"),
+        ("CellRerunFinished", "0:2"),
+    ]
+    assert reruns[2].code == "b = a + 1\nprint(b)" and reruns[3].status == "ok"
+    view = fold(events)
+    assert not view.rerun_cells and not any(c.rerunning for c in view.cells.values())
+    cut = fold(events[: events.index(reruns[2]) + 1])  # while 0:2 ran again
+    assert cut.rerunning and cut.rerun_cells == ["0:2"] and cut.cells["0:2"].rerunning
+    assert cut.cells["0:2"].status == "ok", "the recorded outcome stands"
+
+
+async def test_a_resume_serves_a_recorded_compaction_instead_of_asking_again(sessions_dir):
+    from scripted import ScriptedModel
+
+    from rlm_tui.events import HistoryCompacted
+
+    steps = [cell(f"p{i} = 'x' * 900\nprint(p{i})") for i in range(1, 5)]
+    steps.append(cell("FINAL(len(p1) + len(p4))"))
+    stopped = await Run(
+        RunConfig(
+            query="q",
+            sessions_dir=sessions_dir,
+            compact_at=700,
+            limits=Limits(max_calls=5),
+            on_budget="stop",
+        ),
+        model=ScriptedModel({"q": steps}),
+    ).execute()
+    assert stopped.status == "budget"
+    live = ScriptedModel({"q": steps})
+    resumed = await resume_run(
+        stopped.session_dir, live_model=live, limits=Limits(max_calls=20)
+    ).execute()
+    assert resumed.answer == 1800, "the variables made before the compaction are rebuilt"
+    assert [(info.purpose, info.step) for info, _ in live.seen] == [("agent", 5)]
+    events = read_session(stopped.session_dir).events
+    assert len([e for e in events if isinstance(e, HistoryCompacted)]) == 1

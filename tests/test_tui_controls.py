@@ -501,3 +501,66 @@ async def test_fork_diff_shows_both_branches_from_the_fork_point(sessions_dir):
         forks = [str(c) for c in table.columns[2]._cells]
         assert "Rare Berry" in forks[0] and "Rare Berry" not in originals[0]
         assert forks[-2] == '{"Rare Berry": 4, "Fig": 0}' and originals[-2] != forks[-2]
+
+
+async def test_a_resumed_run_shows_the_recorded_cell_it_runs_again(sessions_dir):
+    """The status line and the cell's header say which recorded cell runs again, from the
+    run's cell_rerun events; then the run goes on live and answers."""
+    from rlm_tui.engine.budget import Limits
+    from rlm_tui.engine.resume import resume_run
+
+    steps = [cell("import time\ntime.sleep(1.5)\na = 7"), cell("FINAL(a)")]
+    config = RunConfig(
+        query="q", sessions_dir=sessions_dir, limits=Limits(max_calls=1), on_budget="stop"
+    )
+    stopped = await Run(config, model=ScriptedModel({"q": steps})).execute()
+    assert stopped.status == "budget"
+    run = resume_run(
+        stopped.session_dir, live_model=ScriptedModel({"q": steps}), limits=Limits(max_calls=5)
+    )
+    async with App(run).run_test(size=(120, 40)) as pilot:
+        status = pilot.app.screen.query_one("#status")
+        await until(pilot, lambda: "re-running recorded cells (0:1)" in str(status.render()))
+        log = screen(pilot).query_one("CellLog")
+        shown = lambda: "".join(log.render_line(y).text for y in range(log.size.height))  # noqa: E731
+        await until(pilot, lambda: "re-running to rebuild the kernel" in shown())
+        await until(pilot, lambda: screen(pilot).view.finished)
+        assert screen(pilot).view.answer == 7
+        await pilot.pause(0.2)
+        assert "re-running" not in shown() and "re-running" not in str(status.render())
+
+
+async def test_fork_at_a_hand_launched_agents_cell_holds_there_and_keeps_its_variable(
+    sessions_dir,
+):
+    """F on a cell of a sub-agent launched by hand: the fork launches it again and holds at
+    that cell (the one s and e act on); its answer is bound in the parent, which prints it."""
+    from scripted import ZOO_SCRIPTS, run_with_a_hand_launch
+
+    original = await run_with_a_hand_launch(sessions_dir)
+    app = RlmApp(session=original.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = screen(pilot).query_one("CellLog")
+        await until(pilot, lambda: any(c.cell_id == "0.1:1" for c in log.cells))
+        log.select_cell("0.1:1")
+        await pilot.press("F")
+        await until(pilot, lambda: screen(pilot).run is not None)
+        assert "forked at cell 0.1:1" in " ".join(notes(pilot.app))
+        fork = screen(pilot).run
+        fork.models.model = fork.models.sub_model = ScriptedModel(ZOO_SCRIPTS)
+        await until(pilot, lambda: "0.1:1" in fork.control.pending)
+        await until(pilot, lambda: screen(pilot).selected_gate == "0.1:1")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, EditCellScreen))
+        assert pilot.app.screen.cell_id == "0.1:1"
+        pilot.app.screen.query_one("TextArea").text = "zoo = {'tiger': 1}\nFINAL(zoo)"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        await pilot.press("s")
+        await until(pilot, lambda: screen(pilot).view.agents["0.1"].status == "answered")
+        fork.set_breakpoints(Breakpoints())
+        await pilot.press("space")
+        await until(pilot, lambda: screen(pilot).view.finished)
+        view = screen(pilot).view
+        assert view.answer == {"tiger": 1}
+        assert view.cells["0:2"].output == "['tiger']\n"

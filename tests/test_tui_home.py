@@ -229,3 +229,29 @@ async def test_at_80x24_the_sessions_fit_and_the_start_button_scrolls_into_view(
         row = [str(v) for v in table.get_row_at(0)]
         assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d", row[3])  # the started column: a date
         assert row[4] == "scripted" and row[5] == "1"
+
+
+async def test_the_tui_commands_sandbox_flags_are_the_forms_defaults(sessions_dir, tmp_path):
+    from rlm_tui.cli import build_parser, sandbox_options
+
+    args = build_parser().parse_args(
+        ["tui", "--sandbox", "off", "--allow-read", str(tmp_path), "--kernel-env", "LANG"]
+    )
+    app = RlmApp(
+        sessions_dir=sessions_dir,
+        ui_config=UiConfig(),
+        watch=False,
+        run_options=sandbox_options(args),
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.screen.query_one("#sandbox", Input).value == "off"
+        app.screen.query_one("#query", Input).value = "Generate 3 names of fruits"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: app.screen.view.finished)
+        config = app.current_run.config
+        assert (config.sandbox, config.allow_read, config.kernel_env) == (
+            "off",
+            [tmp_path],
+            ["LANG"],
+        )

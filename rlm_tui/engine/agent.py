@@ -26,6 +26,8 @@ from rlm_tui.events import (
     CellFinished,
     CellOutput,
     CellProposed,
+    CellRerunFinished,
+    CellRerunStarted,
     CellSkipped,
     CellStarted,
     Event,
@@ -97,6 +99,15 @@ class AgentHost(Protocol):
 
     def note_cell_error(self, agent_id: str) -> None: ...
 
+    def launched_by_hand(self, agent_id: str) -> bool:
+        """The id belongs to a recorded hand-launched sub-agent."""
+        ...
+
+    async def redo_hand_launches(self, agent: Agent, decided: int | None) -> None:
+        """Launch again (or bind the recorded answer of) the hand launches due at this point
+        of a resumed agent: ``decided`` of its cells passed the gate (None: it goes live)."""
+        ...
+
     def stop_cause(self) -> RlmError | None:
         """Why the run is ending, when it is."""
         ...
@@ -148,8 +159,11 @@ class Agent:
         """True while the current step's reply came from a recording (resume, fork)."""
 
     def next_child_id(self) -> str:
-        self.children += 1
-        return f"{self.id}.{self.children}"
+        while True:
+            self.children += 1
+            child_id = f"{self.id}.{self.children}"
+            if not self.host.launched_by_hand(child_id):  # that one is relaunched by its id
+                return child_id
 
     # -- life ------------------------------------------------------------------------------
 
@@ -260,6 +274,8 @@ class Agent:
             if recorded is not None:
                 text = recorded
             else:
+                await host.redo_hand_launches(self, None)
+                self._attach_notes()  # a bound answer's note goes with this request
                 text = await host.call_model(self, self.messages, self.messages[sent:], self.step)
             self.messages.append({"role": "assistant", "content": text})
             sent = len(self.messages)
@@ -331,9 +347,10 @@ class Agent:
         self.cell_count += 1
         index = self.cell_count
         cell_id = f"{self.id}:{index}"
+        await host.redo_hand_launches(self, index - 1)
         recorded = host.recorded_cell(cell_id) if self.replaying else None
         if recorded is not None:
-            return await self._rerun_cell(index, cell, recorded.code)
+            return await self._rerun_cell(cell_id, index, cell, recorded.code)
         host.emit(
             CellProposed(
                 agent_id=self.id,
@@ -371,13 +388,24 @@ class Agent:
             model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
         return prompts.cell_feedback(index, _status_words(status, error), model_view)
 
-    async def _rerun_cell(self, index: int, cell: CodeCell, code: str | None) -> str:
-        """Run a recorded cell again to rebuild the kernel; its events are already saved."""
+    async def _rerun_cell(self, cell_id: str, index: int, cell: CodeCell, code: str | None) -> str:
+        """Run a recorded cell again to rebuild the kernel; its events are already saved, so
+        only the re-run itself is recorded (started, finished)."""
         if code is None:
             return prompts.cell_feedback(index, "skipped by the user, not run", "")
         parts: list[str] = []
         kernel = await self._ready_kernel()
+        self.host.emit(CellRerunStarted(agent_id=self.id, cell_id=cell_id, code=code))
         result = await kernel.execute(code, lambda _s, text: parts.append(text))
+        self.host.emit(
+            CellRerunFinished(
+                agent_id=self.id,
+                cell_id=cell_id,
+                status=result.status,
+                duration=result.duration,
+                error=result.error,
+            )
+        )
         output = "".join(parts)
         model_view = truncate(output, self.host.settings.truncate)
         if code != cell.code:
@@ -451,7 +479,7 @@ class Agent:
         result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
         if self.final is None and marker.kind != "FINAL_VAR" and self.schema is None:
             text = marker.argument.strip().strip("\"'")
-            self.final = Value(json_value=text, is_json=True, repr=repr(text), type_name="str")
+            self.final = Value.plain(text)
         if self.final is None:
             self.notes.append(f"Your text {code} failed: {result.error}")
 

@@ -175,7 +175,7 @@ class Subcalls:
             text = await run.call_model(
                 agent, messages, messages, agent.step, "llm_query", run.models.named(model_name)
             )
-            done(Value(json_value=text, is_json=True, repr=repr(text[:2000]), type_name="str"))
+            done(Value.plain(text))
         return text
 
     async def spawn(
@@ -186,10 +186,11 @@ class Subcalls:
         by_hand: bool = False,
         bind_var: str | None = None,
         schema: dict[str, Any] | None = None,
+        child_id: str | None = None,
     ) -> Value:
         """Run a child agent to its answer (its recorded answer when resuming)."""
         run = self._run
-        child_id = parent.next_child_id()
+        child_id = child_id or parent.next_child_id()
         recorded = run.replay.answer(child_id)
         if recorded is not None:
             return recorded

@@ -50,6 +50,4 @@ def extracted_value(text: str, schema: dict[str, Any] | None) -> Value:
         value = body.strip("\"'")
     if schema is not None:
         value = check(value, schema)
-    return Value(
-        json_value=value, is_json=True, repr=repr(value)[:2000], type_name=type(value).__name__
-    )
+    return Value.plain(value)

@@ -2,37 +2,24 @@
 
 A resumed run walks the same path: each agent's recorded replies are served instead of model
 calls, its recorded cells are run again (edited code as edited, skipped cells skipped) to
-rebuild its kernel, answered sub-agents return their recorded value, and ``llm_query`` gets
-its recorded text. Where the record ends, the run goes on live.
+rebuild its kernel, answered sub-agents return their recorded value, ``llm_query`` gets
+its recorded text, and sub-agents launched by hand are launched (or bound) again. Where the
+record ends, the run goes on live. All of it is read from the session's projection.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlm_tui.errors import SessionError
-from rlm_tui.events import (
-    AgentFinished,
-    BudgetUpdate,
-    CellFinished,
-    CellProposed,
-    CellSkipped,
-    CellStarted,
-    Event,
-    FollowUp,
-    HistoryCompacted,
-    ModelRequest,
-    ModelResponse,
-    RunFinished,
-    RunStarted,
-    SubcallFinished,
-    SubcallStarted,
-    Usage,
-    Value,
-)
+from rlm_tui.events import CellProposed, Event, RunStarted, Value
+from rlm_tui.session.projection import HandLaunch, fold
 from rlm_tui.session.store import read_session
+
+RAN = frozenset({"ok", "edited", "error", "interrupted", "timeout", "killed"})
+"""Cell states of the projection whose code ran to an end: recorded, so run again."""
 
 
 @dataclass
@@ -49,91 +36,55 @@ class RecordedTool:
     error: str | None
 
 
-@dataclass
 class Recording:
-    started: RunStarted
-    replies: dict[tuple[str, int], str] = field(default_factory=dict)
-    queries: dict[tuple[str, str], deque[str]] = field(default_factory=lambda: defaultdict(deque))
-    cells: dict[str, RecordedCell] = field(default_factory=dict)
-    answers: dict[str, Value] = field(default_factory=dict)
-    tools: dict[tuple[str, str], deque[RecordedTool]] = field(
-        default_factory=lambda: defaultdict(deque)
-    )
-    """Tool outcomes by (agent, the call as Python), in the order they came."""
-    follow_ups: dict[tuple[str, int], str] = field(default_factory=dict)
-    compactions: dict[tuple[str, int], str] = field(default_factory=dict)
-    """Summaries that replaced an agent's earlier turns, by (agent, step)."""
-    """Questions asked after an agent's answer at a step (``rlm-tui ask``)."""
-    usage: Usage = field(default_factory=Usage)
-    finished: RunFinished | None = None
-    last_seq: int = 0
-    _latest: RunStarted | None = None
-    _running: dict[str, str] = field(default_factory=dict)
-    _tool_calls: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_events(cls, events: list[Event]) -> Recording:
-        first = events[0] if events else None
-        if not isinstance(first, RunStarted):
+    def __init__(self, events: list[Event]) -> None:
+        starts = [e for e in events if isinstance(e, RunStarted)]
+        if not events or not isinstance(events[0], RunStarted):
             raise SessionError("not a session: it does not start with run_started")
-        recording = cls(started=first)
-        prompts: dict[str, str] = {}
-        for event in events:
-            recording._add(event, prompts)
-        return recording
+        view = fold(events)
+        self.started = starts[0]
+        self.latest = starts[-1]
+        """The last start (each resume records one, with its settings): what goes on now."""
+        self.last_seq = max(e.seq for e in events)
+        self.status = view.status
+        """How the last run ended (None: it did not)."""
+        self.usage = view.usage.model_copy()
+        self.replies = view.replies
+        self.compactions = view.compactions
+        self.follow_ups = view.follow_ups
+        self.launches: dict[str, HandLaunch] = view.launches
+        self.cells = {
+            c.cell_id: RecordedCell(None if c.status == "skipped" else c.code)
+            for c in view.cells.values()
+            if c.status in RAN or c.status == "skipped"
+        }
+        """Cells that ran to an end or were skipped; one a crash cut off runs again, live."""
+        self.answers = {
+            a.agent_id: a.answer
+            for a in view.agents.values()
+            if a.status == "answered" and a.answer is not None
+        }
+        self._queries = {key: deque(texts) for key, texts in view.query_replies.items()}
+        self._tools: dict[tuple[str, str], deque[RecordedTool]] = defaultdict(deque)
+        """Tool outcomes by (agent, the call as Python), in the order they were called."""
+        for call in view.subcalls:
+            if call.kind == "tool" and call.ok is not None:
+                outcome = RecordedTool(call.result if call.ok else None, call.error)
+                self._tools[(call.agent_id, call.prompt)].append(outcome)
 
     @classmethod
     def from_session(cls, directory: Path) -> Recording:
-        return cls.from_events(list(read_session(directory).events))
-
-    def _add(self, event: Event, prompts: dict[str, str]) -> None:
-        self.last_seq = max(self.last_seq, event.seq)
-        if isinstance(event, RunStarted):
-            self._latest = event
-        elif isinstance(event, ModelRequest) and event.purpose == "llm_query" and event.messages:
-            prompts[event.call_id] = str(event.messages[-1].get("content", ""))
-        elif isinstance(event, ModelResponse):
-            if event.purpose == "agent":
-                self.replies[(event.agent_id, event.step)] = event.text
-            elif event.purpose == "llm_query":
-                self.queries[(event.agent_id, prompts.get(event.call_id, ""))].append(event.text)
-        elif isinstance(event, SubcallStarted) and event.kind == "tool":
-            self._tool_calls[event.call_id] = (event.agent_id, event.prompt)
-        elif isinstance(event, SubcallFinished) and event.call_id in self._tool_calls:
-            outcome = RecordedTool(event.result if event.ok else None, event.error)
-            self.tools[self._tool_calls.pop(event.call_id)].append(outcome)
-        elif isinstance(event, HistoryCompacted):
-            self.compactions[(event.agent_id, event.step)] = event.summary
-        elif isinstance(event, FollowUp):
-            self.follow_ups[(event.agent_id, event.step)] = event.question
-        elif isinstance(event, CellStarted):
-            self._running[event.cell_id] = event.code
-        elif isinstance(event, CellFinished) and event.cell_id in self._running:
-            # a cell cut off by a crash has no CellFinished: it runs again, live
-            self.cells[event.cell_id] = RecordedCell(self._running.pop(event.cell_id))
-        elif isinstance(event, CellSkipped):
-            self.cells[event.cell_id] = RecordedCell(None)
-        elif isinstance(event, AgentFinished) and event.status == "answered" and event.answer:
-            self.answers[event.agent_id] = event.answer
-        elif isinstance(event, BudgetUpdate | RunFinished):
-            self.usage = event.usage.model_copy()
-            if isinstance(event, RunFinished):
-                self.finished = event
-
-    @property
-    def latest(self) -> RunStarted:
-        """The last start (each resume records one, with its settings): what goes on now."""
-        return self._latest or self.started
+        return cls(list(read_session(directory).events))
 
     def reply(self, agent_id: str, step: int) -> str | None:
         return self.replies.get((agent_id, step))
 
     def query_reply(self, agent_id: str, prompt: str) -> str | None:
-        queue = self.queries.get((agent_id, prompt))
+        queue = self._queries.get((agent_id, prompt))
         return queue.popleft() if queue else None
 
     def tool_result(self, agent_id: str, call: str) -> RecordedTool | None:
-        queue = self.tools.get((agent_id, call))
+        queue = self._tools.get((agent_id, call))
         return queue.popleft() if queue else None
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from rlm_tui.engine.recording import RecordedCell, RecordedTool, Recording
 from rlm_tui.events import Usage, Value
+from rlm_tui.session.projection import HandLaunch
 
 
 class Replay:
     def __init__(self, recording: Recording | None) -> None:
         self._recording = recording
+        self._launches = dict(recording.launches) if recording else {}
+        """Hand launches not redone yet."""
 
     @property
     def last_seq(self) -> int:
@@ -47,3 +50,25 @@ class Replay:
 
     def answer(self, agent_id: str) -> Value | None:
         return self._recording.answers.get(agent_id) if self._recording else None
+
+    def launched_by_hand(self, agent_id: str) -> bool:
+        """The id was a hand-launched sub-agent's: its parent's cells must not take it."""
+        return self._recording is not None and agent_id in self._recording.launches
+
+    def hand_launches_due(self, parent_id: str, decided: int | None) -> list[HandLaunch]:
+        """The parent's hand launches to redo now that ``decided`` of its cells passed the
+        gate (None: it goes on live, so all that are left): answered ones when their answer
+        came (to bind it), the others when they were launched (to run them again)."""
+        due = [
+            launch
+            for launch in self._launches.values()
+            if launch.parent_id == parent_id
+            and (
+                decided is None
+                or decided
+                >= (launch.answered_at if launch.answer is not None else launch.launched_at)
+            )
+        ]
+        for launch in due:
+            del self._launches[launch.child_id]
+        return due

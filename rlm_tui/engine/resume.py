@@ -80,7 +80,7 @@ def ask_run(
     record (variables and all, at no model cost) and the question is its next user turn."""
     writer, recording = _locked(directory)
     try:
-        if recording.finished is None or recording.finished.status != "answered":
+        if recording.status != "answered":
             raise SessionError(f"session {directory.name} has not answered; resume it instead")
         config = config_for(recording, directory, follow_up=question, **changes)
     except BaseException:
@@ -103,7 +103,7 @@ def resume_run(
     """
     writer, recording = _locked(directory)
     try:
-        if recording.finished is not None and recording.finished.status == "answered":
+        if recording.status == "answered":
             raise SessionError(f"session {directory.name} has already answered; fork it to go on")
         config = config_for(recording, directory, **changes)
         return Run(

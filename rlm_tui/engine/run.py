@@ -37,6 +37,7 @@ from rlm_tui.engine.slots import KernelSlots, default_max_kernels
 from rlm_tui.engine.tools import RESERVED, Tools, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
+    AgentLaunched,
     BudgetStop,
     CallPurpose,
     CellPaused,
@@ -267,6 +268,7 @@ class Run:
         self._root_task: asyncio.Task[Value] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._result: RunResult | None = None
+        self._teardown: asyncio.Future[None] | None = None
         self._state: RunState = "running"
         self._question = config.follow_up
 
@@ -456,8 +458,15 @@ class Run:
             await self._stop_tasks()
             extracted = await self._extract_answer()
         self._result = self._finish(value, extracted)
-        await self._services.aclose()  # the answer is out; kernels are torn down after it
+        # the answer is out; kernels are torn down after it, to the end even if this is cancelled
+        self._teardown = asyncio.ensure_future(self._services.aclose())
+        await asyncio.shield(self._teardown)
         return self._result
+
+    async def closed(self) -> None:
+        """Wait until the kernels of a finished run are torn down."""
+        if self._teardown is not None:
+            await self._teardown
 
     async def _extract_answer(self) -> Value | None:
         """At a budget stop, the root's best answer from its trajectory (the reserved call)."""
@@ -582,6 +591,19 @@ class Run:
 
     def note_cell_error(self, agent_id: str) -> None:
         self.control.note_cell_error(agent_id)
+
+    def launched_by_hand(self, agent_id: str) -> bool:
+        return self.replay.launched_by_hand(agent_id)
+
+    async def redo_hand_launches(self, agent: Agent, decided: int | None) -> None:
+        for launch in self.replay.hand_launches_due(agent.id, decided):
+            if launch.answer is not None:
+                await agent.bind(launch.bind_var, launch.answer)
+            else:
+                payload = launch.context.model_dump() if launch.context else None
+                self._spawn(
+                    self._launch(agent, launch.child_id, launch.prompt, payload, launch.bind_var)
+                )
 
     def agent(self, agent_id: str) -> Agent:
         try:
@@ -732,15 +754,30 @@ class Run:
             raise UsageError(f"'{var}' is not a valid Python variable name")
         if parent.status != "running":  # its kernel may still be coming: bind waits for it
             raise UsageError(f"agent {parent_id} is not running")
-        payload = None if context is None else Value.from_host(context).model_dump()
+        value = None if context is None else Value.from_host(context)
+        child_id = parent.next_child_id()
         self.emit(Notice(agent_id=parent_id, message=f"sub-agent launched by hand -> {var}"))
+        self.emit(
+            AgentLaunched(
+                agent_id=parent_id,
+                child_agent_id=child_id,
+                prompt=prompt,
+                context=value,
+                bind_var=var,
+            )
+        )
+        payload = value.model_dump() if value is not None else None
+        return self._spawn(self._launch(parent, child_id, prompt, payload, var))
 
-        async def launch() -> Value:
-            value = await self.subcalls.spawn(parent, prompt, payload, by_hand=True, bind_var=var)
-            await parent.bind(var, value)
-            return value
-
-        return self._spawn(launch())
+    async def _launch(
+        self, parent: Agent, child_id: str, prompt: str, payload: dict[str, Any] | None, var: str
+    ) -> Value:
+        """Run a hand-launched sub-agent, then bind its answer as ``var`` in its parent."""
+        value = await self.subcalls.spawn(
+            parent, prompt, payload, by_hand=True, bind_var=var, child_id=child_id
+        )
+        await parent.bind(var, value)
+        return value
 
     def abandon(self) -> None:
         """Let go of a run that will not be started: its session's lock is released."""

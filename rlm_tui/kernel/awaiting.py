@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import inspect
+import signal
 from collections.abc import Callable
 from typing import Any
 
+INTERRUPTED = "interrupted"
+"""The message of the ``CancelledError`` that ends an awaited cell on an interrupt."""
 AIO_NAME = "_rlm_aio"
 """The kernel-namespace name of ``aio_form``, which rewritten calls go through."""
 _TAKES_AWAITABLES = {
@@ -166,3 +170,31 @@ def install(shell: Any) -> None:
     """Add the rewriter to an IPython shell (once; a re-run install replaces it)."""
     kept = [t for t in shell.ast_transformers if type(t).__name__ != AwaitRewriter.__name__]
     shell.ast_transformers[:] = [*kept, AwaitRewriter()]
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None and hasattr(kernel, "_cancel_on_sigint"):
+        interrupt_awaits(kernel)
+
+
+def interrupt_awaits(kernel: Any) -> None:
+    """Make an interrupt stop an awaited cell at once.
+
+    ipykernel (7.4) cancels an awaited cell on SIGINT through a callback on its ``io_loop``,
+    which is not the loop running the cell, so the cancel waits for the cell's next wake-up:
+    ``await asyncio.sleep(30)`` ran its 30 s. This cancels it from the loop that runs it,
+    with ``INTERRUPTED`` as the message, so the host tells it from a cell's own cancel.
+    """
+
+    @contextlib.contextmanager
+    def cancel_on_sigint(future: asyncio.Future[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+
+        def interrupt(*_: Any) -> None:
+            loop.call_soon_threadsafe(future.cancel, INTERRUPTED)
+
+        saved = signal.signal(signal.SIGINT, interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, saved)
+
+    kernel._cancel_on_sigint = cancel_on_sigint

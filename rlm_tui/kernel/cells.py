@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rlm_tui.kernel.awaiting import INTERRUPTED
 from rlm_tui.kernel.base import ExecResult, OutputCallback
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def interrupted(error: dict[str, Any]) -> bool:
+    """Whether an error message's cell was interrupted (plain, or awaited and cancelled)."""
+    return error["ename"] == "KeyboardInterrupt" or (
+        error["ename"] == "CancelledError" and error["evalue"] == INTERRUPTED
+    )
 
 
 class CellReader:
@@ -34,7 +42,7 @@ class CellReader:
             self.error = f"{content['ename']}: {content['evalue']}"
             trace = _ANSI.sub("", "\n".join(content.get("traceback", [])))
             self.on_output("error", trace + "\n")
-            if content["ename"] == "KeyboardInterrupt":
+            if interrupted(content):
                 self.error = "KeyboardInterrupt"
         elif kind == "status" and content["execution_state"] == "idle":
             return True

@@ -45,6 +45,7 @@ from jupyter_server.gateway.managers import (
 from jupyter_server.utils import url_escape, url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from rlm_tui import values
 from rlm_tui.errors import KernelError, UsageError
 from rlm_tui.kernel import aio_link, answer_check, awaiting, prelude, wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
@@ -64,7 +65,7 @@ URL_ENV = "JUPYTER_GATEWAY_URL"
 def _shipped_modules() -> str:
     """Code that makes the kernel-side modules importable in a kernel that lacks rlm_tui."""
     modules: list[tuple[str, str | None]] = [("rlm_tui", None), ("rlm_tui.kernel", None)]
-    shipped = (wire, aio_link, answer_check, awaiting, prelude)  # each after what it imports
+    shipped = (values, wire, aio_link, answer_check, awaiting, prelude)  # each after its imports
     modules += [(m.__name__, inspect.getsource(m)) for m in shipped]
     return (
         "import sys as _s, types as _t\n"

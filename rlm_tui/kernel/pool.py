@@ -42,6 +42,7 @@ from jupyter_client.session import Session
 from rlm_tui import defaults
 from rlm_tui.kernel import wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
+from rlm_tui.kernel.cells import interrupted
 from rlm_tui.kernel.prelude import SETUP_NAME
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
@@ -481,7 +482,7 @@ class LocalKernel:
                 error = f"{content['ename']}: {content['evalue']}"
                 trace = _ANSI.sub("", "\n".join(content.get("traceback", [])))
                 on_output("error", trace + "\n")
-                if content["ename"] == "KeyboardInterrupt":
+                if interrupted(content):
                     error = "KeyboardInterrupt"
             elif kind == "status" and content["execution_state"] == "idle":
                 break

@@ -13,7 +13,6 @@ and hash before loading it. Everything private lives under underscore names that
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import hashlib
@@ -34,6 +33,7 @@ from rlm_tui.kernel.aio_link import AsyncLink
 from rlm_tui.kernel.answer_check import AnswerMismatch, Expected, schema_of
 from rlm_tui.kernel.awaiting import AIO_NAME, AsyncForms
 from rlm_tui.kernel.awaiting import install as install_rewriter
+from rlm_tui.values import payload, unpayload
 
 INSTALL_CODE = "from rlm_tui.kernel.prelude import install as _i\n_i(globals())\ndel _i"
 """What a kernel runs to load the helpers into its namespace."""
@@ -45,44 +45,12 @@ INPUT_NAME = "_rlm_input"
 """Called by the host to load a named input (``--input NAME=FILE``) like ``context``."""
 """Called by the host with the run's tools (name, signature, doc) as JSON."""
 """Called by the host with an agent's answer schema as JSON (empty for none)."""
-REPR_LIMIT = 2000
 Request = Callable[..., dict[str, Any]]
 """A helper's own code: its arguments -> the bridge request's arguments."""
 
 
 class RLMError(RuntimeError):
     """A sub-call the host refused or could not complete."""
-
-
-def payload(value: Any) -> dict[str, Any]:
-    """A kernel value as it crosses to the host: JSON if it round-trips, a pickle, a repr."""
-    try:
-        text = json.dumps(value)
-        is_json = json.loads(text) == value
-    except (TypeError, ValueError, RecursionError):
-        is_json = False
-    try:
-        pickled: str | None = base64.b64encode(pickle.dumps(value)).decode()
-    except Exception:
-        pickled = None
-    shown = repr(value)
-    return {
-        "json_value": value if is_json else None,
-        "is_json": is_json,
-        "repr": shown if len(shown) <= REPR_LIMIT else shown[:REPR_LIMIT] + "...",
-        "type_name": type(value).__name__,
-        "pickle": pickled,
-    }
-
-
-def unpayload(p: dict[str, Any]) -> Any:
-    """A payload back as a Python value: the pickle if it loads, else JSON, else the repr."""
-    if p.get("pickle"):
-        try:
-            return pickle.loads(base64.b64decode(p["pickle"]))
-        except Exception:
-            pass
-    return p["json_value"] if p.get("is_json") else p.get("repr")
 
 
 def load_context(file: str, kind: str) -> Any:

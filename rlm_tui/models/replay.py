@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from pathlib import Path
 
 from rlm_tui.errors import ModelError
-from rlm_tui.events import ModelRequest, ModelResponse
 from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
+from rlm_tui.session.projection import fold
 from rlm_tui.session.store import find_session, read_session
 
 
@@ -31,20 +31,9 @@ class ReplayModel:
 
     @classmethod
     def from_directory(cls, directory: Path) -> ReplayModel:
-        log = read_session(directory)
-        prompts: dict[str, str] = {}
-        agent_replies: dict[tuple[str, int], str] = {}
-        query_replies: dict[tuple[str, str], deque[str]] = defaultdict(deque)
-        for event in log.events:
-            if isinstance(event, ModelRequest) and event.purpose == "llm_query":
-                prompts[event.call_id] = str(event.messages[-1].get("content", ""))
-            elif isinstance(event, ModelResponse):
-                if event.purpose == "agent":
-                    agent_replies[(event.agent_id, event.step)] = event.text
-                else:
-                    key = (event.agent_id, prompts.get(event.call_id, ""))
-                    query_replies[key].append(event.text)
-        return cls(f"replay:{directory.name}", agent_replies, query_replies)
+        view = fold(read_session(directory).events)
+        queries = {key: deque(texts) for key, texts in view.query_replies.items()}
+        return cls(f"replay:{directory.name}", view.replies, queries)
 
     async def complete(
         self, messages: list[Message], info: CallInfo, on_delta: DeltaCallback | None = None

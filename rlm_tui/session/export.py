@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,109 +17,69 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from rlm_tui.errors import UsageError
-from rlm_tui.events import (
-    AgentFinished,
-    AgentStarted,
-    CellFinished,
-    CellProposed,
-    CellSkipped,
-    CellStarted,
-    Event,
-    RunFinished,
-    RunStarted,
-    SubcallFinished,
-    SubcallStarted,
-    Usage,
-)
 from rlm_tui.redact import redact
+from rlm_tui.session.projection import AgentView, CellView, RunView, fold
 from rlm_tui.session.store import read_session
 
 OUTPUT_IN_REPORT = 2000
+NOT_RUN = frozenset({"pending", "paused", "running", "cancelled", "stopped"})
+"""Cell states of the projection that an export shows as "not run"."""
 
 
-@dataclass
-class _Cell:
-    cell_id: str
-    preamble: str
-    code: str
-    status: str = "not run"
-    output: str = ""
+def _read(directory: Path) -> RunView:
+    return fold(read_session(directory).events)
 
 
-@dataclass
-class _Agent:
-    agent_id: str
-    parent_id: str | None
-    depth: int
-    query: str
-    status: str = "unfinished"
-    answer: str = ""
-    usage: Usage = field(default_factory=Usage)
-    cells: list[_Cell] = field(default_factory=list)
+def _agent_status(agent: AgentView) -> str:
+    return "unfinished" if agent.status == "running" else agent.status
 
 
-@dataclass
-class _Session:
-    started: RunStarted
-    agents: dict[str, _Agent] = field(default_factory=dict)
-    finished: RunFinished | None = None
-    rlm_answers: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
-    llm_answers: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    """Per calling agent, in the order the calls were made (not the order they finished)."""
+def _agent_answer(agent: AgentView) -> str:
+    return agent.answer.repr if agent.answer is not None else agent.reason
 
 
-def _fold(events: list[Event]) -> _Session:
-    first = events[0]
-    assert isinstance(first, RunStarted)
-    session = _Session(first)
-    cells: dict[str, _Cell] = {}
-    order: dict[str, tuple[str, int]] = {}
-    answered: dict[str, list[tuple[tuple[str, int], Any]]] = defaultdict(list)
-    for e in events:
-        if isinstance(e, AgentStarted) and e.agent_id not in session.agents:
-            session.agents[e.agent_id] = _Agent(e.agent_id, e.parent_id, e.depth, e.query)
-        elif isinstance(e, CellProposed):
-            cells[e.cell_id] = _Cell(e.cell_id, e.preamble, e.code)
-            session.agents[e.agent_id].cells.append(cells[e.cell_id])
-        elif isinstance(e, CellStarted) and e.cell_id in cells:
-            cells[e.cell_id].code = e.code
-        elif isinstance(e, CellSkipped) and e.cell_id in cells:
-            cells[e.cell_id].status = "skipped"
-        elif isinstance(e, CellFinished) and e.cell_id in cells and e.status != "skipped":
-            cells[e.cell_id].status, cells[e.cell_id].output = e.status, e.output
-        elif isinstance(e, AgentFinished) and e.agent_id in session.agents:
-            agent = session.agents[e.agent_id]
-            agent.status, agent.usage = e.status, e.usage
-            agent.answer = e.answer.repr if e.answer else e.reason
-        elif isinstance(e, SubcallStarted):
-            order[e.call_id] = (e.kind, e.seq)
-        elif isinstance(e, SubcallFinished) and e.ok and e.result is not None:
-            value = e.result.json_value if e.result.is_json else e.result.repr
-            answered[e.agent_id].append((order.get(e.call_id, ("llm_query", e.seq)), value))
-        elif isinstance(e, RunFinished):
-            session.finished = e
-    for agent_id, answers in answered.items():
-        for (kind, _), value in sorted(answers, key=lambda item: item[0][1]):
-            if kind == "rlm_query":
-                session.rlm_answers[agent_id].append(value)
-            elif kind == "llm_query":
-                session.llm_answers[agent_id].append(str(value))
-    return session
+def _cell_status(cell: CellView) -> str:
+    if cell.status in NOT_RUN:
+        return "not run"
+    return "ok" if cell.status == "edited" else cell.status
 
 
-def _ordered(session: _Session) -> list[_Agent]:
+def _cell_code(cell: CellView) -> str:
+    """What ran (an edit included); the model's code for a cell that never started."""
+    return cell.code if cell.started is not None else cell.original_code
+
+
+def _cell_output(cell: CellView) -> str:
+    return "" if cell.status in NOT_RUN else cell.output
+
+
+def _answers(view: RunView) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    """What ``rlm_query`` and ``llm_query`` returned, per calling agent, in call order."""
+    rlm: dict[str, list[Any]] = defaultdict(list)
+    llm: dict[str, list[str]] = defaultdict(list)
+    for call in view.subcalls:
+        if not call.ok or call.result is None:
+            continue
+        value = call.result.json_value if call.result.is_json else call.result.repr
+        if call.kind == "rlm_query":
+            rlm[call.agent_id].append(value)
+        elif call.kind == "llm_query":
+            llm[call.agent_id].append(str(value))
+    return rlm, llm
+
+
+def _ordered(view: RunView) -> list[AgentView]:
     """The root first, then every sub-agent, depth first."""
-    children: dict[str | None, list[_Agent]] = defaultdict(list)
-    for agent in session.agents.values():
-        children[agent.parent_id].append(agent)
-    out: list[_Agent] = []
+    out: list[AgentView] = []
 
-    def walk(parent: str | None) -> None:
-        for agent in children[parent]:
-            out.append(agent)
-            walk(agent.agent_id)
+    def walk(agent: AgentView) -> None:
+        out.append(agent)
+        for child in agent.children:
+            walk(view.agents[child])
 
-    walk(None)
+    for agent in view.agents.values():
+        if agent.parent_id is None:
+            walk(agent)
     return out
 
 
@@ -175,8 +134,8 @@ _awaitable_helpers()
 """
 
 
-def _load_context(started: RunStarted) -> str:
-    path, kind = started.context_file, started.context_kind
+def _load_context(view: RunView) -> str:
+    path, kind = view.context_file, view.context_kind
     if not path or kind == "none":
         return 'context = ""'
     readers = {
@@ -192,49 +151,50 @@ def _load_context(started: RunStarted) -> str:
 
 
 def to_notebook(directory: Path) -> Any:
-    session = _fold(list(read_session(directory).events))
-    start = session.started
-    status = session.finished.status if session.finished else "unfinished"
-    usage = session.finished.usage if session.finished else Usage()
+    view = _read(directory)
+    status = view.status or "unfinished"
+    usage = view.usage
+    rlm_answers, llm_answers = _answers(view)
     cells: list[Any] = [
         new_markdown_cell(
-            f"# rlm-tui session {start.run_id}\n\n**Query:** {start.query}\n\n"
-            f"Model `{start.model}`, status **{status}**, {usage.calls} model calls, "
+            f"# rlm-tui session {view.run_id}\n\n**Query:** {view.query}\n\n"
+            f"Model `{view.model}`, status **{status}**, {usage.calls} model calls, "
             f"{usage.prompt_tokens:,} prompt and {usage.completion_tokens:,} completion tokens, "
             f"${usage.cost:.4f}."
         ),
         new_code_cell(
             _SETUP.format(
-                load_context=_load_context(start),
-                rlm_answers=json.dumps(session.rlm_answers, default=str),
-                llm_answers=json.dumps(session.llm_answers, default=str),
+                load_context=_load_context(view),
+                rlm_answers=json.dumps(rlm_answers, default=str),
+                llm_answers=json.dumps(llm_answers, default=str),
             )
         ),
     ]
-    for agent in _ordered(session):
+    for agent in _ordered(view):
         title = "Root agent" if agent.parent_id is None else f"Sub-agent {agent.agent_id}"
         cells.append(
             new_markdown_cell(
-                f"## {title} (depth {agent.depth}): {agent.status}\n\n> {agent.query}\n\n"
-                f"Answer: `{agent.answer[:300]}`"
+                f"## {title} (depth {agent.depth}): {_agent_status(agent)}\n\n"
+                f"> {agent.query}\n\nAnswer: `{_agent_answer(agent)[:300]}`"
             )
         )
         if agent.parent_id is not None:
             cells.append(new_code_cell(f'_agent = "{agent.agent_id}"\ncontext = ""'))
-        for cell in agent.cells:
+        for cell in view.cells_of(agent.agent_id):
             if cell.preamble:
                 cells.append(new_markdown_cell(cell.preamble))
-            if cell.status in ("skipped", "not run"):
+            status, code = _cell_status(cell), _cell_code(cell)
+            if status in ("skipped", "not run"):
                 cells.append(
                     new_markdown_cell(
-                        f"*Cell {cell.cell_id} was {cell.status}:*\n\n```python\n{cell.code}\n```"
+                        f"*Cell {cell.cell_id} was {status}:*\n\n```python\n{code}\n```"
                     )
                 )
                 continue
-            code = new_code_cell(cell.code)
-            if cell.output:
-                code.outputs = [new_output("stream", name="stdout", text=cell.output)]
-            cells.append(code)
+            notebook_cell = new_code_cell(code)
+            if output := _cell_output(cell):
+                notebook_cell.outputs = [new_output("stream", name="stdout", text=output)]
+            cells.append(notebook_cell)
     notebook = new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {
         "name": "python3",
@@ -245,44 +205,41 @@ def to_notebook(directory: Path) -> Any:
 
 
 def to_markdown(directory: Path) -> str:
-    session = _fold(list(read_session(directory).events))
-    start = session.started
-    finished = session.finished
-    usage = finished.usage if finished else Usage()
+    view = _read(directory)
+    usage = view.usage
     lines = [
-        f"# rlm-tui session {start.run_id}",
+        f"# rlm-tui session {view.run_id}",
         "",
-        f"- Query: {start.query}",
-        f"- Model: `{start.model}`; status: **{finished.status if finished else 'unfinished'}**",
+        f"- Query: {view.query}",
+        f"- Model: `{view.model}`; status: **{view.status or 'unfinished'}**",
         f"- Usage: {usage.calls} calls, {usage.prompt_tokens:,} prompt tokens, "
         f"{usage.completion_tokens:,} completion tokens, ${usage.cost:.4f}",
         "",
         "## Agents",
         "",
     ]
-    for agent in _ordered(session):
+    for agent in _ordered(view):
         lines.append(
-            f"{'  ' * agent.depth}- agent {agent.agent_id} (depth {agent.depth}, {agent.status}, "
-            f"{agent.usage.total_tokens:,} tokens): {agent.query[:100]}"
+            f"{'  ' * agent.depth}- agent {agent.agent_id} (depth {agent.depth}, "
+            f"{_agent_status(agent)}, {agent.usage.total_tokens:,} tokens): {agent.query[:100]}"
         )
-    if finished is not None and finished.answer is not None:
-        answer = finished.answer
+    if (answer := view.answer_value) is not None:
         shown = (
             json.dumps(answer.json_value, indent=1, ensure_ascii=False)
             if answer.is_json
             else answer.repr
         )
         lines += ["", "## Answer", "", "```", shown, "```"]
-    for agent in _ordered(session):
+    for agent in _ordered(view):
         lines += ["", f"## Agent {agent.agent_id}", "", f"> {agent.query}"]
-        for cell in agent.cells:
-            lines += ["", f"### Cell {cell.cell_id} ({cell.status})", ""]
+        for cell in view.cells_of(agent.agent_id):
+            lines += ["", f"### Cell {cell.cell_id} ({_cell_status(cell)})", ""]
             if cell.preamble:
                 lines += [cell.preamble, ""]
-            lines += ["```python", cell.code, "```"]
-            if cell.output:
-                shown = cell.output[:OUTPUT_IN_REPORT]
-                more = len(cell.output) - len(shown)
+            lines += ["```python", _cell_code(cell), "```"]
+            if output := _cell_output(cell):
+                shown = output[:OUTPUT_IN_REPORT]
+                more = len(output) - len(shown)
                 lines += ["", "```", shown.rstrip("\n"), "```"]
                 if more:
                     lines.append(f"*… {more:,} more characters*")

@@ -39,14 +39,6 @@ class ImportError_(SessionError):
     """A log that is not of a known format, or a line that breaks it (names file:line)."""
 
 
-def _text_value(value: Any) -> Value:
-    if isinstance(value, str | int | float | bool | list | dict) or value is None:
-        return Value(
-            json_value=value, is_json=True, repr=repr(value)[:2000], type_name=type(value).__name__
-        )
-    return Value(repr=repr(value)[:2000], type_name=type(value).__name__)
-
-
 def _time(stamp: Any, fallback: float) -> float:
     try:
         return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
@@ -202,7 +194,7 @@ def _fast_rlm(path: Path, lines: list[tuple[int, dict[str, Any]]]) -> _Builder:
                     t=t,
                     agent_id=agent,
                     status="answered",
-                    answer=_text_value(line.get("result")),
+                    answer=Value.plain(line.get("result")),
                     steps=step,
                 )
             )
@@ -213,7 +205,7 @@ def _fast_rlm(path: Path, lines: list[tuple[int, dict[str, Any]]]) -> _Builder:
         RunFinished(
             t=build.events[-1].t,
             status="answered" if answered else "error",
-            answer=_text_value(finals["0"]) if answered else None,
+            answer=Value.plain(finals["0"]) if answered else None,
             usage=build.usage,
             reason="" if answered else "no final result for the root run",
         )
@@ -333,14 +325,14 @@ def _official(path: Path, lines: list[tuple[int, dict[str, Any]]]) -> _Builder:
             t=build.events[-1].t,
             agent_id="0",
             status="answered" if answered else "stopped",
-            answer=_text_value(final) if answered else None,
+            answer=Value.plain(final) if answered else None,
         )
     )
     build.events.append(
         RunFinished(
             t=build.events[-1].t,
             status="answered" if answered else "error",
-            answer=_text_value(final) if answered else None,
+            answer=Value.plain(final) if answered else None,
             usage=build.usage,
             reason="" if answered else "no final answer",
         )
@@ -365,7 +357,7 @@ def _official_subcall(build: _Builder, call: dict[str, Any], t: float) -> None:
         if isinstance(totals, dict)
         else 0
     )
-    answer = _text_value(call.get("response"))
+    answer = Value.plain(call.get("response"))
     build.events += [
         SubcallStarted(
             t=t,

@@ -13,6 +13,7 @@ from typing import Any
 from rlm_tui import defaults
 from rlm_tui.events import (
     AgentFinished,
+    AgentLaunched,
     AgentStarted,
     BudgetStop,
     BudgetUpdate,
@@ -21,10 +22,13 @@ from rlm_tui.events import (
     CellOutput,
     CellPaused,
     CellProposed,
+    CellRerunFinished,
+    CellRerunStarted,
     CellSkipped,
     CellStarted,
     ErrorEvent,
     Event,
+    FollowUp,
     HistoryCompacted,
     KernelEvent,
     ModelDelta,
@@ -37,6 +41,7 @@ from rlm_tui.events import (
     SubcallFinished,
     SubcallStarted,
     Usage,
+    Value,
 )
 
 
@@ -62,6 +67,8 @@ class CellView:
     output_chars: int = 0
     """The output's true size; more than ``len(output)`` when only its head was kept."""
     started: float | None = None
+    rerunning: bool = False
+    """A resumed run runs this recorded cell again now, to rebuild its kernel."""
     rev: int = 0
     """Bumped by every change to the cell (the cell log re-renders a cell when it changes)."""
 
@@ -104,6 +111,9 @@ class AgentView:
     started: float = 0.0
     finished: float | None = None
     answer_preview: str = ""
+    answer: Value | None = None
+    reason: str = ""
+    """Why the agent ended without an answer."""
     by_hand: bool = False
     bind_var: str | None = None
     streaming: str = ""
@@ -113,6 +123,36 @@ class AgentView:
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished or now or self.started
         return max(0.0, end - self.started)
+
+
+@dataclass
+class SubcallView:
+    """One ``llm_query``, ``rlm_query`` or tool call of a cell; ``ok`` is None while it runs."""
+
+    call_id: str
+    agent_id: str
+    kind: str
+    prompt: str
+    child_agent_id: str | None = None
+    ok: bool | None = None
+    result: Value | None = None
+    error: str | None = None
+
+
+@dataclass
+class HandLaunch:
+    """A sub-agent a person launched, and where in its parent's cells it happened."""
+
+    parent_id: str
+    child_id: str
+    prompt: str
+    context: Value | None
+    bind_var: str
+    launched_at: int
+    """How many of the parent's cells had passed the gate when it was launched."""
+    answer: Value | None = None
+    answered_at: int = 0
+    """How many of them had passed the gate when its answer came (and was bound)."""
 
 
 @dataclass
@@ -136,6 +176,8 @@ class RunView:
     reason: str = ""
     answer_repr: str = ""
     answer: Any = None
+    answer_value: Value | None = None
+    """The answer as recorded (its JSON form, repr and type)."""
     extracted: bool = False
     """The answer was extracted from the trajectory at a budget stop (``--on-budget``)."""
     usage: Usage = field(default_factory=Usage)
@@ -153,12 +195,30 @@ class RunView:
     """A running tool call's line: its cell, the line's index, the call."""
     seen_log: list[tuple[str, str]] = field(default_factory=list)
     """(agent id, text) in the order they were seen: coverage folds it incrementally."""
+    subcalls: list[SubcallView] = field(default_factory=list)
+    """Every sub-call, in the order the calls were made."""
+    open_subcalls: dict[str, SubcallView] = field(default_factory=dict)
+    """Sub-calls started and not finished, by call id."""
+    replies: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Each agent's model reply by (agent, step): what a replay answers."""
+    query_replies: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """``llm_query`` replies by (agent, prompt), in the order they came."""
+    query_prompts: dict[str, str] = field(default_factory=dict)
+    """The prompt of each ``llm_query`` model request, by call id (to file its reply)."""
+    compactions: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Summaries that replaced an agent's earlier turns, by (agent, step)."""
+    follow_ups: dict[tuple[str, int], str] = field(default_factory=dict)
+    """Questions put to an agent after its answer at a step (``rlm-tui ask``)."""
+    launches: dict[str, HandLaunch] = field(default_factory=dict)
+    """Sub-agents launched by hand, by child id, in the order they were launched."""
     waiting: dict[str, Waiting] = field(default_factory=dict)
     """Every gate held now, oldest first: what ``s``, ``e`` and ``x`` can act on."""
     start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Sub-agents asked for and not started yet: agent id -> (parent id, prompt)."""
     rerunning: bool = False
-    """A resumed or forked run re-runs its recorded cells (silently) until it goes on."""
+    """A resumed or forked run re-runs its recorded cells until it goes on live."""
+    rerun_cells: list[str] = field(default_factory=list)
+    """The recorded cells being run again now (``cell_rerun_started``, not yet finished)."""
     notices: list[str] = field(default_factory=list)
     resumed_from: str | None = None
     forked_from: str | None = None
@@ -183,6 +243,14 @@ class RunView:
     @property
     def paused(self) -> bool:
         return self.state == "paused"
+
+    def cells_decided(self, agent_id: str) -> int:
+        """How many of the agent's cells passed the gate (started or skipped)."""
+        return sum(
+            1
+            for c in self.cells.values()
+            if c.agent_id == agent_id and (c.started is not None or c.status == "skipped")
+        )
 
     def cells_of(self, agent_id: str | None) -> list[CellView]:
         ids = self.cell_order
@@ -242,6 +310,7 @@ def _agent_started(view: RunView, e: AgentStarted) -> None:
     known = view.agents.get(e.agent_id)
     if known is not None:  # the agent goes on in a resumed or forked run
         known.status, known.finished, known.answer_preview = "running", None, ""
+        known.answer, known.reason = None, ""
         return
     view.agents[e.agent_id] = AgentView(
         e.agent_id,
@@ -267,6 +336,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
     if agent is None:
         return
     agent.status, agent.finished = e.status, e.t  # usage adds up from its model responses
+    agent.answer, agent.reason = e.answer, e.reason
     if e.answer is not None:
         agent.answer_preview = e.answer.repr[:200]
     elif e.reason:
@@ -274,7 +344,9 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
 
 
 def _model_request(view: RunView, e: ModelRequest) -> None:
-    view.rerunning = False  # recorded replies make no events: this one is new
+    view.rerunning = bool(view.rerun_cells)  # recorded replies make no events: this one is new
+    if e.purpose == "llm_query" and e.messages:
+        view.query_prompts[e.call_id] = str(e.messages[-1].get("content", ""))
     agent = view.agents.get(e.agent_id)
     if agent is not None and e.purpose == "agent":
         agent.step = e.step
@@ -291,6 +363,11 @@ def _model_response(view: RunView, e: ModelResponse) -> None:
     agent = view.agents.get(e.agent_id)
     tokens = e.usage.total_tokens
     view.tokens_per_step.append(tokens)
+    if e.purpose == "agent":
+        view.replies[(e.agent_id, e.step)] = e.text
+    elif e.purpose == "llm_query":
+        prompt = view.query_prompts.pop(e.call_id, "")
+        view.query_replies.setdefault((e.agent_id, prompt), []).append(e.text)
     if agent is not None:
         if e.purpose == "agent":
             agent.step = max(agent.step, e.step)
@@ -311,7 +388,7 @@ def _cell_paused(view: RunView, e: CellPaused) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.paused_reason = "paused", e.reason
-    view.rerunning = False
+    view.rerunning = bool(view.rerun_cells)
     if cell is not None:
         view.waiting[e.cell_id] = Waiting(e.cell_id, "cell", e.agent_id, e.reason, cell.code)
     elif e.cell_id == e.agent_id:  # a sub-agent's start held at the gate
@@ -336,7 +413,7 @@ def _cell_skipped(view: RunView, e: CellSkipped) -> None:
 
 def _cell_started(view: RunView, e: CellStarted) -> None:
     view.waiting.pop(e.cell_id, None)
-    view.rerunning = False
+    view.rerunning = bool(view.rerun_cells)
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.code, cell.started, cell.paused_reason = "running", e.code, e.t, ""
@@ -362,7 +439,26 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
     view.add_seen(e.agent_id, e.model_view)
 
 
+def _cell_rerun_started(view: RunView, e: CellRerunStarted) -> None:
+    view.rerunning = True
+    cell = view.cells.get(e.cell_id)
+    if cell is not None:
+        cell.rerunning = True
+        view.rerun_cells.append(e.cell_id)
+
+
+def _cell_rerun_finished(view: RunView, e: CellRerunFinished) -> None:
+    if e.cell_id in view.rerun_cells:
+        view.rerun_cells.remove(e.cell_id)
+    cell = view.cells.get(e.cell_id)
+    if cell is not None:
+        cell.rerunning = False
+
+
 def _subcall_started(view: RunView, e: SubcallStarted) -> None:
+    call = SubcallView(e.call_id, e.agent_id, e.kind, e.prompt, e.child_agent_id)
+    view.subcalls.append(call)
+    view.open_subcalls[e.call_id] = call
     if e.child_agent_id is not None and e.child_agent_id not in view.agents:
         view.start_prompts[e.child_agent_id] = (e.agent_id, e.prompt)
     if e.kind == "llm_query":
@@ -375,11 +471,17 @@ def _subcall_started(view: RunView, e: SubcallStarted) -> None:
 
 
 def _subcall_finished(view: RunView, e: SubcallFinished) -> None:
+    done = view.open_subcalls.pop(e.call_id, None)
+    if done is not None:
+        done.ok, done.result, done.error = e.ok, e.result, e.error
     if e.call_id in view.tool_lines:
         cell, index, call = view.tool_lines.pop(e.call_id)
         outcome = f"-> {e.result.repr[:80]}" if e.ok and e.result else f"raised {e.error}"
         cell.tool_calls[index] = f"⚙ {call} {outcome} ({e.duration * 1000:.0f} ms)"
         cell.rev += 1
+    launch = view.launches.get(e.call_id[1:])
+    if launch is not None and e.call_id == f"r{launch.child_id}" and e.ok and e.result is not None:
+        launch.answer, launch.answered_at = e.result, view.cells_decided(launch.parent_id)
     if e.call_id.startswith("r"):  # a sub-agent that was skipped at its start never started
         view.waiting.pop(e.call_id[1:], None)
         view.start_prompts.pop(e.call_id[1:], None)
@@ -417,13 +519,30 @@ def _run_finished(view: RunView, e: RunFinished) -> None:
     view.state = "finished"
     _close_past(view, e.t)
     view.extracted = e.extracted
+    view.answer_value = e.answer
     if e.answer is not None:
         view.answer_repr = e.answer.repr
         view.answer = e.answer.python()
 
 
+def _agent_launched(view: RunView, e: AgentLaunched) -> None:
+    view.launches[e.child_agent_id] = HandLaunch(
+        e.agent_id,
+        e.child_agent_id,
+        e.prompt,
+        e.context,
+        e.bind_var,
+        view.cells_decided(e.agent_id),
+    )
+
+
+def _follow_up(view: RunView, e: FollowUp) -> None:
+    view.follow_ups[(e.agent_id, e.step)] = e.question
+
+
 def _history_compacted(view: RunView, e: HistoryCompacted) -> None:
     """Shown in the cell log under the agent's last cell, where the history was cut."""
+    view.compactions[(e.agent_id, e.step)] = e.summary
     cells = view.cells_of(e.agent_id)
     if cells:
         cells[-1].tool_calls.append(
@@ -438,6 +557,9 @@ def _close_past(view: RunView, t: float) -> None:
     view.waiting.clear()
     view.start_prompts.clear()
     view.rerunning = False
+    for cell_id in view.rerun_cells:
+        view.cells[cell_id].rerunning, view.cells[cell_id].rev = False, view.cells[cell_id].rev + 1
+    view.rerun_cells.clear()
     for cell in view.cells.values():
         if cell.status in ("pending", "paused"):
             cell.status, cell.rev = "cancelled", cell.rev + 1
@@ -462,6 +584,8 @@ _HANDLERS: dict[type, Any] = {
     CellStarted: _cell_started,
     CellOutput: _cell_output,
     CellFinished: _cell_finished,
+    CellRerunStarted: _cell_rerun_started,
+    CellRerunFinished: _cell_rerun_finished,
     SubcallStarted: _subcall_started,
     SubcallFinished: _subcall_finished,
     Notice: _notice,
@@ -472,6 +596,8 @@ _HANDLERS: dict[type, Any] = {
     KernelEvent: _kernel,
     RunFinished: _run_finished,
     HistoryCompacted: _history_compacted,
+    AgentLaunched: _agent_launched,
+    FollowUp: _follow_up,
 }
 
 

@@ -155,8 +155,11 @@ class RlmApp(App[None]):
         ui_config: UiConfig | None = None,
         watch: bool = True,
         pause: bool = False,
+        run_options: dict[str, Any] | None = None,
     ) -> None:
-        """``pause``: the first run holds before every cell (``rlm-tui demo --pause``)."""
+        """``pause``: the first run holds before every cell (``rlm-tui demo --pause``).
+        ``run_options``: RunConfig fields given on the command line, over the config file's
+        ``run:`` defaults for the runs started from the home screen."""
         super().__init__()
         self.run_config = config
         self._pause = pause
@@ -176,6 +179,8 @@ class RlmApp(App[None]):
             except RlmError as exc:  # a bad config file is a notification, not a crash
                 self._config_problem = str(exc)
                 ui_config = UiConfig()
+        if run_options:
+            ui_config = ui_config.model_copy(update={"run": ui_config.run | run_options})
         self.ui = ui_config
         self.watch_theme_files = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
@@ -383,10 +388,13 @@ class RlmApp(App[None]):
 
     async def on_unmount(self) -> None:
         run = self.current_run
-        if run is not None and run.result is None:
-            run.stop("the app was closed")
-            with contextlib.suppress(Exception):  # closing must not fail because the run did
+        if run is None:
+            return
+        with contextlib.suppress(Exception):  # closing must not fail because the run did
+            if run.result is None:
+                run.stop("the app was closed")
                 await run.wait()
+            await run.closed()  # no kernel outlives the app
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

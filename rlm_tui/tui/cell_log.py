@@ -66,6 +66,8 @@ def cell_header(cell: CellView) -> Text:
     head.append(f"  step {cell.step}  {cell.status}", style=style)
     if cell.edited and cell.status != "edited":
         head.append("  (edited)", style="magenta")
+    if cell.rerunning:
+        head.append("  ⟳ re-running to rebuild the kernel", style="bold cyan")
     if cell.duration is not None:
         head.append(f"  {format_duration(cell.duration)}")
     if cell.paused_reason and cell.status == "paused":

@@ -22,6 +22,8 @@ _SLICES: dict[type, frozenset[str]] = {
     ev.CellPaused: frozenset({"cell"}),
     ev.CellSkipped: frozenset({"cell"}),
     ev.CellFinished: frozenset({"cell", "context"}),
+    ev.CellRerunStarted: frozenset({"cell"}),
+    ev.CellRerunFinished: frozenset({"cell"}),
     ev.AgentStarted: frozenset({"agent", "budget", "context"}),
     ev.AgentFinished: frozenset({"agent"}),
     ev.SubcallStarted: frozenset({"agent_cells", "context"}),

@@ -135,6 +135,8 @@ class RunScreen(Screen[None]):
         self.player = Player(list(events or []), speed=replay_speed) if replay_speed > 0 else None
         """The replay's position and speed (None for a live run or a saved session)."""
         self.start_paused = False
+        self.hold_at: str | None = None
+        """A fork's cell: selected in the waiting list once it waits."""
         self._replay_wake = asyncio.Event()
         self.view = RunView()
         self.editor = editor
@@ -341,7 +343,9 @@ class RunScreen(Screen[None]):
         if not self._context_requested and view.run_id:
             self._context_requested = True
             self._load_context(view.context_file, view.context_kind)
-        self.query_one(WaitList).show(view.waiting)
+        self.query_one(WaitList).show(view.waiting, prefer=self.hold_at)
+        if self.hold_at in view.waiting:  # s, e and x act on the cell forked at, not the oldest
+            self.hold_at = None
         status = self.query_one("#status", Static)
         line = self._status_line()
         if line != self._status_shown:
@@ -845,7 +849,10 @@ class RunScreen(Screen[None]):
             self.notify(str(exc), title="cannot fork", severity="error")
             return
         self.notify(f"forked at cell {cell.cell_id}: edit it (e), then resume (space)")
-        self.app.push_screen(RunScreen(run, editor=self.editor))
+        screen = RunScreen(run, editor=self.editor)
+        screen.hold_at = cell.cell_id
+        self.app.current_run = run  # type: ignore[attr-defined]  # the app stops it on quit
+        self.app.push_screen(screen)
 
     def action_fork_diff(self) -> None:
         """This fork beside its original, from the fork point."""

@@ -18,6 +18,8 @@ def run_state(view: RunView, mode: str) -> str:
     state = view.status or view.state
     if view.rerunning and not view.finished:
         state = "re-running recorded cells"
+        if view.rerun_cells:
+            state += f" ({', '.join(view.rerun_cells)})"
     if mode == "replay":
         return f"replay · {state}"
     if mode == "saved":

@@ -48,12 +48,13 @@ class WaitList(OptionList):
         super().__init__(**kwargs)
         self._shown: list[tuple[str, str, str]] = []
 
-    def show(self, waiting: dict[str, Waiting]) -> None:
-        """Rebuild only when the set of waiting gates (or their text) changed."""
+    def show(self, waiting: dict[str, Waiting], prefer: str | None = None) -> None:
+        """Rebuild only when the set of waiting gates (or their text) changed; highlight
+        ``prefer`` if it waits, else keep the highlighted gate."""
         shown = [(g, w.reason, w.what) for g, w in waiting.items()]
         if shown == self._shown:
             return
-        selected = self.selected_gate
+        selected = prefer if prefer in waiting else self.selected_gate
         self._shown = shown
         self.clear_options()
         self.add_options(Option(waiting_line(w), id=g) for g, w in waiting.items())
