@@ -672,6 +672,8 @@ class RunScreen(Screen[None]):
     def on_option_list_option_highlighted(self, event: WaitList.OptionHighlighted) -> None:
         """The selected waiting item is shown in the cells (and the header)."""
         gate = event.option.id
+        if gate != self.query_one(WaitList).selected_gate:
+            return  # a highlight the list has moved on from (it was rebuilt since)
         if gate is not None and gate in self.view.cells:
             self.query_one(CellLog).select_cell(gate)
         elif gate is not None:
