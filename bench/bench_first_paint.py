@@ -1,9 +1,12 @@
 """First paint: seconds from a fresh process starting the app until its first frame is on
 screen, for the demo model and for a litellm model at a loopback OpenAI-compatible server
-(litellm is imported after that frame, in a worker). Prints JSON.
+(the engine and litellm are imported after that frame, in a worker: the first frame says the
+run is starting), then until the run's screen is up. Prints JSON.
 
-Each figure is measured in a new interpreter (imports are what costs), after the imports of
-the app itself, so it is what a person waits for between `rlm-tui …` and a screen."""
+Each figure is measured in a new interpreter (imports are what costs), from before the imports
+of the app itself, as `rlm-tui demo` does it (the run's config is made after the first frame),
+so it is what a person waits for between `rlm-tui …` and a screen. The floor: the same for an
+app of one Static (Textual's own import and first frame)."""
 
 from __future__ import annotations
 
@@ -14,46 +17,112 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-CHILD = """
+PAINTED = """
+def painted(app, screen_name):
+    # the time the app first draws a screen of that name (its driver gets the frame)
+    import time
+
+    times = []
+    display = app._display
+
+    def _display(screen, renderable):
+        if renderable is not None and type(screen).__name__ == screen_name and not times:
+            times.append(time.perf_counter())
+        display(screen, renderable)
+
+    app._display = _display
+    return times
+"""
+
+CHILD = (
+    """
 import asyncio, sys, tempfile, time
 from pathlib import Path
 started = time.perf_counter()
-from rlm_tui.engine.run import RunConfig
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
-
+"""
+    + PAINTED
+    + """
 async def main():
     with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(query="q", model=sys.argv[1], api_base=sys.argv[2] or None,
-                           sessions_dir=Path(tmp))
+        def config():
+            from rlm_tui.engine.run import RunConfig
+
+            return RunConfig(query="q", model=sys.argv[1], api_base=sys.argv[2] or None,
+                             sessions_dir=Path(tmp))
+
         app = RlmApp(config=config, ui_config=UiConfig(), watch=False)
+        first, run_screen = painted(app, "StartingScreen"), []
         async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.pause()  # the first frame has been drawn
-            print(time.perf_counter() - started)
+            while type(app.screen).__name__ != "RunScreen":
+                await asyncio.sleep(0.005)
+            run_screen = painted(app, "RunScreen")
+            while not run_screen:
+                await asyncio.sleep(0.005)
             app.exit()
+        print(first[0] - started)
+        print(run_screen[0] - started)
 
 asyncio.run(main())
 """
+)
+
+FLOOR = (
+    """
+import asyncio, time
+started = time.perf_counter()
+from textual.app import App
+from textual.screen import Screen
+from textual.widgets import Static
+"""
+    + PAINTED
+    + """
+class Floor(Screen):
+    def compose(self):
+        yield Static("starting a run…")
+
+async def main():
+    app = App()
+    first = painted(app, "Floor")
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.push_screen(Floor())
+        while not first:
+            await asyncio.sleep(0.005)
+    print(first[0] - started)
+
+asyncio.run(main())
+"""
+)
 
 
-def first_paint(model: str, api_base: str = "") -> float:
+def first_paint(model: str, api_base: str = "") -> tuple[float, float]:
+    """(first frame, run screen up) in seconds."""
+    lines = _child(CHILD, model, api_base)
+    return float(lines[-2]), float(lines[-1])
+
+
+def _child(code: str, *args: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, model, api_base],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         check=True,
         cwd=HERE.parent,
     )
-    return float(done.stdout.strip().splitlines()[-1])
+    return done.stdout.strip().splitlines()
 
 
 def main() -> None:
     sys.path.insert(0, str(HERE.parent / "tests"))
     from openai_server import OpenAIServer
 
-    figures = {"first_paint_demo_s": first_paint("demo")}
+    figures = {"first_paint_textual_floor_s": float(_child(FLOOR)[-1])}
+    paint, screen = first_paint("demo")
+    figures |= {"first_paint_demo_s": paint, "first_paint_demo_run_screen_s": screen}
     with OpenAIServer() as server:
-        figures["first_paint_litellm_s"] = first_paint("openai/test-model", server.base_url)
+        paint, screen = first_paint("openai/test-model", server.base_url)
+    figures |= {"first_paint_litellm_s": paint, "first_paint_litellm_run_screen_s": screen}
     print(json.dumps(figures, indent=2))
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -47,9 +48,9 @@ async def run_against(server: OpenAIServer, tmp: Path, **config) -> tuple[Run, l
     return run, events
 
 
-async def fan_out(
-    pool: int, max_concurrency: int | None, children: int = 64, latency: float = 0.2
-) -> dict[str, float]:
+def fan_out_responder(children: int, latency: float) -> Callable[[dict], Reply]:
+    """The root (query "root") starts ``children`` sub-agents in one batch; each answers 1."""
+
     def responder(request: dict) -> Reply:
         query = request["messages"][1]["content"]
         if "Query: root" in query:
@@ -59,8 +60,14 @@ async def fan_out(
             )
         return Reply(text=cell("FINAL(1)"), delay=latency)
 
+    return responder
+
+
+async def fan_out(
+    pool: int, max_concurrency: int | None, children: int = 64, latency: float = 0.2
+) -> dict[str, float]:
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.script(responder)
+        server.script(fan_out_responder(children, latency))
         started = time.perf_counter()
         limit = {} if max_concurrency is None else {"max_concurrency": max_concurrency}
         tag = "" if max_concurrency is None else f"_concurrency{max_concurrency}"

@@ -1,9 +1,10 @@
-"""UI figures: event-loop lag while the demo run plays in a headless app; the cell log with
-5,000 cells; the context browser on a 40 MB text (first paint, first regex match shown).
-Prints JSON.
+"""UI figures: event-loop lag while runs play in a headless app (the demo; a fan-out to 64
+sub-agents against a loopback server), the cell log while a 2 MB reply streams in, the cell
+log with 5,000 cells, and the context browser on a 40 MB text (first paint, first regex match
+shown). Prints JSON.
 
 The lag is how late a 10 ms timer fires on the app's loop (the loop the engine runs on too),
-sampled from the moment the run screen is up until the run has answered. Its p99 includes the
+sampled from the moment the run screen is up until the run has finished. Its p99 includes the
 moments the machine's cores are busy starting the sub-agents' kernel processes."""
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from textual.app import App, ComposeResult
 
-from rlm_tui.engine.run import RunConfig
+from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import AgentStarted, CellFinished, CellProposed
 from rlm_tui.session.projection import RunView
 from rlm_tui.tui.app import RlmApp
@@ -27,36 +29,118 @@ from rlm_tui.tui.context_view import ContextBrowser, ContextTextView
 from rlm_tui.tui.home_screen import NESTED_QUERY
 from rlm_tui.tui.run_screen import RunScreen
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+from bench_scale import fan_out_responder  # noqa: E402
+from bench_stream import reply_text  # noqa: E402
+from openai_server import OpenAIServer, Reply  # noqa: E402
+
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+async def follow_run(config: RunConfig, label: str, size: tuple[int, int] = (160, 48)) -> dict:
+    """Show the run of ``config`` in the app until it finishes; the loop's lag meanwhile.
+
+    Also the cell log's renders (items it drew) per second while a model reply streamed in."""
+    app = RlmApp(config=config, ui_config=UiConfig(), watch=False)
+    lags: list[float] = []
+    streaming = 0.0
+    stream_renders = 0
+    async with app.run_test(size=size) as pilot:
+        while not isinstance(pilot.app.screen, RunScreen):  # a litellm model loads first
+            await pilot.pause(0.01)
+        await pilot.pause()  # the run screen is up
+        screen = pilot.app.screen
+        log = screen.query_one(CellLog)
+        tick = 0.01
+        expected = time.perf_counter() + tick
+        while not screen.view.finished:
+            renders = log.renders
+            await asyncio.sleep(tick)
+            now = time.perf_counter()
+            lags.append(max(0.0, now - expected) * 1000)
+            if any(a.streaming for a in screen.view.agents.values()):
+                streaming += now - (expected - tick)
+                stream_renders += log.renders - renders
+            expected = now + tick
+        assert screen.view.status == "answered", screen.view.reason
+    figures = {
+        f"ui_loop_lag{label}_p50_ms": statistics.median(lags),
+        f"ui_loop_lag{label}_p99_ms": percentile(lags, 0.99),
+        f"ui_loop_lag{label}_max_ms": max(lags),
+        f"ui_loop{label}_samples": float(len(lags)),
+    }
+    if streaming:
+        figures[f"ui{label}_streaming_s"] = streaming
+        figures[f"ui{label}_cell_log_renders_per_s"] = stream_renders / streaming
+    return figures
+
+
 async def loop_lag_during_demo(delay: float = 0.02, label: str = "") -> dict[str, float]:
     """``delay`` 0.02 s is the pace of ``rlm-tui demo``; smaller plays the run faster."""
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(query=NESTED_QUERY, sessions_dir=Path(tmp), demo_delay=delay)
-        app = RlmApp(config=config, ui_config=UiConfig(), watch=False)
-        lags: list[float] = []
-        async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.pause()  # the run screen is up
-            tick = 0.01
-            expected = time.perf_counter() + tick
-            while True:
-                await asyncio.sleep(tick)
-                now = time.perf_counter()
-                lags.append(max(0.0, now - expected) * 1000)
-                expected = now + tick
-                screen = pilot.app.screen
-                if isinstance(screen, RunScreen) and screen.view.finished:
-                    break
-        return {
-            f"ui_loop_lag{label}_p50_ms": statistics.median(lags),
-            f"ui_loop_lag{label}_p99_ms": percentile(lags, 0.99),
-            f"ui_loop_lag{label}_max_ms": max(lags),
-            f"ui_loop{label}_samples": float(len(lags)),
-        }
+        return await follow_run(config, label)
+
+
+async def loop_lag_during_fan_out(children: int = 64, pool: int = 4) -> dict[str, float]:
+    """The root starts ``children`` sub-agents at once (bench_scale's fan-out), in the app;
+    then the same run with no app, for the lag the engine and the kernels cause alone."""
+    figures: dict[str, float] = {}
+    for shown in (True, False):
+        with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
+            server.script(fan_out_responder(children, latency=0.2))
+            config = RunConfig(
+                query="root",
+                model="openai/bench",
+                api_base=server.base_url,
+                sessions_dir=Path(tmp),
+                stream=False,
+                pool_size=pool,
+            )
+            if shown:
+                figures |= await follow_run(config, f"_fanout{children}")
+            else:
+                figures |= await headless_lag(config, f"_fanout{children}_headless")
+    return figures
+
+
+async def headless_lag(config: RunConfig, label: str) -> dict[str, float]:
+    run = Run(config)
+    task = asyncio.create_task(run.execute())
+    lags: list[float] = []
+    tick = 0.01
+    expected = time.perf_counter() + tick
+    while not task.done():
+        await asyncio.sleep(tick)
+        now = time.perf_counter()
+        lags.append(max(0.0, now - expected) * 1000)
+        expected = now + tick
+    assert (await task).status == "answered"
+    return {
+        f"ui_loop_lag{label}_p50_ms": statistics.median(lags),
+        f"ui_loop_lag{label}_p99_ms": percentile(lags, 0.99),
+    }
+
+
+async def stream_2mb() -> dict[str, float]:
+    """A 2 MB reply streamed by the loopback server, shown as it arrives (bench_stream's)."""
+    with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
+        server.script([Reply(text=reply_text())])
+        config = RunConfig(
+            query="q",
+            model="openai/bench",
+            api_base=server.base_url,
+            sessions_dir=Path(tmp),
+            stream=True,
+            pool_size=0,
+        )
+        return await follow_run(config, "_stream2mb")
 
 
 class CellLogApp(App[None]):
@@ -145,6 +229,8 @@ async def context_browser(megabytes: int = 40) -> dict[str, float]:
 async def main() -> None:
     figures = await loop_lag_during_demo()
     figures |= await loop_lag_during_demo(0.005, "_fast")
+    figures |= await loop_lag_during_fan_out()
+    figures |= await stream_2mb()
     figures |= await cell_log()
     figures |= await context_browser()
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}, indent=2))

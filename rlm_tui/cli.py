@@ -16,13 +16,17 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rlm_tui import defaults
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
+
+if TYPE_CHECKING:
+    from rlm_tui.engine.run import RunConfig
 
 EXIT_BAD_USAGE = 2
 
@@ -541,18 +545,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         directory = _checked_session(args.session, args.sessions_dir)
         return _tui(events=list(read_session(directory).events), replay_speed=args.speed)
     if args.command == "demo":
-        from rlm_tui.engine.control import Breakpoints
-        from rlm_tui.engine.run import RunConfig
-        from rlm_tui.models.registry import DEMO
-        from rlm_tui.settings import run_defaults
-        from rlm_tui.tui.home_screen import NESTED_QUERY
-
-        options = run_defaults() | {"model": DEMO, "sub_model": None, "demo_delay": args.delay}
-        options |= sandbox_options(args)
-        if args.sessions_dir:
-            options["sessions_dir"] = args.sessions_dir
-        config = RunConfig(query=NESTED_QUERY, **options)
-        return _tui(config=config, breakpoints=Breakpoints(every_cell=args.pause))
+        return _tui(config=partial(_demo_config, args), pause=args.pause)
     if args.command in (None, "tui"):
         session = None
         if getattr(args, "session", None):
@@ -608,14 +601,29 @@ def _checked_session(ref: str, sessions_dir: Path | None) -> Path:
     return directory
 
 
-def _tui(**kwargs: Any) -> int:
-    """Run the Textual app; it needs a terminal."""
+def _demo_config(args: argparse.Namespace) -> RunConfig:
+    """The demo's run; made by the app after its first frame (the engine is imported then)."""
+    from rlm_tui.engine.run import RunConfig
+    from rlm_tui.models.registry import DEMO
+    from rlm_tui.settings import run_defaults
+    from rlm_tui.tui.home_screen import NESTED_QUERY
+
+    options = run_defaults() | {"model": DEMO, "sub_model": None, "demo_delay": args.delay}
+    options |= sandbox_options(args)
+    if args.sessions_dir:
+        options["sessions_dir"] = args.sessions_dir
+    return RunConfig(query=NESTED_QUERY, **options)
+
+
+def _tui(pause: bool = False, **kwargs: Any) -> int:
+    """Run the Textual app; it needs a terminal. ``pause``: hold before every cell."""
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the TUI needs a terminal; use 'rlm-tui run' for headless runs")
     from rlm_tui.tui.app import RlmApp
 
-    RlmApp(**kwargs).run()
-    return 0
+    app = RlmApp(pause=pause, **kwargs)
+    app.run()
+    return app.return_code or 0
 
 
 def _run_cli(args: argparse.Namespace) -> int:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 from textual.app import App, ComposeResult
 
-from rlm_tui.events import AgentStarted, CellFinished, CellOutput, CellProposed, CellStarted
+from rlm_tui.events import (
+    AgentStarted,
+    CellFinished,
+    CellOutput,
+    CellProposed,
+    CellStarted,
+    ModelDelta,
+    ModelRequest,
+)
 from rlm_tui.session.projection import RunView
-from rlm_tui.tui.cell_log import CellLog, output_text
+from rlm_tui.tui.cell_log import CellLog, output_text, tail_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -126,3 +134,42 @@ def test_the_end_of_the_models_view_is_marked():
     assert "view ends" not in output_text(output, output, len(output)).plain
     kept = output_text("x\n", "x\n", total_chars=1_000_000).plain
     assert "999,998 more chars were printed" in kept
+
+
+async def test_a_streamed_token_re_renders_only_the_reply_and_output_only_its_cell():
+    """Slices: a delta re-renders the reply in progress, an output line its own cell; neither
+    lays the screen out again (the log grows by its scrollbar alone)."""
+    view = many_cells(200)
+    app = LogApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = app.query_one(CellLog)
+        log.show(view)
+        await pilot.pause()
+        view.apply(ModelRequest(agent_id="0", call_id="c", step=201, model="m"))
+        view.apply(ModelDelta(agent_id="0", call_id="c", text="I will now count"))
+        log.update((), {"0"})  # a reply starts: the log gets one more item
+        await pilot.pause()
+        assert log.streams == ["0"] and "~0" in log._index
+        renders, layouts = log.renders, log._layout_updates
+        for word in [" the", " R's", "\nin code", "\nand print them"]:
+            view.apply(ModelDelta(agent_id="0", call_id="c", text=word))
+            log.update((), {"0"})
+            await pilot.pause()
+        assert log.renders - renders == 4  # the reply, once per token: no cell again
+        assert "and print them" in "".join(s.text for s in log._strips(len(log.cells)))
+        view.apply(CellStarted(agent_id="0", cell_id="0:200", code="x = 200"))
+        renders = log.renders
+        for line in range(5):
+            view.apply(CellOutput(agent_id="0", cell_id="0:200", text=f"line {line}\n"))
+            log.update({"0:200"}, ())
+            await pilot.pause()
+        assert log.renders - renders == 5
+        assert "line 4" in "".join(s.text for s in log._strips(199))
+        assert log.scroll_offset.y == log.max_scroll_y  # still following the end
+        assert log._layout_updates == layouts  # no layout of the screen was asked for
+
+
+def test_tail_lines_of_a_long_reply():
+    assert tail_lines("a\nb\nc\nd\n", 2) == "c\nd"
+    assert tail_lines("one line", 3) == "one line"
+    assert tail_lines("x\n" * 1_000_000 + "end", 2) == "x\nend"

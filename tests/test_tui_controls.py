@@ -46,6 +46,8 @@ async def test_demo_run_completes_with_three_sub_agents(sessions_dir):
         watch=False,
     )
     async with app.run_test(size=(160, 48)) as pilot:
+        # the first frame says the run starts; its screen comes once the engine is imported
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
         await until(pilot, lambda: screen(pilot).view.finished)
         view = screen(pilot).view
         assert view.status == "answered"

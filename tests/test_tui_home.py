@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from scripted import ScriptedModel, cell
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.app import RlmApp
@@ -168,6 +170,65 @@ async def test_the_form_sets_the_sandbox_and_refuses_a_bad_mode(sessions_dir):
         await until(pilot, lambda: app.screen.view.finished)
         assert app.current_run.config.sandbox == "off"
         assert app.screen.view.sandbox_warning  # the header says it runs unsandboxed
+
+
+async def test_a_run_made_after_the_first_frame_paints_first_and_a_bad_one_exits_2(capfd):
+    """`rlm-tui demo` hands the app a function that makes the run's config: the first frame
+    (the starting line) comes before the engine is imported; a bad setting then ends the app
+    with one line and exit code 2, as the CLI would."""
+    from rlm_tui.errors import UsageError
+    from rlm_tui.tui.app import StartingScreen
+
+    def bad_config() -> RunConfig:
+        raise UsageError("--sandbox must be one of auto, require, off")
+
+    app = RlmApp(config=bad_config, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, StartingScreen)
+        assert "starting a run" in str(app.screen.query_one(Static).render())
+        await until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 2
+    printed = capfd.readouterr()
+    lines = (printed.out + printed.err).strip().splitlines()
+    assert lines[-1:] == ["rlm-tui: error: --sandbox must be one of auto, require, off"]
+
+
+def test_the_app_module_imports_no_engine_before_the_first_frame():
+    """What the first frame does not need stays out of the app's import: the engine, the
+    kernels' client (jupyter_client, zmq), the event models, litellm."""
+    import subprocess
+    import sys
+
+    heavy = ("rlm_tui.engine.run", "rlm_tui.events", "jupyter_client", "zmq", "litellm")
+    code = (
+        "import sys, rlm_tui.tui.app, rlm_tui.cli\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+async def test_at_80x24_the_sessions_fit_and_the_start_button_scrolls_into_view(sessions_dir):
+    for query in ["Which guests talk about sleep, and what do they recommend?", "count the R's"]:
+        model = ScriptedModel({query: [cell("FINAL('ok')")]})
+        await Run(RunConfig(query=query, sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.screen.query_one("#new-run")
+        start = app.screen.query_one("#start")
+        assert not form.region.contains_region(start.region)  # below the fold at first
+        while app.screen.focused is not start:
+            await pilot.press("tab")
+        await pilot.pause()
+        assert form.region.contains_region(start.region)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        widths = sum(column.get_render_width(table) for column in table.columns.values())
+        assert widths <= table.region.width  # started, model and cells are not cut off
+        row = [str(v) for v in table.get_row_at(0)]
+        assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d", row[3])  # the started column: a date
+        assert row[4] == "scripted" and row[5] == "1"
 
 
 async def test_the_tui_commands_sandbox_flags_are_the_forms_defaults(sessions_dir, tmp_path):

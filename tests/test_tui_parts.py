@@ -489,3 +489,46 @@ def test_the_status_line_cuts_the_path_never_the_state():
     assert wide.endswith("y" * 20) and "…" in wide  # the path, cut from its left
     view.rerunning = True
     assert "re-running recorded cells" in status_line(view, 80, "live", None).plain
+
+
+async def test_a_burst_of_events_is_one_message_that_updates_only_its_slices():
+    """Events fold into the projection at once; one Changed message carries the burst; the
+    panes update their slices: the reply in the cell log, one tree label, one budget row."""
+    from tui_fixtures import sample_events
+
+    from rlm_tui.events import ModelDelta, ModelRequest, ModelResponse
+    from rlm_tui.tui.agent_tree import AgentTree
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.cell_log import CellLog
+    from rlm_tui.tui.config import UiConfig
+    from rlm_tui.tui.run_screen import RunScreen
+
+    app = RlmApp(events=sample_events()[:-1], ui_config=UiConfig(), watch=False)  # not ended
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        tree, log = screen.query_one(AgentTree), screen.query_one(CellLog)
+        labels = {a: str(n.label) for a, n in tree._agent_nodes.items()}
+        screen._on_event(ModelRequest(agent_id="0.1", call_id="c9", step=2, model="m"))
+        for word in ["Counting", " the", " guests"]:
+            screen._on_event(ModelDelta(agent_id="0.1", call_id="c9", text=word))
+        changes = screen._changes
+        assert screen._posted and not changes.everything
+        assert changes.streams == {"0.1"} and changes.agents == {"0.1"} and not changes.cells
+        await pilot.pause()
+        assert not screen._posted and screen._changes.streams == set()
+        assert log.streams == ["0.1"]
+        assert "step 2" in str(tree._agent_nodes["0.1"].label)
+        assert str(tree._agent_nodes["0"].label) == labels["0"]  # not relabelled
+        usage = Usage(prompt_tokens=50, completion_tokens=5, calls=1, cost=0.5)
+        screen._on_event(
+            ModelResponse(agent_id="0.1", call_id="c9", step=2, model="m", text="", usage=usage)
+        )
+        assert screen._changes.budget_agents == {"0.1"}
+        table = screen.query_one("#budget-agents", DataTable)
+        for _ in range(40):  # the budget pane repaints at most every BUDGET_EVERY seconds
+            await pilot.pause(0.05)
+            if "$0.5" in str(table.get_row("0.1")[-1]):
+                break
+        assert "$0.5" in str(table.get_row("0.1")[-1]) and log.streams == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from rich.text import Text
@@ -100,19 +101,30 @@ class AgentTree(Tree[str], inherit_bindings=False):
         self._agent_nodes: dict[str, TreeNode[str]] = {}
         self._labels: dict[str, Text] = {}
 
-    def show(self, view: RunView, now: float | None = None) -> None:
-        """Add the new agents, relabel the changed ones (cheap to call on every refresh)."""
+    def show(
+        self, view: RunView, now: float | None = None, agent_ids: Collection[str] | None = None
+    ) -> None:
+        """Add the new agents and relabel ``agent_ids`` (None: every agent) if they changed.
+
+        Cheap to call for every batch of events: agents not named are only looked up."""
         paused = view.paused
-        for agent_id, agent in view.agents.items():
-            self._put(agent_id, agent.parent_id, agent_label(agent, now, paused))
+        agents = view.agents
+        for agent_id, agent in agents.items():  # in the order they started: parents first
+            if agent_id not in self._agent_nodes or agent_ids is None:
+                self._put(agent_id, agent.parent_id, agent_label(agent, now, paused))
+        for agent_id in agent_ids or ():
+            changed = agents.get(agent_id)
+            if changed is not None:
+                self._put(agent_id, changed.parent_id, agent_label(changed, now, paused))
         for agent_id, item in view.waiting.items():
-            if item.kind == "agent_start" and agent_id not in view.agents:
+            if item.kind == "agent_start" and agent_id not in agents:
                 parent = agent_id.rpartition(".")[0] or None
                 self._put(agent_id, parent, waiting_label(item))
-        for agent_id in list(self._agent_nodes):  # a start that was skipped
-            if agent_id not in view.agents and agent_id not in view.waiting_starts:
-                self._agent_nodes.pop(agent_id).remove()
-                self._labels.pop(agent_id, None)
+        if len(self._agent_nodes) > len(agents):
+            for agent_id in list(self._agent_nodes):  # a start that was skipped
+                if agent_id not in agents and agent_id not in view.waiting_starts:
+                    self._agent_nodes.pop(agent_id).remove()
+                    self._labels.pop(agent_id, None)
 
     def _put(self, agent_id: str, parent_id: str | None, label: Text) -> None:
         node = self._agent_nodes.get(agent_id)

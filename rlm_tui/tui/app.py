@@ -1,14 +1,19 @@
-"""The Textual app: themes, keymap, command palette, help, and the home and run screens."""
+"""The Textual app: themes, keymap, command palette, help, and the home and run screens.
+
+The first frame needs Textual only: the engine, the kernels' client, the event models, the
+screens and litellm are imported after it, in a thread (a run shows a starting line meanwhile).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -18,17 +23,15 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Static
 
-from rlm_tui.engine.control import Breakpoints
-from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import RlmError
-from rlm_tui.events import Event
-from rlm_tui.models.registry import DEMO, REPLAY_PREFIX
-from rlm_tui.session.store import read_session
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
-from rlm_tui.tui.home_screen import HomeScreen
-from rlm_tui.tui.modals import ConfirmScreen, TextScreen, bindings_table
-from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
+
+if TYPE_CHECKING:
+    from rlm_tui.engine.control import Breakpoints
+    from rlm_tui.engine.run import Run, RunConfig
+    from rlm_tui.events import Event
+
 
 DEFAULT_THEME = "rlm-dark"
 BINDING_MODULES = (
@@ -111,21 +114,24 @@ class ActionCommands(Provider):
 
 def needs_litellm(config: RunConfig) -> bool:
     """Whether starting this run imports litellm (any model but the demo and a replay)."""
+    from rlm_tui.models.registry import DEMO, REPLAY_PREFIX
+
     names = [config.model, config.sub_model or config.model]
     return any(name != DEMO and not name.startswith(REPLAY_PREFIX) for name in names)
 
 
 class StartingScreen(Screen[None]):
-    """The first frame while litellm loads: the run starts as soon as it has."""
+    """The first frame while the engine (and litellm, for a real model) loads: the run starts
+    as soon as they have."""
 
     DEFAULT_CSS = "StartingScreen { align: center middle; }"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, what: str) -> None:
         super().__init__()
-        self.model = model
+        self.what = what
 
     def compose(self) -> ComposeResult:
-        yield Static(f"starting a run with {self.model}: loading litellm…")
+        yield Static(f"starting {self.what}…")
 
 
 class RlmApp(App[None]):
@@ -139,7 +145,7 @@ class RlmApp(App[None]):
 
     def __init__(
         self,
-        config: RunConfig | None = None,
+        config: RunConfig | Callable[[], RunConfig] | None = None,
         run: Run | None = None,
         session: Path | None = None,
         events: list[Event] | None = None,
@@ -148,17 +154,20 @@ class RlmApp(App[None]):
         sessions_dir: Path | None = None,
         ui_config: UiConfig | None = None,
         watch: bool = True,
+        pause: bool = False,
         run_options: dict[str, Any] | None = None,
     ) -> None:
-        """``run_options``: RunConfig fields given on the command line, over the config file's
+        """``pause``: the first run holds before every cell (``rlm-tui demo --pause``).
+        ``run_options``: RunConfig fields given on the command line, over the config file's
         ``run:`` defaults for the runs started from the home screen."""
         super().__init__()
         self.run_config = config
+        self._pause = pause
         self.session = session
         self.events = events
         self.replay_speed = replay_speed
         self.breakpoints = breakpoints
-        origin = config or (run.config if run is not None else None)
+        origin = run.config if run is not None else config if not callable(config) else None
         self.sessions_dir = sessions_dir or (origin.sessions_dir if origin else None)
         """Where the home screen lists and saves sessions (that of the run it was opened on)."""
         self._config_problem: str | None = None
@@ -176,6 +185,8 @@ class RlmApp(App[None]):
         self.watch_theme_files = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)
         self.current_run: Run | None = run
+        self._engine_ready = False
+        """The engine and the run screen are imported (litellm too, if a run needs it)."""
         self._litellm_ready = False
 
     def on_mount(self) -> None:
@@ -191,8 +202,9 @@ class RlmApp(App[None]):
         else:
             self.notify(f"no theme named '{self.ui.theme}'", severity="warning")
             self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
-        for warning in apply_keymap(self, self.keymap, self.binding_ids()):
-            self.notify(warning, severity="warning")
+        if self.keymap:  # the ids come from every screen's module: imported only for a keymap
+            for warning in apply_keymap(self, self.keymap, self.binding_ids()):
+                self.notify(warning, severity="warning")
         if self._remember_theme:
             self.theme_changed_signal.subscribe(self, self._theme_chosen)
         if self.watch_theme_files:
@@ -203,16 +215,22 @@ class RlmApp(App[None]):
                 exit_on_error=False,
             )
         if self.current_run is not None:
+            from rlm_tui.tui.run_screen import RunScreen
+
             self.push_screen(RunScreen(self.current_run, editor=self.ui.editor))
         elif self.run_config is not None:
             self.start_run(self.run_config, self.breakpoints)
         elif self.session is not None:
             self.open_session(self.session)
         elif self.events is not None:
+            from rlm_tui.tui.run_screen import RunScreen
+
             self.push_screen(
                 RunScreen(None, self.events, editor=self.ui.editor, replay_speed=self.replay_speed)
             )
         else:
+            from rlm_tui.tui.home_screen import HomeScreen
+
             self.push_screen(HomeScreen(self.sessions_dir, self.ui.run))
 
     def _theme_chosen(self, theme: Theme) -> None:
@@ -236,12 +254,18 @@ class RlmApp(App[None]):
                             ids.add(binding.id)
         return ids
 
-    def start_run(self, config: RunConfig, breakpoints: Breakpoints | None = None) -> None:
-        """Start and follow a new run; a live one is stopped first, so ask."""
+    def start_run(
+        self, config: RunConfig | Callable[[], RunConfig], breakpoints: Breakpoints | None = None
+    ) -> None:
+        """Start and follow a new run; a live one is stopped first, so ask.
+
+        ``config`` may be a function that makes it: it is called after the first frame, with
+        the engine imported (a bad setting then ends the app with one line and exit 2)."""
         old = self.live_run
         if old is None:
             self._start_run(config, breakpoints)
             return
+        from rlm_tui.tui.modals import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -250,11 +274,22 @@ class RlmApp(App[None]):
 
         self.push_screen(ConfirmScreen(REPLACE_QUESTION), answered)
 
-    def _start_run(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
-        if needs_litellm(config) and not self._litellm_ready:
-            self.push_screen(StartingScreen(config.model), lambda _: None)
-            self._load_litellm(config, breakpoints)
+    def _start_run(
+        self, config: RunConfig | Callable[[], RunConfig], breakpoints: Breakpoints | None
+    ) -> None:
+        if (
+            callable(config)
+            or not self._engine_ready
+            or (needs_litellm(config) and not self._litellm_ready)
+        ):
+            what = "a run" if callable(config) else f"a run with {config.model}"
+            self.push_screen(StartingScreen(what), lambda _: None)
+            # once that frame is drawn: the thread's imports would hold the GIL from it
+            self.call_after_refresh(self._prepare, config, breakpoints)
             return
+        from rlm_tui.engine.run import Run
+        from rlm_tui.tui.run_screen import RunScreen
+
         if isinstance(self.screen, StartingScreen):
             self.pop_screen()
         try:
@@ -265,16 +300,36 @@ class RlmApp(App[None]):
         self.current_run = run
         self.push_screen(RunScreen(run, editor=self.ui.editor))
 
-    @work(thread=True, exclusive=True, group="litellm", exit_on_error=False)
-    def _load_litellm(self, config: RunConfig, breakpoints: Breakpoints | None) -> None:
-        """``import litellm`` takes seconds: in a thread, after the first frame."""
-        from rlm_tui.models.litellm_model import preload
+    @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
+    def _prepare(
+        self, config: RunConfig | Callable[[], RunConfig], breakpoints: Breakpoints | None
+    ) -> None:
+        """The imports a run needs take a second or more (litellm: seconds): in a thread,
+        after the first frame; then the run starts on the app's loop."""
+        import rlm_tui.tui.run_screen  # noqa: F401 - the engine, the kernels' client, the events
+        from rlm_tui.engine.control import Breakpoints
 
-        preload()
-        self._litellm_ready = True
-        self.call_from_thread(self._start_run, config, breakpoints)
+        self._engine_ready = True
+        if self._pause and breakpoints is None:
+            breakpoints, self._pause = Breakpoints(every_cell=True), False
+        try:
+            made = config() if callable(config) else config
+        except RlmError as exc:
+            self.call_from_thread(self.exit, None, 2, Text(f"rlm-tui: error: {exc}"))
+            return
+        if self.sessions_dir is None:
+            self.sessions_dir = made.sessions_dir
+        if needs_litellm(made):
+            from rlm_tui.models.litellm_model import preload
+
+            preload()
+            self._litellm_ready = True
+        self.call_from_thread(self._start_run, made, breakpoints)
 
     def open_session(self, directory: Path) -> None:
+        from rlm_tui.session.store import read_session
+        from rlm_tui.tui.run_screen import RunScreen
+
         try:
             log = read_session(directory)
         except RlmError as exc:
@@ -291,6 +346,8 @@ class RlmApp(App[None]):
         return run if run is not None and run.result is None else None
 
     def action_home(self) -> None:
+        from rlm_tui.tui.home_screen import HomeScreen
+
         if not isinstance(self.screen, HomeScreen):
             self.push_screen(
                 HomeScreen(self.sessions_dir, self.ui.run, back=self.live_run is not None)
@@ -298,6 +355,8 @@ class RlmApp(App[None]):
 
     async def action_quit(self) -> None:
         """Quit; a live run is stopped first, so ask."""
+        from rlm_tui.tui.modals import ConfirmScreen
+
         if self.live_run is None or isinstance(self.screen, ConfirmScreen):
             self.exit()
             return
@@ -310,6 +369,8 @@ class RlmApp(App[None]):
 
     def action_help(self) -> None:
         """The keys of the focused pane (and of what holds it), of the screen and the app."""
+        from rlm_tui.tui.modals import TextScreen, bindings_table
+
         if isinstance(self.screen, TextScreen):
             return
         screen = self.screen

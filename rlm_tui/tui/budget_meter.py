@@ -258,6 +258,11 @@ class BudgetMeter(Widget):
             self.show(*self._pending)
 
     @property
+    def ready(self) -> bool:
+        """Mounted: until then only a call with every agent is kept (and shown at mount)."""
+        return self._ready
+
+    @property
     def warning(self) -> str:
         """The warning line as shown ('' when no limit nears)."""
         return self._warning.text if self._ready else ""
@@ -275,13 +280,16 @@ class BudgetMeter(Widget):
         elapsed: float,
         per_agent: Sequence[tuple[str, Usage]],
         tokens_per_step: Sequence[int],
+        every_agent: bool = True,
     ) -> None:
         """Show the run's spending against ``limits``; cheap enough to call on every event.
 
         ``depth`` is the deepest agent seen so far, ``elapsed`` the run's seconds, ``per_agent``
         each agent's own usage in display order, ``tokens_per_step`` one total per model call.
+        With ``every_agent`` False, ``per_agent`` holds only the agents whose row changed (a new
+        one is added at the end).
         """
-        if not self._ready:  # shown once mounted
+        if not self._ready:  # shown once mounted (the caller passes every agent until then)
             self._pending = (limits, usage, depth, elapsed, per_agent, tokens_per_step)
             return
         self._pending = None
@@ -293,7 +301,7 @@ class BudgetMeter(Widget):
         levels = {r.level for r in rows}
         warning.level = "error" if "error" in levels else "warning" if levels - {"ok"} else "ok"
         self._show_steps(tokens_per_step)
-        self._show_agents(per_agent)
+        self._show_agents(per_agent, every_agent)
 
     def _show_steps(self, tokens_per_step: Sequence[int]) -> None:
         data = tuple(tokens_per_step[-SPARK_POINTS:])
@@ -309,12 +317,12 @@ class BudgetMeter(Widget):
             caption = "tokens per step"
         if caption != self._caption:
             self._caption = caption
-            self._caption_label.update(caption)
+            self._caption_label.update(caption, layout=False)  # always one row
 
-    def _show_agents(self, per_agent: Sequence[tuple[str, Usage]]) -> None:
+    def _show_agents(self, per_agent: Sequence[tuple[str, Usage]], every_agent: bool) -> None:
         table = self._table
         ids = [agent_id for agent_id, _ in per_agent]
-        if ids[: len(self._agent_rows)] != list(self._agent_rows):
+        if every_agent and ids[: len(self._agent_rows)] != list(self._agent_rows):
             table.clear()
             self._agent_rows.clear()
         for agent_id, used in per_agent:

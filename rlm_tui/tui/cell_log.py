@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cache
 from itertools import accumulate
 from typing import Any
 
+from pygments.lexer import Lexer
 from rich.console import Group, RenderableType
 from rich.segment import Segment
 from rich.style import Style
@@ -90,10 +93,18 @@ def cell_head(cell: CellView, unfolded: bool) -> list[RenderableType]:
     return parts
 
 
+@cache
+def python_lexer() -> Lexer:
+    """One lexer for every cell (by name, Rich looks it up again for each highlight)."""
+    from pygments.lexers.python import PythonLexer
+
+    return PythonLexer(stripnl=False, ensurenl=True, tabsize=4)  # as Rich makes it
+
+
 def code_syntax(code: str, dark: bool, background: str = "default") -> Syntax:
     return Syntax(
         code.rstrip("\n") or " ",
-        "python",
+        python_lexer(),
         theme="monokai" if dark else "friendly",
         word_wrap=True,
         background_color=background,
@@ -171,6 +182,17 @@ def seen_chars(output: str, model_view: str) -> int:
     return len(output) if marker < 0 else min(marker, len(output))
 
 
+def tail_lines(text: str, count: int) -> str:
+    """The last ``count`` lines of ``text`` (a reply of megabytes is not split whole)."""
+    end = len(text.rstrip("\n"))
+    start = end
+    for _ in range(count):
+        start = text.rfind("\n", 0, start)
+        if start < 0:
+            return text[:end]
+    return text[start + 1 : end]
+
+
 def _wrapped(text: str, width: int) -> int:
     return sum(max(1, -(-len(line.expandtabs()) // width)) for line in text.split("\n"))
 
@@ -244,8 +266,8 @@ class CellLog(ScrollView, can_focus=True):
         self.view: RunView | None = None
         self.agent_filter: str | None = None
         self.cells: list[CellView] = []
-        self.streams: list[tuple[str, str]] = []
-        """(agent id, reply so far) of the agents whose model is writing now."""
+        self.streams: list[str] = []
+        """The agents whose model is writing now (their reply so far is shown)."""
         self.selected = 0
         self.follow = True
         self.unfolded: set[str] = set()
@@ -254,6 +276,8 @@ class CellLog(ScrollView, can_focus=True):
         self._code: OrderedDict[str, list[Strip]] = OrderedDict()
         """Highlighted code by its text: output streaming in does not highlight it again."""
         self._order: list[str] = []
+        self._index: dict[str, int] = {}
+        """Item id -> its position in ``_order``."""
         self._heights: list[int] = []
         self._offsets: list[int] = [0]
         self._width = 0
@@ -273,13 +297,14 @@ class CellLog(ScrollView, can_focus=True):
         self.refresh_cells()
 
     def refresh_cells(self) -> None:
+        """Lay out every item again (a filter changed, cells came or went)."""
         if self.view is None:
             return
         self.cells = self.view.cells_of(self.agent_filter)
         self.streams = [
-            (a.agent_id, a.streaming)
+            a.agent_id
             for a in self.view.agents.values()
-            if a.streaming and (self.agent_filter is None or a.agent_id == self.agent_filter)
+            if a.streaming and self._shows_agent(a.agent_id)
         ]
         selected = self.selected
         if self.follow and self.cells:
@@ -290,6 +315,61 @@ class CellLog(ScrollView, can_focus=True):
             self._scroll_to_end()
         if changed or selected != self.selected:
             self.refresh()
+
+    def update(self, cell_ids: Collection[str], stream_agents: Collection[str]) -> None:
+        """Re-render only these cells and these agents' replies in progress.
+
+        A new cell, or a reply that starts or ends, lays the log out again; anything else
+        re-estimates the changed items' heights and repaints them alone."""
+        view = self.view
+        if view is None:
+            return
+        indexes: list[int] = []
+        for cell_id in cell_ids:
+            cell = view.cells.get(cell_id)
+            if cell_id in self._index:
+                indexes.append(self._index[cell_id])
+            elif cell is not None and self._shows_agent(cell.agent_id):
+                self.refresh_cells()
+                return
+        for agent_id in stream_agents:
+            agent = view.agents.get(agent_id)
+            streaming = agent is not None and bool(agent.streaming)
+            shown = "~" + agent_id in self._index
+            if streaming != shown and self._shows_agent(agent_id):
+                self.refresh_cells()
+                return
+            if shown:
+                indexes.append(self._index["~" + agent_id])
+        width = self._content_width
+        heights = self._heights
+        moved = False
+        dirty = []
+        for i in sorted(set(indexes)):
+            key = self._item_key(i)
+            item_id = self._order[i]
+            if self._items[item_id].key == key:
+                continue
+            item = self._items[item_id] = _Item(key, self._estimate(i, width), False)
+            dirty.append(i)
+            if item.height != heights[i]:
+                heights = heights if moved else list(heights)
+                heights[i] = item.height
+                moved = True
+        if not dirty:
+            return
+        if moved:
+            self._set_heights(heights)
+        if self.follow:
+            self._scroll_to_end()
+        if moved:
+            self.refresh()
+            return
+        for i in dirty:
+            self.refresh_lines(self._offsets[i], self._heights[i])
+
+    def _shows_agent(self, agent_id: str) -> bool:
+        return self.agent_filter is None or agent_id == self.agent_filter
 
     @property
     def current(self) -> CellView | None:
@@ -313,20 +393,24 @@ class CellLog(ScrollView, can_focus=True):
         if index < len(self.cells):
             cell = self.cells[index]
             return (cell.rev, cell.cell_id in self.unfolded)
-        agent_id, text = self.streams[index - len(self.cells)]
-        return (len(text), agent_id)
+        agent_id = self.streams[index - len(self.cells)]
+        return (len(self._stream_text(agent_id)), agent_id)
+
+    def _stream_text(self, agent_id: str) -> str:
+        agent = self.view.agents.get(agent_id) if self.view is not None else None
+        return agent.streaming if agent is not None else ""
 
     def _item_id(self, index: int) -> str:
         if index < len(self.cells):
             return self.cells[index].cell_id
-        return "~" + self.streams[index - len(self.cells)][0]
+        return "~" + self.streams[index - len(self.cells)]
 
     def _estimate(self, index: int, width: int) -> int:
         if index < len(self.cells):
             cell = self.cells[index]
             return estimate_height(cell, width, cell.cell_id in self.unfolded)
-        _, text = self.streams[index - len(self.cells)]
-        return min(STREAM_TAIL, _wrapped(text.rstrip("\n"), width)) + 2
+        text = tail_lines(self._stream_text(self.streams[index - len(self.cells)]), STREAM_TAIL)
+        return min(STREAM_TAIL, _wrapped(text, width)) + 2
 
     def _layout(self) -> bool:
         """Heights of every item (kept, estimated for a changed item), offsets, virtual size.
@@ -356,6 +440,7 @@ class CellLog(ScrollView, can_focus=True):
             heights.append(item.height)
         changed = changed or order != self._order
         self._order = order
+        self._index = {item_id: i for i, item_id in enumerate(order)}
         self._set_heights(heights)
         return changed
 
@@ -363,7 +448,21 @@ class CellLog(ScrollView, can_focus=True):
         if heights != self._heights:
             self._heights = heights
             self._offsets = [0, *accumulate(heights)]
-        self.virtual_size = Size(self._width + 1, self._offsets[-1])
+        size = Size(self._width + 1, self._offsets[-1])
+        if size != self.virtual_size:
+            self._resize(size)
+
+    def _resize(self, size: Size) -> None:
+        """A log that grows needs its scrollbar updated, not a layout of the whole screen (a
+        layout costs milliseconds, and output streams in line by line); only one that gains
+        or loses its scrollbar, or changes width, is laid out again."""
+        old, visible = self.virtual_size, self.container_size.height
+        if old.width != size.width or (old.height > visible) != (size.height > visible):
+            self.virtual_size = size
+            return
+        self.set_reactive(CellLog.virtual_size, size)
+        self._scroll_update(size)  # what a layout does for a ScrollView whose size changed
+        self.refresh()
 
     def _strips(self, index: int) -> list[Strip]:
         """The rendered lines of an item (cached); makes its height exact."""
@@ -383,11 +482,10 @@ class CellLog(ScrollView, can_focus=True):
                 strips += self._render_strips(Group(*tail))
             strips.append(Strip.blank(self._width, self.rich_style))
         else:
-            agent_id, text = self.streams[index - len(self.cells)]
-            lines = text.rstrip("\n").split("\n")[-STREAM_TAIL:]
+            agent_id = self.streams[index - len(self.cells)]
             renderable = Group(
                 Text(f"✎ agent {agent_id}'s model is writing…", style="bold"),
-                Text("\n".join(lines)),
+                Text(tail_lines(self._stream_text(agent_id), STREAM_TAIL)),
             )
             style = self.rich_style + self.get_component_rich_style("cell-log--stream")
             strips = self._render_strips(renderable, style)
@@ -462,6 +560,11 @@ class CellLog(ScrollView, can_focus=True):
         else:
             gutter = Segment(" ", self.rich_style)
         return Strip.join([Strip([gutter], 1), strip]).crop(0, width)
+
+    def on_mount(self) -> None:
+        # building the lexer compiles its patterns (a large part of a second): in a thread
+        # from the start, not on the loop when the first cell arrives
+        self.run_worker(python_lexer, thread=True, group="lexer", exit_on_error=False)
 
     def on_resize(self) -> None:
         self._layout()

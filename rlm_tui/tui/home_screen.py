@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
@@ -23,6 +23,7 @@ from rlm_tui.session.catalog import SessionSummary, list_sessions
 
 WIDE = 120
 """From this many columns the form and the sessions list show side by side."""
+SESSION_COLUMNS = ("status", "cost", "query", "started", "model", "cells")
 
 NESTED_QUERY = (
     "Generate a dictionary of different categories: fruits, countries, animals. For each "
@@ -35,6 +36,10 @@ class SessionTable(DataTable[str]):
     """The saved sessions; ``/`` opens the filter."""
 
     BINDINGS = [Binding("slash", "screen.filter", "Filter", id="home.filter")]
+
+
+class RunForm(VerticalScroll, can_focus=False):
+    """The new-run form; it scrolls (the focused field comes into view) in a small terminal."""
 
 
 class HomeScreen(Screen[None]):
@@ -78,7 +83,7 @@ class HomeScreen(Screen[None]):
         self._sessions: list[SessionSummary] = []
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="new-run", classes="pane"):
+        with RunForm(id="new-run", classes="pane"):
             yield Static("[b]New run[/b]  (model 'demo' is offline: canned text, real kernels)")
             yield Label("Query")
             yield Input(NESTED_QUERY, id="query")
@@ -121,10 +126,12 @@ class HomeScreen(Screen[None]):
         self.query_one("#new-run").border_title = "New run (ctrl+n)"
         self.query_one("#sessions-pane").border_title = "Sessions (ctrl+o)"
         table = self.query_one(DataTable)
-        table.add_columns("status", "cost", "query", "started", "model", "cells")
+        table.add_columns(*SESSION_COLUMNS)
         self._apply_width(self.size.width)
         self.action_reload()
         self.query_one("#query", Input).focus()
+        form = self.query_one(RunForm)
+        self.call_after_refresh(form.scroll_home, animate=False)  # the form from its top
 
     def on_resize(self, event: Any) -> None:
         self._apply_width(event.size.width)
@@ -143,23 +150,25 @@ class HomeScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.clear()
         words = self.query_one("#filter", Input).value.lower().split()
-        pane = self.size.width if self.has_class("narrow") else self.size.width // 2
-        room = max(20, pane - 32)  # the query fills what status and cost leave
+        rows = []
         for s in self._sessions:
             model = "demo" if s.model == DEMO_NAME else s.model
             haystack = f"{s.query} {model} {s.status} {s.id}".lower()
-            if not all(word in haystack for word in words):
-                continue
+            if all(word in haystack for word in words):
+                started = s.started.replace("T", " ")[5:16]
+                rows.append((s, (s.status, f"${s.cost:.4f}", started, model, str(s.cells))))
+        pane = self.size.width if self.has_class("narrow") else self.size.width // 2
+        others = [
+            max([len(name), *(len(values[i]) for _, values in rows)])
+            for i, name in enumerate(("status", "cost", "started", "model", "cells"))
+        ]
+        # the query fills what the other columns leave: the pane's border and padding (4),
+        # each column's padding (2), the scrollbar (2)
+        room = max(12, pane - 4 - sum(others) - 2 * len(SESSION_COLUMNS) - 2)
+        for s, (status, cost, started, model, cells) in rows:
             query = " ".join(s.query.split())
-            table.add_row(
-                s.status,
-                f"${s.cost:.4f}",
-                query if len(query) <= room else query[: room - 1] + "…",
-                model,
-                str(s.cells),
-                s.started.replace("T", " ")[5:16],
-                key=s.path,
-            )
+            shown = query if len(query) <= room else query[: room - 1] + "…"
+            table.add_row(status, cost, shown, started, model, cells, key=s.path)
 
     def _show(self, pane: str) -> None:
         self.remove_class("show-new-run", "show-sessions-pane")

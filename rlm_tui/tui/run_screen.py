@@ -1,8 +1,9 @@
 """The run screen: four linked panes following one run (live, or a saved session).
 
-The screen folds every event into a :class:`RunView` as it arrives (cheap) and repaints the
-panes from it at most every ``REFRESH`` seconds, so a burst of events costs one repaint.
-Everything a person does to the run goes through the Run's control API.
+The screen folds every event into a :class:`RunView` as it arrives (cheap), notes what it
+changed (:class:`Changes`) and posts itself one ``Changed`` message for the whole burst: when
+that is handled, each pane re-renders only its slice (a cell's output, one tree label, one
+budget row). Everything a person does to the run goes through the Run's control API.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, Tab, Tabs, Tree
@@ -27,31 +29,12 @@ from textual.widgets import Footer, Static, Tab, Tabs, Tree
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run
 from rlm_tui.errors import RlmError
-from rlm_tui.events import (
-    BudgetStop,
-    BudgetUpdate,
-    CellEdited,
-    CellFinished,
-    CellOutput,
-    CellPaused,
-    CellProposed,
-    CellSkipped,
-    CellStarted,
-    ErrorEvent,
-    Event,
-    KernelEvent,
-    ModelDelta,
-    ModelRequest,
-    ModelResponse,
-    Notice,
-    RunFinished,
-    RunStateChanged,
-    SubcallFinished,
-)
+from rlm_tui.events import BudgetStop, ErrorEvent, Event, KernelEvent, Notice, RunFinished
 from rlm_tui.session.projection import AgentView, RunView
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.budget_meter import BudgetMeter
 from rlm_tui.tui.cell_log import CellLog
+from rlm_tui.tui.changes import Changes
 from rlm_tui.tui.context_view import ContextBrowser, coverage_ranges, read_context
 from rlm_tui.tui.modals import (
     BreakpointsScreen,
@@ -67,40 +50,22 @@ from rlm_tui.tui.wait_list import WaitList
 
 WIDE = 140
 """From this many columns the panes are a grid; below, tabs."""
-REFRESH = 0.05
-"""Seconds between repaints while events arrive."""
 CLOCK = 0.5
-"""Seconds between repaints of a live run's clocks when no event arrives."""
+"""Seconds between repaints of a live run's clocks (agents' and the run's elapsed times)."""
+BUDGET_EVERY = 0.25
+"""Seconds at least between repaints of the budget pane (its table costs milliseconds to draw,
+and the spending need not follow every model reply at once)."""
 SMALL_CONTEXT = 1_000_000
 """Contexts up to this many characters are loaded and matched on the UI loop (instant);
 bigger ones in a thread, so the loop never waits on them."""
 STOP_QUESTION = "Stop this live run? Its session is kept: `rlm-tui resume` goes on from it."
-PANES_ALL = frozenset({"cells", "tree", "budget", "context"})
-CLOCK_PANES = frozenset({"tree", "budget"})
-"""What a live run's clock changes: agents' and the run's elapsed times."""
-_CELL = frozenset({"cells"})
-_CELL_STATE = frozenset({"cells", "tree"})
-SLICES: dict[type, frozenset[str]] = {
-    ModelDelta: _CELL,
-    CellOutput: _CELL,
-    CellProposed: _CELL,
-    CellEdited: _CELL,
-    CellStarted: _CELL_STATE,
-    CellPaused: _CELL_STATE,
-    CellSkipped: _CELL_STATE,
-    CellFinished: frozenset({"cells", "tree", "context"}),
-    ModelRequest: _CELL_STATE,
-    ModelResponse: frozenset({"cells", "tree", "budget"}),
-    BudgetUpdate: frozenset({"budget"}),
-    RunStateChanged: frozenset({"tree"}),
-    SubcallFinished: frozenset({"tree"}),
-}
-"""The panes each kind of event changes (the status line and the waiting list always follow);
-a kind not listed repaints every pane."""
 PANES = [("cells", "Cells"), ("tree", "Agents"), ("context", "Context"), ("budget", "Budget")]
 
 
 class RunScreen(Screen[None]):
+    class Changed(Message):
+        """Events changed the projection; one is queued at a time, for the whole burst."""
+
     DEFAULT_CSS = """
     RunScreen { layout: vertical; }
     #status {
@@ -178,10 +143,10 @@ class RunScreen(Screen[None]):
         if events is None and run is not None and run.config.append_to is not None:
             events = session_events(run.config.append_to)  # a resumed or forked run's past
         self._recorded = events or []
-        self._dirty = True
-        """Repaint everything at the next tick (a key, a resize, a worker's result)."""
-        self._touched: set[str] = set()
-        """The panes the events since the last repaint changed (see ``SLICES``)."""
+        self._changes = Changes()
+        """What the events since the last repaint changed (a key or a resize: everything)."""
+        self._posted = False
+        """A ``Changed`` message is queued: the next changes go with it."""
         self._agent_filter: str | None = None
         self._context_requested = False
         self._context_text = ""
@@ -192,7 +157,12 @@ class RunScreen(Screen[None]):
         self._unsubscribe: Callable[[], None] | None = None
         self._answer_shown: str | None = None
         """The run status whose answer bar is shown (None: no bar)."""
-        self._refreshed = 0.0
+        self._status_shown: Text | None = None
+        self._budget_due: set[str] = set()
+        """Agents whose budget row changed since the pane was last repainted."""
+        self._budget_stale = False
+        self._budget_shown = 0.0
+        self._info_shown: Text | None = None
         self._refresh_failed = False
 
     @property
@@ -227,14 +197,14 @@ class RunScreen(Screen[None]):
         else:
             for event in self._recorded:
                 self.view.apply(event)
-        self.set_interval(REFRESH, self._refresh_if_dirty)
+        self.set_interval(CLOCK, self._tick)
         self._apply_width(self.size.width)
         if self.run is not None:
             self._unsubscribe = self.run.subscribe(self._on_event)
             if self.run.result is None:
                 self._drive()
         self.query_one(CellLog).focus()
-        self._refresh()
+        self._show(Changes(everything=True))
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -251,11 +221,11 @@ class RunScreen(Screen[None]):
         except RlmError as exc:
             self.notify(str(exc), title="the run could not start", severity="error", timeout=10)
             self.view.status, self.view.reason = "error", str(exc)
-            self._dirty = True
+            self._repaint()
         except Exception as exc:  # never a crash: say what happened, keep the screen
             self.notify(f"{type(exc).__name__}: {exc}", title="run failed", severity="error")
             self.view.status, self.view.reason = "error", str(exc)
-            self._dirty = True
+            self._repaint()
 
     @work(exclusive=True, group="replay")
     async def _replay(self) -> None:
@@ -280,7 +250,8 @@ class RunScreen(Screen[None]):
     def _played(self, events: list[Event]) -> None:
         for event in events:
             self.view.apply(event)
-            self._touched |= SLICES.get(type(event), PANES_ALL)
+            self._changes.note(event)
+        self._post()
 
     def _replay_key(self, move: Callable[[Player], list[Event] | None]) -> None:
         """Apply a replay control, then let the player re-plan its wait."""
@@ -288,7 +259,7 @@ class RunScreen(Screen[None]):
         played = move(self.player)
         if played:
             self._played(played)
-        self._dirty = True
+        self._repaint()
         self._replay_wake.set()
 
     def action_replay_next_cell(self) -> None:
@@ -312,9 +283,10 @@ class RunScreen(Screen[None]):
         self.app.switch_screen(again)
 
     def _on_event(self, event: Event) -> None:
-        """Called by the engine for every event: fold it; repaint its panes at the next tick."""
+        """Called by the engine for every event: fold it, note its slices, post one message."""
         self.view.apply(event)
-        self._touched |= SLICES.get(type(event), PANES_ALL)
+        self._changes.note(event)
+        self._post()
         if isinstance(event, BudgetStop | ErrorEvent):
             self.notify(event.message, title="run stopped", severity="error", timeout=8)
         elif isinstance(event, KernelEvent) and event.what == "died":
@@ -326,14 +298,35 @@ class RunScreen(Screen[None]):
         elif isinstance(event, RunFinished) and event.status == "answered":
             self.notify("the run answered (A shows the whole answer)", title="done", timeout=5)
 
-    def _refresh_if_dirty(self) -> None:
+    def _post(self) -> None:
+        if not self._posted:
+            self._posted = True
+            self.post_message(self.Changed())
+
+    def _repaint(self) -> None:
+        """Repaint every pane soon (a key, a resize, a worker's result)."""
+        self._changes.everything = True
+        self._post()
+
+    def on_run_screen_changed(self, message: Changed) -> None:
+        message.stop()
+        self._posted = False
+        changes, self._changes = self._changes, Changes()
+        self._show(changes)
+
+    def _tick(self) -> None:
+        """A live run's clocks move without events: its running agents' times, the run's."""
+        if self.live:
+            self._changes.agents |= {
+                a.agent_id for a in self.view.agents.values() if a.finished is None
+            }
+        if self.live or self._budget_stale:  # the run's time; a budget change held back
+            self._changes.budget = True
+            self._post()
+
+    def _show(self, changes: Changes) -> None:
         try:
-            if self._dirty:
-                self._refresh()
-            elif self._touched:
-                self._refresh(self._touched)
-            elif self.live and time.monotonic() - self._refreshed > CLOCK:
-                self._refresh(CLOCK_PANES)  # a live run's clocks tick even without events
+            self._show_changes(changes)
         except Exception as exc:  # a bug in a pane: say so once, keep the run and the app
             if not self._refresh_failed:
                 self._refresh_failed = True
@@ -343,12 +336,10 @@ class RunScreen(Screen[None]):
                     severity="error",
                 )
 
-    def _refresh(self, panes: Collection[str] = PANES_ALL) -> None:
-        """Repaint the status, the waiting list and ``panes`` (each re-renders what changed)."""
-        self._dirty = False
-        self._touched = set()
-        self._refreshed = time.monotonic()
+    def _show_changes(self, changes: Changes) -> None:
+        """Repaint the status and the waiting list, and of each pane what ``changes`` names."""
         view = self.view
+        every = changes.everything
         if not self._context_requested and view.run_id:
             self._context_requested = True
             self._load_context(view.context_file, view.context_kind)
@@ -356,27 +347,48 @@ class RunScreen(Screen[None]):
         if self.hold_at in view.waiting:  # s, e and x act on the cell forked at, not the oldest
             self.hold_at = None
         status = self.query_one("#status", Static)
-        status.update(self._status_line())
+        line = self._status_line()
+        if line != self._status_shown:
+            self._status_shown = line
+            status.update(line, layout=False)  # one row, always: no layout for a new text
         status.set_class(view.model_is_demo, "demo")
         status.set_class(view.paused and not view.finished, "paused")
         now = self._now()
-        if "tree" in panes:
-            tree = self.query_one(AgentTree)
-            tree.show(view, now)
+        tree = self.query_one(AgentTree)
+        tree.show(view, now, None if every or changes.all_agents else changes.agents)
+        if every or changes.agents or changes.all_agents:
             self._show_agent_info(tree.selected_agent)
-        if "cells" in panes:
-            self.query_one(CellLog).show(view, self._agent_filter)
-        if "budget" in panes:
-            per_agent = [(a.agent_id, a.usage) for a in view.agents.values()]
-            self.query_one(BudgetMeter).show(
+        log = self.query_one(CellLog)
+        if every:
+            log.show(view, self._agent_filter)
+        elif changes.cells or changes.streams or changes.agent_cells:
+            cells = changes.cells
+            if changes.agent_cells:
+                cells = cells | {c.cell_id for c in log.cells if c.agent_id in changes.agent_cells}
+            log.update(cells, changes.streams)
+        meter = self.query_one(BudgetMeter)
+        self._budget_due |= changes.budget_agents
+        self._budget_stale = self._budget_stale or changes.budget
+        due = time.monotonic() - self._budget_shown >= BUDGET_EVERY
+        if every or not meter.ready or (self._budget_stale and due):
+            every_agent = every or not meter.ready
+            agents = (
+                list(view.agents.values())
+                if every_agent
+                else [view.agents[a] for a in self._budget_due if a in view.agents]
+            )
+            self._budget_due, self._budget_stale = set(), False
+            self._budget_shown = time.monotonic()
+            meter.show(
                 view.limits,
                 view.usage,
                 view.depth,
                 view.elapsed or max(0.0, now - view.started if view.started else 0.0),
-                per_agent,
+                [(a.agent_id, a.usage) for a in agents],
                 view.tokens_per_step,
+                every_agent,
             )
-        if "context" in panes:
+        if every or changes.context:
             self._update_coverage()
         shown = view.status if view.finished else None  # a resumed run hides the old one
         if shown != self._answer_shown:
@@ -480,7 +492,7 @@ class RunScreen(Screen[None]):
         if ranges:
             self._coverage = _merged(self._coverage + ranges)
             self.query_one(ContextBrowser).set_coverage(self._coverage)
-        self._dirty = True
+        self._repaint()
 
     def _mark_seen(self, texts: list[str], what: str) -> None:
         """Highlight in the context what one cell or agent saw."""
@@ -540,8 +552,10 @@ class RunScreen(Screen[None]):
         info = self.query_one("#agent-info", Static)
         agent = self.view.agents.get(agent_id or "")
         info.display = agent is not None
-        if agent is not None:
-            info.update(agent_info(agent))
+        text = agent_info(agent) if agent is not None else None
+        if text is not None and text != self._info_shown:
+            self._info_shown = text  # a layout only when it changed: its height may have
+            info.update(text)
 
     def on_cell_log_selected(self, event: CellLog.Selected) -> None:
         cell = event.cell
@@ -554,7 +568,7 @@ class RunScreen(Screen[None]):
 
     def on_resize(self, event: Any) -> None:
         self._apply_width(event.size.width)
-        self._dirty = True
+        self._repaint()
 
     def _apply_width(self, width: int) -> None:
         narrow = width < WIDE
@@ -625,7 +639,7 @@ class RunScreen(Screen[None]):
         except RlmError as exc:
             self.notify(str(exc), title=f"cannot {what}", severity="error")
             return False
-        self._dirty = True
+        self._repaint()
         return True
 
     def _waiting(self, cells_only: bool) -> str | None:
@@ -653,16 +667,18 @@ class RunScreen(Screen[None]):
 
     def action_next_waiting(self, delta: int) -> None:
         self.query_one(WaitList).move(delta)
-        self._dirty = True
+        self._repaint()
 
     def on_option_list_option_highlighted(self, event: WaitList.OptionHighlighted) -> None:
         """The selected waiting item is shown in the cells (and the header)."""
         gate = event.option.id
+        if gate != self.query_one(WaitList).selected_gate:
+            return  # a highlight the list has moved on from (it was rebuilt since)
         if gate is not None and gate in self.view.cells:
             self.query_one(CellLog).select_cell(gate)
         elif gate is not None:
             self.query_one(AgentTree).select_agent(gate)
-        self._dirty = True
+        self._repaint()
 
     def on_option_list_option_selected(self, event: WaitList.OptionSelected) -> None:
         gate = event.option.id
