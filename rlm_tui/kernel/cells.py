@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from rlm_tui.kernel.awaiting import INTERRUPTED
@@ -57,3 +58,15 @@ class CellReader:
                 )
             return ExecResult("interrupted", duration, "interrupted")
         return ExecResult("error" if self.error else "ok", duration, self.error)
+
+
+def unstoppable(timeout: float | None, started: float) -> ExecResult:
+    """The result of a cell that ran past its time limit and ignored the interrupt (its
+    kernel was restarted)."""
+    return ExecResult(
+        "timeout",
+        time.monotonic() - started,
+        f"cell ran past {timeout or 0:g} s and did not stop when interrupted; the kernel was "
+        "restarted and its state lost",
+        restarted=True,
+    )

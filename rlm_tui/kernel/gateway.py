@@ -50,7 +50,8 @@ from rlm_tui.errors import KernelError, UsageError
 from rlm_tui.kernel import aio_link, answer_check, awaiting, prelude, wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.bridge import BridgeServer
-from rlm_tui.kernel.cells import CellReader
+from rlm_tui.kernel.cells import CellReader, unstoppable
+from rlm_tui.kernel.reserve import WarmReserve
 
 START_TIMEOUT = 60.0
 PROBE_TIMEOUT = 10.0
@@ -419,12 +420,7 @@ class GatewayKernel:
             if deadline is not None and now > deadline:
                 if interrupted_for_timeout:
                     await self.restart()
-                    return ExecResult(
-                        "timeout",
-                        time.monotonic() - started,
-                        f"cell ran past {timeout:g} s and did not stop when interrupted; the "
-                        "kernel was restarted and its state lost",
-                    )
+                    return unstoppable(timeout, started)
                 interrupted_for_timeout = True
                 await self.interrupt()
                 deadline = time.monotonic() + GRACE_AFTER_INTERRUPT
@@ -548,22 +544,20 @@ class _Packer:
         self._root, self._tars = None, {}
 
 
-class GatewayKernelProvider:
+class GatewayKernelProvider(WarmReserve[GatewayKernel]):
     """Kernels started on the gateway ahead of need, like the local pool's warm kernels."""
+
+    failure = "kernel failed to start on the gateway"
 
     def __init__(
         self, gateway: Gateway, bridge: BridgeServer, size: int = 2, startup_code: str = ""
     ) -> None:
+        super().__init__(size)
         self.gateway = gateway
-        self.size = size
         self._bridge = bridge
         self._packer = _Packer()
         self._startup_code = startup_code
-        self._kernel_name: str | None = None
         self._ready: asyncio.Task[str] | None = None
-        self._warm: asyncio.Queue[asyncio.Task[GatewayKernel]] = asyncio.Queue()
-        self._all: set[GatewayKernel] = set()
-        self._closed = False
 
     async def _name(self) -> str:
         """Probe the gateway once; every kernel waits on the same answer."""
@@ -572,59 +566,14 @@ class GatewayKernelProvider:
             self._ready = asyncio.ensure_future(probe(self.gateway))
         return await asyncio.shield(self._ready)
 
-    def _launch(self) -> asyncio.Task[GatewayKernel]:
-        async def boot() -> GatewayKernel:
-            kernel = GatewayKernel(
-                await self._name(), self._bridge, self._packer, self._startup_code
-            )
-            self._all.add(kernel)
-            starting = asyncio.ensure_future(kernel.start())
-            try:
-                await asyncio.shield(starting)
-            except BaseException:
-                # cancelled mid-launch: let the launch finish, so the kernel is known and deleted
-                with contextlib.suppress(BaseException):
-                    await starting
-                await kernel.shutdown()
-                self._all.discard(kernel)
-                raise
-            return kernel
-
-        return asyncio.ensure_future(boot())
+    async def new_kernel(self) -> GatewayKernel:
+        return GatewayKernel(await self._name(), self._bridge, self._packer, self._startup_code)
 
     async def start(self) -> None:
         await self._name()
-        while self._warm.qsize() < self.size and not self._closed:
-            self._warm.put_nowait(self._launch())
+        await super().start()
 
-    async def acquire(self) -> GatewayKernel:
-        if self._closed:
-            raise RuntimeError("the kernel provider is closed")
-        task = self._warm.get_nowait() if not self._warm.empty() else self._launch()
-        if self.size and not self._closed:
-            self._warm.put_nowait(self._launch())
-        try:
-            return await task
-        except KernelError:
-            raise
-        except Exception as exc:
-            raise RuntimeError(f"kernel failed to start on the gateway: {exc}") from exc
-
-    async def release(self, kernel: Any) -> None:
-        await kernel.shutdown()
-        self._all.discard(kernel)
-
-    async def close(self) -> None:
-        """Delete every kernel of this provider on the gateway; safe to call twice."""
-        self._closed = True
-        while not self._warm.empty():
-            task = self._warm.get_nowait()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        await asyncio.gather(*(k.shutdown() for k in list(self._all)), return_exceptions=True)
-        self._all.clear()
+    async def close_rest(self) -> None:
         self._packer.close()
 
     async def __aenter__(self) -> GatewayKernelProvider:

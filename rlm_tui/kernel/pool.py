@@ -44,8 +44,9 @@ from jupyter_client.session import Session
 from rlm_tui import defaults
 from rlm_tui.kernel import wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
-from rlm_tui.kernel.cells import interrupted
+from rlm_tui.kernel.cells import CellReader, unstoppable
 from rlm_tui.kernel.prelude import SETUP_NAME
+from rlm_tui.kernel.reserve import WarmReserve
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
 from rlm_tui.kernel.zygote import SANDBOXED
@@ -65,7 +66,6 @@ _ALLOWED_ENV = re.compile(
     r"|OPENBLAS_\w+|OMP_\w+|MKL_\w+|GOTO_\w+|NUMEXPR_\w+|VECLIB_\w+|BLIS_\w+|KMP_\w+"
 )
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASS|PWD|CREDENTIAL|AUTH", re.IGNORECASE)
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 
 Wrap = Callable[[list[str], Path], list[str]]
@@ -497,21 +497,15 @@ class LocalKernel:
             return ExecResult("killed", 0.0, self._exit_reason())
         client = self._client
         msg_id = client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        reader = CellReader(msg_id, on_output)
         deadline = started + timeout if timeout else None
-        error: str | None = None
         interrupted_for_timeout = False
         while True:
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 if interrupted_for_timeout:
                     await self.restart()
-                    return ExecResult(
-                        "timeout",
-                        time.monotonic() - started,
-                        f"cell ran past {timeout:g} s and did not stop when interrupted; the "
-                        "kernel was restarted and its state lost",
-                        restarted=True,
-                    )
+                    return unstoppable(timeout, started)
                 interrupted_for_timeout = True
                 await self.interrupt()
                 deadline = time.monotonic() + GRACE_AFTER_INTERRUPT
@@ -521,30 +515,11 @@ class LocalKernel:
                 if not self.is_alive():
                     return ExecResult("killed", time.monotonic() - started, self._exit_reason())
                 continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            content = msg["content"]
-            if kind == "stream":
-                on_output("stderr" if content["name"] == "stderr" else "stdout", content["text"])
-            elif kind in ("execute_result", "display_data"):
-                text = content.get("data", {}).get("text/plain")
-                if text is not None:
-                    on_output("result", text + "\n")
-            elif kind == "error":
-                error = f"{content['ename']}: {content['evalue']}"
-                trace = _ANSI.sub("", "\n".join(content.get("traceback", [])))
-                on_output("error", trace + "\n")
-                if interrupted(content):
-                    error = "KeyboardInterrupt"
-            elif kind == "status" and content["execution_state"] == "idle":
+            if reader.feed(msg):
                 break
-        duration = time.monotonic() - started
-        if error == "KeyboardInterrupt":
-            if interrupted_for_timeout:
-                return ExecResult("timeout", duration, f"cell ran past {timeout:g} s: interrupted")
-            return ExecResult("interrupted", duration, "interrupted")
-        return ExecResult("error" if error else "ok", duration, error)
+        return reader.result(
+            time.monotonic() - started, timeout if interrupted_for_timeout else None
+        )
 
     async def interrupt(self) -> None:
         if self.is_alive() and self._pid is not None:
@@ -572,6 +547,9 @@ class LocalKernel:
 
     async def shutdown(self) -> None:
         await self._stop()
+        await asyncio.to_thread(self._remove)  # /proc scans and file removal: off the loop
+
+    def _remove(self) -> None:
         if not self._sandbox.active:  # in a sandbox, its end takes every process along
             kill_tagged(self._tag)
         shutil.rmtree(self._home, ignore_errors=True)
@@ -672,8 +650,8 @@ SHARED_TEMPLATES = SharedTemplates()
 atexit.register(SHARED_TEMPLATES.close_all)
 
 
-class LocalKernelPool:
-    """Kernels forked ahead of need; ``acquire`` takes a ready one and forks its successor."""
+class LocalKernelPool(WarmReserve[LocalKernel]):
+    """Kernels forked ahead of need from the template."""
 
     def __init__(
         self,
@@ -689,7 +667,7 @@ class LocalKernelPool:
         around the template's command line (tests); ``shared``: fork from this process's
         template for the same sandbox and environment (``SHARED_TEMPLATES``), not one of its
         own."""
-        self.size = size
+        super().__init__(size)
         self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
         self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
@@ -698,10 +676,6 @@ class LocalKernelPool:
             self._root, self._zygote = new_template(self.sandbox, self._env, wrap)
         else:
             self._root, self._zygote = SHARED_TEMPLATES.get(self.sandbox, self._env)
-        self._warm: asyncio.Queue[asyncio.Task[LocalKernel]] = asyncio.Queue()
-        self._all: set[LocalKernel] = set()
-        self._ending: set[asyncio.Future[None]] = set()
-        self._closed = False
 
     def launch(self) -> None:
         """Start the template process at once (it imports on its own core meanwhile)."""
@@ -714,61 +688,10 @@ class LocalKernelPool:
             self._zygote.kill()
             shutil.rmtree(self._root, ignore_errors=True)
 
-    def _launch(self) -> asyncio.Task[LocalKernel]:
-        kernel = LocalKernel(
-            self._root, self._zygote, self._env, self._memory_limit_mb, self.sandbox
-        )
-        self._all.add(kernel)
+    async def new_kernel(self) -> LocalKernel:
+        return LocalKernel(self._root, self._zygote, self._env, self._memory_limit_mb, self.sandbox)
 
-        async def boot() -> LocalKernel:
-            starting = asyncio.ensure_future(kernel.start())
-            try:
-                await asyncio.shield(starting)
-            except BaseException:
-                # cancelled mid-launch: let the launch finish, so the process is known and dies
-                with contextlib.suppress(BaseException):
-                    await starting
-                await kernel.shutdown()
-                self._all.discard(kernel)
-                raise
-            return kernel
-
-        return asyncio.ensure_future(boot())
-
-    async def start(self) -> None:
-        while self._warm.qsize() < self.size and not self._closed:
-            self._warm.put_nowait(self._launch())
-
-    async def acquire(self) -> LocalKernel:
-        if self._closed:
-            raise RuntimeError("the kernel pool is closed")
-        task = self._warm.get_nowait() if not self._warm.empty() else self._launch()
-        if self.size and not self._closed:
-            self._warm.put_nowait(self._launch())
-        try:
-            return await task
-        except Exception as exc:
-            raise RuntimeError(f"kernel failed to start: {exc}") from exc
-
-    async def release(self, kernel: Any) -> None:
-        """Kill the kernel and go on: its end is awaited in the background (and by close)."""
-        self._all.discard(kernel)
-        ending = asyncio.ensure_future(kernel.shutdown())
-        self._ending.add(ending)
-        ending.add_done_callback(self._ending.discard)
-
-    async def close(self) -> None:
-        """Shut down every kernel, ready, busy or still starting, and the template; safe twice."""
-        self._closed = True
-        while not self._warm.empty():
-            task = self._warm.get_nowait()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        ending = [*(k.shutdown() for k in list(self._all)), *self._ending]
-        await asyncio.gather(*ending, return_exceptions=True)
-        self._all.clear()
+    async def close_rest(self) -> None:
         if self._owns_template:
             await self._zygote.close()
             if not self.sandbox.active:

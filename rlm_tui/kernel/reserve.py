@@ -1,0 +1,100 @@
+"""Kernels started ahead of need, for every kind of provider (forked locally, on a gateway).
+
+``acquire`` takes a ready kernel and starts its successor; a launch cancelled midway is let
+finish and then shut down, so no kernel is left that the provider does not know; a released
+kernel ends in the background, and ``close`` waits for every one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Generic, Protocol, TypeVar
+
+from rlm_tui.errors import RlmError
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+K = TypeVar("K", bound=_Startable)
+
+
+class WarmReserve(Generic[K]):
+    """The reserve; a provider says how a kernel is made (``new_kernel``) and what else its
+    ``close`` ends (``close_rest``)."""
+
+    failure = "kernel failed to start"
+    """The start of the one line an error of a kernel's start is reported with."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._warm: asyncio.Queue[asyncio.Task[K]] = asyncio.Queue()
+        self._all: set[K] = set()
+        self._ending: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    async def new_kernel(self) -> K:
+        raise NotImplementedError
+
+    async def close_rest(self) -> None:
+        """What the provider ends after its kernels."""
+
+    def _launch(self) -> asyncio.Task[K]:
+        async def boot() -> K:
+            kernel = await self.new_kernel()
+            self._all.add(kernel)
+            starting = asyncio.ensure_future(kernel.start())
+            try:
+                await asyncio.shield(starting)
+            except BaseException:
+                # cancelled mid-launch: let the launch finish, so the kernel is known and ends
+                with contextlib.suppress(BaseException):
+                    await starting
+                await kernel.shutdown()
+                self._all.discard(kernel)
+                raise
+            return kernel
+
+        return asyncio.ensure_future(boot())
+
+    async def start(self) -> None:
+        while self._warm.qsize() < self.size and not self._closed:
+            self._warm.put_nowait(self._launch())
+
+    async def acquire(self) -> K:
+        if self._closed:
+            raise RuntimeError("the kernel provider is closed")
+        task = self._warm.get_nowait() if not self._warm.empty() else self._launch()
+        if self.size and not self._closed:
+            self._warm.put_nowait(self._launch())
+        try:
+            return await task
+        except RlmError:
+            raise
+        except Exception as exc:
+            raise RuntimeError(f"{self.failure}: {exc}") from exc
+
+    async def release(self, kernel: Any) -> None:
+        """Shut the kernel down and go on: its end is awaited in the background (and by close)."""
+        self._all.discard(kernel)
+        ending = asyncio.ensure_future(kernel.shutdown())
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
+
+    async def close(self) -> None:
+        """Shut down every kernel, ready, busy or still starting, then the rest; safe twice."""
+        self._closed = True
+        while not self._warm.empty():
+            task = self._warm.get_nowait()
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        ending = [*(k.shutdown() for k in list(self._all)), *self._ending]
+        await asyncio.gather(*ending, return_exceptions=True)
+        self._all.clear()
+        await self.close_rest()
