@@ -178,7 +178,14 @@ async def test_a_live_run_and_its_saved_session_fold_alike(sessions_dir):
 
 
 def test_a_resumed_run_clears_stale_waits_and_says_it_re_runs_recorded_cells():
-    from rlm_tui.events import CellPaused, CellProposed, ModelRequest, RunStarted
+    from rlm_tui.events import (
+        CellPaused,
+        CellProposed,
+        CellRerunFinished,
+        CellRerunStarted,
+        ModelRequest,
+        RunStarted,
+    )
 
     events = [e for e in sample_events() if e.seq <= 6]  # cut while cell 0:2 waited
     events += [
@@ -191,9 +198,12 @@ def test_a_resumed_run_clears_stale_waits_and_says_it_re_runs_recorded_cells():
     assert isinstance(first, RunStarted)
     view.apply(first.model_copy(update={"resumed_from": first.run_id}))
     assert not view.waiting and view.cells["0:2"].status == "cancelled"
-    assert view.rerunning and view.status is None
+    assert not view.rerun_cells and view.status is None  # re-running is said by events only
+    view.apply(CellRerunStarted(agent_id="0", cell_id="0:1", code="x = 1"))
+    assert view.rerun_cells == ["0:1"] and view.cells["0:1"].rerunning
+    view.apply(CellRerunFinished(agent_id="0", cell_id="0:1", status="ok"))
+    assert not view.rerun_cells and not view.cells["0:1"].rerunning
     view.apply(ModelRequest(agent_id="0", call_id="c9", step=2, model="m"))
-    assert not view.rerunning
     view.apply(CellProposed(agent_id="0", cell_id="0:2", step=2, index=2, code="y = 2"))
     assert view.cell_order.count("0:2") == 1 and view.cells["0:2"].status == "pending"
 

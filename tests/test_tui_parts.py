@@ -487,8 +487,8 @@ def test_the_status_line_cuts_the_path_never_the_state():
         assert line.cell_len <= max(width, 60)
     wide = status_line(view, 160, "live", None).plain
     assert wide.endswith("y" * 20) and "…" in wide  # the path, cut from its left
-    view.rerunning = True
-    assert "re-running recorded cells" in status_line(view, 80, "live", None).plain
+    view.rerun_cells = ["0:1"]
+    assert "re-running recorded cells (0:1)" in status_line(view, 80, "live", None).plain
 
 
 async def test_a_burst_of_events_is_one_message_that_updates_only_its_slices():

@@ -215,8 +215,6 @@ class RunView:
     """Every gate held now, oldest first: what ``s``, ``e`` and ``x`` can act on."""
     start_prompts: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Sub-agents asked for and not started yet: agent id -> (parent id, prompt)."""
-    rerunning: bool = False
-    """A resumed or forked run re-runs its recorded cells until it goes on live."""
     rerun_cells: list[str] = field(default_factory=list)
     """The recorded cells being run again now (``cell_rerun_started``, not yet finished)."""
     notices: list[str] = field(default_factory=list)
@@ -292,7 +290,6 @@ class RunView:
 def _run_started(view: RunView, e: RunStarted) -> None:
     if view.run_id:  # a resumed or forked run goes on from a past that may have been cut
         _close_past(view, e.t)
-        view.rerunning = any(c.status not in ("pending",) for c in view.cells.values())
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
     view.sub_model, view.model_is_demo = e.sub_model, e.model_is_demo
@@ -344,7 +341,6 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
 
 
 def _model_request(view: RunView, e: ModelRequest) -> None:
-    view.rerunning = bool(view.rerun_cells)  # recorded replies make no events: this one is new
     if e.purpose == "llm_query" and e.messages:
         view.query_prompts[e.call_id] = str(e.messages[-1].get("content", ""))
     agent = view.agents.get(e.agent_id)
@@ -388,7 +384,6 @@ def _cell_paused(view: RunView, e: CellPaused) -> None:
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.paused_reason = "paused", e.reason
-    view.rerunning = bool(view.rerun_cells)
     if cell is not None:
         view.waiting[e.cell_id] = Waiting(e.cell_id, "cell", e.agent_id, e.reason, cell.code)
     elif e.cell_id == e.agent_id:  # a sub-agent's start held at the gate
@@ -413,7 +408,6 @@ def _cell_skipped(view: RunView, e: CellSkipped) -> None:
 
 def _cell_started(view: RunView, e: CellStarted) -> None:
     view.waiting.pop(e.cell_id, None)
-    view.rerunning = bool(view.rerun_cells)
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.status, cell.code, cell.started, cell.paused_reason = "running", e.code, e.t, ""
@@ -440,7 +434,6 @@ def _cell_finished(view: RunView, e: CellFinished) -> None:
 
 
 def _cell_rerun_started(view: RunView, e: CellRerunStarted) -> None:
-    view.rerunning = True
     cell = view.cells.get(e.cell_id)
     if cell is not None:
         cell.rerunning = True
@@ -556,7 +549,6 @@ def _close_past(view: RunView, t: float) -> None:
     """The run ended (or a resumed run starts over): nothing waits or runs any more."""
     view.waiting.clear()
     view.start_prompts.clear()
-    view.rerunning = False
     for cell_id in view.rerun_cells:
         view.cells[cell_id].rerunning, view.cells[cell_id].rev = False, view.cells[cell_id].rev + 1
     view.rerun_cells.clear()

@@ -16,10 +16,8 @@ ICONS = {"running": "●", "paused": "⏸", "answered": "✔", "replay": "⏵"}
 def run_state(view: RunView, mode: str) -> str:
     """``running``, ``paused``, ``answered``…; a replay and a saved session say so."""
     state = view.status or view.state
-    if view.rerunning and not view.finished:
-        state = "re-running recorded cells"
-        if view.rerun_cells:
-            state += f" ({', '.join(view.rerun_cells)})"
+    if view.rerun_cells and not view.finished:
+        state = f"re-running recorded cells ({', '.join(view.rerun_cells)})"
     if mode == "replay":
         return f"replay · {state}"
     if mode == "saved":
