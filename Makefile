@@ -19,6 +19,9 @@ UV := $(UV_HOME)/bin/uv
 UV_VERSION = $(shell sed -n 's/^ *"uv==\([0-9.]*\)".*/\1/p' pyproject.toml)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
+# bytecode compiled at install, as pip does: otherwise each process compiles what it imports
+# (where PYTHONDONTWRITEBYTECODE is set, every time: `import litellm` 11 s instead of 6 s)
+export UV_COMPILE_BYTECODE := 1
 SYNC := $(UV) sync --locked --python "$(PYTHON)"
 
 .PHONY: demo test lint bench lock check-lock check-python print-python clean

@@ -186,15 +186,18 @@ class LiteLLMModel:
             kwargs["api_key"] = self._api_key
         elif self.api_base and _provider(self._route, self.api_base) == "openai":
             kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or "no-key"
-        if not self.stream:
+        reader = self._reader(litellm)
+        if reader is None and not self.stream:
             response = await litellm.acompletion(**kwargs)
             text = response.choices[0].message.content or ""
             return self._completion(litellm, messages, text, response.usage, response)
-        reader = self._reader(litellm)
         if reader is not None:
             body: dict[str, Any] = {k: kwargs[k] for k in ("messages", "max_tokens") if k in kwargs}
             body["model"] = self._route.removeprefix("openai/")
-            text, usage = await reader.complete(body, kwargs["api_key"], on_delta)
+            if self.stream:
+                text, usage = await reader.complete(body, kwargs["api_key"], on_delta)
+            else:
+                text, usage = await reader.whole(body, kwargs["api_key"])
         else:
             text, usage = await self._litellm_stream(litellm, kwargs, on_delta)
         if not usage:  # a server that sends no usage: counted by litellm's tokenizer
@@ -210,7 +213,7 @@ class LiteLLMModel:
         return self._completion(litellm, messages, text, whole.usage, whole)
 
     def _reader(self, litellm: Any) -> ChatStream | None:
-        """Our own stream reader for an OpenAI-compatible server given by URL, else None."""
+        """Our own client for an OpenAI-compatible server given by URL, else None."""
         if self._chat_stream is None and self.api_base:
             url = stream_url(self.api_base)
             if url and _provider(self._route, self.api_base) == "openai":
