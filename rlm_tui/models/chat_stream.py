@@ -11,12 +11,19 @@ are raised as httpx's errors, ``StatusError`` or ``json.JSONDecodeError``, which
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from typing import Any
 
 import httpx
 
 from rlm_tui.models.base import DeltaCallback
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
 
 
 class StatusError(Exception):
@@ -56,11 +63,10 @@ class ChatStream:
         self, body: dict[str, Any], api_key: str, on_delta: DeltaCallback | None
     ) -> tuple[str, dict[str, Any] | None]:
         """The reply's text and its usage (None if the server sent none)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
+        client = self._http()
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
-        async with self._client.stream("POST", self.url, json=body, headers=headers) as response:
+        async with client.stream("POST", self.url, json=body, headers=headers) as response:
             if response.status_code != 200:
                 await response.aread()
                 raise StatusError(response.status_code, _error_message(response), response)
@@ -68,10 +74,8 @@ class ChatStream:
 
     async def whole(self, body: dict[str, Any], api_key: str) -> tuple[str, dict[str, Any] | None]:
         """The reply's text and its usage, asked for unstreamed."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
         headers = {"Authorization": f"Bearer {api_key}"}
-        response = await self._client.post(
+        response = await self._http().post(
             self.url, json={**body, "stream": False}, headers=headers
         )
         if response.status_code != 200:
@@ -81,6 +85,13 @@ class ChatStream:
             raise StatusError(500, _error_message(response), response)
         message = reply["choices"][0]["message"]
         return message.get("content") or "", reply.get("usage")
+
+    def _http(self) -> httpx.AsyncClient:
+        """The pooled client; TLS settings are built once a process (30-70 ms each time)."""
+        if self._client is None:
+            tls = _tls() if self.url.startswith("https:") else False
+            self._client = httpx.AsyncClient(timeout=self.timeout, verify=tls)
+        return self._client
 
     async def aclose(self) -> None:
         if self._client is not None:
