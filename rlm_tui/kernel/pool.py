@@ -377,10 +377,15 @@ class LocalKernel:
     def _connection_file(self) -> Path:
         return self._home / f"c-{self._generation}.json"
 
+    def _write_files(self, path: Path, info: dict[str, Any]) -> None:
+        self._scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+
     async def start(self) -> None:
         """Fork a kernel and wait for its first reply (zmq queues until the kernel binds)."""
         self._generation += 1
-        self._scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_hex(16)
         info: dict[str, Any] = {
             "transport": "ipc",
@@ -391,9 +396,8 @@ class LocalKernel:
             "kernel_name": "rlm-tui",
         }
         path = self._connection_file()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(info, f)
+        # file system calls wait on the sandboxes' mount work during a fan-out: off the loop
+        await asyncio.to_thread(self._write_files, path, info)
         env = {**self._env, "IPYTHONDIR": str(self._scratch / ".ipython")}
         request = {
             "kernel_id": self.kernel_id,
