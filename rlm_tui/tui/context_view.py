@@ -14,6 +14,7 @@ import json
 import re
 import threading
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from operator import sub
@@ -265,30 +266,29 @@ def _next_anchor(seen: str, pos: int, min_len: int) -> tuple[int, int, int] | No
 
 
 def _common_prefix(a: str, i: int, b: str, j: int) -> int:
-    """How many characters ``a[i:]`` and ``b[j:]`` share at their start (galloping blocks)."""
-    limit = min(len(a) - i, len(b) - j)
-    length, step, shrinking = 0, 64, False
-    while length < limit:
-        step = min(step, limit - length)
-        if b.startswith(a[i + length : i + length + step], j + length):
-            length += step
-            if not shrinking:
-                step = min(step * 2, 1 << 20)
-        elif step == 1:
-            break
-        else:
-            step //= 2
-            shrinking = True
-    return length
+    """How many characters ``a[i:]`` and ``b[j:]`` share at their start."""
+    return _gallop(
+        min(len(a) - i, len(b) - j),
+        lambda n, step: b.startswith(a[i + n : i + n + step], j + n),
+    )
 
 
 def _common_suffix(a: str, lo: int, i: int, b: str, j: int) -> int:
     """How many characters ``a[lo:i]`` and ``b[:j]`` share at their end."""
-    limit = min(i - lo, j)
+    return _gallop(
+        min(i - lo, j),
+        lambda n, step: b.startswith(a[i - n - step : i - n], j - n - step),
+    )
+
+
+def _gallop(limit: int, matches: Callable[[int, int], bool]) -> int:
+    """How many of at most ``limit`` characters match, where ``matches(n, step)`` says whether
+    the ``step`` characters after the first ``n`` do: blocks double while they match, then
+    halve down to one character."""
     length, step, shrinking = 0, 64, False
     while length < limit:
         step = min(step, limit - length)
-        if b.startswith(a[i - length - step : i - length], j - length - step):
+        if matches(length, step):
             length += step
             if not shrinking:
                 step = min(step * 2, 1 << 20)
