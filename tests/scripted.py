@@ -7,9 +7,9 @@ only the text is fixed, like the demo model's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message
 
@@ -59,12 +59,22 @@ ZOO_SCRIPTS = {
 """The root's second cell uses ``zoo``, bound by a sub-agent a person launches by hand."""
 
 
-async def until_true(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.02)):
+async def until_true(
+    predicate: Callable[[], bool],
+    timeout: float = 30.0,
+    wait: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    every: float = 0.02,
+) -> None:
+    for _ in range(int(timeout / every)):
         if predicate():
             return
-        await asyncio.sleep(0.02)
+        await wait(every)
     raise AssertionError("condition not reached in time")
+
+
+async def until(pilot: Any, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """``until_true`` in a Pilot test: each wait lets the app handle its messages."""
+    await until_true(predicate, timeout, pilot.pause, 0.05)
 
 
 async def run_with_a_hand_launch(sessions_dir: Path) -> RunResult:

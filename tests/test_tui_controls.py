@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FRUITS_QUERY, NESTED_QUERY
-from scripted import ScriptedModel, cell
+from scripted import ScriptedModel, cell, until
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
@@ -24,14 +24,6 @@ pytestmark = pytest.mark.timeout(120)
 def App(run: Run) -> RlmApp:
     """The real app following a Run the test builds (to plug in a scripted model)."""
     return RlmApp(run=run, ui_config=UiConfig(), watch=False)
-
-
-async def until(pilot, predicate, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def screen(pilot) -> RunScreen:

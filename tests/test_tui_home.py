@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from scripted import ScriptedModel, cell
+from scripted import ScriptedModel, cell, until
 from textual.widgets import DataTable, Input, Static
 
 from rlm_tui.engine.run import Run, RunConfig
@@ -16,14 +16,6 @@ from rlm_tui.tui.modals import TextScreen
 from rlm_tui.tui.run_screen import RunScreen
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def until(pilot, predicate, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_start_a_run_from_the_form(sessions_dir):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import textwrap
 from pathlib import Path
 
 import pytest
+from scripted import until
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
@@ -205,15 +205,6 @@ class ThemedApp(App[None]):
         self.run_worker(watch_themes(self, [self.directory]), group="themes")
 
 
-async def _until(pilot, condition, timeout: float = 5.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await pilot.pause(0.05)
-    return True
-
-
 async def test_theme_hot_reload(tmp_path):
     theme = _write(tmp_path / "mine.yaml", "name: mine\ndark: true\nprimary: '#112233'\n")
     app = ThemedApp(tmp_path, theme)
@@ -223,11 +214,13 @@ async def test_theme_hot_reload(tmp_path):
         applied = load_theme_file(theme).to_color_system().generate()["primary"]
         assert applied != app.theme_variables["primary"]
         # the CSS variables are regenerated, not just the theme registered
-        assert await _until(pilot, lambda: app.theme_variables["primary"] == applied)
+        await until(pilot, lambda: app.theme_variables["primary"] == applied, timeout=5.0)
         assert app.current_theme.primary.upper() == "#AA0000" and app.theme == "mine"
         _write(theme, "name: mine\ndark: true\nprimary: nonsense\n")
-        assert await _until(
-            pilot, lambda: any("mine.yaml: primary" in n.message for n in app._notifications)
+        await until(
+            pilot,
+            lambda: any("mine.yaml: primary" in n.message for n in app._notifications),
+            timeout=5.0,
         )
         assert app.current_theme.primary.upper() == "#AA0000"  # the last good one stays
 
@@ -527,8 +520,6 @@ async def test_a_burst_of_events_is_one_message_that_updates_only_its_slices():
         )
         assert screen._changes.budget_agents == {"0.1"}
         table = screen.query_one("#budget-agents", DataTable)
-        for _ in range(40):  # the budget pane repaints at most every BUDGET_EVERY seconds
-            await pilot.pause(0.05)
-            if "$0.5" in str(table.get_row("0.1")[-1]):
-                break
+        # the budget pane repaints at most every BUDGET_EVERY seconds
+        await until(pilot, lambda: "$0.5" in str(table.get_row("0.1")[-1]), timeout=2.0)
         assert "$0.5" in str(table.get_row("0.1")[-1]) and log.streams == []
