@@ -268,6 +268,8 @@ class LiteLLMModel:
         )
 
     def _cost(self, litellm: Any, response: Any, messages: list[Message], text: str) -> float:
+        if self.price() is None:  # litellm prices it at nothing, after 2 ms of failed lookups
+            return 0.0
         try:
             cost = litellm.completion_cost(
                 completion_response=response, model=self._route, messages=messages, completion=text
