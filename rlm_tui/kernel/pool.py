@@ -22,7 +22,6 @@ import atexit
 import contextlib
 import json
 import os
-import queue
 import re
 import secrets
 import shutil
@@ -38,13 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.session import Session
 
 from rlm_tui import defaults
 from rlm_tui.kernel import wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
 from rlm_tui.kernel.cells import CellReader, unstoppable
+from rlm_tui.kernel.channels import KernelChannels
 from rlm_tui.kernel.prelude import SETUP_NAME
 from rlm_tui.kernel.reserve import WarmReserve
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
@@ -341,7 +339,7 @@ class LocalKernel:
         self._tag = f"{KERNEL_TAG}={self._home}"
         scratch = str(self._scratch)
         self._env = {**env, "HOME": scratch, "TMPDIR": scratch, KERNEL_TAG: str(self._home)}
-        self._client: Any = None
+        self._client: KernelChannels | None = None
         self._pid: int | None = None
         """Its pid as the template knows it (to signal it through the template)."""
         self._host_pid: int | None = None
@@ -411,10 +409,8 @@ class LocalKernel:
         }
         self._pid = await self._zygote.fork(request)
         self._exited = self._zygote.exited(self._pid)
-        client = AsyncKernelClient(context=_zmq_context(), session=Session(key=key.encode()))
-        client.load_connection_info(info)  # type: ignore[arg-type]
-        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-        self._client = client
+        ports = {name: info[f"{name}_port"] for name in _CHANNELS}
+        self._client = KernelChannels(_zmq_context(), info["ip"], ports, key)
         await self._handshake()
         # once it answers, the kernel exists (in the sandbox: its keeper's child)
         self._host_pid = await self._zygote.host_pid(self._pid, keeper=self._sandbox.active)
@@ -423,6 +419,7 @@ class LocalKernel:
         """kernel_info until its reply and its iopub status both arrive (iopub is then live)."""
         deadline = time.monotonic() + START_TIMEOUT
         client = self._client
+        assert client is not None
         while time.monotonic() < deadline:
             msg_id = client.kernel_info()
             while True:
@@ -430,15 +427,13 @@ class LocalKernel:
                     raise RuntimeError(self._exit_reason())
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the kernel did not answer within {START_TIMEOUT:g} s")
-                with contextlib.suppress(queue.Empty):
-                    reply = await client.shell_channel.get_msg(timeout=HANDSHAKE_POLL)
-                    if reply["parent_header"].get("msg_id") == msg_id:
-                        break
-            with contextlib.suppress(queue.Empty):
-                while True:  # the status messages of that request; none if iopub is not live yet
-                    msg = await client.get_iopub_msg(timeout=HANDSHAKE_POLL)
-                    if msg["parent_header"].get("msg_id") == msg_id:
-                        return
+                reply = await client.receive(client.shell, HANDSHAKE_POLL)
+                if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            # the status messages of that request; none if iopub is not live yet
+            while (msg := await client.receive(client.iopub, HANDSHAKE_POLL)) is not None:
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return
         raise RuntimeError(f"the kernel did not answer within {START_TIMEOUT:g} s")
 
     async def setup(
@@ -500,7 +495,8 @@ class LocalKernel:
         if not self.is_alive():
             return ExecResult("killed", 0.0, self._exit_reason())
         client = self._client
-        msg_id = client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        assert client is not None
+        msg_id = client.execute(code, silent=silent)
         reader = CellReader(msg_id, on_output)
         deadline = started + timeout if timeout else None
         interrupted_for_timeout = False
@@ -513,9 +509,8 @@ class LocalKernel:
                 interrupted_for_timeout = True
                 await self.interrupt()
                 deadline = time.monotonic() + GRACE_AFTER_INTERRUPT
-            try:
-                msg = await client.get_iopub_msg(timeout=POLL)
-            except queue.Empty:
+            msg = await client.receive(client.iopub, POLL)
+            if msg is None:
                 if not self.is_alive():
                     return ExecResult("killed", time.monotonic() - started, self._exit_reason())
                 continue
@@ -538,8 +533,7 @@ class LocalKernel:
     async def _stop(self) -> None:
         """Kill the process group, wait (briefly) until the template saw it end, drop files."""
         if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.stop_channels()
+            self._client.close()
             self._client = None
         if self._pid is not None and self._exited is not None:
             self._zygote.signal(self._pid, signal.SIGKILL)
