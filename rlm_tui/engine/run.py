@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rlm_tui import defaults
+from rlm_tui import defaults, heap
 from rlm_tui.engine.agent import Agent, AgentSettings
 from rlm_tui.engine.budget import Budget, Limits
 from rlm_tui.engine.bus import EventBus, Subscriber
@@ -313,6 +313,7 @@ class Run:
             self.inputs = self._resolve_inputs()
             await self._start_services()
             self._emit_started()
+            heap.settle()  # what came before this run outlives it: no full collection walks it
         except BaseException:
             await self._services.aclose()
             self._close_session()

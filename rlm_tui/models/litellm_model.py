@@ -11,6 +11,7 @@ wrapper costs a millisecond a chunk); cost is litellm's accounting either way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from rlm_tui import heap
 from rlm_tui.errors import ModelError, UsageError
 from rlm_tui.models.base import CallInfo, Completion, DeltaCallback, Message, Price
 from rlm_tui.models.chat_stream import ChatStream, CutStream, stream_url
@@ -36,6 +38,7 @@ _KEY_VARS = {
 }
 
 
+@functools.cache
 def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
@@ -45,6 +48,7 @@ def _litellm() -> Any:
     litellm.telemetry = False
     litellm.set_verbose = False
     litellm.num_retries = 0
+    heap.settle()
     return litellm
 
 
