@@ -25,7 +25,7 @@ def test_only_messages_signed_with_the_key_arrive(tmp_path: Path) -> None:
             context, str(tmp_path / "elsewhere"), {"shell": 1, "iopub": 2}, "wrong-key"
         )
         try:
-            msg_id = ours.kernel_info()
+            msg_id = ours.send("kernel_info_request", {})
             request = await asyncio.wait_for(kernel_shell.recv_multipart(), 5)
             signed = request[request.index(DELIMITER) + 2 :]
             assert b"kernel_info_request" in signed[0] and msg_id.encode() in signed[0]

@@ -84,12 +84,15 @@ class KernelChannels:
             },
         )
 
-    def kernel_info(self) -> str:
-        return self.send("kernel_info_request", {})
-
-    async def receive(self, socket: zmq.asyncio.Socket, timeout: float) -> dict[str, Any] | None:
+    async def receive(
+        self,
+        socket: zmq.asyncio.Socket,
+        timeout: float,
+        until: asyncio.Future[Any] | None = None,
+    ) -> dict[str, Any] | None:
         """The next message on ``socket`` (``shell`` or ``iopub``), or None after ``timeout``
-        seconds. One that is not signed with this kernel's key is dropped."""
+        seconds or once ``until`` is done (the kernel's end: no polling to notice it). One that
+        is not signed with this kernel's key is dropped."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -97,7 +100,7 @@ class KernelChannels:
                 frames = self._now[socket].recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 left = deadline - loop.time()
-                if left <= 0 or not await socket.poll(left * 1000):
+                if left <= 0 or not await _readable(socket, left, until):
                     return None
                 continue
             try:
@@ -125,6 +128,19 @@ class KernelChannels:
     def close(self) -> None:
         self.shell.close()
         self.iopub.close()
+
+
+async def _readable(
+    socket: zmq.asyncio.Socket, timeout: float, until: asyncio.Future[Any] | None
+) -> bool:
+    ready = asyncio.ensure_future(socket.poll(timeout * 1000))
+    if until is None:
+        return bool(await ready)
+    await asyncio.wait((ready, until), return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        ready.cancel()
+        return False
+    return bool(ready.result())
 
 
 def _pack(value: dict[str, Any]) -> bytes:

@@ -3,11 +3,11 @@ pool forks from the template its process shares between runs of the same sandbox
 
 The template (``zygote``) has imported ipykernel, IPython and the prelude once; each kernel is
 a fork of it that was never used, so every agent starts pristine, in tens of milliseconds. The
-host talks to a kernel with a bare ``AsyncKernelClient`` over the "ipc" transport in a private
-directory (no kernel manager, no ``wait_for_ready`` polling: one kernel_info round trip says it
-is up). Processes are only ever signalled through the template, which also reports each kernel's
-exit, so a dead kernel is an ``ExecResult`` with a reason, never a hang; and the template's
-command line passes through ``wrap``: the run's sandbox (``sandbox.py``) holds the template
+host talks to a kernel over its shell and iopub channels only (``channels``), on the "ipc"
+transport in a private directory (no kernel manager, no ``wait_for_ready`` polling: its iopub's
+welcome says it is up). Processes are only ever signalled through the template, which also
+reports each kernel's exit, so a dead kernel is an ``ExecResult`` with a reason, never a hang;
+and the template's command line passes through ``wrap``: the run's sandbox (``sandbox.py``) holds the template
 and every kernel it forks. Each kernel has a directory of its own under the runtime root (its
 connection and ipc files, its scratch, the links to its context and the bridge socket); in the
 sandbox a kernel sees only that one (``zygote.isolate``). Kernels get an allowlisted
@@ -50,8 +50,6 @@ from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
 from rlm_tui.kernel.zygote import SANDBOXED
 
 START_TIMEOUT = 60.0
-POLL = 0.2
-HANDSHAKE_POLL = 0.05
 GRACE_AFTER_INTERRUPT = 2.0
 RECONNECT_MS = 5
 """zmq retries a connect to a kernel that has not bound yet this often (its default: 100 ms)."""
@@ -416,24 +414,17 @@ class LocalKernel:
         self._host_pid = await self._zygote.host_pid(self._pid, keeper=self._sandbox.active)
 
     async def _handshake(self) -> None:
-        """kernel_info until its reply and its iopub status both arrive (iopub is then live)."""
-        deadline = time.monotonic() + START_TIMEOUT
+        """Wait until the kernel's iopub welcomes our subscription (ipykernel 7): it is up, no
+        output can be missed, and requests queue on its shell socket, bound before iopub."""
         client = self._client
-        assert client is not None
-        while time.monotonic() < deadline:
-            msg_id = client.kernel_info()
-            while True:
-                if not self.is_alive():
-                    raise RuntimeError(self._exit_reason())
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the kernel did not answer within {START_TIMEOUT:g} s")
-                reply = await client.receive(client.shell, HANDSHAKE_POLL)
-                if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
-                    break
-            # the status messages of that request; none if iopub is not live yet
-            while (msg := await client.receive(client.iopub, HANDSHAKE_POLL)) is not None:
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    return
+        assert client is not None and self._exited is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            msg = await client.receive(client.iopub, left, until=self._exited)
+            if not self.is_alive():
+                raise RuntimeError(self._exit_reason())
+            if msg is not None and msg["msg_type"] == "iopub_welcome":
+                return
         raise RuntimeError(f"the kernel did not answer within {START_TIMEOUT:g} s")
 
     async def setup(
@@ -509,7 +500,8 @@ class LocalKernel:
                 interrupted_for_timeout = True
                 await self.interrupt()
                 deadline = time.monotonic() + GRACE_AFTER_INTERRUPT
-            msg = await client.receive(client.iopub, POLL)
+            wait = deadline - now if deadline is not None else START_TIMEOUT
+            msg = await client.receive(client.iopub, wait, until=self._exited)
             if msg is None:
                 if not self.is_alive():
                     return ExecResult("killed", time.monotonic() - started, self._exit_reason())
