@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import struct
+from pathlib import Path
 
 import pytest
 import yaml
@@ -274,6 +275,20 @@ async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, ho
     assert int(count_after) == int(count_before) + 1 < int(count_changed)
     await pool.release(first)
     await pool.release(second)
+
+
+async def test_kernels_yield_the_cpu_to_the_host_in_one_scheduling_group(pool):
+    """Each kernel runs at nice 19 in a process group of its own (killed whole), but in the
+    template's session: a session per kernel is a scheduling group (autogroup) per kernel,
+    each weighing as much as the host's."""
+    kernels = [await pool.acquire(), await pool.acquire()]
+    # /proc/<pid>/stat after the command's ")": state ppid pgrp session ... nice (17th)
+    stats = [Path(f"/proc/{k.pid}/stat").read_text().rsplit(")", 1)[1].split() for k in kernels]
+    assert [int(stat[16]) for stat in stats] == [19, 19]
+    assert stats[0][3] == stats[1][3]  # one session for both
+    assert stats[0][2] != stats[1][2]  # a process group each
+    for kernel in kernels:
+        await pool.release(kernel)
 
 
 async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):
