@@ -28,7 +28,7 @@ from rlm_tui.kernel import wire
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool, kernel_env
 from rlm_tui.kernel.rundirs import OWNER_FILE, private_dir
-from rlm_tui.kernel.sandbox import SandboxPolicy, resolve_sandbox
+from rlm_tui.kernel.sandbox import SandboxPolicy, SandboxUnavailable, resolve_sandbox
 from rlm_tui.session.export import export
 from rlm_tui.session.store import read_session
 
@@ -338,6 +338,21 @@ def test_sandbox_auto_without_a_sandbox_answers_with_a_loud_warning(failing_bwra
     assert isinstance(started, RunStarted) and started.sandbox is not None
     assert not started.sandbox.active and "NO SANDBOX" in (started.sandbox.warning or "")
     assert any(isinstance(e, Notice) and "NO SANDBOX" in e.message for e in events)
+
+
+def test_a_system_bwrap_that_fails_gives_way_to_the_bundled_one(tmp_path, monkeypatch):
+    """A setuid system bwrap refuses the sandbox's capability; the bundled one is tried next
+    instead of running with no sandbox (named by $RLM_TUI_BWRAP, only the named one is)."""
+    script = tmp_path / "bwrap"
+    script.write_text("#!/bin/sh\necho 'bwrap: --cap-add in setuid mode' >&2\nexit 1\n")
+    script.chmod(0o755)
+    monkeypatch.delenv("RLM_TUI_BWRAP", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    sandbox = resolve_sandbox(SandboxPolicy("require"))
+    assert sandbox.active and sandbox.bwrap != str(script)
+    monkeypatch.setenv("RLM_TUI_BWRAP", str(script))
+    with pytest.raises(SandboxUnavailable, match="setuid mode"):
+        resolve_sandbox(SandboxPolicy("require"))
 
 
 # -- orphans ----------------------------------------------------------------------------------

