@@ -19,3 +19,5 @@ past 32, whole replies are bound by litellm's CPU per call and providers' rate l
 (their 429s are retried after Retry-After)."""
 DEMO_DELAY = 0.02
 """Seconds between the demo model's streamed pieces when a person watches (TUI demo)."""
+THEME = "rlm-dark"
+"""The theme when the config file names none."""

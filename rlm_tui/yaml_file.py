@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
-
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm_tui.errors import UsageError
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+    from yaml import YAMLError
+
+M = TypeVar("M", bound="BaseModel")
 
 
-def read_yaml_model(path: Path, model: type[M], error: type[UsageError]) -> M:
-    """Read a YAML mapping into ``model``; every failure is one line naming file and field."""
+def read_yaml_mapping(path: Path, error: type[UsageError]) -> dict[str, Any]:
+    """Read a YAML mapping; every failure is one line naming the file (yaml is imported here:
+    the app's first frame reads its built-in themes with it, and waits for what it imports)."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -27,13 +31,21 @@ def read_yaml_model(path: Path, model: type[M], error: type[UsageError]) -> M:
         data = {}
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping of fields, found {type(data).__name__}")
+    return data
+
+
+def read_yaml_model(path: Path, model: type[M], error: type[UsageError]) -> M:
+    """Read a YAML mapping into ``model``; every failure is one line naming file and field."""
+    from pydantic import ValidationError
+
+    data = read_yaml_mapping(path, error)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise error(f"{path}: {_validation_problem(exc)}") from None
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -141,7 +141,12 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_shipped_themes_load():
+    from rlm_tui.tui.theme_file import ThemeFile
+    from rlm_tui.yaml_file import read_yaml_model
+
     themes = {p.stem: load_theme_file(p) for p in BUILTIN_THEMES.glob("*.yaml")}
+    for path in BUILTIN_THEMES.glob("*.yaml"):  # read as they are: they must meet the schema
+        assert read_yaml_model(path, ThemeFile, ThemeError).to_theme() == themes[path.stem]
     assert themes["dark"].name == "rlm-dark" and themes["dark"].dark
     assert themes["light"].name == "rlm-light" and not themes["light"].dark
     assert themes["dark"].primary.upper() == "#4EA1FF"

@@ -7,6 +7,7 @@ screens and litellm are imported after it, in a thread (a run shows a starting l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -180,7 +181,7 @@ class RlmApp(App[None]):
                 self._config_problem = str(exc)
                 ui_config = UiConfig()
         if run_options:
-            ui_config = ui_config.model_copy(update={"run": ui_config.run | run_options})
+            ui_config = dataclasses.replace(ui_config, run=ui_config.run | run_options)
         self.ui = ui_config
         self.watch_theme_files = watch
         self.keymap: dict[str, str] = dict(self.ui.keymap)

@@ -19,27 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
 from textual.app import App
-from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from rlm_tui.errors import UsageError
 from rlm_tui.paths import BUILTIN_THEMES, user_themes_dir
-from rlm_tui.yaml_file import read_yaml_model
+from rlm_tui.yaml_file import read_yaml_mapping, read_yaml_model
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DARK = "rlm-dark"
 DEFAULT_LIGHT = "rlm-light"
 THEME_SUFFIXES = (".yaml", ".yml")
-
-_VARIABLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class ThemeError(UsageError):
@@ -51,72 +46,18 @@ def theme_dirs() -> list[Path]:
     return [BUILTIN_THEMES, user_themes_dir()]
 
 
-class ThemeFile(BaseModel):
-    """The schema of a theme file; colours are anything Textual parses ('#RRGGBB', 'red')."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    dark: bool = True
-    primary: str
-    secondary: str | None = None
-    accent: str | None = None
-    warning: str | None = None
-    error: str | None = None
-    success: str | None = None
-    background: str | None = None
-    surface: str | None = None
-    panel: str | None = None
-    foreground: str | None = None
-    variables: dict[str, str] = {}
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value or "," in value:
-            raise ValueError("a theme needs a non-empty name without commas")
-        return value
-
-    @field_validator(
-        "primary",
-        "secondary",
-        "accent",
-        "warning",
-        "error",
-        "success",
-        "background",
-        "surface",
-        "panel",
-        "foreground",
-    )
-    @classmethod
-    def _colour(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            Color.parse(value)
-        except ColorParseError:
-            raise ValueError(f"not a colour: {value!r} (use e.g. '#4EA1FF')") from None
-        return value
-
-    @field_validator("variables")
-    @classmethod
-    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _VARIABLE_NAME.match(key):
-                raise ValueError(
-                    f"bad variable name {key!r} (lower-case words joined by '-', no '$')"
-                )
-        return value
-
-    def to_theme(self) -> Theme:
-        return Theme(**self.model_dump())
-
-
 def load_theme_file(path: Path | str) -> Theme:
-    """The Textual theme a file describes; ``ThemeError`` names the file and the bad field."""
-    return read_yaml_model(Path(path), ThemeFile, ThemeError).to_theme()
+    """The Textual theme a file describes; ``ThemeError`` names the file and the bad field.
+
+    The package's own files are read as they are (their test checks them against the
+    schema): the app's first frame waits for them, and the schema's pydantic import alone
+    took longer than the frame."""
+    path = Path(path)
+    if path.parent == BUILTIN_THEMES:
+        return Theme(**read_yaml_mapping(path, ThemeError))
+    from rlm_tui.tui.theme_file import ThemeFile
+
+    return read_yaml_model(path, ThemeFile, ThemeError).to_theme()
 
 
 def theme_files(directories: Iterable[Path]) -> list[Path]:
