@@ -188,7 +188,7 @@ async def test_a_failure_names_what_happened(server, reply, stream, words):
     server.script([reply])
     with pytest.raises(ModelError, match=words) as caught:
         await model(server, stream=stream, max_retries=0).complete(MESSAGES, INFO)
-    assert "500" not in str(caught.value)
+    assert "500" not in str(caught.value).replace(server.base_url, "")  # the port may hold it
 
 
 async def test_an_api_base_that_is_not_a_url_is_named():
