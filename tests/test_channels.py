@@ -12,7 +12,7 @@ import zmq.asyncio
 from rlm_tui.kernel.channels import DELIMITER, KernelChannels
 
 
-def test_only_messages_signed_with_the_key_arrive(tmp_path: Path) -> None:
+def test_only_whole_messages_signed_with_the_key_arrive(tmp_path: Path) -> None:
     async def main() -> None:
         context = zmq.asyncio.Context()
         url = str(tmp_path / "k")
@@ -30,6 +30,11 @@ def test_only_messages_signed_with_the_key_arrive(tmp_path: Path) -> None:
             signed = request[request.index(DELIMITER) + 2 :]
             assert b"kernel_info_request" in signed[0] and msg_id.encode() in signed[0]
             await asyncio.sleep(0.2)  # the subscription reaches the publisher
+            # signed by our key but cut short, not JSON, not a mapping: dropped, not raised
+            malformed = [[b"{}", b"{}"], [b"{", b"{}", b"{}", b"{}"], [b"[]", b"{}", b"{}", b"{}"]]
+            for frames in malformed:
+                await publisher.send_multipart([DELIMITER, ours._sign(frames), *frames])
+            await publisher.send_multipart([b"no delimiter"])
             for channels in (forger, ours):  # each signs a status "reply" with its own key
                 frames = [
                     b'{"msg_type": "status", "msg_id": "m"}',

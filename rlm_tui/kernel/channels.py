@@ -113,10 +113,17 @@ class KernelChannels:
             start = frames.index(DELIMITER) + 1
         except ValueError:
             raise BadMessage("no delimiter") from None
+        if len(frames) < start + 5:
+            raise BadMessage("too few frames")
         signature, signed = frames[start], frames[start + 1 : start + 5]
-        if len(signed) < 4 or not hmac.compare_digest(signature, self._sign(signed)):
+        if not hmac.compare_digest(signature, self._sign(signed)):
             raise BadMessage("bad signature")
-        header, parent, metadata, content = (json.loads(frame) for frame in signed)
+        try:  # a cell can sign (the key is in its process): what it sends must not end the run
+            header, parent, metadata, content = (json.loads(frame) for frame in signed)
+        except ValueError:
+            raise BadMessage("not JSON") from None
+        if not all(isinstance(part, dict) for part in (header, parent, metadata, content)):
+            raise BadMessage("not a message")
         return {
             "header": header,
             "parent_header": parent,
