@@ -7,8 +7,8 @@ host talks to a kernel over its shell and iopub channels only (``channels``), on
 transport in a private directory (no kernel manager, no ``wait_for_ready`` polling: its iopub's
 welcome says it is up). Processes are only ever signalled through the template, which also
 reports each kernel's exit, so a dead kernel is an ``ExecResult`` with a reason, never a hang;
-and the template's command line passes through ``wrap``: the run's sandbox (``sandbox.py``) holds the template
-and every kernel it forks. Each kernel has a directory of its own under the runtime root (its
+and the template's command line passes through ``wrap``: the run's sandbox (``sandbox.py``)
+holds the template and every kernel it forks. Each kernel has a directory of its own under the runtime root (its
 connection and ipc files, its scratch, the links to its context and the bridge socket); in the
 sandbox a kernel sees only that one (``zygote.isolate``). Kernels get an allowlisted
 environment; unsandboxed, each is tagged in it, so what its cells start in sessions of their
@@ -500,7 +500,7 @@ class LocalKernel:
                 interrupted_for_timeout = True
                 await self.interrupt()
                 deadline = time.monotonic() + GRACE_AFTER_INTERRUPT
-            wait = deadline - now if deadline is not None else START_TIMEOUT
+            wait = deadline - time.monotonic() if deadline is not None else START_TIMEOUT
             msg = await client.receive(client.iopub, wait, until=self._exited)
             if msg is None:
                 if not self.is_alive():

@@ -3,8 +3,8 @@
 ``acquire`` takes a ready kernel (or the one furthest along) and the reserve is topped up once
 no acquire waits: a kernel an agent waits for never shares the machine with the reserve's
 refills (on 2 cores, a fan-out's kernels started 1.5x slower beside them). A launch cancelled
-midway is let finish and then shut down, so no kernel is left that the provider does not know; a released
-kernel ends in the background, and ``close`` waits for every one.
+midway is let finish and then shut down, so no kernel is left that the provider does not know;
+a released kernel ends in the background, and ``close`` waits for every one.
 """
 
 from __future__ import annotations
