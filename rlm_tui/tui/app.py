@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Static
 
+from rlm_tui.defaults import THEME
 from rlm_tui.errors import RlmError
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from rlm_tui.events import Event
 
 
-DEFAULT_THEME = "rlm-dark"
 BINDING_MODULES = (
     "agent_tree",
     "budget_meter",
@@ -202,7 +202,7 @@ class RlmApp(App[None]):
             self.theme = self.ui.theme
         else:
             self.notify(f"no theme named '{self.ui.theme}'", severity="warning")
-            self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+            self.theme = THEME if THEME in self.available_themes else "textual-dark"
         if self.keymap:  # the ids come from every screen's module: imported only for a keymap
             for warning in apply_keymap(self, self.keymap, self.binding_ids()):
                 self.notify(warning, severity="warning")

@@ -32,8 +32,6 @@ from rlm_tui.yaml_file import read_yaml_mapping, read_yaml_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DARK = "rlm-dark"
-DEFAULT_LIGHT = "rlm-light"
 THEME_SUFFIXES = (".yaml", ".yml")
 
 
