@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, ComposeResult
 
@@ -88,6 +89,13 @@ async def loop_lag_during_demo(delay: float = 0.02, label: str = "") -> dict[str
         return await follow_run(config, label)
 
 
+def loopback_run(server: OpenAIServer, tmp: str, **settings: Any) -> RunConfig:
+    """A run of the loopback server's model, saved under ``tmp``."""
+    return RunConfig(
+        model="openai/bench", api_base=server.base_url, sessions_dir=Path(tmp), **settings
+    )
+
+
 async def loop_lag_during_fan_out(children: int = 64, pool: int = 4) -> dict[str, float]:
     """The root starts ``children`` sub-agents at once (bench_scale's fan-out), in the app;
     then the same run with no app, for the lag the engine and the kernels cause alone."""
@@ -95,14 +103,7 @@ async def loop_lag_during_fan_out(children: int = 64, pool: int = 4) -> dict[str
     for shown in (True, False):
         with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
             server.script(fan_out_responder(children, latency=0.2))
-            config = RunConfig(
-                query="root",
-                model="openai/bench",
-                api_base=server.base_url,
-                sessions_dir=Path(tmp),
-                stream=False,
-                pool_size=pool,
-            )
+            config = loopback_run(server, tmp, query="root", stream=False, pool_size=pool)
             if shown:
                 figures |= await follow_run(config, f"_fanout{children}")
             else:
@@ -132,14 +133,7 @@ async def stream_2mb() -> dict[str, float]:
     """A 2 MB reply streamed by the loopback server, shown as it arrives (bench_stream's)."""
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
         server.script([Reply(text=reply_text())])
-        config = RunConfig(
-            query="q",
-            model="openai/bench",
-            api_base=server.base_url,
-            sessions_dir=Path(tmp),
-            stream=True,
-            pool_size=0,
-        )
+        config = loopback_run(server, tmp, query="q", stream=True, pool_size=0)
         return await follow_run(config, "_stream2mb")
 
 
