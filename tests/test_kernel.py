@@ -236,6 +236,35 @@ async def test_two_agents_kernels_from_one_template_share_nothing(pool, host):
     await pool.release(second)
 
 
+async def test_every_output_of_a_cell_arrives_before_its_end_in_order(pool):
+    """The kernel's streams skip the flushes that have nothing to send (QuickFlushStream):
+    what a cell writes still all arrives before the cell ends, in order on each stream, from
+    the cell, from a thread it joins and from a subprocess writing to the kernel's stdout."""
+    kernel = await pool.acquire()
+    await kernel.setup("0", None, "none")
+    code = (
+        "import subprocess, sys, threading\n"
+        "print(type(sys.stdout).__name__)\n"
+        "for i in range(300):\n    print(i)\n    print(-i, file=sys.stderr)\n"
+        "t = threading.Thread(target=print, args=('from a thread',))\nt.start()\nt.join()\n"
+        "subprocess.run(['echo', 'from a subprocess'])\n"
+        "print('last')"
+    )
+    for _ in range(3):
+        chunks: list[tuple[str, str]] = []
+        result = await kernel.execute(
+            code, lambda stream, text, into=chunks: into.append((stream, text))
+        )
+        assert result.status == "ok", result.error
+        out = "".join(text for stream, text in chunks if stream == "stdout").split()
+        err = "".join(text for stream, text in chunks if stream == "stderr").split()
+        assert out[0] == "QuickFlushStream"
+        assert out[1:301] == [str(i) for i in range(300)]
+        assert " ".join(out[301:]) == "from a thread from a subprocess last"
+        assert err == [str(-i) for i in range(300)]
+    await pool.release(kernel)
+
+
 SHELL_PROBE = (
     "import os\nip = get_ipython()\n"
     "print(hasattr(ip, 'marker'), ip.alias_manager.is_alias('hello'), "

@@ -204,6 +204,10 @@ def kernel_config() -> Any:
 
     config = Config()
     config.HistoryManager.enabled = False  # no history database: nothing reads it
+    config.IPKernelApp.outstream_class = "rlm_tui.kernel.outstream.QuickFlushStream"
+    # a pause before each reply, for clients that read output until the reply: the host reads
+    # iopub until the kernel is idle, which follows all of a cell's output
+    config.Kernel._execute_sleep = 0.0
     return config
 
 
