@@ -306,6 +306,22 @@ async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, ho
     await pool.release(second)
 
 
+async def test_the_reserve_refills_between_cells_not_beside_them():
+    """A refill is a kernel's start, CPU on the machine's few cores: it waits until no cell
+    runs, so a running cell and the sub-agents it waits on have the cores."""
+    async with LocalKernelPool(size=1) as pool:
+        first = await pool.acquire()  # no cell runs: the reserve refills at once
+        await first.setup("0", None, "none")
+        cell = asyncio.ensure_future(run(first, "import time\ntime.sleep(1.5)"))
+        await asyncio.sleep(0.3)
+        second = await pool.acquire()  # the refilled kernel; its own refill waits
+        assert pool.stocked == 0
+        assert (await cell)[0] == "ok"
+        assert pool.stocked == 1
+        for kernel in (first, second):
+            await pool.release(kernel)
+
+
 async def test_kernels_yield_the_cpu_to_the_host_in_one_scheduling_group(pool):
     """Each kernel runs at nice 19 in a process group of its own (killed whole), but in the
     template's session: a session per kernel is a scheduling group (autogroup) per kernel,

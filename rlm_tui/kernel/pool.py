@@ -325,8 +325,11 @@ class LocalKernel:
         env: dict[str, str],
         memory_limit_mb: int | None,
         sandbox: Sandbox,
+        running: Callable[[], contextlib.AbstractContextManager[None]],
     ) -> None:
+        """``running``: held around each cell (the pool's ``WarmReserve.running``)."""
         self.kernel_id = uuid.uuid4().hex[:8]
+        self._running = running
         self._root = root
         self._home = root / f"k-{self.kernel_id}"
         """Everything of this kernel: in the sandbox, the one directory of the root it sees."""
@@ -481,6 +484,12 @@ class LocalKernel:
 
     async def _execute(
         self, code: str, on_output: OutputCallback, timeout: float | None, silent: bool = False
+    ) -> ExecResult:
+        with self._running():
+            return await self._run_cell(code, on_output, timeout, silent)
+
+    async def _run_cell(
+        self, code: str, on_output: OutputCallback, timeout: float | None, silent: bool
     ) -> ExecResult:
         started = time.monotonic()
         if not self.is_alive():
@@ -679,7 +688,9 @@ class LocalKernelPool(WarmReserve[LocalKernel]):
             shutil.rmtree(self._root, ignore_errors=True)
 
     async def new_kernel(self) -> LocalKernel:
-        return LocalKernel(self._root, self._zygote, self._env, self._memory_limit_mb, self.sandbox)
+        return LocalKernel(
+            self._root, self._zygote, self._env, self._memory_limit_mb, self.sandbox, self.running
+        )
 
     async def close_rest(self) -> None:
         if self._owns_template:
