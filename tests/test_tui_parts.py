@@ -10,7 +10,7 @@ import pytest
 from scripted import until
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from rlm_tui.engine.budget import Limits
 from rlm_tui.events import SandboxInfo, Usage
@@ -31,6 +31,7 @@ from rlm_tui.tui.themes import (
     theme_dirs,
     watch_themes,
 )
+from rlm_tui.tui.usage_table import UsageTable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -339,17 +340,17 @@ async def test_budget_meter_warns_and_updates_in_place():
         assert "prompt tokens" not in meter.warning
         screen = "\n".join(_screen_lines(app))
         assert "model calls at 90% of limit" in screen and "no limit" in screen
-        table = app.query_one(DataTable)
+        table = app.query_one(UsageTable)
         children = list(meter.walk_children())
         meter.show(Limits(max_calls=10), Usage(calls=3), 1, 4.0, SAMPLE_AGENTS, [10, 20])
         await pilot.pause()
         assert list(meter.walk_children()) == children  # nothing rebuilt
         assert meter.warning == "" and table.row_count == 3
-        assert str(table.get_cell("0.1", "calls")) == "3"
+        assert table.cell("0.1", "calls") == "3"
         changed = [("0.1", Usage(calls=4, cost=2.5)), *SAMPLE_AGENTS[:1]]
         meter.show({}, Usage(calls=4), 0, 5.0, changed, [])
         await pilot.pause()
-        assert table.row_count == 2 and str(table.get_cell("0.1", "cost")) == "$2.50"
+        assert table.row_count == 2 and table.cell("0.1", "cost") == "$2.50"
 
 
 async def test_budget_meter_shown_before_mount_appears_on_mount():
@@ -524,7 +525,7 @@ async def test_a_burst_of_events_is_one_message_that_updates_only_its_slices():
             ModelResponse(agent_id="0.1", call_id="c9", step=2, model="m", text="", usage=usage)
         )
         assert screen._changes.budget_agents == {"0.1"}
-        table = screen.query_one("#budget-agents", DataTable)
+        table = screen.query_one("#budget-agents", UsageTable)
         # the budget pane repaints at most every BUDGET_EVERY seconds
-        await until(pilot, lambda: "$0.5" in str(table.get_row("0.1")[-1]), timeout=2.0)
-        assert "$0.5" in str(table.get_row("0.1")[-1]) and log.streams == []
+        await until(pilot, lambda: "$0.5" in table.row("0.1")[-1], timeout=2.0)
+        assert "$0.5" in table.row("0.1")[-1] and log.streams == []

@@ -15,10 +15,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from rlm_tui.engine.budget import Limits
 from rlm_tui.events import Usage
+from rlm_tui.tui.usage_table import UsageTable
 
 WARN_AT = 0.8
 """A bar turns warning-coloured at this share of its limit, error-coloured at 1.0."""
@@ -214,7 +215,6 @@ class BudgetMeter(Widget):
         & > Sparkline { height: 2; margin-bottom: 1; }
         & > Sparkline > .sparkline--max-color { color: $accent; }
         & > Sparkline > .sparkline--min-color { color: $primary 50%; }
-        & > DataTable { height: 1fr; background: $surface; }
     }
     """
 
@@ -227,7 +227,6 @@ class BudgetMeter(Widget):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
-        self._agent_rows: dict[str, tuple[str, ...]] = {}
         self._caption = ""
         self._pending: tuple[Any, ...] | None = None
         self._ready = False
@@ -239,20 +238,14 @@ class BudgetMeter(Widget):
         yield BudgetBars(id="budget-bars")
         yield Static("tokens per step", id="budget-caption", classes="budget-caption")
         yield Sparkline([], id="budget-sparkline")
-        table: DataTable[Text] = DataTable(
-            id="budget-agents", cursor_type="row", zebra_stripes=True, show_cursor=False
-        )
-        for column in _AGENT_COLUMNS:
-            label = Text(column, justify="left" if column == "agent" else "right")
-            table.add_column(label, key=column)
-        yield table
+        yield UsageTable(_AGENT_COLUMNS, id="budget-agents")
 
     def on_mount(self) -> None:
         self._bars = self.query_one(BudgetBars)
         self._warning = self.query_one(BudgetWarning)
         self._spark = self.query_one(Sparkline)
         self._caption_label = self.query_one("#budget-caption", Static)
-        self._table: DataTable[Text] = self.query_one(DataTable)
+        self._table = self.query_one(UsageTable)
         self._ready = True
         if self._pending is not None:
             self.show(*self._pending)
@@ -269,7 +262,7 @@ class BudgetMeter(Widget):
 
     def focus(self, scroll_visible: bool = True) -> BudgetMeter:
         """Focus the per-agent table (the only part that scrolls)."""
-        self.query_one(DataTable).focus(scroll_visible)
+        self.query_one(UsageTable).focus(scroll_visible)
         return self
 
     def show(
@@ -321,10 +314,9 @@ class BudgetMeter(Widget):
 
     def _show_agents(self, per_agent: Sequence[tuple[str, Usage]], every_agent: bool) -> None:
         table = self._table
-        ids = [agent_id for agent_id, _ in per_agent]
-        if every_agent and ids[: len(self._agent_rows)] != list(self._agent_rows):
+        ids = tuple(agent_id for agent_id, _ in per_agent)
+        if every_agent and ids[: table.row_count] != table.keys:
             table.clear()
-            self._agent_rows.clear()
         for agent_id, used in per_agent:
             cells = (
                 agent_id,
@@ -333,21 +325,4 @@ class BudgetMeter(Widget):
                 f"{used.completion_tokens:,}",
                 format_cost(used.cost),
             )
-            before = self._agent_rows.get(agent_id)
-            if before == cells:
-                continue
-            self._agent_rows[agent_id] = cells
-            if before is None:
-                table.add_row(*_cells(cells), key=agent_id)
-                continue
-            for column, old, new in zip(_AGENT_COLUMNS, before, cells, strict=True):
-                if old != new:
-                    table.update_cell(agent_id, column, _cell(column, new))
-
-
-def _cell(column: str, value: str) -> Text:
-    return Text(value, justify="left" if column == "agent" else "right")
-
-
-def _cells(values: tuple[str, ...]) -> list[Text]:
-    return [_cell(c, v) for c, v in zip(_AGENT_COLUMNS, values, strict=True)]
+            table.set_row(agent_id, cells)

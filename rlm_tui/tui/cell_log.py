@@ -30,6 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from rlm_tui.session.projection import CellView, RunView
+from rlm_tui.tui.scrolling import resize_content
 
 MAX_OUTPUT_LINES = 400
 """Output lines shown per cell (the full output is one key away: ``o`` copies it)."""
@@ -450,19 +451,7 @@ class CellLog(ScrollView, can_focus=True):
             self._offsets = [0, *accumulate(heights)]
         size = Size(self._width + 1, self._offsets[-1])
         if size != self.virtual_size:
-            self._resize(size)
-
-    def _resize(self, size: Size) -> None:
-        """A log that grows needs its scrollbar updated, not a layout of the whole screen (a
-        layout costs milliseconds, and output streams in line by line); only one that gains
-        or loses its scrollbar, or changes width, is laid out again."""
-        old, visible = self.virtual_size, self.container_size.height
-        if old.width != size.width or (old.height > visible) != (size.height > visible):
-            self.virtual_size = size
-            return
-        self.set_reactive(CellLog.virtual_size, size)
-        self._scroll_update(size)  # what a layout does for a ScrollView whose size changed
-        self.refresh()
+            resize_content(self, size)
 
     def _strips(self, index: int) -> list[Strip]:
         """The rendered lines of an item (cached); makes its height exact."""
