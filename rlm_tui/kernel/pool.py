@@ -415,6 +415,10 @@ class LocalKernel:
         await self._handshake()
         # once it answers, the kernel exists (in the sandbox: its keeper's child)
         self._host_pid = await self._zygote.host_pid(self._pid, keeper=self._sandbox.active)
+        # a request's first pass through the kernel copies the template's pages it touches
+        # (~10 ms of CPU here): paid now, in the reserve, not by the agent's setup and first
+        # cell. Silent: no execution count, no history, no output.
+        await self._run_cell("pass", lambda _stream, _text: None, None, silent=True)
 
     async def _handshake(self) -> None:
         """Wait until the kernel's iopub welcomes our subscription (ipykernel 7): it is up, no
