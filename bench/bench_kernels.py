@@ -6,12 +6,15 @@ library's Python API, at 0 and 0.2 s of model latency); the same trajectory as a
 The trajectory: the root asks one plain `llm_query`, prints 100,000 characters, starts 3
 children in one `rlm_query_batched`; each child starts one grandchild with `rlm_query`; the
 root answers with `FINAL_VAR` of a nested dict. Its critical path is 5 sequential model calls.
-`rlms` comes from bench/bench_vs_rlms.py's virtualenv. Prints JSON.
+For both libraries the loopback server runs in a process of its own, as a provider does: the
+library measured shares no interpreter (and no GIL) with it. `rlms` comes from
+bench/bench_vs_rlms.py's virtualenv. Prints JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -56,6 +60,8 @@ RLMS_FIRST = (
     "    answer['content'] = str({'child': rlm_query('grandchild')}); answer['ready'] = True\n"
     "else:\n" + "".join(f"    {line}\n" for line in ROOT.splitlines())
 )
+SERVE = "--serve"
+"""The bench's own command line, as the server process: latency and whose trajectory."""
 RLMS_FINISH = "answer['content'] = str(result)\nanswer['ready'] = True"
 RLMS_DRIVER = """
 import json, statistics, sys, time
@@ -103,11 +109,8 @@ def responder(latency: float, rlms: bool = False):
 async def rlm_tui_trajectory(latency: float) -> float:
     """Runs on one kernel pool (its template started once), its reserve refilled between."""
     times = []
-    with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.script(responder(latency))
-        model = LiteLLMModel(
-            "openai/bench", api_base=server.base_url, api_key="sk-bench", stream=False
-        )
+    with served(latency) as base_url, tempfile.TemporaryDirectory() as tmp:
+        model = LiteLLMModel("openai/bench", api_base=base_url, api_key="sk-bench", stream=False)
         async with LocalKernelPool(size=POOL) as pool:
             for i in range(RUNS + 1):
                 await pool.start()
@@ -124,9 +127,29 @@ async def rlm_tui_trajectory(latency: float) -> float:
 
 
 def rlms_trajectory(python: Path, latency: float) -> float:
+    with served(latency, rlms=True) as base_url:
+        return run_driver(python, RLMS_DRIVER, base_url, str(RUNS))
+
+
+@contextlib.contextmanager
+def served(latency: float, rlms: bool = False) -> Iterator[str]:
+    """The trajectory's server in a process of its own, until the block ends; its URL."""
+    argv = [sys.executable, __file__, SERVE, str(latency), "rlms" if rlms else "rlm-tui"]
+    server = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        yield server.stdout.readline().strip()
+    finally:
+        server.stdin.close()  # its end
+        server.wait(timeout=10)
+
+
+def serve(latency: float, rlms: bool) -> None:
+    """As the server process: print the URL, answer until stdin closes."""
     with OpenAIServer() as server:
-        server.script(responder(latency, rlms=True))
-        return run_driver(python, RLMS_DRIVER, server.base_url, str(RUNS))
+        server.script(responder(latency, rlms))
+        print(server.base_url, flush=True)
+        sys.stdin.read()
 
 
 def whole_process() -> dict[str, float]:
@@ -222,4 +245,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [SERVE]:
+        serve(float(sys.argv[2]), sys.argv[3] == "rlms")
+    else:
+        main()
