@@ -196,7 +196,10 @@ def preload() -> None:
 
 
 SHELL: Any = None
-"""The IPython shell every kernel starts with, built once by the template (``build_shell``)."""
+"""The IPython shell every kernel starts with, built once by the template (``prebuild``)."""
+APP: Any = None
+"""The kernel application every kernel initializes, made once by the template: its traits
+are this module's, its connection file each kernel's own."""
 
 
 def kernel_config() -> Any:
@@ -211,15 +214,27 @@ def kernel_config() -> Any:
     return config
 
 
-def build_shell() -> None:
-    """Build the kernel's IPython shell (a third of a kernel's start) before any fork: each
-    kernel's ``IPythonKernel`` finds it as the shell singleton, a copy that never ran code.
-    It needs no socket: the kernel hands it its own streams and session after the fork."""
-    global SHELL
+def prebuild() -> None:
+    """Build what needs no socket before any fork: each kernel's ``IPythonKernel`` finds the
+    shell (a third of a kernel's start) as the shell singleton, a copy that never ran code,
+    and the kernel application is made once too (5 ms of each fork's CPU, where the copy of
+    the template's pages it touches is paid). The kernel hands the shell its own streams and
+    session after the fork."""
+    global SHELL, APP
     from ipykernel.compiler import XCachingCompiler
+    from ipykernel.kernelapp import IPKernelApp
     from ipykernel.zmqshell import ZMQInteractiveShell
 
     SHELL = ZMQInteractiveShell.instance(config=kernel_config(), compiler_class=XCachingCompiler)
+    APP = IPKernelApp.instance(
+        parent_handle=0,  # no parent polling: the death signal does it
+        quiet=True,
+        config=kernel_config(),
+    )
+    # the traits are set above: skip building a parser for an empty command line (~30 ms)
+    APP.parse_command_line = lambda argv=None: None
+    # no heartbeat (its own zmq context and thread): the template reports a kernel's death
+    APP.init_heartbeat = lambda: None
 
 
 def run_kernel(request: dict[str, Any], template: int) -> None:
@@ -240,18 +255,8 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    from ipykernel.kernelapp import IPKernelApp
-
-    app = IPKernelApp.instance(
-        connection_file=request["connection_file"],
-        parent_handle=0,  # no parent polling: the death signal does it
-        quiet=True,
-        config=kernel_config(),
-    )
-    # the traits are set above: skip building a parser for an empty command line (~30 ms)
-    app.parse_command_line = lambda argv=None: None  # type: ignore[method-assign]
-    # no heartbeat (its own zmq context and thread): the template reports a kernel's death
-    app.init_heartbeat = lambda: None  # type: ignore[method-assign]
+    app = APP
+    app.connection_file = request["connection_file"]
     app.initialize([])  # its kernel takes the shell the template built
     shell = app.shell
     assert shell is not None and shell is SHELL
@@ -369,7 +374,7 @@ def main(argv: list[str]) -> None:
     if SANDBOXED in argv[1:]:
         mount_spare_proc()
     preload()
-    build_shell()
+    prebuild()
     wire.send(host, {"ready": os.getpid()})
     Template(host).serve()
 
