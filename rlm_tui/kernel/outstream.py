@@ -14,7 +14,9 @@ from ipykernel.iostream import OutStream
 
 class QuickFlushStream(OutStream):
     def flush(self) -> None:
-        with self._buffer_lock:
-            if not any(buffer.tell() for buffer in self._buffers.values()):
-                return
+        lock, buffers = getattr(self, "_buffer_lock", None), getattr(self, "_buffers", None)
+        if lock is not None and buffers is not None:  # ipykernel 7's; else every flush waits
+            with lock:
+                if not any(buffer.tell() for buffer in buffers.values()):
+                    return
         super().flush()
