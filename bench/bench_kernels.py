@@ -60,8 +60,6 @@ RLMS_FIRST = (
     "    answer['content'] = str({'child': rlm_query('grandchild')}); answer['ready'] = True\n"
     "else:\n" + "".join(f"    {line}\n" for line in ROOT.splitlines())
 )
-SERVE = "--serve"
-"""The bench's own command line, as the server process: latency and whose trajectory."""
 RLMS_FINISH = "answer['content'] = str(result)\nanswer['ready'] = True"
 RLMS_DRIVER = """
 import json, statistics, sys, time
@@ -129,6 +127,10 @@ async def rlm_tui_trajectory(latency: float) -> float:
 def rlms_trajectory(python: Path, latency: float) -> float:
     with served(latency, rlms=True) as base_url:
         return run_driver(python, RLMS_DRIVER, base_url, str(RUNS))
+
+
+SERVE = "--serve"
+"""The bench's own command line, as the server process: latency and whose trajectory."""
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from rlm_tui.events import (
     Usage,
     Value,
 )
-from rlm_tui.kernel.base import Kernel, OutputStream
+from rlm_tui.kernel.base import Kernel, OutputStream, ignore_output
 from rlm_tui.kernel.prelude import EXPECT_NAME, INPUT_NAME, TOOLS_NAME
 from rlm_tui.models.base import estimate_tokens
 
@@ -477,7 +477,7 @@ class Agent:
         """``FINAL(x)`` written as text: evaluate it in the kernel, or take it as a string."""
         kernel = await self._ready_kernel()
         code = f"{marker.kind}({marker.argument})"
-        result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
+        result = await kernel.execute(code, ignore_output, timeout=30)
         if self.final is None and marker.kind != "FINAL_VAR" and self.schema is None:
             text = marker.argument.strip().strip("\"'")
             self.final = Value.plain(text)
@@ -515,7 +515,7 @@ class Agent:
     async def _internal(self, code: str, what: str, kernel: Kernel | None = None) -> None:
         """Run the engine's own code in this agent's kernel (no events: it is not a cell)."""
         kernel = kernel or await self._ready_kernel()
-        result = await kernel.execute(code, lambda _s, _t: None, timeout=30)
+        result = await kernel.execute(code, ignore_output, timeout=30)
         if result.status != "ok":
             raise KernelError(f"could not {what} in agent {self.id}: {result.error}")
 

@@ -14,6 +14,12 @@ from typing import Literal, Protocol
 ExecStatus = Literal["ok", "error", "interrupted", "timeout", "killed"]
 OutputStream = Literal["stdout", "stderr", "result", "error"]
 OutputCallback = Callable[[OutputStream, str], None]
+
+
+def ignore_output(_stream: OutputStream, _text: str) -> None:
+    """The output callback of code that is not a cell (setup, warm-up, the engine's own)."""
+
+
 ContextKind = Literal["none", "text", "json", "jsonl", "yaml", "dir", "pickle"]
 
 

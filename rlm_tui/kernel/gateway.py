@@ -48,7 +48,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from rlm_tui import values
 from rlm_tui.errors import KernelError, UsageError
 from rlm_tui.kernel import aio_link, answer_check, awaiting, prelude, wire
-from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
+from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback, ignore_output
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.cells import CellReader, unstoppable
 from rlm_tui.kernel.reserve import WarmReserve
@@ -356,9 +356,7 @@ class GatewayKernel:
                     return
         raise KernelError(f"kernel {self.gateway_id} on the gateway did not answer")
 
-    async def _run_internal(
-        self, code: str, on_output: OutputCallback = lambda _s, _t: None
-    ) -> None:
+    async def _run_internal(self, code: str, on_output: OutputCallback = ignore_output) -> None:
         result = await self._execute(code, on_output, None, silent=True)
         if result.status != "ok":
             raise RuntimeError(f"kernel setup failed: {result.error}")

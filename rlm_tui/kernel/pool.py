@@ -8,9 +8,9 @@ transport in a private directory (no kernel manager, no ``wait_for_ready`` polli
 welcome says it is up). Processes are only ever signalled through the template, which also
 reports each kernel's exit, so a dead kernel is an ``ExecResult`` with a reason, never a hang;
 and the template's command line passes through ``wrap``: the run's sandbox (``sandbox.py``)
-holds the template and every kernel it forks. Each kernel has a directory of its own under the runtime root (its
-connection and ipc files, its scratch, the links to its context and the bridge socket); in the
-sandbox a kernel sees only that one (``zygote.isolate``). Kernels get an allowlisted
+holds the template and every kernel it forks. Each kernel has a directory of its own under the
+runtime root (its connection and ipc files, its scratch, the links to its context and the
+bridge socket); in the sandbox a kernel sees only that one (``zygote.isolate``). Kernels get an allowlisted
 environment; unsandboxed, each is tagged in it, so what its cells start in sessions of their
 own is found and killed (at its end, or at the next start after a kill -9 of the host).
 """
@@ -40,7 +40,7 @@ import zmq.asyncio
 
 from rlm_tui import defaults
 from rlm_tui.kernel import wire
-from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback
+from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback, ignore_output
 from rlm_tui.kernel.cells import CellReader, unstoppable
 from rlm_tui.kernel.channels import KernelChannels
 from rlm_tui.kernel.prelude import SETUP_NAME
@@ -418,7 +418,7 @@ class LocalKernel:
         # a request's first pass through the kernel copies the template's pages it touches
         # (~10 ms of CPU here): paid now, in the reserve, not by the agent's setup and first
         # cell. Silent: no execution count, no history, no output.
-        await self._run_cell("pass", lambda _stream, _text: None, None, silent=True)
+        await self._run_cell("pass", ignore_output, None, silent=True)
 
     async def _handshake(self) -> None:
         """Wait until the kernel's iopub welcomes our subscription (ipykernel 7): it is up, no
@@ -458,7 +458,7 @@ class LocalKernel:
                 json.dump({**bridge, "path": str(socket_path)}, f)
             grant = str(grant_path)
         code = f"{SETUP_NAME}({agent_id!r}, {path!r}, {kind!r}, {grant!r})"
-        result = await self._execute(code, lambda _s, _t: None, None, silent=True)
+        result = await self._execute(code, ignore_output, None, silent=True)
         if result.status != "ok":
             raise RuntimeError(f"kernel setup failed: {result.error}")
 

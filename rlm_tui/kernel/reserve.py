@@ -4,9 +4,9 @@
 no acquire waits and no cell runs: neither a kernel an agent waits for nor a running cell (and
 the sub-agents it waits on) shares the machine with the reserve's refills. On 2 cores, a
 fan-out's kernels started 1.5x slower beside them, and a 7-agent run with no model latency
-took 0.45-0.50 s with refills beside its cells, 0.30 s with refills after them. A launch cancelled
-midway is let finish and then shut down, so no kernel is left that the provider does not know;
-a released kernel ends in the background, and ``close`` waits for every one.
+took 0.45-0.50 s with refills beside its cells, 0.30 s with refills after them. A launch
+cancelled midway is let finish and then shut down, so no kernel is left that the provider does
+not know; a released kernel ends in the background, and ``close`` waits for every one.
 """
 
 from __future__ import annotations

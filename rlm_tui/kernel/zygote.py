@@ -217,9 +217,9 @@ def kernel_config() -> Any:
 def prebuild() -> None:
     """Build what needs no socket before any fork: each kernel's ``IPythonKernel`` finds the
     shell (a third of a kernel's start) as the shell singleton, a copy that never ran code,
-    and the kernel application is made once too (5 ms of each fork's CPU, where the copy of
-    the template's pages it touches is paid). The kernel hands the shell its own streams and
-    session after the fork."""
+    and the kernel application is made once too (made in each fork, it cost 20-27 ms of the
+    fork's CPU: the copies of the template's pages it touched). The kernel hands the shell its
+    own streams and session after the fork."""
     global SHELL, APP
     from ipykernel.compiler import XCachingCompiler
     from ipykernel.kernelapp import IPKernelApp
