@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
+from rich.style import Style
 from textual.app import App, ComposeResult
 
 from rlm_tui.events import (
@@ -16,6 +18,7 @@ from rlm_tui.events import (
 )
 from rlm_tui.session.projection import RunView
 from rlm_tui.tui.cell_log import CellLog, output_text, tail_lines
+from rlm_tui.tui.code_view import code_strips, code_syntax
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -173,3 +176,35 @@ def test_tail_lines_of_a_long_reply():
     assert tail_lines("a\nb\nc\nd\n", 2) == "c\nd"
     assert tail_lines("one line", 3) == "one line"
     assert tail_lines("x\n" * 1_000_000 + "end", 2) == "x\nend"
+
+
+CODE_CORPUS = [
+    "",
+    "x = 1",
+    "\n\nx = 1\n\n",
+    "def f(a):\n\treturn a  # a tab\n",
+    "print('é 日本語 wide characters')\n\n\nz = 3",
+    "s = '" + "long " * 60 + "'\nprint(s)",
+    "a = 1   \n   b = 2  ",
+    "\x1b[31mred\x1b[0m = 1",
+    "x = '''a string\non lines'''",
+    "for i in range(10):\n    if i % 2:\n        print(i)  # odd\n    else:\n        pass",
+]
+
+
+@pytest.mark.parametrize("dark, background", [(True, "#1e1e1e"), (False, "default")])
+@pytest.mark.parametrize("width", [12, 40, 118])
+def test_code_is_drawn_as_richs_syntax_draws_it(dark: bool, background: str, width: int) -> None:
+    """``code_strips`` is a faster path to the very cells (character and style) ``Syntax``
+    gives: wrapping, wide characters, tabs, control codes, blank lines, both themes."""
+    console = Console(width=width + 10, color_system="truecolor", force_terminal=True)
+    under = Style(color="#e0e0e0", bgcolor="#202020")
+
+    def cells(lines: list) -> list[list[tuple[str, Style | None]]]:
+        return [[(ch, seg.style) for seg in line for ch in seg.text] for line in lines]
+
+    for code in CODE_CORPUS:
+        options = console.options.update_width(width)
+        syntax = console.render_lines(code_syntax(code, dark, background), options, style=under)
+        fast = code_strips(code, width, dark, background, under, console)
+        assert cells(fast) == cells(syntax), code

@@ -12,15 +12,12 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
-from functools import cache
 from itertools import accumulate
 from typing import Any
 
-from pygments.lexer import Lexer
 from rich.console import Group, RenderableType
 from rich.segment import Segment
 from rich.style import Style
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -30,6 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from rlm_tui.session.projection import CellView, RunView
+from rlm_tui.tui.code_view import code_strips, python_lexer
 from rlm_tui.tui.scrolling import resize_content
 
 MAX_OUTPUT_LINES = 400
@@ -94,24 +92,6 @@ def cell_head(cell: CellView, unfolded: bool) -> list[RenderableType]:
     return parts
 
 
-@cache
-def python_lexer() -> Lexer:
-    """One lexer for every cell (by name, Rich looks it up again for each highlight)."""
-    from pygments.lexers.python import PythonLexer
-
-    return PythonLexer(stripnl=False, ensurenl=True, tabsize=4)  # as Rich makes it
-
-
-def code_syntax(code: str, dark: bool, background: str = "default") -> Syntax:
-    return Syntax(
-        code.rstrip("\n") or " ",
-        python_lexer(),
-        theme="monokai" if dark else "friendly",
-        word_wrap=True,
-        background_color=background,
-    )
-
-
 def cell_tail(cell: CellView) -> list[RenderableType]:
     """What comes after the code: the output (streaming in) and the error."""
     parts: list[RenderableType] = [Text(line, style="cyan") for line in cell.tool_calls]
@@ -121,14 +101,6 @@ def cell_tail(cell: CellView) -> list[RenderableType]:
     if cell.error and cell.status not in ("ok", "edited"):
         parts.append(Text(cell.error, style="red"))
     return parts
-
-
-def cell_renderable(
-    cell: CellView, unfolded: bool, dark: bool, background: str = "default"
-) -> RenderableType:
-    """The whole cell: header, the model's text before it, code, output, error."""
-    code = code_syntax(cell.code, dark, background)
-    return Group(*cell_head(cell, unfolded), code, *cell_tail(cell))
 
 
 def output_text(output: str, model_view: str, total_chars: int = 0) -> Text:
@@ -493,7 +465,9 @@ class CellLog(ScrollView, can_focus=True):
     def _code_strips(self, code: str) -> list[Strip]:
         strips = self._code.get(code)
         if strips is None:
-            strips = self._render_strips(code_syntax(code, self._dark, self._background))
+            strips = code_strips(
+                code, self._width, self._dark, self._background, self.rich_style, self.app.console
+            )
             self._code[code] = strips
             while len(self._code) > RENDERED_CACHE:
                 self._code.popitem(last=False)
