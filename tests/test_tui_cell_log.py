@@ -188,6 +188,9 @@ CODE_CORPUS = [
     "a = 1   \n   b = 2  ",
     "\x1b[31mred\x1b[0m = 1",
     "x = '''a string\non lines'''",
+    "fruits = [" + ", ".join(f"'{n}'" for n in ["Apple", "Apricot", "Banana"] * 12) + "]",
+    "w = 'a' * 3 + '" + "x" * 70 + "'      \t   # a long word, then spaces past the edge",
+    "names = ['日本語の名前', 'Ünïcödé', 'emoji 🍎🍌'] * 6",
     "for i in range(10):\n    if i % 2:\n        print(i)  # odd\n    else:\n        pass",
 ]
 
@@ -206,5 +209,5 @@ def test_code_is_drawn_as_richs_syntax_draws_it(dark: bool, background: str, wid
     for code in CODE_CORPUS:
         options = console.options.update_width(width)
         syntax = console.render_lines(code_syntax(code, dark, background), options, style=under)
-        fast = code_strips(code, width, dark, background, under, console)
+        fast = code_strips(code, width, dark, background, under)
         assert cells(fast) == cells(syntax), code

@@ -465,9 +465,7 @@ class CellLog(ScrollView, can_focus=True):
     def _code_strips(self, code: str) -> list[Strip]:
         strips = self._code.get(code)
         if strips is None:
-            strips = code_strips(
-                code, self._width, self._dark, self._background, self.rich_style, self.app.console
-            )
+            strips = code_strips(code, self._width, self._dark, self._background, self.rich_style)
             self._code[code] = strips
             while len(self._code) > RENDERED_CACHE:
                 self._code.popitem(last=False)

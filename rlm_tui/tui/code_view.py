@@ -2,8 +2,8 @@
 
 ``Syntax`` renders every line through Rich's text pipeline: 18 ms for an 18-line cell on
 this machine, on the app's loop, each time a new cell arrives. Here each line that fits is
-one strip made straight from its tokens, in the styles ``Syntax`` gives them; only a line too
-long for the width is wrapped by Rich, as ``Syntax`` wraps it.
+one strip made straight from its tokens, in the styles ``Syntax`` gives them, and a line too
+long for the width is broken where Rich's word wrap breaks it.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from functools import cache, lru_cache
 from typing import Any
 
 from pygments.lexer import Lexer
+from rich._wrap import divide_line
 from rich.cells import cell_len
-from rich.console import Console, JustifyMethod
 from rich.control import strip_control_codes
 from rich.segment import Segment
 from rich.style import Style
 from rich.syntax import Syntax
-from rich.text import Text
 from textual.strip import Strip
 
 THEMES = {True: "monokai", False: "friendly"}
@@ -62,11 +61,37 @@ def _token_style(dark: bool, background: str, under: Style, token: Any) -> Style
     return under + syntax._get_base_style() + theme + on_background
 
 
-def code_strips(
-    code: str, width: int, dark: bool, background: str, under: Style, console: Console
-) -> list[Strip]:
+def _wrapped(styled: list[tuple[str, Style]], width: int) -> list[list[Segment]]:
+    """One code line's segments in lines of at most ``width`` cells, broken where Rich's word
+    wrap breaks them (``Text.wrap``: its breaks, then whitespace past the width dropped)."""
+    plain = "".join(text for text, _ in styled)
+    if cell_len(plain) <= width:
+        return [[Segment(text, style) for text, style in styled]]
+    bounds = [0, *divide_line(plain, width, fold=True), len(plain)]
+    placed, at = [], 0  # each token with where it starts in the line
+    for text, style in styled:
+        placed.append((at, text, style))
+        at += len(text)
+    out = []
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        if end - start > width:  # Text.rstrip_end: whitespace beyond the width goes
+            trailing = end - start - len(plain[start:end].rstrip())
+            end -= min(trailing, end - start - width)
+        line = [
+            Segment(text[max(0, start - at) : end - at], style)
+            for at, text, style in placed
+            if at < end and at + len(text) > start
+        ]
+        while sum(cell_len(s.text) for s in line) > width:  # past the width: whitespace only
+            last = line[-1]
+            line[-1:] = [Segment(last.text[:-1], last.style)] if len(last.text) > 1 else []
+        out.append(line)
+    return out
+
+
+def code_strips(code: str, width: int, dark: bool, background: str, under: Style) -> list[Strip]:
     """``code`` as ``width``-cell strips on the style ``under`` (the pane's)."""
-    syntax, line_style, on_background = _look(dark, background, under)
+    line_style = _look(dark, background, under)[1]
     lines: list[list[tuple[str, Any]]] = [[]]
     highlighted = (code.rstrip("\n") or " ") + "\n"  # what Syntax highlights for ``code``
     for token, value in python_lexer().get_tokens(highlighted):
@@ -79,18 +104,7 @@ def code_strips(
         lines.pop()  # the lexer's closing newline
     strips = []
     for tokens in lines:
-        used = sum(cell_len(text) for text, _ in tokens)
-        if used <= width:
-            segments = [Segment(t, _token_style(dark, background, under, k)) for t, k in tokens]
-            segments.append(Segment(" " * (width - used), line_style))
-            strips.append(Strip(segments, width))
-            continue
-        base = syntax._get_base_style()
-        justify: JustifyMethod = "default" if base.transparent_background else "left"
-        text = Text(style=base, justify=justify, tab_size=4, no_wrap=False)
-        text.append_tokens((t, syntax._theme.get_style_for_token(k)) for t, k in tokens)
-        text.stylize(on_background)
-        options = console.options.update(width=width, height=None, justify=justify)
-        wrapped = console.render_lines(text, options, style=line_style, pad=False)
-        strips.extend(Strip(line).extend_cell_length(width, line_style) for line in wrapped)
+        styled = [(t, _token_style(dark, background, under, k)) for t, k in tokens]
+        for segments in _wrapped(styled, width):
+            strips.append(Strip(segments).extend_cell_length(width, line_style))
     return strips
