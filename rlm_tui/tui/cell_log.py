@@ -23,11 +23,11 @@ from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from rlm_tui.session.projection import CellView, RunView
 from rlm_tui.tui.code_view import code_strips, python_lexer
+from rlm_tui.tui.repaint import RepaintStyles
 from rlm_tui.tui.scrolling import resize_content
 
 MAX_OUTPUT_LINES = 400
@@ -200,7 +200,7 @@ class _Item:
     exact: bool
 
 
-class CellLog(ScrollView, can_focus=True):
+class CellLog(RepaintStyles, can_focus=True):
     """The cells of one agent (or of all), in order; a cursor selects one."""
 
     DEFAULT_CSS = """
@@ -509,17 +509,17 @@ class CellLog(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         line = self.scroll_offset.y + y
+        style = self.style_of()
         if not self._order or line >= self._offsets[-1]:
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, style)
         index = bisect_right(self._offsets, line) - 1
         strips = self._strips(index)
         row = line - self._offsets[index]
-        strip = strips[row] if row < len(strips) else Strip.blank(self._width, self.rich_style)
+        strip = strips[row] if row < len(strips) else Strip.blank(self._width, style)
         if index == self.selected and index < len(self.cells) and self.cells:
-            cursor = self.get_component_rich_style("cell-log--cursor")
-            gutter = Segment("▌", self.rich_style + cursor)
+            gutter = Segment("▌", style + self.style_of("cell-log--cursor"))
         else:
-            gutter = Segment(" ", self.rich_style)
+            gutter = Segment(" ", style)
         return Strip.join([Strip([gutter], 1), strip]).crop(0, width)
 
     def on_mount(self) -> None:

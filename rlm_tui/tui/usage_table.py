@@ -8,15 +8,15 @@ from collections.abc import Sequence
 
 from rich.segment import Segment
 from textual.geometry import Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from rlm_tui.tui.repaint import RepaintStyles
 from rlm_tui.tui.scrolling import resize_content
 
 _GAP = "  "
 
 
-class UsageTable(ScrollView, can_focus=True):
+class UsageTable(RepaintStyles, can_focus=True):
     """Rows of text cells keyed by agent id; the first column is left-aligned, the rest right."""
 
     COMPONENT_CLASSES = {"usage-table--header", "usage-table--stripe"}
@@ -86,16 +86,16 @@ class UsageTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        style = self.rich_style
+        style = self.style_of()
         if y == 0:  # the header stays put
             text = self._line(self.columns)
-            style += self.get_component_rich_style("usage-table--header")
+            style += self.style_of("usage-table--header")
         else:
             index = self.scroll_offset.y + y - 1
             if index >= len(self._order):
                 return Strip.blank(width, style)
             text = self._line(self._rows[self._order[index]])
             if index % 2:
-                style += self.get_component_rich_style("usage-table--stripe")
+                style += self.style_of("usage-table--stripe")
         x = self.scroll_offset.x
         return Strip([Segment(text[x : x + width].ljust(width), style)], width)
