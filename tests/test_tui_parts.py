@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scripted import until
@@ -529,3 +530,81 @@ async def test_a_burst_of_events_is_one_message_that_updates_only_its_slices():
         # the budget pane repaints at most every BUDGET_EVERY seconds
         await until(pilot, lambda: "$0.5" in table.row("0.1")[-1], timeout=2.0)
         assert "$0.5" in table.row("0.1")[-1] and log.streams == []
+
+
+def count_layouts(widget: Any, state: Any) -> list[Any]:
+    """What ``state()`` was at each of the widget's requests for a layout of the screen."""
+    layouts: list[Any] = []
+    refresh = widget.refresh
+
+    def counting_refresh(*regions, layout=False, **kwargs):  # type: ignore[no-untyped-def]
+        if layout:
+            layouts.append(state())
+        return refresh(*regions, layout=layout, **kwargs)
+
+    widget.refresh = counting_refresh
+    return layouts
+
+
+async def test_a_table_growing_lays_the_screen_out_only_when_a_scrollbar_comes():
+    class TableApp(App[None]):
+        CSS = "UsageTable { height: 5; width: 30; }"
+
+        def compose(self) -> ComposeResult:
+            yield UsageTable(["agent", "cost"])
+
+    async with TableApp().run_test(size=(60, 12)) as pilot:
+        table = pilot.app.query_one(UsageTable)
+        table.set_row("0", ["0", "$0.01"])
+        await pilot.pause()
+        layouts = count_layouts(table, lambda: table.virtual_size)
+        table.set_row("0.1", ["0.1", "$1,234.56"])  # wider columns, still inside the pane
+        table.set_row("0.2", ["0.2", "$2"])
+        await pilot.pause()
+        assert layouts == [] and table.virtual_size.height == 4
+        table.set_row("0.3", ["0.3", "$3"])  # header and 4 rows: the pane's 5 lines
+        await pilot.pause()
+        assert layouts == [] and not table.show_vertical_scrollbar
+        table.set_row("0.4", ["0.4", "$4"])  # a row past them
+        await pilot.pause()
+        assert layouts and table.show_vertical_scrollbar
+        assert table.virtual_size.height == 6
+
+
+async def test_new_agents_lay_the_screen_out_only_when_the_trees_scrollbar_comes():
+    """Tree lays the whole screen out for every node added or unfolded; the agent tree only
+    when its content starts (or stops) overflowing its pane, and stays scrollable to its end."""
+    from rlm_tui.events import AgentStarted
+    from rlm_tui.session.projection import RunView
+    from rlm_tui.tui.agent_tree import AgentTree
+
+    class TreeApp(App[None]):
+        CSS = "AgentTree { height: 6; }"
+
+        def compose(self) -> ComposeResult:
+            yield AgentTree()
+
+    view = RunView()
+    app = TreeApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        tree = app.query_one(AgentTree)
+        layouts = count_layouts(tree, lambda: len(tree._agent_nodes))
+
+        def add(count: int) -> None:
+            for _ in range(count):
+                agent_id = f"0.{len(view.agents)}" if view.agents else "0"
+                parent = None if agent_id == "0" else "0"
+                view.apply(AgentStarted(agent_id=agent_id, parent_id=parent, query="q", model="m"))
+            tree.show(view)
+
+        add(4)
+        await pilot.pause()
+        assert layouts == [] and tree.virtual_size.height == 4  # 4 agents fit in 6 rows
+        add(10)
+        await pilot.pause()
+        assert layouts and set(layouts) == {14}  # only as the scrollbar came
+        assert tree.virtual_size.height == 14 and tree.show_vertical_scrollbar
+        tree.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        assert tree.scroll_offset.y == 14 - tree.scrollable_content_region.height
+        assert "agent 0.13" in tree.render_line(tree.scrollable_content_region.height - 1).text

@@ -8,10 +8,13 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from rlm_tui.session.projection import AgentView, RunView, Waiting
+from rlm_tui.tui.scrolling import follow_content, needs_layout
 
 AGENT_ICONS = {
     "running": ("●", "cyan"),
@@ -93,6 +96,9 @@ class AgentTree(Tree[str], inherit_bindings=False):
         Binding("a", "show_all", "All agents", id="tree.all_agents"),
     ]
 
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0))
+    """Without Tree's layout of the whole screen at each change (``watch_virtual_size``)."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("run", **kwargs)
         self.auto_expand = False
@@ -125,6 +131,23 @@ class AgentTree(Tree[str], inherit_bindings=False):
                 if agent_id not in agents and agent_id not in view.waiting_starts:
                     self._agent_nodes.pop(agent_id).remove()
                     self._labels.pop(agent_id, None)
+
+    def _invalidate(self) -> None:
+        """Nodes came, went or unfolded: rebuild the lines and repaint.
+
+        Tree's own also lays out the whole screen, which then draws every pane again: 7 of the
+        demo's ~20 layouts. This tree's size is its pane's; only its scrollbar can change
+        (``watch_virtual_size``)."""
+        self._clear_line_cache()
+        self._updates += 1
+        self.root._reset()
+        self.refresh()
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        if needs_layout(self, old, new):
+            self.refresh(layout=True)
+        else:
+            follow_content(self, new)
 
     def _put(self, agent_id: str, parent_id: str | None, label: Text) -> None:
         node = self._agent_nodes.get(agent_id)
