@@ -14,6 +14,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from rlm_tui.session.projection import AgentView, RunView, Waiting
+from rlm_tui.tui.repaint import RepaintStyles
 from rlm_tui.tui.scrolling import follow_content, needs_layout
 
 AGENT_ICONS = {
@@ -62,7 +63,7 @@ def waiting_label(item: Waiting) -> Text:
     return label
 
 
-class AgentTree(Tree[str], inherit_bindings=False):
+class AgentTree(Tree[str], RepaintStyles, inherit_bindings=False):
     """Each agent under its parent; Enter filters the cell log to it, ``a`` shows all.
 
     Tree's own bindings minus space, which stays the run's pause key here too.

@@ -509,7 +509,7 @@ class CellLog(RepaintStyles, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         line = self.scroll_offset.y + y
-        style = self.style_of()
+        style = self.rich_style
         if not self._order or line >= self._offsets[-1]:
             return Strip.blank(width, style)
         index = bisect_right(self._offsets, line) - 1
@@ -517,7 +517,7 @@ class CellLog(RepaintStyles, can_focus=True):
         row = line - self._offsets[index]
         strip = strips[row] if row < len(strips) else Strip.blank(self._width, style)
         if index == self.selected and index < len(self.cells) and self.cells:
-            gutter = Segment("▌", style + self.style_of("cell-log--cursor"))
+            gutter = Segment("▌", style + self.get_component_rich_style("cell-log--cursor"))
         else:
             gutter = Segment(" ", style)
         return Strip.join([Strip([gutter], 1), strip]).crop(0, width)

@@ -1,4 +1,4 @@
-"""Line-API widgets that look their styles up once per repaint, not once per line."""
+"""Line-API widgets whose style is looked up once per repaint, not once per line."""
 
 from __future__ import annotations
 
@@ -9,26 +9,21 @@ from textual.strip import Strip
 
 
 class RepaintStyles(ScrollView):
-    """``Widget.rich_style`` walks the styles of every ancestor (a quarter of a millisecond
-    here) and a component's style resolves its rules: asked for each of a pane's 40 lines,
-    that was ~10 ms of every repaint of the cell log. ``style_of`` gives this repaint's."""
+    """``rich_style`` walks the styles of every ancestor (a quarter of a millisecond here),
+    and ``render_line`` asks for it: once or twice a line in the cell log and the usage table,
+    once a line in Textual's Tree, ~10 ms of every repaint of a pane of 40 lines. For the
+    length of one ``render_lines`` it is looked up once."""
 
-    _repaint_styles: dict[str, Style] | None = None
+    _repaint_style: Style | None = None
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        self._repaint_styles = {}
+        self._repaint_style = super().rich_style
         try:
             return super().render_lines(crop)
         finally:
-            self._repaint_styles = None
+            self._repaint_style = None
 
-    def style_of(self, component: str = "") -> Style:
-        """The widget's style (``""``) or one of its components', as of this repaint (looked
-        up afresh outside one)."""
-        styles = self._repaint_styles
-        style = styles.get(component) if styles is not None else None
-        if style is None:
-            style = self.get_component_rich_style(component) if component else self.rich_style
-            if styles is not None:
-                styles[component] = style
-        return style
+    @property
+    def rich_style(self) -> Style:
+        style = self._repaint_style
+        return style if style is not None else super().rich_style

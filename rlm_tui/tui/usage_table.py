@@ -86,16 +86,16 @@ class UsageTable(RepaintStyles, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        style = self.style_of()
+        style = self.rich_style
         if y == 0:  # the header stays put
             text = self._line(self.columns)
-            style += self.style_of("usage-table--header")
+            style += self.get_component_rich_style("usage-table--header")
         else:
             index = self.scroll_offset.y + y - 1
             if index >= len(self._order):
                 return Strip.blank(width, style)
             text = self._line(self._rows[self._order[index]])
             if index % 2:
-                style += self.style_of("usage-table--stripe")
+                style += self.get_component_rich_style("usage-table--stripe")
         x = self.scroll_offset.x
         return Strip([Segment(text[x : x + width].ljust(width), style)], width)
