@@ -14,7 +14,6 @@ bench/bench_vs_rlms.py's virtualenv. Prints JSON.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +29,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from bench_vs_rlms import ensure_rlms, run_driver  # noqa: E402
-from openai_server import OpenAIServer, Reply  # noqa: E402
+from loopback import served  # noqa: E402
+from openai_server import Reply  # noqa: E402
 
 from rlm_tui.engine.run import Run, RunConfig  # noqa: E402
 from rlm_tui.kernel.pool import LocalKernelPool  # noqa: E402
@@ -78,6 +77,10 @@ print(json.dumps(statistics.median(times)))
 """
 
 
+RESPONDER = "bench_kernels:responder"
+"""The trajectory's server: ``served(RESPONDER, latency, rlms)``."""
+
+
 def cell(code: str) -> str:
     return f"```repl\n{code}\n```"
 
@@ -107,7 +110,7 @@ def responder(latency: float, rlms: bool = False):
 async def rlm_tui_trajectory(latency: float) -> float:
     """Runs on one kernel pool (its template started once), its reserve refilled between."""
     times = []
-    with served(latency) as base_url, tempfile.TemporaryDirectory() as tmp:
+    with served(RESPONDER, latency) as base_url, tempfile.TemporaryDirectory() as tmp:
         model = LiteLLMModel("openai/bench", api_base=base_url, api_key="sk-bench", stream=False)
         async with LocalKernelPool(size=POOL) as pool:
             for i in range(RUNS + 1):
@@ -125,41 +128,15 @@ async def rlm_tui_trajectory(latency: float) -> float:
 
 
 def rlms_trajectory(python: Path, latency: float) -> float:
-    with served(latency, rlms=True) as base_url:
+    with served(RESPONDER, latency, True) as base_url:
         return run_driver(python, RLMS_DRIVER, base_url, str(RUNS))
-
-
-SERVE = "--serve"
-"""The bench's own command line, as the server process: latency and whose trajectory."""
-
-
-@contextlib.contextmanager
-def served(latency: float, rlms: bool = False) -> Iterator[str]:
-    """The trajectory's server in a process of its own, until the block ends; its URL."""
-    argv = [sys.executable, __file__, SERVE, str(latency), "rlms" if rlms else "rlm-tui"]
-    server = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert server.stdin is not None and server.stdout is not None
-    try:
-        yield server.stdout.readline().strip()
-    finally:
-        server.stdin.close()  # its end
-        server.wait(timeout=10)
-
-
-def serve(latency: float, rlms: bool) -> None:
-    """As the server process: print the URL, answer until stdin closes."""
-    with OpenAIServer() as server:
-        server.script(responder(latency, rlms))
-        print(server.base_url, flush=True)
-        sys.stdin.read()
 
 
 def whole_process() -> dict[str, float]:
     """`rlm-tui run` of the trajectory (0 latency) against a bare `import litellm`."""
     bare, ours = [], []
     cli = [sys.executable, "-m", "rlm_tui", "run", "--model", "openai/bench", "--no-stream"]
-    with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.script(responder(0.0))
+    with served(RESPONDER, 0.0) as base_url, tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         for _ in range(RUNS):
             started = time.perf_counter()
@@ -167,7 +144,7 @@ def whole_process() -> dict[str, float]:
             bare.append(time.perf_counter() - started)
             started = time.perf_counter()
             done = subprocess.run(
-                [*cli, "--api-base", server.base_url, "--sessions-dir", tmp, "root"],
+                [*cli, "--api-base", base_url, "--sessions-dir", tmp, "root"],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -247,7 +224,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == [SERVE]:
-        serve(float(sys.argv[2]), sys.argv[3] == "rlms")
-    else:
-        main()
+    main()

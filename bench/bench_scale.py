@@ -2,7 +2,8 @@
 Prints JSON. `--pool N` sets the warm kernel pool for the fan-out (default 4),
 `--max-concurrency N` the model calls at once (default: the run's default). The fan-out runs
 after the batched run in the same process, as a second run of a session would: it forks from
-the kernel template the first run started."""
+the kernel template the first run started; its server runs in a process of its own, as a
+provider does (``loopback``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from loopback import served  # noqa: E402
 from openai_server import OpenAIServer, Reply  # noqa: E402
 from scripted import cell  # noqa: E402
 
@@ -30,13 +32,13 @@ def step_of(request: dict) -> int:
     return sum(1 for m in request["messages"] if m["role"] == "assistant")
 
 
-async def run_against(server: OpenAIServer, tmp: Path, **config) -> tuple[Run, list]:
+async def run_against(base_url: str, tmp: Path, **config) -> tuple[Run, list]:
     events: list = []
     run = Run(
         RunConfig(
             query=config.pop("query", "root"),
             model="openai/bench",
-            api_base=server.base_url,
+            api_base=base_url,
             sessions_dir=tmp,
             stream=False,
             **config,
@@ -46,6 +48,11 @@ async def run_against(server: OpenAIServer, tmp: Path, **config) -> tuple[Run, l
     result = await run.execute()
     assert result.status == "answered", result.reason
     return run, events
+
+
+FAN_OUT = "bench_scale:fan_out_responder"
+"""The fan-out's server, in a process of its own (``loopback``): ``served(FAN_OUT, children,
+latency)``."""
 
 
 def fan_out_responder(children: int, latency: float) -> Callable[[dict], Reply]:
@@ -66,12 +73,11 @@ def fan_out_responder(children: int, latency: float) -> Callable[[dict], Reply]:
 async def fan_out(
     pool: int, max_concurrency: int | None, children: int = 64, latency: float = 0.2
 ) -> dict[str, float]:
-    with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.script(fan_out_responder(children, latency))
+    with served(FAN_OUT, children, latency) as url, tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         limit = {} if max_concurrency is None else {"max_concurrency": max_concurrency}
         tag = "" if max_concurrency is None else f"_concurrency{max_concurrency}"
-        _, events = await run_against(server, Path(tmp), pool_size=pool, **limit)
+        _, events = await run_against(url, Path(tmp), pool_size=pool, **limit)
         wall = time.perf_counter() - started
     kernels = sum(1 for e in events if isinstance(e, KernelEvent) and e.what == "started")
     return {
@@ -90,7 +96,7 @@ async def batched(calls: int = 32, latency: float = 0.3) -> dict[str, float]:
 
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
         server.script(responder)
-        _, events = await run_against(server, Path(tmp))
+        _, events = await run_against(server.base_url, Path(tmp))
     cell_time = next(e.duration for e in events if isinstance(e, CellFinished))
     return {f"batched_{calls}x{latency}s_subcalls_s": cell_time}
 

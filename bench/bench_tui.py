@@ -1,5 +1,5 @@
 """UI figures: event-loop lag while runs play in a headless app (the demo; a fan-out to 64
-sub-agents against a loopback server), the cell log while a 2 MB reply streams in, the cell
+sub-agents against a loopback server in a process of its own), the cell log while a 2 MB reply streams in, the cell
 log with 5,000 cells, and the context browser on a 40 MB text (first paint, first regex match
 shown). Prints JSON.
 
@@ -34,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
-from bench_scale import fan_out_responder  # noqa: E402
+from bench_scale import FAN_OUT  # noqa: E402
 from bench_stream import reply_text  # noqa: E402
+from loopback import served  # noqa: E402
 from openai_server import OpenAIServer, Reply  # noqa: E402
 
 
@@ -89,11 +90,9 @@ async def loop_lag_during_demo(delay: float = 0.02, label: str = "") -> dict[str
         return await follow_run(config, label)
 
 
-def loopback_run(server: OpenAIServer, tmp: str, **settings: Any) -> RunConfig:
+def loopback_run(base_url: str, tmp: str, **settings: Any) -> RunConfig:
     """A run of the loopback server's model, saved under ``tmp``."""
-    return RunConfig(
-        model="openai/bench", api_base=server.base_url, sessions_dir=Path(tmp), **settings
-    )
+    return RunConfig(model="openai/bench", api_base=base_url, sessions_dir=Path(tmp), **settings)
 
 
 async def loop_lag_during_fan_out(children: int = 64, pool: int = 4) -> dict[str, float]:
@@ -101,9 +100,8 @@ async def loop_lag_during_fan_out(children: int = 64, pool: int = 4) -> dict[str
     then the same run with no app, for the lag the engine and the kernels cause alone."""
     figures: dict[str, float] = {}
     for shown in (True, False):
-        with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
-            server.script(fan_out_responder(children, latency=0.2))
-            config = loopback_run(server, tmp, query="root", stream=False, pool_size=pool)
+        with served(FAN_OUT, children, 0.2) as url, tempfile.TemporaryDirectory() as tmp:
+            config = loopback_run(url, tmp, query="root", stream=False, pool_size=pool)
             if shown:
                 figures |= await follow_run(config, f"_fanout{children}")
             else:
@@ -133,7 +131,7 @@ async def stream_2mb() -> dict[str, float]:
     """A 2 MB reply streamed by the loopback server, shown as it arrives (bench_stream's)."""
     with OpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
         server.script([Reply(text=reply_text())])
-        config = loopback_run(server, tmp, query="q", stream=True, pool_size=0)
+        config = loopback_run(server.base_url, tmp, query="q", stream=True, pool_size=0)
         return await follow_run(config, "_stream2mb")
 
 
