@@ -556,3 +556,23 @@ async def test_fork_at_a_hand_launched_agents_cell_holds_there_and_keeps_its_var
         view = screen(pilot).view
         assert view.answer == {"tiger": 1}
         assert view.cells["0:2"].output == "['tiger']\n"
+
+
+async def test_the_agents_clocks_and_the_runs_move_in_different_frames(sessions_dir):
+    """Each tick moves one of them: the tree's running agents, or the budget pane."""
+    run = Run(
+        RunConfig(query=NESTED_QUERY, sessions_dir=sessions_dir, demo_delay=0.5),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: bool(screen(pilot).view.waiting))  # held at its first cell
+        shown = screen(pilot)
+        kinds = []
+        for _ in range(4):
+            await pilot.pause()
+            shown._tick()
+            changes = shown._changes
+            kinds.append((bool(changes.agents), changes.budget))
+        assert sorted(set(kinds)) == [(False, True), (True, False)]
+        assert kinds[0] != kinds[1] and kinds[1] != kinds[2]
+        run.stop()
