@@ -1,7 +1,7 @@
 """UI figures: event-loop lag while runs play in a headless app (the demo; a fan-out to 64
-sub-agents against a loopback server in a process of its own), the cell log while a 2 MB reply streams in, the cell
-log with 5,000 cells, and the context browser on a 40 MB text (first paint, first regex match
-shown). Prints JSON.
+sub-agents against a loopback server in a process of its own), the cell log while a 2 MB reply
+streams in, the cell log with 5,000 cells, and the context browser on a 40 MB text (first
+paint, first regex match shown). Prints JSON.
 
 The lag is how late a 10 ms timer fires on the app's loop (the loop the engine runs on too),
 sampled from the moment the run screen is up until the run has finished. Its p99 includes the

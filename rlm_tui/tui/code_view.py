@@ -32,10 +32,15 @@ def python_lexer() -> Lexer:
     return PythonLexer(stripnl=False, ensurenl=True, tabsize=4)  # as Rich makes it
 
 
+def _syntax_text(code: str) -> str:
+    """What ``Syntax`` is given for ``code``: its last newlines dropped, never empty."""
+    return code.rstrip("\n") or " "
+
+
 def code_syntax(code: str, dark: bool, background: str = "default") -> Syntax:
     """The ``Syntax`` whose look ``code_strips`` draws."""
     return Syntax(
-        code.rstrip("\n") or " ",
+        _syntax_text(code),
         python_lexer(),
         theme=THEMES[dark],
         word_wrap=True,
@@ -93,8 +98,8 @@ def code_strips(code: str, width: int, dark: bool, background: str, under: Style
     """``code`` as ``width``-cell strips on the style ``under`` (the pane's)."""
     line_style = _look(dark, background, under)[1]
     lines: list[list[tuple[str, Any]]] = [[]]
-    highlighted = (code.rstrip("\n") or " ") + "\n"  # what Syntax highlights for ``code``
-    for token, value in python_lexer().get_tokens(highlighted):
+    # Syntax highlights its text with one closing newline
+    for token, value in python_lexer().get_tokens(_syntax_text(code) + "\n"):
         first, *rest = strip_control_codes(value).split("\n")
         if first:
             lines[-1].append((first, token))
