@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
         owner = self.server.owner
-        owner.record(request, dict(self.headers))
+        owner.record(request, dict(self.headers), self.path)
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": "not found"}})
             return
@@ -199,6 +199,8 @@ class OpenAIServer:
         self._responder: Responder | None = None
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
+        """What each request asked for: an absolute URL when this server is used as a proxy."""
 
     @property
     def base_url(self) -> str:
@@ -211,10 +213,11 @@ class OpenAIServer:
             else:
                 self._responder, self._replies = None, list(script)
 
-    def record(self, request: dict[str, Any], headers: dict[str, str]) -> None:
+    def record(self, request: dict[str, Any], headers: dict[str, str], path: str) -> None:
         with self._lock:
             self.requests.append(request)
             self.headers.append(headers)
+            self.paths.append(path)
 
     def next_reply(self, request: dict[str, Any]) -> Reply:
         with self._lock:

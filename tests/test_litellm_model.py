@@ -11,6 +11,7 @@ from openai_server import OpenAIServer, Reply
 
 from rlm_tui.errors import ModelError, UsageError
 from rlm_tui.models.base import CallInfo
+from rlm_tui.models.chat_stream import USER_AGENT
 from rlm_tui.models.litellm_model import LiteLLMModel, check_model_name
 
 INFO = CallInfo("0", 0, 1, "agent", "q")
@@ -50,7 +51,7 @@ async def test_completion_with_usage(server, stream, name):
         assert len(deltas) > 1 and "".join(deltas) == done.text
     assert bool(server.requests[0].get("stream")) is stream
     headers = {k.lower(): v for k, v in server.headers[0].items()}
-    own = headers.get("user-agent", "").startswith("python-httpx")
+    own = headers.get("user-agent", "").startswith(USER_AGENT)
     assert own == name.startswith("openai/"), headers  # streamed or whole: our own client
     assert server.requests[0]["messages"] == MESSAGES
 
@@ -152,6 +153,28 @@ async def test_unreachable_server():
     )
     with pytest.raises(ModelError, match=r"cannot reach http://127.0.0.1:9/v1"):
         await unreachable.complete(MESSAGES, INFO)
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["through-proxy", "no-proxy"])
+async def test_the_environments_proxy_is_used_unless_the_host_is_bypassed(
+    server, monkeypatch, bypassed
+):
+    """HTTP_PROXY is where the request goes (the loopback server plays the proxy: it gets the
+    absolute URL of a server that does not exist); NO_PROXY for that host skips it."""
+    server.script([Reply(text="via the proxy")])
+    monkeypatch.setenv("HTTP_PROXY", server.base_url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "")
+    behind = LiteLLMModel("openai/x", api_base="http://127.0.0.1:9/v1", max_retries=0, api_key=KEY)
+    try:
+        if bypassed:
+            with pytest.raises(ModelError, match="cannot reach"):
+                await behind.complete(MESSAGES, INFO)
+            assert server.requests == []
+        else:
+            assert (await behind.complete(MESSAGES, INFO)).text == "via the proxy"
+            assert server.paths == ["http://127.0.0.1:9/v1/chat/completions"]
+    finally:
+        await behind.aclose()
 
 
 def test_model_names():

@@ -288,6 +288,7 @@ class LiteLLMModel:
         litellm wraps the telling error (a JSON error, a cut stream, a bad URL) in a "server
         error 500", so the causes are looked at before the status.
         """
+        import aiohttp
         import httpx
 
         e = litellm.exceptions
@@ -313,9 +314,11 @@ class LiteLLMModel:
             return False, f"{where}: the reply repeated one piece over and over (stopped)", None
         if caused_by(json.JSONDecodeError):
             return True, f"{where}: malformed reply (not valid JSON)", None
-        if caused_by(CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError):
+        cut = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)
+        if caused_by(CutStream, e.MidStreamFallbackError, httpx.RemoteProtocolError, *cut):
             return True, f"{where}: the stream was cut before the reply was complete", None
-        if caused_by(httpx.ConnectError, ConnectionError, e.APIConnectionError):
+        unreachable = (httpx.ConnectError, aiohttp.ClientConnectionError, ConnectionError)
+        if caused_by(*unreachable, e.APIConnectionError):
             target = mask_url_credentials(self.api_base) if self.api_base else where
             return True, f"cannot reach {target}: connection failed", None
         if isinstance(exc, e.AuthenticationError) or status == 401:
