@@ -5,14 +5,35 @@ What a process imports lives as long as it does, yet each full collection walks 
 allocation of a run triggers one (a fan-out's event loop stalled 0.4-0.5 s, and 13 % of its
 host CPU went to the collector). ``settle`` moves every object alive now into the permanent
 generation, after collecting the young generations, whose garbage it would otherwise keep.
+
+A large import is made with no collection at all (``import_settled``): litellm's import grows
+the heap by 400,000 objects, and each growth by a quarter set off a full collection of it,
+six of them, 0.1-0.36 s each, with the GIL held: the app's loop stopped while a worker
+imported litellm after the first frame. What it imported is then frozen uncollected: a
+collection of it took 0.43 s, for 2,600 objects of garbage (kept, a few hundred KB).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 
 def settle() -> None:
     """Call after a large import, and when a run starts."""
     gc.collect(1)
     gc.freeze()
+
+
+@contextlib.contextmanager
+def import_settled() -> Iterator[None]:
+    """Around a large import: no collection during it, then all of it frozen."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()

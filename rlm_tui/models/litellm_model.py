@@ -42,13 +42,13 @@ _KEY_VARS = {
 def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_TELEMETRY", "False")
-    import litellm
+    with heap.import_settled():
+        import litellm
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
     litellm.set_verbose = False
     litellm.num_retries = 0
-    heap.settle()
     return litellm
 
 
