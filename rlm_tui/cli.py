@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rlm_tui import defaults
+from rlm_tui import defaults, heap
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
@@ -496,6 +496,7 @@ def _named_inputs(given: list[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     redact_logs()
+    heap.collect_less_often()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -28,3 +28,17 @@ def test_a_large_import_sets_off_no_collection_and_is_frozen_after() -> None:
     assert gc.get_freeze_count() >= frozen + len(made)
     assert gc.isenabled()
     assert len(started) == 1  # collections come back after it
+
+
+def test_the_app_collects_the_young_generation_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        from rlm_tui.tui.app import RlmApp
+        from rlm_tui.tui.config import UiConfig
+
+        RlmApp(ui_config=UiConfig(), watch=False)
+        young, middle, old = gc.get_threshold()
+        assert young == heap.YOUNG_COLLECTION_EVERY > before[0]
+        assert (middle, old) == before[1:]
+    finally:
+        gc.set_threshold(*before)

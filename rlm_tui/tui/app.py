@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Static
 
+from rlm_tui import heap
 from rlm_tui.defaults import THEME
 from rlm_tui.errors import RlmError
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
@@ -162,6 +163,7 @@ class RlmApp(App[None]):
         ``run_options``: RunConfig fields given on the command line, over the config file's
         ``run:`` defaults for the runs started from the home screen."""
         super().__init__()
+        heap.collect_less_often()
         self.run_config = config
         self._pause = pause
         self.session = session
