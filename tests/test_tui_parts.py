@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.style import Style
 from scripted import until
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.widgets import Static, Tree
 
 from rlm_tui.engine.budget import Limits
 from rlm_tui.events import SandboxInfo, Usage
@@ -608,3 +609,40 @@ async def test_new_agents_lay_the_screen_out_only_when_the_trees_scrollbar_comes
         await pilot.pause()
         assert tree.scroll_offset.y == 14 - tree.scrollable_content_region.height
         assert "agent 0.13" in tree.render_line(tree.scrollable_content_region.height - 1).text
+
+
+async def test_the_trees_kept_component_styles_follow_a_change_of_theme_and_of_focus():
+    """Relabelling a node keeps the tree's component styles (Textual rebuilds them at every
+    refresh); a restyle (another theme, the focus) gives the new ones at once."""
+    from rlm_tui.events import AgentStarted
+    from rlm_tui.session.projection import RunView
+    from rlm_tui.tui.agent_tree import AgentTree
+
+    class TreeApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Static("elsewhere", id="other")
+            yield AgentTree()
+
+    view = RunView()
+    view.apply(AgentStarted(agent_id="0", query="q", model="m"))
+    app = TreeApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        tree = app.query_one(AgentTree)
+        tree.show(view)
+        await pilot.pause()
+
+        def cursor() -> Style:
+            return tree.get_component_rich_style("tree--cursor")
+
+        dark = cursor()
+        tree.refresh()  # a relabel: the kept style is the same object
+        assert cursor() is dark
+        app.theme = "textual-light"
+        await pilot.pause()
+        light = cursor()
+        assert light != dark
+        assert light == Tree.get_component_rich_style(tree, "tree--cursor")  # Textual's own
+        tree.focus()
+        await pilot.pause()
+        focused = cursor()
+        assert focused == Tree.get_component_rich_style(tree, "tree--cursor")
