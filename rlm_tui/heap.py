@@ -27,7 +27,8 @@ runs each way: ~22 -> ~19 ms."""
 
 
 def collect_less_often() -> None:
-    """For the CLI and the TUI's process (a library user's process keeps its own setting)."""
+    """For the CLI's process and an app's (runs through the Python API, ``rlm_tui.run``, leave
+    the process's setting alone)."""
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
 
