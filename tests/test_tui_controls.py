@@ -576,3 +576,16 @@ async def test_the_agents_clocks_and_the_runs_move_in_different_frames(sessions_
         assert sorted(set(kinds)) == [(False, True), (True, False)]
         assert kinds[0] != kinds[1] and kinds[1] != kinds[2]
         run.stop()
+
+
+async def test_the_app_ending_while_the_run_screen_mounts_ends_cleanly(sessions_dir):
+    app = RlmApp(
+        config=RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir),
+        ui_config=UiConfig(),
+        watch=False,
+    )
+    async with app.run_test(size=(80, 24)):
+        while not isinstance(app.screen, RunScreen):
+            await asyncio.sleep(0)
+        app.exit()  # before the screen's Mount is handled: its panes go first
+    assert app.return_code == 0

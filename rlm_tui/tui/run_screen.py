@@ -189,6 +189,8 @@ class RunScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        if not self.is_attached:  # the app ended while this screen mounted: its panes are gone
+            return
         for key, label in PANES:
             self.query_one(
                 f"#pane-{key}"
