@@ -1,8 +1,14 @@
-"""`make bench`: run every benchmark script, print one table, keep the JSON in bench/results/."""
+"""`make bench`: run every benchmark script, print one table, keep the JSON in bench/results/.
+
+The machine's own speed is measured before and after (``machine_speed_*``): a fixed pure-Python
+loop, in a fresh interpreter. This machine's speed moves by up to 2x from one hour to the next,
+and every other figure moves with it; the two figures say which phase a run was in, and whether
+it changed during the run."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +27,13 @@ SCRIPTS = [
     "bench_gateway.py",
     "bench_stream.py",
 ]
+SPEED_CHECK = "import time; t = time.perf_counter(); sum(i * i for i in range(2_000_000)); "
+SPEED_CHECK += "print((time.perf_counter() - t) * 1000)"
+"""A fixed loop of pure Python: milliseconds on this machine's current phase."""
+
 TARGETS = {
+    "machine_speed_before_ms": ("(2M-step Python loop)", None),
+    "machine_speed_after_ms": ("(the same, after)", None),
     "scripted_4_step_run_whole_replies_s": ("< 0.1 s", 0.1),
     "scripted_4_step_run_streaming_s": ("(streaming)", None),
     "subcall_round_trip_ms": ("< 0.5 ms", 0.5),
@@ -48,8 +60,19 @@ TARGETS = {
 }
 
 
+def machine_speed() -> float:
+    """The speed check's median of 5 fresh interpreters, in milliseconds."""
+    times = []
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", SPEED_CHECK], capture_output=True, text=True, check=True
+        )
+        times.append(float(done.stdout))
+    return statistics.median(times)
+
+
 def main() -> int:
-    figures: dict[str, float] = {}
+    figures: dict[str, float] = {"machine_speed_before_ms": machine_speed()}
     for script in SCRIPTS:
         print(f"running {script} …", file=sys.stderr, flush=True)
         done = subprocess.run(
@@ -59,6 +82,7 @@ def main() -> int:
             print(f"{script} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
             return 1
         figures |= json.loads(done.stdout)
+    figures["machine_speed_after_ms"] = machine_speed()
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     out = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
