@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,17 +75,30 @@ async def fan_out(
     pool: int, max_concurrency: int | None, children: int = 64, latency: float = 0.2
 ) -> dict[str, float]:
     with served(FAN_OUT, children, latency) as url, tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
+        started, host, busy = time.perf_counter(), time.process_time(), machine_busy()
         limit = {} if max_concurrency is None else {"max_concurrency": max_concurrency}
         tag = "" if max_concurrency is None else f"_concurrency{max_concurrency}"
         _, events = await run_against(url, Path(tmp), pool_size=pool, **limit)
         wall = time.perf_counter() - started
+        host, busy = time.process_time() - host, machine_busy() - busy
     kernels = sum(1 for e in events if isinstance(e, KernelEvent) and e.what == "started")
     return {
         f"fanout_{children}_subagents_pool{pool}{tag}_s": wall,
         "fanout_ideal_s": 2 * latency,
         "fanout_kernels_started": float(kernels),
+        "fanout_host_cpu_s": host,
+        "fanout_machine_cpu_s": busy,
+        "fanout_cpu_floor_s": busy / (os.cpu_count() or 1),
     }
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent busy since boot (``/proc/stat``): what a fan-out costs
+    the whole machine, its kernels and template included, and so the wall time it cannot beat."""
+    with open("/proc/stat") as f:
+        ticks = [int(n) for n in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 BATCHED = "bench_scale:batched_responder"
