@@ -278,7 +278,8 @@ SHELL_PROBE = (
     "print(hasattr(ip, 'marker'), ip.alias_manager.is_alias('hello'), "
     "len(ip.events.callbacks['pre_execute']), "
     "any(type(t).__name__ == 'Mark' for t in ip.ast_transformers), "
-    "'leak' in ip.user_ns_hidden, ip.profile_dir.location.startswith(os.getcwd()), "
+    "'leak' in ip.user_ns_hidden, "
+    "not os.path.exists(os.path.join(ip.profile_dir.location, 'startup', 'planted.py')), "
     "ip.kernel is not None, ip.execution_count)"
 )
 
@@ -286,7 +287,8 @@ SHELL_PROBE = (
 async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, host):
     """Every kernel's IPython shell is a copy of one the template built: what a cell does to
     its shell (attributes, aliases, hooks, AST transformers, execution count) stays in that
-    kernel, and each has its own profile directory."""
+    kernel, and each has its own profile directory (a startup file planted in one is not in
+    the next)."""
     first, second = await pool.acquire(), await pool.acquire()
     await first.setup("0.1", None, "none", host.bridge.grant("0.1"))
     await second.setup("0.2", None, "none", host.bridge.grant("0.2"))
@@ -296,7 +298,8 @@ async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, ho
         "ip = get_ipython()\nip.marker = 1\nip.run_line_magic('alias', 'hello echo hi')\n"
         "ip.events.register('pre_execute', lambda: None)\nimport ast\n"
         "class Mark(ast.NodeTransformer):\n    pass\nip.ast_transformers.append(Mark())\n"
-        "ip.user_ns_hidden['leak'] = 1",
+        "ip.user_ns_hidden['leak'] = 1\nimport os\n"
+        "open(os.path.join(ip.profile_dir.location, 'startup', 'planted.py'), 'w').close()",
     )
     assert status == "ok", error
     for _ in range(3):

@@ -153,7 +153,10 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
     async with LocalKernelPool(size=0) as pool:
         first, second = await pool.acquire(), await pool.acquire()
         out: list[str] = []
-        code = "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getcwd())"
+        code = (
+            "import os\nopen('mine.txt', 'w').write('x')\nopen('/tmp/left.txt', 'w').write('x')\n"
+            "print(os.getcwd())"
+        )
         await first.execute(code, lambda _s, text: out.append(text))
         where, pid = "".join(out).strip(), first.pid
         first_scratch = Path(where)
@@ -161,7 +164,13 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
         assert list(first_scratch.parent.glob("c-*.json"))  # its connection file (HMAC key)
         out.clear()
         # its files; its view of them through /proc; its environment and memory
-        paths = [first_scratch, first_scratch.parent, f"/proc/{pid}/root{first_scratch}"]
+        # (/tmp too: the sandbox's is one for all kernels, each has its own over it)
+        paths = [
+            first_scratch,
+            first_scratch.parent,
+            f"/proc/{pid}/root{first_scratch}",
+            "/tmp/left.txt",
+        ]
         look = (
             "import os\n"
             f"for p in {[str(p) for p in paths]!r}:\n"
@@ -177,7 +186,7 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
         )
         result = await second.execute(look, lambda _s, text: out.append(text))
     assert result.status == "ok", result.error
-    assert "".join(out).split() == ["False"] * 3 + ["refused"] * 2 + ["-1"]
+    assert "".join(out).split() == ["False"] * 4 + ["refused"] * 2 + ["-1"]
 
 
 def nspids(host_pid: int) -> list[int]:
@@ -243,14 +252,19 @@ async def test_a_kernel_sees_and_signals_only_its_own_processes():
 
 
 async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tmp_path, tcp_port):
-    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    # under /tmp (where each kernel has a /tmp of its own), one with a space in its name
+    allowed, other = tmp_path / "allowed dir", tmp_path / "other"
     for directory in (allowed, other):
         directory.mkdir()
         (directory / "data.txt").write_text(f"in {directory.name}")
-    policy = SandboxPolicy(allow_read=(allowed,), allow_net=True)
+    one_file = tmp_path / "one file.txt"
+    one_file.write_text("a file allowed alone")
+    policy = SandboxPolicy(allow_read=(allowed, one_file), allow_net=True)
     async with LocalKernelPool(size=0, sandbox=resolve_sandbox(policy)) as pool:
         kernel = await pool.acquire()
         await kernel.setup("0", None, "none")
+        out: list[str] = []
+        await kernel.execute(f"print(open({str(one_file)!r}).read())", lambda _s, t: out.append(t))
         seen = await probe(
             kernel,
             HOME_CANARY=str(allowed / "data.txt"),
@@ -260,7 +274,8 @@ async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tm
             PORT=tcp_port,
             HOST_PID=os.getpid(),
         )
-    assert seen["home"] == ["ok", "in allowed"]
+    assert "".join(out).strip() == "a file allowed alone"
+    assert seen["home"] == ["ok", "in allowed dir"]
     assert seen["project"][0] == "refused"
     assert seen["write_outside"][0] == "refused" and not (allowed / "new.txt").exists()
     assert seen["tcp"] == ["ok", None]

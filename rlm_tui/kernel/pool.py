@@ -47,7 +47,7 @@ from rlm_tui.kernel.prelude import SETUP_NAME
 from rlm_tui.kernel.reserve import WarmReserve
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
-from rlm_tui.kernel.zygote import SANDBOXED
+from rlm_tui.kernel.zygote import KERNEL_IPYTHONDIR, SANDBOXED
 
 START_TIMEOUT = 60.0
 GRACE_AFTER_INTERRUPT = 2.0
@@ -356,7 +356,7 @@ class LocalKernel:
 
     @property
     def scratch(self) -> Path:
-        """Its private working directory (cwd and IPython's profile)."""
+        """Its private working directory (its cwd; outside the sandbox, IPython's profile too)."""
         return self._scratch
 
     def is_alive(self) -> bool:
@@ -397,7 +397,8 @@ class LocalKernel:
         path = self._connection_file()
         # file system calls wait on the sandboxes' mount work during a fan-out: off the loop
         await asyncio.to_thread(self._write_files, path, info)
-        env = {**self._env, "IPYTHONDIR": str(self._scratch / ".ipython")}
+        ipython = KERNEL_IPYTHONDIR if self._sandbox.active else str(self._scratch / ".ipython")
+        env = {**self._env, "IPYTHONDIR": ipython}
         request = {
             "kernel_id": self.kernel_id,
             "connection_file": str(path),

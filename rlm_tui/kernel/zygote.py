@@ -52,6 +52,8 @@ MS_PRIVATE = 0x40000
 MNT_DETACH = 2
 SANDBOXED = "--sandboxed"
 """The template's flag when it runs in the run's sandbox."""
+KERNEL_IPYTHONDIR = "/tmp/.ipython"
+"""IPython's directory in a sandboxed kernel: on the kernel's own /tmp (``own_tmp``)."""
 SPARE_PROC = "/tmp/.rlm-proc"
 """A /proc of the sandbox with nothing mounted over it, which the template mounts at its start:
 the kernel lets a user namespace mount a new /proc only beside a fully visible one (bwrap's own
@@ -136,8 +138,9 @@ def own_pids() -> None:
     """Fork the kernel as pid 1 of a new PID namespace; this process stays outside as its
     keeper, returns only in the kernel, and otherwise ends as the kernel ended.
 
-    The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one, and
-    enters one more user namespace so that a cell can undo none of it."""
+    The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one, takes
+    a /tmp of its own (``own_tmp``), and enters one more user namespace so that a cell can undo
+    none of it."""
     _check(_libc.unshare(CLONE_NEWPID), "unshare")
     alive_r, alive_w = os.pipe()  # the keeper holds the write end while it lives
     kernel = os.fork()
@@ -167,8 +170,53 @@ def own_pids() -> None:
             _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     if os.path.isdir(SPARE_PROC):
         _mount("tmpfs", SPARE_PROC, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=4k")
+    own_tmp()
     _own_namespaces(CLONE_NEWNS)
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
+
+
+def own_tmp() -> None:
+    """A new tmpfs on /tmp, with what the sandbox mounted under /tmp bound back at its path
+    (the runtime root holding this kernel's directory, ``--allow-read`` paths), read-only where
+    it was.
+
+    The sandbox's /tmp is one for all of a run's kernels: a file one agent left there was read
+    by the next. IPython's profile lives here too (``KERNEL_IPYTHONDIR``): its five directories
+    on the disk were a tenth of a kernel's start in a fan-out (ext4 searches past the inodes of
+    the kernels just deleted)."""
+    kept = [(path, os.open(path, os.O_PATH)) for path in _mounts_below("/tmp")]
+    try:
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        for path, fd in kept:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "x").close()  # noqa: SIM115 - a mount point, nothing to write
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+    finally:
+        for _, fd in kept:
+            os.close(fd)
+
+
+def _mounts_below(top: str) -> list[str]:
+    """The outermost mount points under ``top`` (each bound with those below it), but the
+    spare /proc, which only the template's mount of a new /proc needs."""
+    with open("/proc/self/mountinfo") as f:
+        points = sorted({_unescape(line.split()[4]) for line in f})
+    below = [p for p in points if p.startswith(top + "/") and not _within(p, SPARE_PROC)]
+    return [p for p in below if not any(_within(p, q) for q in below if q != p)]
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory + "/")
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are octal escapes there."""
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[-3:], 8)))
+    return field
 
 
 def preload() -> None:
