@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -323,6 +324,27 @@ def failing_bwrap(tmp_path, monkeypatch):
     script.chmod(0o755)
     monkeypatch.setenv("RLM_TUI_BWRAP", str(script))
     return script
+
+
+async def test_the_sandbox_probe_runs_off_the_runs_event_loop(monkeypatch, sessions_dir):
+    """The first resolve of a sandbox starts bwrap and waits for it: in the TUI, on the app's
+    loop, that wait was a frozen screen."""
+    from rlm_tui.kernel import sandbox
+
+    threads: list[threading.Thread] = []
+    probe = sandbox._probe
+
+    def recorded(bwrap: str, allow_net: bool) -> str | None:
+        threads.append(threading.current_thread())
+        return probe(bwrap, allow_net)
+
+    monkeypatch.setattr(sandbox, "_probe", recorded)
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=ScriptedModel({"q": [cell("FINAL(1)")]}),
+    )
+    assert (await run.execute()).status == "answered"
+    assert threads and threading.main_thread() not in threads
 
 
 def test_sandbox_require_without_a_sandbox_is_one_line_and_exit_2(failing_bwrap, tmp_path):

@@ -60,7 +60,7 @@ from rlm_tui.kernel.base import Kernel, KernelProvider
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import LocalKernelPool
 from rlm_tui.kernel.rundirs import private_dir
-from rlm_tui.kernel.sandbox import SandboxMode, SandboxPolicy, resolve_sandbox
+from rlm_tui.kernel.sandbox import Sandbox, SandboxMode, SandboxPolicy, resolve_sandbox
 from rlm_tui.models.base import CallInfo, Model, price_of
 from rlm_tui.redact import mask_url_credentials
 from rlm_tui.session.store import SessionWriter, default_sessions_dir
@@ -202,14 +202,14 @@ class RunResult:
         return self.usage.cost
 
 
-def kernel_pool(config: RunConfig) -> LocalKernelPool:
+def kernel_pool(config: RunConfig, sandbox: Sandbox | None = None) -> LocalKernelPool:
     """The local kernels a run of this config uses (made by the run, or early by the CLI), in
-    its sandbox, forked from the template this process shares between its runs; a required
-    sandbox that cannot start is a ``SandboxUnavailable`` here."""
+    its sandbox (``sandbox``, or resolved here), forked from the template this process shares
+    between its runs; a required sandbox that cannot start is a ``SandboxUnavailable`` here."""
     return LocalKernelPool(
         size=config.pool_size,
         memory_limit_mb=config.memory_limit_mb,
-        sandbox=resolve_sandbox(config.sandbox_policy()),
+        sandbox=sandbox or resolve_sandbox(config.sandbox_policy()),
         pass_env=config.kernel_env,
         shared=True,
     )
@@ -375,7 +375,9 @@ class Run:
         if gateway is not None:
             self._provider = GatewayKernelProvider(gateway, bridge, size=config.pool_size)
         elif self._provider is None:
-            self._provider = kernel_pool(self.config)
+            # the first resolve starts bwrap to probe it: in a thread, not on the app's loop
+            sandbox = await asyncio.to_thread(resolve_sandbox, config.sandbox_policy())
+            self._provider = kernel_pool(config, sandbox)
         if self._owns_provider:
             services.push_async_callback(self._provider.close)
 
