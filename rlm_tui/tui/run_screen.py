@@ -191,10 +191,9 @@ class RunScreen(Screen[None]):
     def on_mount(self) -> None:
         if not self.is_attached:  # the app ended while this screen mounted: its panes are gone
             return
-        for key, label in PANES:
-            self.query_one(
-                f"#pane-{key}"
-            ).border_title = f"{label} ({PANES.index((key, label)) + 1})"
+        for number, (key, label) in enumerate(PANES, 1):
+            # the key that focuses it, as lazygit shows them: "(2)" read as a count of agents
+            self.query_one(f"#pane-{key}").border_title = f"[{number}] {label}"
         if self.player is not None:
             self.player.paused = self.start_paused
             self._replay()
