@@ -162,9 +162,14 @@ async def test_memory_cap(tmp_path):
     async with LocalKernelPool(size=0, memory_limit_mb=1024) as pool:
         kernel = await pool.acquire()
         await kernel.setup("0", None, "none")
+        # its /tmp (memory its cap does not count) holds no more than the cap
+        _, _, tmp_bytes = await run(
+            kernel, "import os\ns = os.statvfs('/tmp')\nprint(s.f_blocks * s.f_frsize)"
+        )
         status, error, _ = await run(kernel, "x = bytearray(2 * 1024**3)")
         assert status in ("error", "killed")
         assert "MemoryError" in (error or "") or "memory cap" in (error or "")
+    assert pool.sandbox.active and int(tmp_bytes) == 1024 * 1024**2
 
 
 async def test_forked_processes_die_with_the_kernel():

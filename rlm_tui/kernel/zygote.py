@@ -134,12 +134,12 @@ def drop_capabilities() -> None:
     _check(_libc.capset(header, data), "capset")
 
 
-def own_pids() -> None:
+def own_pids(tmp_size_mb: int | None = None) -> None:
     """Fork the kernel as pid 1 of a new PID namespace; this process stays outside as its
     keeper, returns only in the kernel, and otherwise ends as the kernel ended.
 
     The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one, takes
-    a /tmp of its own (``own_tmp``), and enters one more user namespace so that a cell can undo
+    a /tmp of its own (``own_tmp``, of ``tmp_size_mb``), and enters one more user namespace so that a cell can undo
     none of it."""
     _check(_libc.unshare(CLONE_NEWPID), "unshare")
     alive_r, alive_w = os.pipe()  # the keeper holds the write end while it lives
@@ -170,30 +170,39 @@ def own_pids() -> None:
             _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     if os.path.isdir(SPARE_PROC):
         _mount("tmpfs", SPARE_PROC, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=4k")
-    own_tmp()
+    own_tmp(tmp_size_mb)
     _own_namespaces(CLONE_NEWNS)
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
 
 
-def own_tmp() -> None:
-    """A new tmpfs on /tmp, with what the sandbox mounted under /tmp bound back at its path
-    (the runtime root holding this kernel's directory, ``--allow-read`` paths), read-only where
-    it was.
+def own_tmp(size_mb: int | None = None) -> None:
+    """A new tmpfs on /tmp (of ``size_mb``: the kernel's memory cap, whose count its pages
+    escape; else half the memory, as the sandbox's own), with what the sandbox mounted under
+    /tmp bound back at its path (the runtime root holding this kernel's directory,
+    ``--allow-read`` paths), read-only where it was.
 
     The sandbox's /tmp is one for all of a run's kernels: a file one agent left there was read
     by the next. IPython's profile lives here too (``KERNEL_IPYTHONDIR``): its five directories
     on the disk were a tenth of a kernel's start in a fan-out (ext4 searches past the inodes of
     the kernels just deleted)."""
-    kept = [(path, os.open(path, os.O_PATH)) for path in _mounts_below("/tmp")]
+    kept: list[tuple[str, int]] = []
     try:
-        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-        for path, fd in kept:
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.makedirs(path, exist_ok=True)
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                open(path, "x").close()  # noqa: SIM115 - a mount point, nothing to write
-            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        for path in _mounts_below("/tmp"):
+            kept.append((path, os.open(path, os.O_PATH)))
+        size = f",size={size_mb}m" if size_mb else ""
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + size)
+        try:
+            for path, fd in kept:
+                if os.path.isdir(f"/proc/self/fd/{fd}"):
+                    os.makedirs(path, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    open(path, "x").close()  # noqa: SIM115 - a mount point, nothing to write
+                _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        except BaseException:
+            # the runtime root back in sight: the host reads why in the kernel's .err file
+            _libc.umount2(b"/tmp", MNT_DETACH)
+            raise
     finally:
         for _, fd in kept:
             os.close(fd)
@@ -295,7 +304,7 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
         os._exit(1)
     if request.get("isolate"):
         isolate(request["isolate"]["root"], request["isolate"]["own"])
-        own_pids()
+        own_pids(request.get("memory_limit_mb"))
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
