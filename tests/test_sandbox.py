@@ -367,6 +367,30 @@ def test_sandbox_require_without_a_sandbox_is_one_line_and_exit_2(failing_bwrap,
     assert not (tmp_path / "sessions").exists()
 
 
+@pytest.mark.parametrize(
+    ("allowed", "covered"), [("/", "/proc"), ("/tmp", "/tmp"), ("/dev", "/dev")]
+)
+def test_allow_read_of_what_would_cover_the_sandboxs_own_mounts_is_one_line_and_exit_2(
+    tmp_path, allowed, covered
+):
+    """A read-only bind of /tmp (or of /) over the sandbox's own /tmp stopped the template, as a
+    kernel error after the run had started."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_tui", "run", "--allow-read", allowed, "q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"rlm-tui: error: --allow-read: {allowed} would cover the sandbox's own {covered}; "
+        "name the directories inside it you want read"
+    ]
+    assert not (tmp_path / "sessions").exists()
+
+
 def test_sandbox_auto_without_a_sandbox_answers_with_a_loud_warning(failing_bwrap, sessions_dir):
     with OpenAIServer() as server:
         server.script([Reply(text=cell("FINAL('answered unsandboxed')"))])

@@ -34,6 +34,9 @@ BWRAP_ENV = "RLM_TUI_BWRAP"
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
 _NET_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates")
+_OWN_MOUNTS = {"--proc": "/proc", "--dev": "/dev", "--tmpfs": "/tmp"}
+"""The sandbox's own file systems: an ``--allow-read`` bind of one (or of a parent: ``/``)
+would cover it."""
 
 
 class SandboxUnavailable(UsageError):
@@ -99,7 +102,8 @@ def bwrap_argv(
     extra_files = _SYSTEM_FILES + (_NET_FILES if allow_net else ())
     for path in extra_files:
         args += ["--ro-bind-try", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for flag, path in _OWN_MOUNTS.items():
+        args += [flag, path]
     binds = [(p.resolve(), "--ro-bind") for p in (*python_paths(), *read_only)]
     binds.append((scratch.resolve(), "--bind"))
     # a parent after its child would hide the child: shallow paths first (sort is stable)
@@ -166,6 +170,12 @@ def resolve_sandbox(policy: SandboxPolicy) -> Sandbox:
     for path in policy.allow_read:
         if not path.exists():
             raise UsageError(f"--allow-read: no such file or directory: {path}")
+        covered = [own for own in _OWN_MOUNTS.values() if Path(own).is_relative_to(path.resolve())]
+        if covered:
+            raise UsageError(
+                f"--allow-read: {path} would cover the sandbox's own {covered[0]}; "
+                "name the directories inside it you want read"
+            )
     if policy.mode == "off":
         return Sandbox(False, "sandbox off: model-written code runs with your full rights", policy)
     problems = []
