@@ -352,19 +352,24 @@ async def test_the_sandbox_probe_runs_off_the_runs_event_loop(monkeypatch, sessi
     assert threads and threading.main_thread() not in threads
 
 
-def test_sandbox_require_without_a_sandbox_is_one_line_and_exit_2(failing_bwrap, tmp_path):
+def refused_run(cwd: Path, *flags: str) -> list[str]:
+    """``rlm-tui run FLAGS q`` that must end before the run does: its lines of stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "rlm_tui", "run", "--sandbox", "require", "q"],
+        [sys.executable, "-m", "rlm_tui", "run", *flags, "q"],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,
+        cwd=cwd,
     )
     assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
+    assert not (cwd / "sessions").exists()
+    return done.stderr.strip().splitlines()
+
+
+def test_sandbox_require_without_a_sandbox_is_one_line_and_exit_2(failing_bwrap, tmp_path):
+    lines = refused_run(tmp_path, "--sandbox", "require")
     assert len(lines) == 1 and lines[0].startswith("rlm-tui: error: --sandbox require"), lines
     assert "Permission denied" in lines[0]
-    assert not (tmp_path / "sessions").exists()
 
 
 @pytest.mark.parametrize(
@@ -375,20 +380,10 @@ def test_allow_read_of_what_would_cover_the_sandboxs_own_mounts_is_one_line_and_
 ):
     """A read-only bind of /tmp (or of /) over the sandbox's own /tmp stopped the template, as a
     kernel error after the run had started."""
-    done = subprocess.run(
-        [sys.executable, "-m", "rlm_tui", "run", "--allow-read", allowed, "q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert lines == [
+    assert refused_run(tmp_path, "--allow-read", allowed) == [
         f"rlm-tui: error: --allow-read: {allowed} would cover the sandbox's own {covered}; "
         "name the directories inside it you want read"
     ]
-    assert not (tmp_path / "sessions").exists()
 
 
 def test_sandbox_auto_without_a_sandbox_answers_with_a_loud_warning(failing_bwrap, sessions_dir):
