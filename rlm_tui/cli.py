@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rlm_tui import defaults, heap
+from rlm_tui import __version__, defaults, heap
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlm-tui",
         description="A terminal workbench for Recursive Language Models over Jupyter kernels.",
     )
+    parser.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
     parser.add_argument(  # `rlm-tui --sessions-dir X` is `rlm-tui tui --sessions-dir X`
         "--sessions-dir", dest="home_sessions_dir", type=Path, default=None, help=argparse.SUPPRESS
     )

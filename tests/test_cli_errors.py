@@ -79,3 +79,10 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path):
     errors = listing.stderr.read()
     listing.wait(timeout=60)
     assert errors == "" and listing.returncode == 0
+
+
+def test_version_is_the_packages():
+    from rlm_tui import __version__
+
+    done = cli("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"rlm-tui {__version__}\n", "")
