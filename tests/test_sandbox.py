@@ -261,14 +261,17 @@ async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tm
         (directory / "data.txt").write_text(f"in {directory.name}")
     one_file = tmp_path / "one file.txt"
     one_file.write_text("a file allowed alone")
-    policy = SandboxPolicy(allow_read=(allowed, one_file), allow_net=True)
+    link = tmp_path / "a link"  # allowed by a symlink's name: seen at that name
+    link.symlink_to(other)
+    policy = SandboxPolicy(allow_read=(allowed, one_file, link), allow_net=True)
     async with LocalKernelPool(size=0, sandbox=resolve_sandbox(policy)) as pool:
         kernel = await pool.acquire()
         await kernel.setup("0", None, "none")
         out: list[str] = []
         code = (
             f"print(open({str(one_file)!r}).read())\n"
-            f"try:\n    open({str(one_file)!r}, 'a')\nexcept OSError as exc:\n    print(exc.errno)"
+            f"try:\n    open({str(one_file)!r}, 'a')\nexcept OSError as exc:\n    print(exc.errno)\n"
+            f"print(open({str(link / 'data.txt')!r}).read())"
         )
         await kernel.execute(code, lambda _s, t: out.append(t))
         seen = await probe(
@@ -280,7 +283,7 @@ async def test_allow_read_opens_that_path_read_only_and_allow_net_the_network(tm
             PORT=tcp_port,
             HOST_PID=os.getpid(),
         )
-    assert "".join(out).split("\n")[:2] == ["a file allowed alone", str(errno.EROFS)]
+    assert "".join(out).split("\n")[:3] == ["a file allowed alone", str(errno.EROFS), "in other"]
     assert seen["home"] == ["ok", "in allowed dir"]
     assert seen["project"][0] == "refused"
     assert seen["write_outside"][0] == "refused" and not (allowed / "new.txt").exists()

@@ -104,11 +104,13 @@ def bwrap_argv(
         args += ["--ro-bind-try", path, path]
     for flag, path in _OWN_MOUNTS.items():
         args += [flag, path]
-    binds = [(p.resolve(), "--ro-bind") for p in (*python_paths(), *read_only)]
-    binds.append((scratch.resolve(), "--bind"))
+    # (what is bound, where): an --allow-read path where it was named, through its symlinks
+    binds = [(p.resolve(), p.resolve(), "--ro-bind") for p in python_paths()]
+    binds += [(p.resolve(), Path(os.path.abspath(p)), "--ro-bind") for p in read_only]
+    binds.append((scratch.resolve(), scratch.resolve(), "--bind"))
     # a parent after its child would hide the child: shallow paths first (sort is stable)
-    for bound, flag in sorted(binds, key=lambda b: len(b[0].parts)):
-        args += [flag, str(bound), str(bound)]
+    for source, where, flag in sorted(binds, key=lambda b: len(b[1].parts)):
+        args += [flag, str(source), str(where)]
     home = str(scratch)
     args += ["--chdir", home, "--setenv", "HOME", home, "--setenv", "TMPDIR", home]
     # ipykernel exits when its parent is pid 1, as bwrap's init is: bwrap watches the host
@@ -170,7 +172,8 @@ def resolve_sandbox(policy: SandboxPolicy) -> Sandbox:
     for path in policy.allow_read:
         if not path.exists():
             raise UsageError(f"--allow-read: no such file or directory: {path}")
-        covered = [own for own in _OWN_MOUNTS.values() if Path(own).is_relative_to(path.resolve())]
+        where = Path(os.path.abspath(path))  # where it is bound (bwrap_argv)
+        covered = [own for own in _OWN_MOUNTS.values() if Path(own).is_relative_to(where)]
         if covered:
             raise UsageError(
                 f"--allow-read: {path} would cover the sandbox's own {covered[0]}; "
