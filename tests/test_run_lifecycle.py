@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import tempfile
 from pathlib import Path
@@ -11,7 +12,8 @@ from scripted import ScriptedModel, cell
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import UsageError
-from rlm_tui.events import CellFinished, KernelEvent
+from rlm_tui.events import CellFinished, KernelEvent, RunStarted
+from rlm_tui.session.projection import RunView
 from rlm_tui.session.store import read_session
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,3 +62,26 @@ async def test_what_was_alive_before_a_run_is_out_of_the_collectors_sight(sessio
     frozen = gc.get_freeze_count()
     assert (await run.wait()).answer == 1
     assert frozen > 0 and not any(o is kept for o in gc.get_objects())
+
+
+async def test_a_pause_while_the_run_starts_is_told_after_run_started(sessions_dir: Path):
+    """A pause pressed while the run starts (the TUI's keys work meanwhile) holds its first
+    cell; its view, folded from the events, says paused, and the session still opens with
+    ``RunStarted`` (it said "running" over a paused run)."""
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=ScriptedModel({"q": [cell("FINAL(1)")]}),
+    )
+    events: list = []
+    run.subscribe(events.append)
+    run.pause()
+    await run.start()
+    while "0:1" not in run.control.pending:
+        await asyncio.sleep(0.01)
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    assert isinstance(events[0], RunStarted) and view.paused
+    run.resume()
+    assert (await run.wait()).status == "answered"
+    assert isinstance(read_session(run.session_dir).events[0], RunStarted)

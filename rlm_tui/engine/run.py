@@ -275,6 +275,9 @@ class Run:
         self._result: RunResult | None = None
         self._teardown: asyncio.Future[None] | None = None
         self._state: RunState = "running"
+        """The state the events last told (``RunStarted`` tells "running")."""
+        self._announced = False
+        """``RunStarted`` has gone out: changes of state are told from then on."""
         self._question = config.follow_up
 
     @property
@@ -422,6 +425,8 @@ class Run:
         )
         if sandbox is not None and sandbox.warning:
             self.emit(Notice(message=sandbox.warning))
+        self._announced = True
+        self._control_changed()  # paused while it started: its view would say running
 
     def _close_session(self) -> None:
         self.bus.close()
@@ -724,8 +729,10 @@ class Run:
         return decision
 
     def _control_changed(self) -> None:
+        """Tell the run's state when it changes. Before ``RunStarted`` there is no run to tell
+        of (a pause pressed while the run starts): ``_emit_started`` tells it right after."""
         state: RunState = "paused" if self.control.paused else "running"
-        if state != self._state:
+        if state != self._state and self._announced:
             self._state = state
             self.emit(RunStateChanged(state=state))
 

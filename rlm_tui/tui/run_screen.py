@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Static, Tab, Tabs, Tree
 
@@ -163,6 +164,8 @@ class RunScreen(Screen[None]):
         self._budget_stale = False
         self._ticks = 0
         """Half-CLOCK ticks so far: the odd ones move the agents' clocks, the even the run's."""
+        self._clock: Timer | None = None
+        """The half-CLOCK timer that calls ``_tick``."""
         self._budget_shown = 0.0
         self._info_shown: Text | None = None
         self._refresh_failed = False
@@ -200,7 +203,7 @@ class RunScreen(Screen[None]):
         else:
             for event in self._recorded:
                 self.view.apply(event)
-        self.set_interval(CLOCK / 2, self._tick)
+        self._clock = self.set_interval(CLOCK / 2, self._tick)
         self._apply_width(self.size.width)
         if self.run is not None:
             self._unsubscribe = self.run.subscribe(self._on_event)
