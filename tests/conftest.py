@@ -107,6 +107,25 @@ async def start_run():
             await run.wait()
 
 
+def cli(
+    *args: str,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``rlm-tui ARGS`` in a fresh interpreter, its output captured; ``env`` over this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_tui", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
+    )
+
+
 def start_cli_run(base_url: str, sessions_dir: Path, *extra: str) -> subprocess.Popen[str]:
     """`rlm-tui run` in a child process against a loopback server (stdin piped)."""
     return subprocess.Popen(

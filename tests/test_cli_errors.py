@@ -7,18 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
 
 
 @pytest.fixture

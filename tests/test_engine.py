@@ -6,12 +6,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import FRUITS_QUERY, NESTED_QUERY
+from conftest import FRUITS_QUERY, NESTED_QUERY, cli
 from scripted import ScriptedModel, cell
 
 from rlm_tui.engine.budget import Limits
@@ -28,16 +26,6 @@ from rlm_tui.events import (
 from rlm_tui.session.store import read_session
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_tui", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=120,
-    )
 
 
 def _check_r_counts(mapping: dict[str, int]) -> None:

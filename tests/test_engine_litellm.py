@@ -4,11 +4,10 @@ sub-agents two levels deep, streaming, retries, and the exit codes of provider f
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 from openai_server import OpenAIServer, Reply
 from scripted import cell
 
@@ -37,12 +36,6 @@ def trajectory(request: dict) -> Reply:
     query = messages[1]["content"].split("\n", 1)[0].removeprefix("Query: ")
     step = sum(1 for m in messages if m["role"] == "assistant")
     return Reply(text=SCRIPTS[query][min(step, len(SCRIPTS[query]) - 1)])
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_tui", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ kernels (``GET /api/kernels``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
+import conftest
 import pytest
 from conftest import (
     FRUITS_QUERY,
@@ -67,14 +67,7 @@ def gateway_config(gateway: LoopbackGateway, sessions_dir: Path, **options) -> R
     )
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={**os.environ, **(env or {})},
-    )
+cli = functools.partial(conftest.cli, timeout=150)
 
 
 async def test_a_context_streams_over_tcp_checked_by_size_and_hash(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import live_processes_with, start_cli_run, wait_for_session_text
+from conftest import cli, live_processes_with, start_cli_run, wait_for_session_text
 from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
 
@@ -357,13 +357,7 @@ async def test_the_sandbox_probe_runs_off_the_runs_event_loop(monkeypatch, sessi
 
 def refused_run(cwd: Path, *flags: str) -> list[str]:
     """``rlm-tui run FLAGS q`` that must end before the run does: its lines of stderr."""
-    done = subprocess.run(
-        [sys.executable, "-m", "rlm_tui", "run", *flags, "q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
+    done = cli("run", *flags, "q", cwd=cwd)
     assert done.returncode == 2, done.stderr
     assert not (cwd / "sessions").exists()
     return done.stderr.strip().splitlines()
