@@ -274,10 +274,8 @@ class Run:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._result: RunResult | None = None
         self._teardown: asyncio.Future[None] | None = None
-        self._state: RunState = "running"
-        """The state the events last told (``RunStarted`` tells "running")."""
-        self._announced = False
-        """``RunStarted`` has gone out: changes of state are told from then on."""
+        self._state: RunState | None = None
+        """The state the events last told: none before ``RunStarted``, which tells "running"."""
         self._question = config.follow_up
 
     @property
@@ -425,7 +423,7 @@ class Run:
         )
         if sandbox is not None and sandbox.warning:
             self.emit(Notice(message=sandbox.warning))
-        self._announced = True
+        self._state = "running"
         self._control_changed()  # paused while it started: its view would say running
 
     def _close_session(self) -> None:
@@ -732,7 +730,7 @@ class Run:
         """Tell the run's state when it changes. Before ``RunStarted`` there is no run to tell
         of (a pause pressed while the run starts): ``_emit_started`` tells it right after."""
         state: RunState = "paused" if self.control.paused else "running"
-        if state != self._state and self._announced:
+        if self._state is not None and state != self._state:
             self._state = state
             self.emit(RunStateChanged(state=state))
 

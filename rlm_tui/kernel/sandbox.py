@@ -106,7 +106,7 @@ def bwrap_argv(
         args += [flag, path]
     # (what is bound, where): an --allow-read path where it was named, through its symlinks
     binds = [(p.resolve(), p.resolve(), "--ro-bind") for p in python_paths()]
-    binds += [(p.resolve(), Path(os.path.abspath(p)), "--ro-bind") for p in read_only]
+    binds += [(p.resolve(), bound_at(p), "--ro-bind") for p in read_only]
     binds.append((scratch.resolve(), scratch.resolve(), "--bind"))
     # a parent after its child would hide the child: shallow paths first (sort is stable)
     for source, where, flag in sorted(binds, key=lambda b: len(b[1].parts)):
@@ -116,6 +116,12 @@ def bwrap_argv(
     # ipykernel exits when its parent is pid 1, as bwrap's init is: bwrap watches the host
     args += ["--unsetenv", "JPY_PARENT_PID"]
     return [*args, "--", *argv]
+
+
+def bound_at(allowed: Path) -> Path:
+    """Where an ``--allow-read`` path is bound in the sandbox: where it was named, its
+    symlinks not followed (its target is what is bound there)."""
+    return Path(os.path.abspath(allowed))
 
 
 @functools.cache
@@ -172,7 +178,7 @@ def resolve_sandbox(policy: SandboxPolicy) -> Sandbox:
     for path in policy.allow_read:
         if not path.exists():
             raise UsageError(f"--allow-read: no such file or directory: {path}")
-        where = Path(os.path.abspath(path))  # where it is bound (bwrap_argv)
+        where = bound_at(path)
         covered = [own for own in _OWN_MOUNTS.values() if Path(own).is_relative_to(where)]
         if covered:
             raise UsageError(
