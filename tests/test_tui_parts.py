@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import textwrap
 from pathlib import Path
@@ -366,6 +367,18 @@ async def test_budget_meter_shown_before_mount_appears_on_mount():
     async with app.run_test() as pilot:
         await pilot.pause()
         assert "model calls" in app.query_one(BudgetMeter).warning
+
+
+@pytest.mark.parametrize("passes", range(5))
+async def test_an_app_ending_while_the_budget_meter_mounts_ends_cleanly(passes):
+    """Its parts are gone before its Mount is handled: a query for them there raised."""
+    app = App[None]()
+    async with app.run_test():
+        app.mount(BudgetMeter())
+        for _ in range(passes):  # the end comes at each stage of the mount
+            await asyncio.sleep(0)
+        app.exit()
+    assert app.return_code == 0
 
 
 @pytest.mark.parametrize("theme", ["rlm-dark", "rlm-light"])

@@ -234,18 +234,20 @@ class BudgetMeter(Widget):
         """The rows last shown (for tests and for the app's status line)."""
 
     def compose(self) -> ComposeResult:
-        """Its parts are kept as they are made: an app that ends while this pane mounts has
-        already removed them (a query at mount would find nothing)."""
-        self._warning = BudgetWarning(id="budget-warning")
-        self._bars = BudgetBars(id="budget-bars")
-        self._caption_label = Static(
-            "tokens per step", id="budget-caption", classes="budget-caption"
-        )
-        self._spark: Sparkline = Sparkline([], id="budget-sparkline")
-        self._table = UsageTable(_AGENT_COLUMNS, id="budget-agents")
-        yield from (self._warning, self._bars, self._caption_label, self._spark, self._table)
+        yield BudgetWarning(id="budget-warning")
+        yield BudgetBars(id="budget-bars")
+        yield Static("tokens per step", id="budget-caption", classes="budget-caption")
+        yield Sparkline([], id="budget-sparkline")
+        yield UsageTable(_AGENT_COLUMNS, id="budget-agents")
 
     def on_mount(self) -> None:
+        if not self.is_attached:  # the app ended while this pane mounted: its parts are gone
+            return
+        self._bars = self.query_one(BudgetBars)
+        self._warning = self.query_one(BudgetWarning)
+        self._spark = self.query_one(Sparkline)
+        self._caption_label = self.query_one("#budget-caption", Static)
+        self._table = self.query_one(UsageTable)
         self._ready = True
         if self._pending is not None:
             self.show(*self._pending)
