@@ -134,13 +134,13 @@ def drop_capabilities() -> None:
     _check(_libc.capset(header, data), "capset")
 
 
-def own_pids(tmp_size_mb: int | None = None) -> None:
+def own_pids(tmp_size_mb: int | None) -> None:
     """Fork the kernel as pid 1 of a new PID namespace; this process stays outside as its
     keeper, returns only in the kernel, and otherwise ends as the kernel ended.
 
     The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one, takes
-    a /tmp of its own (``own_tmp``, of ``tmp_size_mb``), and enters one more user namespace so that a cell can undo
-    none of it."""
+    a /tmp of its own (``own_tmp``, of ``tmp_size_mb``), and enters one more user namespace so
+    that a cell can undo none of it."""
     _check(_libc.unshare(CLONE_NEWPID), "unshare")
     alive_r, alive_w = os.pipe()  # the keeper holds the write end while it lives
     kernel = os.fork()
@@ -175,7 +175,7 @@ def own_pids(tmp_size_mb: int | None = None) -> None:
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
 
 
-def own_tmp(size_mb: int | None = None) -> None:
+def own_tmp(size_mb: int | None) -> None:
     """A new tmpfs on /tmp (of ``size_mb``: the kernel's memory cap, whose count its pages
     escape; else half the memory, as the sandbox's own), with what the sandbox mounted under
     /tmp bound back at its path (the runtime root holding this kernel's directory,
