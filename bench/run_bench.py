@@ -27,8 +27,10 @@ SCRIPTS = [
     "bench_gateway.py",
     "bench_stream.py",
 ]
-SPEED_CHECK = "import time; t = time.perf_counter(); sum(i * i for i in range(2_000_000)); "
-SPEED_CHECK += "print((time.perf_counter() - t) * 1000)"
+SPEED_CHECK = (
+    "import time; t = time.perf_counter(); sum(i * i for i in range(2_000_000)); "
+    "print((time.perf_counter() - t) * 1000)"
+)
 """A fixed loop of pure Python: milliseconds on this machine's current phase."""
 
 TARGETS = {
