@@ -121,6 +121,20 @@ answer["content"] = "done"; answer["ready"] = True
     await pool.release(kernel)
 
 
+async def test_a_traceback_has_one_line_of_code_a_frame(pool):
+    """Python's own form, which a model reads in the fewest tokens: no lines around each
+    frame's, as IPython's default shows."""
+    kernel = await pool.acquire()
+    await kernel.setup("0", None, "none")
+    code = "def f():\n    unused = 1\n    return 1 / 0\n\nf()"
+    status, error, out = await run(kernel, code)
+    assert (status, error) == ("error", "ZeroDivisionError: division by zero")
+    assert out.startswith("Traceback (most recent call last):")
+    assert "line 3 in f\n    return 1 / 0" in out and "line 5\n    f()" in out
+    assert "unused" not in out and "\x1b" not in out
+    await pool.release(kernel)
+
+
 async def test_secrets_and_bridge_token_are_not_visible(monkeypatch, host):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")
