@@ -42,6 +42,11 @@ BAD = {
     "resume of an empty name": (["resume", ""], "not a session"),
     "resume of a pattern": (["resume", "*"], "not a session"),
     "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),
+    "replay of a directory that is no session": (["replay", "{tmp}/ctx"], "not a session"),
+    "export of a path that is not there": (
+        ["export", "{tmp}/none", "-o", "{tmp}/out.ipynb"],
+        "no such directory",
+    ),
 }
 
 
@@ -54,6 +59,13 @@ def test_bad_value_gets_one_line_and_exit_2(files: Path, args: list[str], words:
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert words in lines[0]
     assert not sessions.exists() or not any(sessions.iterdir()), "nothing was started"
+
+
+def test_a_sessions_dir_that_is_a_file(files: Path):
+    done = cli("run", "q", "--sessions-dir", str(files / "bad.json"), cwd=files)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "bad.json: not a directory" in done.stderr
+    assert (files / "bad.json").read_text() == '{"a": '
 
 
 def test_a_closed_pipe_is_no_traceback(tmp_path: Path):

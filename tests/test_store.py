@@ -65,3 +65,27 @@ def test_corrupt_middle_line_names_file_and_line(tmp_path):
 def test_unknown_session(tmp_path):
     with pytest.raises(SessionError, match="no session 'nope'"):
         find_session("nope", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("ref", "why"),
+    [
+        ("{tmp}", "not a session directory"),  # absolute: pathlib cannot glob it
+        ("{tmp}/missing", "no such directory"),
+        ("{tmp}/a-file", "not a session$"),
+        ("plain", "not a session directory"),  # a directory of the cwd, not an id
+    ],
+)
+def test_a_path_that_is_no_session(tmp_path, monkeypatch, ref, why):
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "plain").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SessionError, match=why):
+        find_session(ref.format(tmp=tmp_path), tmp_path / "sessions")
+
+
+def test_sessions_dir_that_is_a_file(tmp_path):
+    (tmp_path / "a-file").write_text("kept")
+    with pytest.raises(SessionError, match="a-file: not a directory"):
+        SessionWriter.create(tmp_path / "a-file", "s1")
+    assert (tmp_path / "a-file").read_text() == "kept"

@@ -50,6 +50,10 @@ class SessionWriter:
             sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.mkdir(mode=0o700, exist_ok=False)  # sessions can hold private context
         except FileExistsError:
+            if not sessions_dir.is_dir():  # a file of that name
+                raise SessionError(
+                    f"cannot create session in {sessions_dir}: not a directory"
+                ) from None
             raise SessionError(f"session directory already exists: {directory}") from None
         except OSError as exc:
             raise SessionError(f"cannot create session in {sessions_dir}: {exc.strerror}") from None
@@ -177,6 +181,8 @@ def find_session(ref: str, sessions_dir: Path | None = None) -> Path:
         return as_path
     if as_path.name == EVENTS_FILE and as_path.is_file():
         return as_path.parent
+    if os.sep in ref:  # a path, never an id: an id's prefix is matched in the sessions dir
+        raise SessionError(f"{ref}: {_not_a_session(as_path)}")
     base = sessions_dir or default_sessions_dir()
     if (base / ref / EVENTS_FILE).is_file():
         return base / ref
@@ -186,4 +192,12 @@ def find_session(ref: str, sessions_dir: Path | None = None) -> Path:
     if len(matches) > 1:
         names = ", ".join(p.name for p in matches[:5])
         raise SessionError(f"'{ref}' matches several sessions: {names}")
+    if as_path.is_dir():
+        raise SessionError(f"{ref}: {_not_a_session(as_path)}")
     raise SessionError(f"no session '{ref}' (looked in {base})")
+
+
+def _not_a_session(path: Path) -> str:
+    if path.is_dir():
+        return f"not a session directory (it has no {EVENTS_FILE})"
+    return "not a session (no such directory)" if not path.exists() else "not a session"
