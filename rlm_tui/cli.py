@@ -32,10 +32,19 @@ EXIT_BAD_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line and exits 2."""
+    """argparse that reports a bad flag in one line and exits 2, a command's under its own
+    name (argparse leaves a command's unknown flags to the top-level parser)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an RLM on QUERY. The context stays in the kernel as `context`.",
         epilog=f"Defaults for these flags can be set under run: in {config_file()}.",
     )
-    run.add_argument("query", help="the question or task")
+    # optional to argparse, required in _dispatch: so that an unknown flag is named first
+    run.add_argument("query", nargs="?", help="the question or task (required)")
     run.add_argument(
         "--context-file",
         "-c",
@@ -518,6 +528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
+        if "query" not in args:
+            prog = f"{parser.prog} run"
+            parser.exit(
+                EXIT_BAD_USAGE,
+                f"{prog}: error: the following arguments are required: query (see {prog} --help)\n",
+            )
         if args.tui:
             return _tui(config=run_config_from_args(args, args.query))
         return _run_cli(args)

@@ -84,6 +84,22 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path):
     assert errors == "" and listing.returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["run", "--bogus"], "rlm-tui run: error: unrecognized arguments: --bogus"),
+        (["run", "q", "--bogus"], "rlm-tui run: error: unrecognized arguments: --bogus"),
+        (["sessions", "-x"], "rlm-tui sessions: error: unrecognized arguments: -x"),
+        (["run"], "rlm-tui run: error: the following arguments are required: query"),
+    ],
+)
+def test_a_commands_bad_flag_is_named_first_and_by_the_command(args: list[str], line: str):
+    done = cli(*args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(line), done.stderr
+    assert done.stderr.strip().endswith(f"(see {' '.join(['rlm-tui', args[0]])} --help)")
+
+
 def test_version_is_the_packages():
     from rlm_tui import __version__
 
