@@ -33,6 +33,7 @@ from loopback import served  # noqa: E402
 from openai_server import Reply  # noqa: E402
 
 from rlm_tui.engine.run import Run, RunConfig  # noqa: E402
+from rlm_tui.kernel.base import ignore_output  # noqa: E402
 from rlm_tui.kernel.pool import LocalKernelPool  # noqa: E402
 from rlm_tui.models.litellm_model import LiteLLMModel  # noqa: E402
 
@@ -169,10 +170,16 @@ def memory_of(pid: int) -> tuple[float, float]:
     return fields["Rss"] / 1024, (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
 
 
+FAILING_CELL = "def total(rows):\n    return sum(r['n'] for r in rows)\n\ntotal([{'n': 1}, {}])"
+"""A cell whose error is two frames deep, as a model's often is."""
+
+
 async def kernels(samples: int = 40, gap: float = 0.2) -> dict[str, float]:
     """Kernel ready for its agent (acquire + setup), one agent every ``gap`` seconds, as agents
-    arrive while the reserve refills; a cold fork (no reserve); memory of 8 live kernels."""
-    ready, cold = [], []
+    arrive while the reserve refills; then each agent's first cell, one that raises (a model's
+    code often does, and each agent's kernel is fresh); a cold fork (no reserve); memory of 8
+    live kernels."""
+    ready, first_error, cold = [], [], []
     async with LocalKernelPool(size=2) as pool:
         await (await pool.acquire()).shutdown()  # the template is up
         for i in range(samples):
@@ -181,6 +188,9 @@ async def kernels(samples: int = 40, gap: float = 0.2) -> dict[str, float]:
             kernel = await pool.acquire()
             await kernel.setup(str(i), None, "none")
             ready.append(time.perf_counter() - started)
+            result = await kernel.execute(FAILING_CELL, ignore_output)
+            assert result.status == "error", result
+            first_error.append(result.duration)
             await pool.release(kernel)
         live = [await pool.acquire() for _ in range(8)]
         for kernel in live:
@@ -198,6 +208,7 @@ async def kernels(samples: int = 40, gap: float = 0.2) -> dict[str, float]:
     return {
         "kernel_ready_p50_ms": 1000 * statistics.median(ready),
         "kernel_ready_p99_ms": 1000 * ready[min(len(ready) - 1, round(0.99 * len(ready)))],
+        "kernel_first_error_cell_p50_ms": 1000 * statistics.median(first_error),
         "kernel_cold_fork_p50_ms": 1000 * statistics.median(cold),
         "kernel_rss_mb": statistics.median(m[0] for m in memory),
         "kernel_unique_mb": statistics.median(m[1] for m in memory),
