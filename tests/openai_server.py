@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
         owner = self.server.owner
-        owner.record(request, dict(self.headers), self.path)
+        owner.record(request, dict(self.headers), self.path, self.client_address)
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._json(404, {"error": {"message": "not found"}})
             return
@@ -201,6 +201,8 @@ class OpenAIServer:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         """What each request asked for: an absolute URL when this server is used as a proxy."""
+        self.clients: list[tuple[str, int]] = []
+        """Each request's client address: one per connection the client opened."""
 
     @property
     def base_url(self) -> str:
@@ -213,11 +215,14 @@ class OpenAIServer:
             else:
                 self._responder, self._replies = None, list(script)
 
-    def record(self, request: dict[str, Any], headers: dict[str, str], path: str) -> None:
+    def record(
+        self, request: dict[str, Any], headers: dict[str, str], path: str, client: tuple[str, int]
+    ) -> None:
         with self._lock:
             self.requests.append(request)
             self.headers.append(headers)
             self.paths.append(path)
+            self.clients.append(client)
 
     def next_reply(self, request: dict[str, Any]) -> Reply:
         with self._lock:

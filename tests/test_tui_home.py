@@ -142,6 +142,32 @@ async def test_a_litellm_run_paints_first_and_loads_litellm_in_a_worker(sessions
             assert app.screen.view.answer == "hi"
 
 
+async def test_the_next_run_reuses_the_models_connection(sessions_dir):
+    """A provider's connection (TCP, and TLS where there is one) is opened once for the runs of
+    the workbench, not for each."""
+    from openai_server import OpenAIServer, Reply
+
+    with OpenAIServer() as server:
+        server.script([Reply(text="```repl\nFINAL('hi')\n```")])
+        # whole replies: this server ends each stream by closing its connection
+        settings = {"model": "openai/test-model", "api_base": server.base_url, "stream": False}
+        config = RunConfig(query="first", sessions_dir=sessions_dir, **settings)
+        app = RlmApp(config=config, ui_config=UiConfig(run=settings), watch=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await until(pilot, lambda: app.screen.view.finished)
+            await pilot.press("f2")
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            app.screen.query_one("#query", Input).value = "second"
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run)
+            await until(pilot, lambda: app.screen.view.finished)
+            assert app.screen.view.answer == "hi" and app.screen.view.query == "second"
+        queries = [r["messages"][-1]["content"] for r in server.requests]
+        assert len(queries) == 2 and "second" in queries[1], queries
+        assert server.clients[0] == server.clients[1]  # one connection, kept
+
+
 async def test_the_form_sets_the_sandbox_and_refuses_a_bad_mode(sessions_dir):
     app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -29,7 +29,10 @@ from rlm_tui.models.registry import make_model
 
 
 class Models:
-    """The root model, the sub-agents' model, and any model a cell names in ``llm_query``."""
+    """The root model, the sub-agents' model, and any model a cell names in ``llm_query``.
+
+    Closed with the run are the models it made; one given to it is its maker's to close (the
+    workbench keeps its models, and their connections, from one run to the next)."""
 
     def __init__(
         self,
@@ -37,12 +40,13 @@ class Models:
         model: Model,
         sub_model: Model,
         sub_model_spec: str | None,
+        made: list[Model],
     ) -> None:
         self._make = make
         self.model = model
         self.sub_model = sub_model
         self._sub_spec = sub_model_spec
-        self._made: list[Model] = []
+        self._made = made
 
     @classmethod
     def build(
@@ -53,10 +57,16 @@ class Models:
         model: Model | None = None,
         sub_model: Model | None = None,
     ) -> Models:
-        model = model or make(spec)
+        made: list[Model] = []
+
+        def made_here(name: str) -> Model:
+            made.append(make(name))
+            return made[-1]
+
+        model = model or made_here(spec)
         if sub_model is None:
-            sub_model = make(sub_spec) if sub_spec and sub_spec != spec else model
-        return cls(make, model, sub_model, sub_spec)
+            sub_model = made_here(sub_spec) if sub_spec and sub_spec != spec else model
+        return cls(make, model, sub_model, sub_spec, made)
 
     def for_depth(self, depth: int) -> Model:
         return self.model if depth == 0 else self.sub_model
@@ -69,8 +79,7 @@ class Models:
         return model
 
     async def aclose(self) -> None:
-        models = {id(m): m for m in (self.model, self.sub_model, *self._made)}
-        for model in models.values():
+        for model in self._made:
             with contextlib.suppress(Exception):
                 await model.aclose()
 

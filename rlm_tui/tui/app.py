@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rlm_tui.engine.control import Breakpoints
     from rlm_tui.engine.run import Run, RunConfig
     from rlm_tui.events import Event
+    from rlm_tui.models.registry import KeptModels
 
 
 BINDING_MODULES = (
@@ -191,6 +192,8 @@ class RlmApp(App[None]):
         self._engine_ready = False
         """The engine and the run screen are imported (litellm too, if a run needs it)."""
         self._litellm_ready = False
+        self._kept_models: KeptModels | None = None
+        """The models of the runs started here, kept for the next (made with the first run)."""
 
     def on_mount(self) -> None:
         if self._config_problem:
@@ -291,12 +294,18 @@ class RlmApp(App[None]):
             self.call_after_refresh(self._prepare, config, breakpoints)
             return
         from rlm_tui.engine.run import Run
+        from rlm_tui.models.registry import KeptModels
         from rlm_tui.tui.run_screen import RunScreen
 
         if isinstance(self.screen, StartingScreen):
             self.pop_screen()
+        kept = self._kept_models = self._kept_models or KeptModels()
+        settings = (config.api_base, config.stream, config.request_timeout)
         try:
-            run = Run(config, breakpoints=breakpoints)
+            model, sub_model = (
+                kept.get(name, *settings) for name in (config.model, config.sub_model)
+            )
+            run = Run(config, model=model, sub_model=sub_model, breakpoints=breakpoints)
         except RlmError as exc:
             self.notify(str(exc), title="cannot start", severity="error")
             return
@@ -391,13 +400,14 @@ class RlmApp(App[None]):
 
     async def on_unmount(self) -> None:
         run = self.current_run
-        if run is None:
-            return
-        with contextlib.suppress(Exception):  # closing must not fail because the run did
-            if run.result is None:
-                run.stop("the app was closed")
-                await run.wait()
-            await run.closed()  # no kernel outlives the app
+        if run is not None:
+            with contextlib.suppress(Exception):  # closing must not fail because the run did
+                if run.result is None:
+                    run.stop("the app was closed")
+                    await run.wait()
+                await run.closed()  # no kernel outlives the app
+        if self._kept_models is not None:
+            await self._kept_models.aclose()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
