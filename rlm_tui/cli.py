@@ -128,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a session as a notebook or a report")
     export.add_argument("session", help="session id, id prefix, or directory")
-    export.add_argument("--format", choices=["ipynb", "md"], default="ipynb")
+    export.add_argument(
+        "--format",
+        choices=defaults.EXPORT_FORMATS,
+        help="default: md for an OUTPUT ending .md, else ipynb",
+    )
     export.add_argument("--output", "-o", type=Path, required=True, metavar="PATH")
     export.add_argument("--sessions-dir", type=Path, default=None)
 

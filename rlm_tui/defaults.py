@@ -21,3 +21,5 @@ DEMO_DELAY = 0.02
 """Seconds between the demo model's streamed pieces when a person watches (TUI demo)."""
 THEME = "rlm-dark"
 """The theme when the config file names none."""
+EXPORT_FORMATS = ("ipynb", "md")
+"""What ``rlm-tui export`` writes: a notebook, or a Markdown report."""

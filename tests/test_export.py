@@ -154,3 +154,29 @@ async def test_a_notebook_of_awaited_helpers_runs(sessions_dir, tmp_path):
             outcome = await kernel.execute(source, lambda _s, t: printed.append(t), timeout=30)
             assert outcome.status == "ok", (source, outcome.error)
     assert "FINAL: ['echo: a', 'echo: b', 'echo: c']" in "".join(printed)
+
+
+async def test_an_export_never_replaces_a_sessions_file_or_one_beside_its_output(
+    sessions_dir, tmp_path
+):
+    from scripted import ScriptedModel, cell
+
+    from rlm_tui.errors import UsageError
+    from rlm_tui.session.export import export
+
+    model = ScriptedModel({"q": [cell("FINAL('kept')")]})
+    session = (
+        await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    ).session_dir
+    events = (session / "events.jsonl").read_bytes()
+    for target in (session / "events.jsonl", session / "report.md"):
+        with pytest.raises(UsageError, match="will not write into a session's directory"):
+            export(session, None, target)
+    assert (session / "events.jsonl").read_bytes() == events
+    with pytest.raises(UsageError, match="not a file name"):
+        export(session, None, tmp_path)
+    (tmp_path / "out.md.partial").write_text("the user's")
+    output = export(session, None, tmp_path / "out.md")  # the format from its suffix
+    assert output.read_text().startswith("# rlm-tui session") and "kept" in output.read_text()
+    assert (tmp_path / "out.md.partial").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.glob("*out.md*")) == ["out.md", "out.md.partial"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from rlm_tui import defaults
 from rlm_tui.errors import UsageError
 from rlm_tui.redact import redact
 from rlm_tui.session.projection import AgentView, CellView, RunView, fold
-from rlm_tui.session.store import read_session
+from rlm_tui.session.store import EVENTS_FILE, read_session
 
 OUTPUT_IN_REPORT = 2000
 NOT_RUN = frozenset({"pending", "paused", "running", "cancelled", "stopped"})
@@ -246,21 +248,26 @@ def to_markdown(directory: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(directory: Path, fmt: str, output: Path) -> Path:
-    """Write the export; an existing file is only replaced once the new one is complete."""
-    if fmt == "ipynb":
-        text = nbformat.writes(to_notebook(directory))
-    elif fmt == "md":
-        text = to_markdown(directory)
-    else:
+def export(directory: Path, fmt: str | None, output: Path) -> Path:
+    """Write the export (``fmt``: by default the output's suffix, else a notebook); an existing
+    file is only replaced once the new one is complete, and never one of a session's."""
+    fmt = fmt or ("md" if output.suffix == ".md" else "ipynb")
+    if fmt not in defaults.EXPORT_FORMATS:
         raise UsageError(f"unknown export format '{fmt}' (use ipynb or md)")
-    partial = output.with_name(output.name + ".partial")
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(redact(text))
-        partial.replace(output)
+    if not output.name or output.name in (".", "..") or output.is_dir():
+        raise UsageError(f"cannot write {str(output) or repr('')}: not a file name")
+    if (output.resolve().parent / EVENTS_FILE).exists():
+        raise UsageError(f"will not write into a session's directory: {output.parent}")
+    text = nbformat.writes(to_notebook(directory)) if fmt == "ipynb" else to_markdown(directory)
+    try:  # a name of its own beside the output: no file of the user's is truncated
+        fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or ".")
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp's mode: 0600
+            f.write(redact(text))
+        os.replace(partial, output)
+    except OSError as exc:
+        Path(partial).unlink(missing_ok=True)
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     return output
