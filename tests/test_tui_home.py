@@ -31,7 +31,20 @@ async def test_start_a_run_from_the_form(sessions_dir):
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)  # a bad budget is a notification
-        assert any("could not convert" in n.message for n in app._notifications)
+        assert any("--max-time not a number" in n.message for n in app._notifications)
+        for field, bad, why in [
+            ("#max-time", "nan", "--max-time nan"),
+            ("#max-cost", "-1", "greater than 0"),
+            ("#max-depth", "-1", "greater than or equal to 0"),
+        ]:
+            app.screen.query_one("#max-time", Input).value = "60"
+            app.screen.query_one(field, Input).value = bad
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert isinstance(app.screen, HomeScreen), field  # refused, as the flag would be
+            last = list(app._notifications)[-1].message
+            assert why in last, last
+            app.screen.query_one(field, Input).value = ""
         app.screen.query_one("#max-time", Input).value = "60"
         await pilot.press("ctrl+r")
         await until(pilot, lambda: isinstance(app.screen, RunScreen))

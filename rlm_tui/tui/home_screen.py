@@ -220,14 +220,14 @@ class HomeScreen(Screen[None]):
             return self.query_one(f"#{name}", Input).value.strip()
 
         try:
-            limits = self.limits.model_copy(
-                update={
-                    "max_cost": float(value("max-cost")) if value("max-cost") else None,
-                    "max_calls": int(value("max-calls")) if value("max-calls") else None,
-                    "max_depth": int(value("max-depth") or defaults.MAX_DEPTH),
-                    "max_time": float(value("max-time")) if value("max-time") else None,
-                }
-            )
+            # as text: validated with the rest of the config, as the same flags are
+            limits = {
+                **self.limits.model_dump(),
+                "max_cost": value("max-cost") or None,
+                "max_calls": value("max-calls") or None,
+                "max_depth": value("max-depth") or defaults.MAX_DEPTH,
+                "max_time": value("max-time") or None,
+            }
             options: dict[str, Any] = dict(self.run_defaults)
             if self.sessions_dir:
                 options["sessions_dir"] = self.sessions_dir
