@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rlm-tui {__version__}")
     parser.add_argument(  # `rlm-tui --sessions-dir X` is `rlm-tui tui --sessions-dir X`
-        "--sessions-dir", dest="home_sessions_dir", type=Path, default=None, help=argparse.SUPPRESS
+        "--sessions-dir", dest="home_sessions_dir", type=_path, default=None, help=argparse.SUPPRESS
     )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
@@ -80,14 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tui", action="store_true", default=False, help="follow the run in the TUI")
 
     tui = commands.add_parser("tui", help="open the workbench (the default command)")
-    tui.add_argument("--sessions-dir", type=Path, default=None)
+    tui.add_argument("--sessions-dir", type=_path, default=None)
     tui.add_argument("--session", metavar="SESSION", help="open a saved session")
     add_sandbox_options(tui)  # the new-run form's defaults
 
     demo = commands.add_parser(
         "demo", help="open the workbench on the nested demo problem (offline demo model)"
     )
-    demo.add_argument("--sessions-dir", type=Path, default=None)
+    demo.add_argument("--sessions-dir", type=_path, default=None)
     demo.add_argument(
         "--delay",
         type=float,
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("session", help="session id, id prefix, or directory")
     fork.add_argument("--at", required=True, metavar="CELL", help="cell id, e.g. 0:2 or 0.1:1")
     fork.add_argument(
-        "--code-file", type=Path, default=None, help="run this code in place of that cell"
+        "--code-file", type=_path, default=None, help="run this code in place of that cell"
     )
     _add_continue_options(fork)
 
@@ -133,14 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=defaults.EXPORT_FORMATS,
         help="default: md for an OUTPUT ending .md, else ipynb",
     )
-    export.add_argument("--output", "-o", type=Path, required=True, metavar="PATH")
-    export.add_argument("--sessions-dir", type=Path, default=None)
+    export.add_argument("--output", "-o", type=_path, required=True, metavar="PATH")
+    export.add_argument("--sessions-dir", type=_path, default=None)
 
     importer = commands.add_parser(
         "import", help="turn a fast-rlm or official rlm (RLMLogger) JSONL log into a session"
     )
-    importer.add_argument("log", type=Path, help="the .jsonl log file")
-    importer.add_argument("--sessions-dir", type=Path, default=None)
+    importer.add_argument("log", type=_path, help="the .jsonl log file")
+    importer.add_argument("--sessions-dir", type=_path, default=None)
 
     replay = commands.add_parser("replay", help="play a session back in the TUI")
     replay.add_argument("session", help="session id, id prefix, or directory")
@@ -150,10 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="times the recorded pace (default 1; 0 shows it all at once)",
     )
-    replay.add_argument("--sessions-dir", type=Path, default=None)
+    replay.add_argument("--sessions-dir", type=_path, default=None)
 
     sessions = commands.add_parser("sessions", help="list saved sessions")
-    sessions.add_argument("--sessions-dir", type=Path, default=None)
+    sessions.add_argument("--sessions-dir", type=_path, default=None)
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
     return parser
 
@@ -196,7 +196,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output-schema",
-        type=Path,
+        type=_path,
         dest="output_schema_file",
         metavar="FILE",
         help="a JSON Schema the answer must match (checked in the kernel; a mismatch goes "
@@ -210,7 +210,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tools",
-        type=Path,
+        type=_path,
         dest="tools_path",
         metavar="FILE.py",
         help="a Python file whose public functions the model can call (they run on this host)",
@@ -260,7 +260,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sessions-dir",
-        type=Path,
+        type=_path,
         help=f"where sessions are saved (default {default_sessions_dir()})",
     )
     add_gateway_options(parser)
@@ -422,6 +422,13 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _path(text: str) -> Path:
+    """A path; an empty one is refused (``Path("")`` is the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def _positive_int(text: str) -> int:
     value = _parse(int, text)
     if value < 1:
@@ -469,6 +476,8 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
     elif context_file is not None:
         from rlm_tui.engine.context import context_from_file
 
+        if not context_file.strip():  # Path("") is the current directory
+            raise UsageError("--context-file: an empty path")
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
     given = settings_from_args(args)
     settings = run_defaults()  # the config file's run: defaults, then the flags over them
@@ -557,7 +566,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from rlm_tui.session.importers import import_log
 
         if not args.log.is_file():
-            raise UsageError(f"log file not found: {args.log}")
+            why = "not a regular file" if args.log.exists() else "not found"
+            raise UsageError(f"log file {why}: {args.log}")
         directory = import_log(args.log, args.sessions_dir)
         print(directory.name)
         return 0

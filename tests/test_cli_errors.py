@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "bad.yaml").write_text("a: [1,\n")
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{nope\n')
     (tmp_path / "bad.json").write_text('{"a": ')
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (tmp_path / "deep.yaml").write_text("- " * 3000 + "x\n")
+    os.mkfifo(tmp_path / "fifo")
     return tmp_path
 
 
@@ -39,6 +43,18 @@ BAD = {
         "not a URL",
     ),
     "import of a binary file": (["import", "{tmp}/binary.jsonl"], "not UTF-8"),
+    "context on a fifo": (["run", "q", "-c", "{tmp}/fifo"], "not a regular file"),
+    "context on a device": (["run", "q", "-c", "/dev/zero"], "not a regular file"),
+    "context of an empty path": (["run", "q", "-c", ""], "an empty path"),
+    "sessions dir of an empty path": (["sessions", "--sessions-dir", ""], "an empty path"),
+    "json context nested too deeply": (["run", "q", "-c", "{tmp}/deep.json"], "nested too deeply"),
+    "yaml context nested too deeply": (["run", "q", "-c", "{tmp}/deep.yaml"], "nested too deeply"),
+    "schema nested too deeply": (
+        ["run", "q", "--output-schema", "{tmp}/deep.json"],
+        "nested too deeply",
+    ),
+    "import nested too deeply": (["import", "{tmp}/deep.json"], "nested too deeply"),
+    "import of a fifo": (["import", "{tmp}/fifo"], "not a regular file"),
     "resume of an empty name": (["resume", ""], "not a session"),
     "resume of a pattern": (["resume", "*"], "not a session"),
     "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),

@@ -91,6 +91,7 @@ async def test_directory_context(pool, tmp_path):
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "HEAD").write_text("ref")
     (tmp_path / "blob.bin").write_bytes(b"\xff\xfe\x00")
+    os.mkfifo(tmp_path / "pipe")  # read, it would never end
     kernel = await pool.acquire()
     await kernel.setup("0", tmp_path, "dir")
     _, _, out = await run(kernel, "print(sorted(context.items()))")

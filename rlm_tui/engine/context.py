@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def context_from_file(path: Path) -> ContextSource:
         raise UsageError(f"context file not found: {path}")
     if path.is_dir():
         return _directory_source(path)
+    if not path.is_file():  # a FIFO or a device would be read forever
+        raise UsageError(f"context file is not a regular file: {path}")
     if not os.access(path, os.R_OK):
         raise UsageError(f"context file is not readable: {path}")
     kind = _KIND_BY_SUFFIX.get(path.suffix.lower(), "text")
@@ -78,9 +81,10 @@ def _check_structured(path: Path, kind: ContextKind) -> None:
                 for line, text in enumerate(f, 1):  # noqa: B007 - reported below
                     if text.strip():
                         json.loads(text)
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         where = f" (line {line})" if kind == "jsonl" else ""
-        reason = " ".join(str(exc).split())[:200]
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        reason = " ".join(str(reason).split())[:200]
         raise UsageError(
             f"context file {path} is not valid {kind.upper()}{where}: {reason}"
         ) from None
@@ -96,11 +100,14 @@ def _directory_source(path: Path) -> ContextSource:
         for name in files:
             file = Path(root, name)
             try:
-                chars += file.stat().st_size
+                status = file.stat()
             except OSError as exc:
                 raise UsageError(
                     f"context directory holds an unreadable file {file}: {exc.strerror}"
                 ) from None
+            if not stat.S_ISREG(status.st_mode):
+                continue  # a FIFO or a device: never read (the kernel skips it too)
+            chars += status.st_size
             names.append(str(file.relative_to(path)))
     preview = "\n".join(sorted(names)[:20])
     return ContextSource(path.resolve(), "dir", chars, preview)

@@ -31,8 +31,9 @@ class OutputSchema:
             schema = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise UsageError(f"cannot read the output schema {path}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise UsageError(f"the output schema {path} is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise UsageError(f"the output schema {path} is not JSON: {why}") from None
         return cls(checked(schema, str(path)))
 
     @classmethod

@@ -85,6 +85,8 @@ def _read_dir(top: str) -> dict[str, str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             full = os.path.join(root, name)
+            if not os.path.isfile(full):  # a FIFO or a device would be read forever
+                continue
             try:
                 with open(full, encoding="utf-8") as f:
                     out[os.path.relpath(full, top).replace(os.sep, "/")] = f.read()

@@ -66,6 +66,8 @@ def _parsed(path: Path, handle: Iterable[str]) -> Iterator[tuple[int, dict[str, 
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ImportError_(f"{path}:{number}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ImportError_(f"{path}:{number}: not JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise ImportError_(f"{path}:{number}: expected a JSON object")
         yield number, data
