@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sessions-dir", type=_path, default=None)
     demo.add_argument(
         "--delay",
-        type=float,
+        type=_non_negative_float,
         default=defaults.DEMO_DELAY,
         help=f"seconds between streamed pieces, so the run can be watched "
         f"(default {defaults.DEMO_DELAY})",
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed",
         type=_positive_float,
         default=1.0,
-        help="times the recorded pace (default 1; 0 shows it all at once)",
+        help="times the recorded pace (default 1; faster or slower with + and - while it plays)",
     )
     replay.add_argument("--sessions-dir", type=_path, default=None)
 
@@ -449,6 +449,13 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _parse(float, text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
     return value
 
 
@@ -768,9 +775,18 @@ def _list_sessions(args: argparse.Namespace) -> int:
     for s in sessions:
         print(
             f"{s.id}  {s.status:<11} {s.model:<16} {s.agents:>3} agents {s.cells:>4} cells  "
-            f"${s.cost:.4f}  {s.query[:60]}"
+            f"${s.cost:.4f}  {_one_line(s.query)[:60]}"
         )
     return 0
+
+
+def _one_line(text: str) -> str:
+    """A saved text for a terminal line: whitespace runs as one space, other control
+    characters escaped (a session's query could otherwise recolour the terminal)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode()
+        for c in " ".join(text.split())
+    )
 
 
 if __name__ == "__main__":

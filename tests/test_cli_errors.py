@@ -24,6 +24,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
     (tmp_path / "deep.yaml").write_text("- " * 3000 + "x\n")
     os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
     return tmp_path
 
 
@@ -55,6 +56,9 @@ BAD = {
     ),
     "import nested too deeply": (["import", "{tmp}/deep.json"], "nested too deeply"),
     "import of a fifo": (["import", "{tmp}/fifo"], "not a regular file"),
+    "tools that exit": (["run", "q", "--tools", "{tmp}/exits.py"], "SystemExit: 3"),
+    "demo delay -1": (["demo", "--delay", "-1"], "0 or more"),
+    "demo delay nan": (["demo", "--delay", "nan"], "finite"),
     "resume of an empty name": (["resume", ""], "not a session"),
     "resume of a pattern": (["resume", "*"], "not a session"),
     "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),
@@ -114,6 +118,16 @@ def test_a_commands_bad_flag_is_named_first_and_by_the_command(args: list[str], 
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(line), done.stderr
     assert done.stderr.strip().endswith(f"(see {' '.join(['rlm-tui', args[0]])} --help)")
+
+
+def test_the_session_list_shows_a_query_on_one_line_without_its_escapes(tmp_path: Path):
+    sessions = tmp_path / "sessions"
+    query = "evil \x1b[31mRED\x1b]0;title\x07 end\nsecond line"
+    assert cli("run", query, "--sessions-dir", str(sessions)).returncode == 0
+    listing = cli("sessions", "--sessions-dir", str(sessions))
+    assert listing.returncode == 0 and listing.stdout.count("\n") == 1, listing.stdout
+    assert "\x1b" not in listing.stdout and "\x07" not in listing.stdout
+    assert "evil \\x1b[31mRED" in listing.stdout and "end second" in listing.stdout
 
 
 def test_version_is_the_packages():

@@ -105,7 +105,7 @@ def load_tools(path: Path) -> Tools:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise UsageError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a sys.exit() there is no exit of rlm-tui
         raise UsageError(f"{path} failed to load: {type(exc).__name__}: {exc}") from None
     functions = [
         f
