@@ -436,6 +436,11 @@ async def test_quit_asks_while_the_run_is_live(sessions_dir):
         await until(pilot, lambda: "0:1" in run.control.pending)
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        # framed in the middle, the whole question on its lines (it was cut on one line)
+        dialog = pilot.app.screen.query_one("ConfirmScreen > Vertical")
+        assert dialog.region.x > 0 and dialog.region.right < 80 and dialog.region.y > 0
+        question = pilot.app.screen.query_one(".title")
+        assert question.size.height == 2 and question.size.width <= dialog.region.width
         await pilot.press("escape")
         await pilot.pause(0.2)
         assert isinstance(pilot.app.screen, RunScreen) and pilot.app.is_running

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.table import Table
 from rich.text import Text
@@ -20,23 +20,32 @@ from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
 from rlm_tui.engine.control import Breakpoints
 
-MODAL_CSS = """
-ModalScreen { align: center middle; }
-ModalScreen > Vertical {
-    width: 90%; max-width: 110; height: auto; max-height: 90%;
-    border: thick $primary; background: $panel; padding: 1 2;
-}
-ModalScreen .title { text-style: bold; margin-bottom: 1; }
-ModalScreen .buttons { height: auto; align: right middle; margin-top: 1; }
-ModalScreen Button { margin-left: 1; }
-ModalScreen TextArea { height: 20; }
-"""
+ResultT = TypeVar("ResultT")
 
 
-class EditCellScreen(ModalScreen[str | None]):
+class Modal(ModalScreen[ResultT]):
+    """The frame of every dialog here: centered, bordered, scrolled past 90% of the screen.
+
+    Its rules are its own DEFAULT_CSS: Textual scopes a screen's DEFAULT_CSS to that screen's
+    type, so rules naming ``ModalScreen`` in a subclass's never applied (every dialog was
+    drawn unframed in the top left corner)."""
+
+    DEFAULT_CSS = """
+    Modal { align: center middle; }
+    Modal > Vertical {
+        width: 90%; max-width: 110; height: auto; max-height: 90%;
+        border: thick $primary; background: $panel; padding: 1 2;
+    }
+    Modal .title { text-style: bold; margin-bottom: 1; width: 100%; }
+    Modal .buttons { height: auto; align: right middle; margin-top: 1; }
+    Modal Button { margin-left: 1; }
+    Modal TextArea { height: 20; }
+    """
+
+
+class EditCellScreen(Modal[str | None]):
     """Replace the code of the cell waiting at the gate; the kernel runs what is saved here."""
 
-    DEFAULT_CSS = MODAL_CSS
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="edit.save"),
         Binding("escape", "cancel", "Cancel", id="edit.cancel"),
@@ -91,10 +100,9 @@ class LaunchRequest:
     context: str | None
 
 
-class LaunchScreen(ModalScreen[LaunchRequest | None]):
+class LaunchScreen(Modal[LaunchRequest | None]):
     """Launch a sub-agent by hand under an agent; its answer is bound to a variable there."""
 
-    DEFAULT_CSS = MODAL_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="launch.cancel")]
 
     def __init__(
@@ -148,8 +156,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.dismiss(None)
 
 
-class BreakpointsScreen(ModalScreen[Breakpoints | None]):
-    DEFAULT_CSS = MODAL_CSS
+class BreakpointsScreen(Modal[Breakpoints | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="breakpoints.cancel")]
 
     def __init__(self, current: Breakpoints) -> None:
@@ -190,17 +197,14 @@ class BreakpointsScreen(ModalScreen[Breakpoints | None]):
         self.dismiss(None)
 
 
-class TextScreen(ModalScreen[None]):
+class TextScreen(Modal[None]):
     """A scrollable read-only text (help, the full answer)."""
 
-    DEFAULT_CSS = (
-        MODAL_CSS
-        + """
+    DEFAULT_CSS = """
     TextScreen > Vertical { height: 90%; }
     TextScreen VerticalScroll { height: 1fr; }
     TextScreen .title, TextScreen .hint { margin: 0; }
     """
-    )
     BINDINGS = [Binding("escape,q,f1", "close", "Close", id="text.close")]
 
     def __init__(self, title: str, body: Any) -> None:
@@ -221,10 +225,10 @@ class TextScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(Modal[bool]):
     """A yes/no question before something that cannot be undone (stop or quit a live run)."""
 
-    DEFAULT_CSS = MODAL_CSS + "ConfirmScreen > Vertical { max-width: 70; }"
+    DEFAULT_CSS = "ConfirmScreen > Vertical { max-width: 70; }"
     BINDINGS = [
         Binding("y,enter", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
