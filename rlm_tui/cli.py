@@ -508,7 +508,7 @@ def check_models(config: Any) -> None:
     from rlm_tui.models.registry import make_model
 
     for name in {config.model, config.sub_model} - {None}:
-        make_model(name, config.api_base)
+        make_model(name, config.api_base, sessions_dir=config.sessions_dir)
 
 
 def _named_inputs(given: list[str]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,6 +129,16 @@ def test_the_session_list_shows_a_query_on_one_line_without_its_escapes(tmp_path
     assert listing.returncode == 0 and listing.stdout.count("\n") == 1, listing.stdout
     assert "\x1b" not in listing.stdout and "\x07" not in listing.stdout
     assert "evil \\x1b[31mRED" in listing.stdout and "end second" in listing.stdout
+
+
+def test_a_replay_model_is_a_session_of_the_runs_sessions_dir(tmp_path: Path):
+    sessions = tmp_path / "sessions"
+    first = cli("run", "count r", "--sessions-dir", str(sessions), "--json")
+    assert first.returncode == 0, first.stderr
+    recorded = next(sessions.iterdir()).name
+    again = cli("run", "count r", "-m", f"replay:{recorded[:15]}", "--sessions-dir", str(sessions))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == json.loads(first.stdout)["answer"] + "\n"
 
 
 def test_version_is_the_packages():

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rlm_tui.engine.budget import Budget, Need
@@ -85,12 +86,15 @@ class Models:
 
 
 def model_maker(
-    api_base: str | None, delay: float, stream: bool, timeout: float
+    api_base: str | None, delay: float, stream: bool, timeout: float, sessions_dir: Path
 ) -> Callable[[str], Model]:
-    """Make models by name with the run's provider settings."""
+    """Make models by name with the run's provider settings (``replay:ID``: a session of the
+    run's sessions directory)."""
 
     def make(name: str) -> Model:
-        return make_model(name, api_base, delay=delay, stream=stream, timeout=timeout)
+        return make_model(
+            name, api_base, delay=delay, stream=stream, timeout=timeout, sessions_dir=sessions_dir
+        )
 
     return make
 

@@ -234,7 +234,11 @@ class Run:
         self.bus = EventBus(self.replay.last_seq)
         self.bus.writer = writer
         make = model_maker(
-            config.api_base, config.demo_delay, config.stream, config.request_timeout
+            config.api_base,
+            config.demo_delay,
+            config.stream,
+            config.request_timeout,
+            config.sessions_dir,
         )
         self.models = Models.build(config.model, config.sub_model, make, model, sub_model)
         self.budget = Budget(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from rlm_tui.models.base import Model
 
@@ -16,9 +17,10 @@ def make_model(
     delay: float = 0.0,
     stream: bool = True,
     timeout: float = 60.0,
+    sessions_dir: Path | None = None,
 ) -> Model:
-    """``demo``, ``replay:<session>``, or any litellm model name (name and key checked
-    without network)."""
+    """``demo``, ``replay:<session>`` (a session of ``sessions_dir``, or a path), or any
+    litellm model name (name and key checked without network)."""
     if name == DEMO:
         from rlm_tui.models.demo import DemoModel
 
@@ -26,7 +28,7 @@ def make_model(
     if name.startswith(REPLAY_PREFIX):
         from rlm_tui.models.replay import ReplayModel
 
-        return ReplayModel.from_session(name[len(REPLAY_PREFIX) :])
+        return ReplayModel.from_session(name[len(REPLAY_PREFIX) :], sessions_dir)
     from rlm_tui.models.litellm_model import LiteLLMModel, check_api_key, check_model_name
 
     check_model_name(name, api_base)

@@ -25,8 +25,8 @@ class ReplayModel:
         self._query_replies = query_replies
 
     @classmethod
-    def from_session(cls, ref: str) -> ReplayModel:
-        directory = find_session(ref)
+    def from_session(cls, ref: str, sessions_dir: Path | None = None) -> ReplayModel:
+        directory = find_session(ref, sessions_dir)
         return cls.from_directory(directory)
 
     @classmethod
