@@ -764,6 +764,12 @@ def _print_result(result: Any, as_json: bool) -> None:
 def _list_sessions(args: argparse.Namespace) -> int:
     from rlm_tui.session.catalog import list_sessions
 
+    if (
+        args.sessions_dir is not None
+        and args.sessions_dir.exists()
+        and not args.sessions_dir.is_dir()
+    ):
+        raise UsageError(f"--sessions-dir {args.sessions_dir}: not a directory")
     sessions = list_sessions(args.sessions_dir)
     if args.json:
         for entry in sessions:

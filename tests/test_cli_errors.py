@@ -82,8 +82,9 @@ def test_bad_value_gets_one_line_and_exit_2(files: Path, args: list[str], words:
     assert not sessions.exists() or not any(sessions.iterdir()), "nothing was started"
 
 
-def test_a_sessions_dir_that_is_a_file(files: Path):
-    done = cli("run", "q", "--sessions-dir", str(files / "bad.json"), cwd=files)
+@pytest.mark.parametrize("command", [["run", "q"], ["sessions"]])
+def test_a_sessions_dir_that_is_a_file(files: Path, command: list[str]):
+    done = cli(*command, "--sessions-dir", str(files / "bad.json"), cwd=files)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "bad.json: not a directory" in done.stderr
     assert (files / "bad.json").read_text() == '{"a": '
