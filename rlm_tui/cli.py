@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     name (argparse leaves a command's unknown flags to the top-level parser)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        _usage_exit(self.prog, message)
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -45,6 +45,12 @@ class _Parser(argparse.ArgumentParser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+
+def _usage_exit(prog: str, message: str) -> NoReturn:
+    """A bad command line: one line on stderr naming the command's help, exit 2."""
+    print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--context-file",
         "-c",
+        type=_non_empty,
         metavar="PATH",
         help="text, .json/.jsonl/.yaml, a directory, or - for stdin",
     )
@@ -422,11 +429,15 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _path(text: str) -> Path:
-    """A path; an empty one is refused (``Path("")`` is the current directory)."""
+def _non_empty(text: str) -> str:
+    """A path's text; an empty one is refused (``Path("")`` is the current directory)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path")
-    return Path(text)
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(_non_empty(text))
 
 
 def _positive_int(text: str) -> int:
@@ -483,8 +494,6 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
     elif context_file is not None:
         from rlm_tui.engine.context import context_from_file
 
-        if not context_file.strip():  # Path("") is the current directory
-            raise UsageError("--context-file: an empty path")
         context_from_file(Path(context_file))  # fail on a bad file before anything starts
     given = settings_from_args(args)
     settings = run_defaults()  # the config file's run: defaults, then the flags over them
@@ -549,11 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
         if "query" not in args:
-            prog = f"{parser.prog} run"
-            parser.exit(
-                EXIT_BAD_USAGE,
-                f"{prog}: error: the following arguments are required: query (see {prog} --help)\n",
-            )
+            _usage_exit(f"{parser.prog} run", "the following arguments are required: query")
         if args.tui:
             return _tui(config=run_config_from_args(args, args.query))
         return _run_cli(args)

@@ -266,8 +266,8 @@ def kernel_config() -> Any:
     config.HistoryManager.enabled = False  # no history database: nothing reads it
     # tracebacks as Python prints them, one line of code a frame, without colors (the host
     # strips them): what a model reads in the fewest tokens, and the cheapest to format (a
-    # kernel's first traceback took 61 ms in IPython's default, its later ones 11 ms; 20 and
-    # 1.5 ms so)
+    # kernel's first traceback took 61 ms in IPython's default, its later ones 11 ms; in this
+    # form 20 and 1.5 ms)
     config.InteractiveShell.xmode = "Plain"
     config.InteractiveShell.colors = "nocolor"
     config.IPKernelApp.outstream_class = "rlm_tui.kernel.outstream.QuickFlushStream"

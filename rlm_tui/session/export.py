@@ -253,14 +253,16 @@ def export(directory: Path, fmt: str | None, output: Path) -> Path:
     file is only replaced once the new one is complete, and never one of a session's."""
     fmt = fmt or ("md" if output.suffix == ".md" else "ipynb")
     if fmt not in defaults.EXPORT_FORMATS:
-        raise UsageError(f"unknown export format '{fmt}' (use ipynb or md)")
-    if not output.name or output.name in (".", "..") or output.is_dir():
-        raise UsageError(f"cannot write {str(output) or repr('')}: not a file name")
+        raise UsageError(
+            f"unknown export format '{fmt}' (use {' or '.join(defaults.EXPORT_FORMATS)})"
+        )
+    if not output.name or output.is_dir():
+        raise UsageError(f"cannot write {output}: not a file name")
     if (output.resolve().parent / EVENTS_FILE).exists():
         raise UsageError(f"will not write into a session's directory: {output.parent}")
     text = nbformat.writes(to_notebook(directory)) if fmt == "ipynb" else to_markdown(directory)
     try:  # a name of its own beside the output: no file of the user's is truncated
-        fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or ".")
+        fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     try:

@@ -24,7 +24,7 @@ ResultT = TypeVar("ResultT")
 
 
 class Modal(ModalScreen[ResultT]):
-    """The frame of every dialog here: centered, bordered, scrolled past 90% of the screen.
+    """The frame of every dialog here: centered, bordered, at most 90% of the screen high.
 
     Its rules are its own DEFAULT_CSS: Textual scopes a screen's DEFAULT_CSS to that screen's
     type, so rules naming ``ModalScreen`` in a subclass's never applied (every dialog was
