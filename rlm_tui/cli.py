@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import math
 import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -249,9 +251,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-limit",
         dest="memory_limit_mb",
-        type=_positive_int,
+        type=_memory_limit,
         metavar="MB",
-        help="address-space cap of each kernel (at least 64)",
+        help=f"address-space cap of each kernel (at least {defaults.MIN_MEMORY_LIMIT_MB})",
     )
     parser.add_argument(
         "--pool-size",
@@ -293,6 +295,7 @@ def add_gateway_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--bridge-host",
+        type=_host,
         metavar="ADDRESS",
         help="address of this machine the gateway's kernels reach for sub-calls "
         "(default 127.0.0.1, for a gateway on this machine)",
@@ -348,6 +351,7 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--kernel-env",
         action="append",
+        type=_set_variable,
         metavar="NAME",
         help="pass the environment variable NAME to the kernels (repeatable)",
     )
@@ -358,6 +362,29 @@ def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
     names = ("sandbox", "allow_read", "allow_net", "kernel_env")
     given = {name: getattr(args, name, None) for name in names}
     return {name: value for name, value in given.items() if value is not None}
+
+
+def _set_variable(name: str) -> str:
+    """A variable of this environment: passing one that is not set is a typo, not a choice."""
+    if not name or "=" in name or "\0" in name:
+        raise argparse.ArgumentTypeError(f"not a variable name: {name!r}")
+    if name not in os.environ:
+        raise argparse.ArgumentTypeError(f"{name} is not set in this environment")
+    return name
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _host(text: str) -> str:
+    """An IP address, or a host name whose last label is not a number (``999.1.1.1`` is a bad
+    address, not a name)."""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(text))
+    last = text.rstrip(".").rsplit(".", 1)[-1]
+    if len(text) > 253 or not _HOST_NAME.fullmatch(text) or last.isdigit():
+        raise argparse.ArgumentTypeError(f"not an IP address or host name: {text!r}")
+    return text
 
 
 def _absolute_path(text: str) -> Path:
@@ -440,18 +467,21 @@ def _path(text: str) -> Path:
     return Path(_non_empty(text))
 
 
-def _positive_int(text: str) -> int:
-    value = _parse(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``."""
+
+    def whole_number(text: str) -> int:
+        value = _parse(int, text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+
+    return whole_number
 
 
-def _non_negative_int(text: str) -> int:
-    value = _parse(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+_memory_limit = _int_at_least(defaults.MIN_MEMORY_LIMIT_MB)
 
 
 def _positive_float(text: str) -> float:
@@ -523,12 +553,16 @@ def check_models(config: Any) -> None:
 def _named_inputs(given: list[str]) -> dict[str, str]:
     """``--input NAME=FILE`` flags, each file checked like a context file."""
     from rlm_tui.engine.context import context_from_file
+    from rlm_tui.engine.tools import check_input_name
 
     inputs: dict[str, str] = {}
     for item in given:
         name, sep, file = item.partition("=")
-        if not sep or not name.isidentifier() or not file:
-            raise UsageError(f"--input takes NAME=FILE with NAME a Python name, got {item!r}")
+        if not sep or not file.strip():
+            raise UsageError(f"--input takes NAME=FILE, got {item!r}")
+        check_input_name(name)
+        if name in inputs:
+            raise UsageError(f"--input {name} is given twice")
         context_from_file(Path(file))
         inputs[name] = str(Path(file).resolve())
     return inputs

@@ -10,6 +10,8 @@ TRUNCATE = 2000
 POOL_SIZE = 2
 """Kernels kept warm for sub-agents."""
 CELL_TIMEOUT = 120.0
+MIN_MEMORY_LIMIT_MB = 64
+"""The smallest address-space cap a kernel starts under (Python with IPython needs ~50 MB)."""
 MAX_DEPTH = 3
 MAX_ITERATIONS = 20
 MAX_CONCURRENCY = 32

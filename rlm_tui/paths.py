@@ -33,3 +33,15 @@ def user_themes_dir() -> Path:
 def default_sessions_dir() -> Path:
     """``$RLM_TUI_SESSIONS``, else the platform's data dir for rlm-tui."""
     return Path(os.environ.get("RLM_TUI_SESSIONS") or user_data_path(APP) / "sessions")
+
+
+def make_private_dirs(path: Path) -> None:
+    """``mkdir -p`` whose every new directory is 0700 (``Path.mkdir`` makes the parents with
+    the umask's mode): the sessions dir and the dirs above it that rlm-tui made hold private
+    contexts. Directories that exist are left as they are."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)

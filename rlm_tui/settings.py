@@ -37,8 +37,10 @@ class UserConfig:
 def load_config(path: Path | None = None) -> UserConfig:
     """The config file's settings; defaults when there is no file; ``ConfigError`` if bad."""
     path = path or config_file()
-    if not path.is_file():
+    if not path.exists():
         return UserConfig()
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file")
     from rlm_tui.config_file_schema import ConfigFile
     from rlm_tui.yaml_file import read_yaml_model
 

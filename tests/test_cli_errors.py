@@ -26,12 +26,30 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "deep.yaml").write_text("- " * 3000 + "x\n")
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "ok.txt").write_text("an input\n")
     return tmp_path
 
 
 BAD = {
     "truncate below 100": (["run", "q", "--truncate", "5"], "--truncate"),
-    "memory limit below 64": (["run", "q", "--memory-limit", "10"], "--memory-limit"),
+    "memory limit below 64": (
+        ["run", "q", "--memory-limit", "10"],
+        "argument --memory-limit: must be at least 64",
+    ),
+    "an input named by a keyword": (["run", "q", "--input", "class={tmp}/ok.txt"], "'class'"),
+    "an input given twice": (
+        ["run", "q", "--input", "x={tmp}/ok.txt", "--input", "x={tmp}/ok.txt"],
+        "--input x is given twice",
+    ),
+    "kernel env of an empty name": (["run", "q", "--kernel-env", ""], "not a variable name"),
+    "kernel env that is not set": (
+        ["run", "q", "--kernel-env", "RLM_TUI_TEST_NEVER_SET"],
+        "RLM_TUI_TEST_NEVER_SET is not set",
+    ),
+    "bridge host that is no address": (
+        ["run", "q", "--kernel-gateway", "http://127.0.0.1:9", "--bridge-host", "999.1.1.1"],
+        "not an IP address or host name",
+    ),
     "cell timeout nan": (["run", "q", "--cell-timeout", "nan"], "finite"),
     "max cost nan": (["run", "q", "--max-cost", "nan"], "finite"),
     "max time inf": (["run", "q", "--max-time", "inf"], "finite"),
@@ -80,6 +98,19 @@ def test_bad_value_gets_one_line_and_exit_2(files: Path, args: list[str], words:
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert words in lines[0]
     assert not sessions.exists() or not any(sessions.iterdir()), "nothing was started"
+
+
+def test_a_config_file_that_is_a_directory(files: Path):
+    (files / "config" / "config.yaml").mkdir(parents=True)
+    done = cli(
+        "run",
+        "q",
+        "--sessions-dir",
+        str(files / "s"),
+        env={"RLM_TUI_CONFIG_DIR": str(files / "config")},
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "config.yaml: not a regular file" in done.stderr
 
 
 @pytest.mark.parametrize("command", [["run", "q"], ["sessions"]])

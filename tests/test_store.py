@@ -1,9 +1,11 @@
 """Session files: append-only, locked, torn tails tolerated, corruption reported by line."""
 
+import stat
+
 import pytest
 
 from rlm_tui.errors import SessionError
-from rlm_tui.events import Notice, RunStarted
+from rlm_tui.events import Notice, RunStarted, dump_event
 from rlm_tui.session.store import TORN_NOTICE, SessionWriter, find_session, read_session
 
 
@@ -82,6 +84,28 @@ def test_a_path_that_is_no_session(tmp_path, monkeypatch, ref, why):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SessionError, match=why):
         find_session(ref.format(tmp=tmp_path), tmp_path / "sessions")
+
+
+def test_the_repair_notice_comes_after_the_torn_lines_number(tmp_path):
+    writer = SessionWriter.create(tmp_path, "s1")
+    _start(writer)
+    writer.close()
+    line = dump_event(Notice(seq=40, message="cut short by the crash"))
+    with open(tmp_path / "s1" / "events.jsonl", "a") as f:
+        f.write(line[: line.index("cut")])
+    again = SessionWriter(tmp_path / "s1")
+    again.open()
+    again.close()
+    assert read_session(tmp_path / "s1").events[-1].seq == 41
+
+
+def test_sessions_dir_and_the_parents_it_makes_are_private(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o755)
+    SessionWriter.create(mine / "a" / "b", "s1").close()
+    made = [mine / "a", mine / "a" / "b", mine / "a" / "b" / "s1"]
+    assert [stat.S_IMODE(p.stat().st_mode) for p in made] == [0o700] * 3
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o755  # not rlm-tui's to change
 
 
 def test_sessions_dir_that_is_a_file(tmp_path):

@@ -34,7 +34,7 @@ from rlm_tui.engine.extract import extracted_value, extraction_messages
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
 from rlm_tui.engine.slots import KernelSlots, default_max_kernels
-from rlm_tui.engine.tools import RESERVED, Tools, load_tools
+from rlm_tui.engine.tools import Tools, check_input_name, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     AgentLaunched,
@@ -95,7 +95,7 @@ class RunConfig(BaseModel):
     """Where gateway kernels reach the bridge over TCP (default 127.0.0.1 for a loopback
     gateway; required for any other)."""
     cell_timeout: float | None = Field(defaults.CELL_TIMEOUT, gt=0, allow_inf_nan=False)
-    memory_limit_mb: int | None = Field(None, ge=64)
+    memory_limit_mb: int | None = Field(None, ge=defaults.MIN_MEMORY_LIMIT_MB)
     max_kernels: int | None = Field(None, ge=1)
     """Kernels held at once; past it sub-agents queue. None: from the memory available."""
     keep_output: int = Field(1_000_000, ge=1000)
@@ -450,8 +450,7 @@ class Run:
         for name, value in config.input_values.items():
             inputs[name] = context_from_value(value, directory / name)
         for name in inputs:
-            if not name.isidentifier() or name in RESERVED or name.startswith("_"):
-                raise UsageError(f"an input cannot be called {name!r}: use a free Python name")
+            check_input_name(name)
         return inputs
 
     async def wait(self) -> RunResult:

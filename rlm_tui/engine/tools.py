@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import keyword
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ RESERVED = {
     "answer",
 }
 """Names of the REPL contract a tool may not take."""
+
+
+def check_input_name(name: str) -> None:
+    """An input's variable: a public Python name that is not a keyword (``class = ...`` cannot
+    be assigned) and not one of the REPL contract's."""
+    if (
+        not name.isidentifier()
+        or keyword.iskeyword(name)
+        or name.startswith("_")
+        or name in RESERVED
+    ):
+        raise UsageError(f"an input cannot be called {name!r}: use a free Python name")
 
 
 @dataclass(frozen=True)

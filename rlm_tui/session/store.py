@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -22,12 +23,14 @@ from pydantic import ValidationError
 
 from rlm_tui.errors import SessionError
 from rlm_tui.events import FORMAT_VERSION, Event, Notice, RunStarted, dump_event, parse_event
-from rlm_tui.paths import default_sessions_dir
+from rlm_tui.paths import default_sessions_dir, make_private_dirs
 from rlm_tui.redact import redact
 
 EVENTS_FILE = "events.jsonl"
 TORN_NOTICE = "the line before this one was cut short by a crash and is ignored"
 LOCK_FILE = "lock"
+_SEQ = re.compile(r'"seq":\s*(\d+)')
+"""An event's number, found in a line cut short."""
 
 
 def new_session_id() -> str:
@@ -47,13 +50,11 @@ class SessionWriter:
     def create(cls, sessions_dir: Path, session_id: str | None = None) -> SessionWriter:
         directory = sessions_dir / (session_id or new_session_id())
         try:
-            sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(sessions_dir)
+            if not sessions_dir.is_dir():  # a file of that name
+                raise SessionError(f"cannot create session in {sessions_dir}: not a directory")
             directory.mkdir(mode=0o700, exist_ok=False)  # sessions can hold private context
         except FileExistsError:
-            if not sessions_dir.is_dir():  # a file of that name
-                raise SessionError(
-                    f"cannot create session in {sessions_dir}: not a directory"
-                ) from None
             raise SessionError(f"session directory already exists: {directory}") from None
         except OSError as exc:
             raise SessionError(f"cannot create session in {sessions_dir}: {exc.strerror}") from None
@@ -96,11 +97,15 @@ class SessionWriter:
             self.append(Notice(seq=self._last_seq() + 1, message=TORN_NOTICE))
 
     def _last_seq(self) -> int:
-        """The highest sequence number among the readable lines (a repair comes next)."""
+        """The highest sequence number in the file, the torn line's included (its event was
+        numbered before it was cut; the notice of the repair comes after it)."""
         last = 0
         for _number, line in iter_lines(self.path):
             with contextlib.suppress(ValueError, AttributeError):
                 last = max(last, int(json.loads(line).get("seq", 0)))
+                continue
+            if found := _SEQ.search(line):
+                last = max(last, int(found.group(1)))
         return last
 
     def append(self, event: Event) -> None:
