@@ -1,13 +1,15 @@
-"""The schema of the config file (``settings.UserConfig``'s fields), checked with pydantic."""
+"""The config file's check: ``UserConfig`` itself, validated by pydantic (imported only
+when there is a file)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import pydantic.dataclasses
+from pydantic import ConfigDict, ValidationError, field_validator
 
-from rlm_tui import defaults
 from rlm_tui.keymap import key_problem, normalize_keys
+from rlm_tui.user_config import UserConfig
 
 PER_RUN_FIELDS = frozenset(
     {"query", "context_file", "context_value", "session_id", "append_to", "save", "sessions_dir"}
@@ -16,13 +18,9 @@ PER_RUN_FIELDS = frozenset(
 directory is ``$RLM_TUI_SESSIONS`` or ``--sessions-dir``, so listing and saving agree)."""
 
 
-class ConfigFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    theme: str = defaults.THEME
-    keymap: dict[str, str] = Field(default_factory=dict)
-    editor: str | None = None
-    run: dict[str, Any] = Field(default_factory=dict)
+@pydantic.dataclasses.dataclass(config=ConfigDict(extra="forbid"))
+class ConfigFile(UserConfig):
+    """``UserConfig`` with each field checked: what a config file holds."""
 
     @field_validator("theme")
     @classmethod

@@ -8,30 +8,17 @@ in ``RunConfig`` and ``Limits``; this file only overrides them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from rlm_tui import defaults
 from rlm_tui.errors import UsageError
 from rlm_tui.paths import config_file
+from rlm_tui.user_config import UserConfig
 
 
 class ConfigError(UsageError):
     """A config file that cannot be used; the message names the file and the field."""
-
-
-@dataclass
-class UserConfig:
-    """The settings; a file's are checked by ``config_file_schema`` (pydantic and yaml are
-    imported only when there is a file: the app's first frame waits for what this imports)."""
-
-    theme: str = defaults.THEME
-    keymap: dict[str, str] = field(default_factory=dict)
-    """Binding id -> keys, e.g. {"run.pause": "ctrl+p,f5"}."""
-    editor: str | None = None
-    run: dict[str, Any] = field(default_factory=dict)
-    """RunConfig field -> default for new runs, validated by RunConfig itself."""
 
 
 def load_config(path: Path | None = None) -> UserConfig:
@@ -45,7 +32,7 @@ def load_config(path: Path | None = None) -> UserConfig:
     from rlm_tui.yaml_file import read_yaml_model
 
     checked = read_yaml_model(path, ConfigFile, ConfigError)
-    return UserConfig(**{name: getattr(checked, name) for name in ConfigFile.model_fields})
+    return UserConfig(**{f.name: getattr(checked, f.name) for f in dataclasses.fields(UserConfig)})
 
 
 def run_defaults() -> dict[str, Any]:

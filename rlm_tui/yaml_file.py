@@ -1,4 +1,5 @@
-"""Read a YAML file into a pydantic model; every failure is one line naming file and field."""
+"""Read a YAML file into a pydantic model or dataclass; every failure is one line naming file
+and field."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rlm_tui.errors import UsageError
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
+    from pydantic import ValidationError
     from yaml import YAMLError
 
-M = TypeVar("M", bound="BaseModel")
+M = TypeVar("M")
 
 
 def read_yaml_mapping(path: Path, error: type[UsageError]) -> dict[str, Any]:
@@ -36,11 +37,11 @@ def read_yaml_mapping(path: Path, error: type[UsageError]) -> dict[str, Any]:
 
 def read_yaml_model(path: Path, model: type[M], error: type[UsageError]) -> M:
     """Read a YAML mapping into ``model``; every failure is one line naming file and field."""
-    from pydantic import ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
     data = read_yaml_mapping(path, error)
     try:
-        return model.model_validate(data)
+        return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         raise error(f"{path}: {_validation_problem(exc)}") from None
 
@@ -56,7 +57,7 @@ def _validation_problem(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
     field = ".".join(str(part) for part in first["loc"]) or "(file)"
-    if first["type"] == "extra_forbidden":
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         message = "unknown field"
     elif first["type"] == "missing":
         message = "required field is missing"

@@ -24,7 +24,7 @@ from textual.dom import DOMNode
 from rlm_tui.keymap import key_problem, normalize_keys
 from rlm_tui.paths import config_file
 from rlm_tui.settings import ConfigError, load_config
-from rlm_tui.settings import UserConfig as UiConfig
+from rlm_tui.user_config import UserConfig as UiConfig
 
 __all__ = ["ConfigError", "UiConfig", "apply_keymap", "load_config", "save_theme"]
 
