@@ -33,8 +33,19 @@ async def arun(
     is told it, the kernel checks it, and ``result.answer`` is of that type.
     ``tools=[f, ...]`` are functions the model can call from its kernel (run on this host).
     ``inputs={"name": value}`` become more kernel variables beside ``context``.
-    Other keyword options are ``RunConfig`` fields (``truncate``, ``cell_timeout``, ...).
+    Other keyword options are ``RunConfig`` fields (``truncate``, ``cell_timeout``, ...) and
+    ``Limits`` fields (``max_calls``, ``max_cost``, ...: over those of ``limits``); any other
+    is a ``TypeError``, as a misspelled budget must not run unbounded.
     """
+    limit_options = {
+        name: options.pop(name) for name in list(options) if name in Limits.model_fields
+    }
+    unknown = sorted(set(options) - set(RunConfig.model_fields))
+    if unknown:
+        raise TypeError(f"arun() got unexpected keyword arguments: {', '.join(unknown)}")
+    if limit_options:
+        given = limits.model_dump(exclude_unset=True) if limits is not None else {}
+        limits = Limits.model_validate({**given, **limit_options})
     if inputs:
         options["input_values"] = dict(inputs)
     schema = OutputSchema.from_type(output_type) if output_type is not None else None
@@ -58,5 +69,14 @@ async def arun(
 
 
 def run(query: str, context: Any = None, **kwargs: Any) -> RunResult:
-    """Blocking form of ``arun`` for scripts and notebooks without a running loop."""
-    return asyncio.run(arun(query, context, **kwargs))
+    """Blocking form of ``arun`` for scripts; where a loop runs already (a notebook, an async
+    program), ``await rlm_tui.arun(...)``. Ctrl-C saves the session, then raises
+    ``KeyboardInterrupt``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(query, context, **kwargs))
+    raise RuntimeError(
+        "rlm_tui.run() cannot run inside a running event loop (a notebook, an async program): "
+        "use `await rlm_tui.arun(...)`"
+    )

@@ -553,14 +553,14 @@ def check_models(config: Any) -> None:
 def _named_inputs(given: list[str]) -> dict[str, str]:
     """``--input NAME=FILE`` flags, each file checked like a context file."""
     from rlm_tui.engine.context import context_from_file
-    from rlm_tui.engine.tools import check_input_name
+    from rlm_tui.engine.tools import check_free_name
 
     inputs: dict[str, str] = {}
     for item in given:
         name, sep, file = item.partition("=")
         if not sep or not file.strip():
             raise UsageError(f"--input takes NAME=FILE, got {item!r}")
-        check_input_name(name)
+        check_free_name(name)
         if name in inputs:
             raise UsageError(f"--input {name} is given twice")
         context_from_file(Path(file))

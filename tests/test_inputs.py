@@ -48,7 +48,7 @@ async def test_inputs_are_kernel_variables_the_model_is_told_about(tmp_path: Pat
     ("flag", "message"),
     [
         ("notes", "--input takes NAME=FILE"),
-        ("1x=a.txt", "--input takes NAME=FILE"),
+        ("1x=a.txt", "cannot be called '1x'"),
         ("notes=missing.txt", "not found"),
     ],
 )

@@ -11,10 +11,11 @@ from scripted import ScriptedModel, cell, until
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui.errors import UsageError
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
-from rlm_tui.tui.modals import ConfirmScreen, EditCellScreen
+from rlm_tui.tui.modals import ConfirmScreen, EditCellScreen, LaunchScreen
 from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.wait_list import WaitList
 
@@ -29,6 +30,15 @@ def App(run: Run) -> RlmApp:
 def screen(pilot) -> RunScreen:
     assert isinstance(pilot.app.screen, RunScreen)
     return pilot.app.screen
+
+
+def held_at_each_cell(model: ScriptedModel, sessions_dir: Path) -> Run:
+    """A run of ``model`` for the query "q" that waits before each of its cells."""
+    return Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=model,
+        breakpoints=Breakpoints(every_cell=True),
+    )
 
 
 async def test_demo_run_completes_with_three_sub_agents(sessions_dir):
@@ -78,11 +88,7 @@ async def test_step_and_skip(sessions_dir):
     model = ScriptedModel(
         {"q": [cell("a = 1") + cell("a = 2") + cell("b = a * 10"), cell("FINAL_VAR('b')")]}
     )
-    run = Run(
-        RunConfig(query="q", sessions_dir=sessions_dir),
-        model=model,
-        breakpoints=Breakpoints(every_cell=True),
-    )
+    run = held_at_each_cell(model, sessions_dir)
     async with App(run).run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "0:1" in run.control.pending)
         await pilot.press("s")
@@ -97,6 +103,26 @@ async def test_step_and_skip(sessions_dir):
         assert screen(pilot).view.answer == 10
 
 
+@pytest.mark.parametrize("var", ["FINAL_VAR", "llm_query", "class", "_private", "a b"])
+async def test_a_hand_launched_answer_cannot_take_a_name_of_the_repl(sessions_dir, var):
+    model = ScriptedModel({"q": [cell("x = 1"), cell("FINAL('unchanged')")]})
+    run = held_at_each_cell(model, sessions_dir)
+    async with App(run).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen))
+        pilot.app.screen.query_one("#prompt").value = "make a zoo"
+        pilot.app.screen.query_one("#var").value = var
+        await pilot.click("#launch")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, LaunchScreen), "the form stays, to fix the name"
+        assert set(run.agents) == {"0"}
+        with pytest.raises(UsageError, match="cannot be called"):
+            run.launch_subagent("0", "make a zoo", var=var)
+        assert set(run.agents) == {"0"}
+        run.stop("done")
+
+
 async def test_launch_sub_agent_by_hand(sessions_dir):
     model = ScriptedModel(
         {
@@ -104,11 +130,7 @@ async def test_launch_sub_agent_by_hand(sessions_dir):
             "make a zoo": [cell("FINAL({'lion': 0, 'tiger': 1})")],
         }
     )
-    run = Run(
-        RunConfig(query="q", sessions_dir=sessions_dir),
-        model=model,
-        breakpoints=Breakpoints(every_cell=True),
-    )
+    run = held_at_each_cell(model, sessions_dir)
     async with App(run).run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "0:1" in run.control.pending)
         await pilot.press("l")
@@ -318,11 +340,7 @@ async def test_launch_with_the_context_browsers_marked_lines_as_context(sessions
 
 async def test_a_remapped_key_drives_the_run(sessions_dir):
     model = ScriptedModel({"q": [cell("a = 1") + cell("b = a + 1"), cell("FINAL_VAR('b')")]})
-    run = Run(
-        RunConfig(query="q", sessions_dir=sessions_dir),
-        model=model,
-        breakpoints=Breakpoints(every_cell=True),
-    )
+    run = held_at_each_cell(model, sessions_dir)
     app = RlmApp(run=run, ui_config=UiConfig(keymap={"run.step": "n"}), watch=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "0:1" in run.control.pending)

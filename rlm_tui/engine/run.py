@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlm_tui import defaults, heap
 from rlm_tui.engine.agent import Agent, AgentSettings
@@ -34,7 +34,7 @@ from rlm_tui.engine.extract import extracted_value, extraction_messages
 from rlm_tui.engine.recording import RecordedCell, Recording
 from rlm_tui.engine.replay import Replay
 from rlm_tui.engine.slots import KernelSlots, default_max_kernels
-from rlm_tui.engine.tools import Tools, check_input_name, load_tools
+from rlm_tui.engine.tools import Tools, check_free_name, load_tools
 from rlm_tui.errors import BudgetExceeded, KernelError, RlmError, RunStopped, UsageError
 from rlm_tui.events import (
     AgentLaunched,
@@ -131,6 +131,20 @@ class RunConfig(BaseModel):
     allow_net: bool = False
     kernel_env: list[str] = Field(default_factory=list)
     """Host environment variables passed to the kernels by name (beyond the allowlist)."""
+
+    @model_validator(mode="after")
+    def _one_context(self) -> RunConfig:
+        if self.context_file is not None and self.context_value is not None:
+            raise ValueError("the context is given twice: as a value and as a file")
+        return self
+
+    @field_validator("session_id")
+    @classmethod
+    def _plain_session_id(cls, value: str | None) -> str | None:
+        """A session's directory is named by its id, inside the sessions directory."""
+        if value is not None and (not value.strip() or value in (".", "..") or "/" in value):
+            raise ValueError(f"a session id is a plain name, not {value!r}")
+        return value
 
     def sandbox_policy(self) -> SandboxPolicy:
         return SandboxPolicy(self.sandbox, tuple(self.allow_read), self.allow_net)
@@ -450,7 +464,7 @@ class Run:
         for name, value in config.input_values.items():
             inputs[name] = context_from_value(value, directory / name)
         for name in inputs:
-            check_input_name(name)
+            check_free_name(name)
         return inputs
 
     async def wait(self) -> RunResult:
@@ -475,6 +489,11 @@ class Run:
         # the answer is out; kernels are torn down after it, to the end even if this is cancelled
         self._teardown = asyncio.ensure_future(self._services.aclose())
         await asyncio.shield(self._teardown)
+        waiter = asyncio.current_task()
+        if waiter is not None and waiter.cancelling():
+            # the waiter itself was cancelled (Ctrl-C of ``asyncio.run``, a timeout around it):
+            # the session is saved; the cancel goes on to whoever asked for it
+            raise asyncio.CancelledError
         return self._result
 
     async def closed(self) -> None:
@@ -770,8 +789,7 @@ class Run:
     ) -> asyncio.Task[Value]:
         """Start a sub-agent by hand; its answer is bound as ``var`` in the parent's kernel."""
         parent = self.agent(parent_id)
-        if not var.isidentifier():
-            raise UsageError(f"'{var}' is not a valid Python variable name")
+        check_free_name(var, "the answer's variable")
         if parent.status != "running":  # its kernel may still be coming: bind waits for it
             raise UsageError(f"agent {parent_id} is not running")
         value = None if context is None else Value.from_host(context)

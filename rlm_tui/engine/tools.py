@@ -38,16 +38,18 @@ RESERVED = {
 """Names of the REPL contract a tool may not take."""
 
 
-def check_input_name(name: str) -> None:
-    """An input's variable: a public Python name that is not a keyword (``class = ...`` cannot
-    be assigned) and not one of the REPL contract's."""
+def check_free_name(name: str, what: str = "an input") -> None:
+    """A variable of the kernel the user names (an input, a hand-launched sub-agent's answer):
+    a public Python name that is not a keyword (``class = ...`` cannot be assigned) and not
+    one of the REPL contract's (bound over ``FINAL_VAR``, the answer breaks every ``FINAL_VAR``
+    after it)."""
     if (
         not name.isidentifier()
         or keyword.iskeyword(name)
         or name.startswith("_")
         or name in RESERVED
     ):
-        raise UsageError(f"an input cannot be called {name!r}: use a free Python name")
+        raise UsageError(f"{what} cannot be called {name!r}: use a free Python name")
 
 
 @dataclass(frozen=True)

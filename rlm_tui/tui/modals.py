@@ -19,6 +19,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
 from rlm_tui.engine.control import Breakpoints
+from rlm_tui.engine.tools import check_free_name
+from rlm_tui.errors import UsageError
 
 ResultT = TypeVar("ResultT")
 
@@ -146,8 +148,10 @@ class LaunchScreen(Modal[LaunchRequest | None]):
         if not prompt:
             self.notify("the sub-agent needs a prompt", severity="warning")
             return
-        if not var.isidentifier():
-            self.notify(f"'{var}' is not a Python variable name", severity="warning")
+        try:
+            check_free_name(var, "the answer's variable")
+        except UsageError as exc:
+            self.notify(str(exc), severity="warning")
             return
         use = self.query_one("#use-selection", Checkbox).value
         self.dismiss(LaunchRequest(self.parent_id, prompt, var, self.selection if use else None))

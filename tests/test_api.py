@@ -1,0 +1,98 @@
+"""The Python API as a script or a notebook uses it: what it refuses, and how it ends on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import wait_for_session_text
+
+import rlm_tui
+from rlm_tui.events import RunFinished
+from rlm_tui.session.store import read_session
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_an_unknown_keyword_is_a_type_error_and_nothing_runs(sessions_dir: Path) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword arguments: cell_timout"):
+        rlm_tui.run("q", sessions_dir=sessions_dir, cell_timout=5)
+    assert not any(sessions_dir.iterdir())
+
+
+def test_budget_keywords_hold_like_limits(sessions_dir: Path) -> None:
+    result = rlm_tui.run("q", sessions_dir=sessions_dir, max_calls=1)
+    assert result.status == "budget" and result.usage.calls == 1
+    both = rlm_tui.run(
+        "q", sessions_dir=sessions_dir, limits=rlm_tui.Limits(max_depth=0), max_calls=1
+    )
+    assert both.status == "budget" and both.usage.calls == 1
+    recorded = read_session(both.session_dir).events[0].settings["limits"]
+    assert recorded["max_depth"] == 0 and recorded["max_calls"] == 1
+
+
+def test_a_context_given_twice_is_refused(sessions_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "context.txt").write_text("from the file")
+    with pytest.raises(ValueError, match="context is given twice"):
+        rlm_tui.run(
+            "q", "a value", context_file=tmp_path / "context.txt", sessions_dir=sessions_dir
+        )
+
+
+def test_a_session_id_cannot_leave_the_sessions_dir(sessions_dir: Path) -> None:
+    with pytest.raises(ValueError, match="plain name"):
+        rlm_tui.run("q", sessions_dir=sessions_dir, session_id="../escaped")
+    assert not (sessions_dir.parent / "escaped").exists()
+
+
+async def test_run_inside_a_running_loop_says_to_await_arun(sessions_dir: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"await rlm_tui\.arun"):
+        rlm_tui.run("q", sessions_dir=sessions_dir)
+    result = await rlm_tui.arun("q", sessions_dir=sessions_dir)
+    assert result.status == "answered"
+
+
+def test_ctrl_c_of_a_script_saves_the_session_then_raises_keyboard_interrupt(
+    sessions_dir: Path,
+) -> None:
+    script = (
+        "import sys, rlm_tui\n"
+        "for _ in range(3):\n"  # a batch: Ctrl-C must end it, not only the current run
+        "    rlm_tui.run('q', sessions_dir=sys.argv[1], demo_delay=2.0)\n"
+        "    print('next run')\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(sessions_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    session = wait_for_session_text(sessions_dir, '"model_request"')
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGINT, stderr
+    assert "KeyboardInterrupt" in stderr and "next run" not in stdout
+    events = read_session(session).events
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped"
+    assert len(list(sessions_dir.iterdir())) == 1
+
+
+def test_a_cancelled_waiter_gets_the_cancel_and_the_run_is_saved(sessions_dir: Path) -> None:
+    async def main() -> Path:
+        run = rlm_tui.Run(rlm_tui.RunConfig(query="q", sessions_dir=sessions_dir, demo_delay=2.0))
+        task = asyncio.ensure_future(run.execute())
+        while run.session_dir is None or not run.agents:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert run.session_dir is not None
+        return run.session_dir
+
+    session = asyncio.run(main())
+    events = read_session(session).events
+    assert isinstance(events[-1], RunFinished) and events[-1].status == "stopped"
