@@ -136,6 +136,9 @@ class RunStarted(_Event):
     """Named inputs besides ``context``: variable name -> the file it was loaded from."""
     sandbox: SandboxInfo | None = None
     """None in sessions recorded before the sandbox existed."""
+    imported_from: str | None = None
+    """The peer's log this session was imported from (``rlm-tui import``): a record to read,
+    with no context or kernel to go on from."""
 
 
 class RunStateChanged(_Event):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rlm_tui.engine.resume import ask_run, fork_run, resume_run
 from rlm_tui.errors import SessionError
 from rlm_tui.events import AgentStarted, CellFinished, RunFinished
 from rlm_tui.session.importers import import_log
@@ -235,3 +236,29 @@ def test_import_cli(tmp_path, sessions_dir):
         timeout=60,
     )
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    "go_on",
+    [
+        lambda session: resume_run(session, model="demo"),
+        lambda session: fork_run(session, "0:1"),
+        lambda session: ask_run(session, "and then?"),
+    ],
+    ids=["resume", "fork", "ask"],
+)
+def test_an_imported_session_is_not_gone_on_from(tmp_path, sessions_dir, go_on):
+    log = write(
+        tmp_path / "run.jsonl",
+        [
+            _fast("root", None, 0, 1, "code_generated", 1, code="x = 1", usage=USAGE),
+            _fast("root", None, 0, 1, "execution_result", 2, output=""),
+            _fast("root", None, 0, 2, "final_result", 3, result="ok"),
+        ],
+    )
+    session = import_log(log, sessions_dir)
+    record = (session / "events.jsonl").read_text()
+    with pytest.raises(SessionError, match="was imported from .*run.jsonl"):
+        go_on(session)
+    assert (session / "events.jsonl").read_text() == record
+    assert list(sessions_dir.iterdir()) == [session]

@@ -18,7 +18,7 @@ from scripted import cell
 from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.resume import fork_run, resume_run
 from rlm_tui.engine.run import Run, RunConfig
-from rlm_tui.errors import SessionError
+from rlm_tui.errors import SessionError, UsageError
 from rlm_tui.events import CellFinished, RunFinished
 from rlm_tui.session.store import read_session
 
@@ -96,6 +96,20 @@ async def test_fork_from_cell_2_with_an_edited_cell_diverges(server, sessions_di
         fork_run(original.session_dir, "9:9")
     with pytest.raises(SessionError, match="already answered"):
         resume_run(original.session_dir)
+
+
+async def test_a_fork_that_cannot_start_leaves_no_session(server, sessions_dir):
+    original = await Run(config(server, sessions_dir)).execute()
+    with pytest.raises(UsageError, match="--truncate 50"):
+        fork_run(original.session_dir, "0:2", truncate=50)
+    assert list(sessions_dir.iterdir()) == [original.session_dir]
+
+
+async def test_a_relative_sessions_dir_is_recorded_whole(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = await Run(config(server, Path("rel"))).execute()
+    started = read_session(tmp_path / "rel" / result.session_dir.name).events[0]
+    assert started.session_dir == str(tmp_path / "rel" / result.session_dir.name)
 
 
 def test_a_killed_cli_run_resumes(server, sessions_dir, tmp_path):

@@ -6,6 +6,7 @@ of one session cannot both go on: the second is refused before it reads anything
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,22 @@ def _locked(directory: Path) -> tuple[SessionWriter, Recording]:
     writer = SessionWriter(directory)
     writer.open()
     try:
-        return writer, Recording.from_session(directory)
+        recording = Recording.from_session(directory)
+        _refuse_imported(recording, directory)
+        return writer, recording
     except BaseException:
         writer.close()
         raise
+
+
+def _refuse_imported(recording: Recording, directory: Path) -> None:
+    """An imported log holds what its run did, not its context or kernels: going on from it
+    would be a new run of a placeholder query, appended to the record."""
+    if recording.started.imported_from:
+        raise SessionError(
+            f"session {directory.name} was imported from {recording.started.imported_from}: "
+            "it can be viewed, replayed and exported, not resumed, forked or asked"
+        )
 
 
 def ask_run(
@@ -142,7 +155,10 @@ def fork_run(
     sessions_dir: Path | None = None,
     **changes: Any,
 ) -> Run:
-    """Fork at a cell and go on from there, with that cell's code replaced if ``code`` is given."""
+    """Fork at a cell and go on from there, with that cell's code replaced if ``code`` is given.
+
+    A fork that cannot start (a bad setting among ``changes``) leaves no session behind."""
+    _refuse_imported(Recording.from_session(directory), directory)
     writer = fork_session(directory, at_cell, sessions_dir)
     try:
         recording = Recording.from_session(writer.directory)
@@ -153,4 +169,5 @@ def fork_run(
         )
     except BaseException:
         writer.close()
+        shutil.rmtree(writer.directory, ignore_errors=True)  # made by this call, holds no new work
         raise

@@ -138,6 +138,13 @@ class RunConfig(BaseModel):
             raise ValueError("the context is given twice: as a value and as a file")
         return self
 
+    @field_validator("sessions_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Absolute, as recorded in the session (a fork diff opens its original from there,
+        from whatever directory the TUI was started in)."""
+        return value.absolute()
+
     @field_validator("session_id")
     @classmethod
     def _plain_session_id(cls, value: str | None) -> str | None:

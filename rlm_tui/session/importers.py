@@ -242,6 +242,7 @@ def _fast_rlm_tree(
             query=f"(imported from fast-rlm: {path.name})",
             model="fast-rlm",
             sub_model="fast-rlm",
+            imported_from=str(path),
         ),
     )
     queue = [roots[0]]
@@ -278,6 +279,7 @@ def _official(path: Path, lines: list[tuple[int, dict[str, Any]]]) -> _Builder:
             query=query,
             model=model,
             sub_model=model,
+            imported_from=str(path),
             limits={
                 "max_depth": meta.get("max_depth", 1),
                 "max_iterations": meta.get("max_iterations", 30),
