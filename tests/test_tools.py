@@ -144,3 +144,43 @@ def test_a_bad_tools_file_is_one_line_and_exit_2(tmp_path: Path, capsys, content
     assert main(["run", "--tools", str(path), "q"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def quits() -> None:
+    """What an argparse- or click-based helper does on bad arguments."""
+    raise SystemExit(3)
+
+
+def interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+async def stops_the_loop() -> None:
+    """An async tool: asyncio lets SystemExit out of a task to end its loop."""
+    raise SystemExit("bye")
+
+
+async def test_a_tool_that_exits_is_an_error_of_that_call_only(sessions_dir):
+    code = """\
+errors = []
+for tool in (quits, interrupted):
+    try:
+        tool()
+    except BaseException as e:
+        errors.append(f"{type(e).__name__}: {e}")
+try:
+    await stops_the_loop()
+except BaseException as e:
+    errors.append(f"{type(e).__name__}: {e}")
+FINAL(errors)"""
+    model = ScriptedModel({"q": [cell(code)]})
+    config = RunConfig(
+        query="q", tools=[quits, interrupted, stops_the_loop], sessions_dir=sessions_dir
+    )
+    result = await Run(config, model=model).execute()
+    assert result.status == "answered", result.reason
+    assert result.answer == [
+        "RLMError: SystemExit: 3",
+        "RLMError: KeyboardInterrupt: ",
+        "RLMError: SystemExit: bye",
+    ]
