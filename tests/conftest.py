@@ -9,8 +9,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.app import App
 
 from rlm_tui.kernel.pool import SHARED_TEMPLATES
 
@@ -107,6 +109,14 @@ async def start_run():
         if run.result is None:
             run.stop("test teardown")
             await run.wait()
+
+
+def screen_lines(app: App[Any]) -> list[str]:
+    """The text of each line of the app's screen, as drawn."""
+    return [
+        "".join(segment.text for segment in strip)
+        for strip in app.screen._compositor.render_strips()
+    ]
 
 
 def cli(

@@ -9,6 +9,7 @@ import random
 import re
 
 import pytest
+from conftest import screen_lines
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
@@ -222,13 +223,6 @@ class BrowserApp(App[None]):
             self.theme = self._theme
 
 
-def _screen(app: App) -> list[str]:
-    return [
-        "".join(segment.text for segment in strip)
-        for strip in app.screen._compositor.render_strips()
-    ]
-
-
 async def _until(pilot, condition, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
@@ -262,7 +256,7 @@ async def test_big_text_jump_search_and_coverage(text_5mb):
         browser.load(text)
         assert view.text is text and view.indexing  # painted from the quick index first
         await pilot.pause()
-        assert any(" 1 0000000 " in line for line in _screen(app))
+        assert any(" 1 0000000 " in line for line in screen_lines(app))
         await _until(pilot, lambda: not view.indexing)
         assert view.index.line_count == text.count("\n")
         assert "indexing" not in str(browser.query_one("#context-header").render())
@@ -270,7 +264,7 @@ async def test_big_text_jump_search_and_coverage(text_5mb):
         view.focus()
         view.jump_to_line(99_999)
         await pilot.pause()
-        assert any(line.lstrip().startswith("100000 0099999 ") for line in _screen(app))
+        assert any(line.lstrip().startswith("100000 0099999 ") for line in screen_lines(app))
 
         await pilot.press("g", *"120000", "enter")
         assert view.cursor == 119_999
@@ -291,7 +285,7 @@ async def test_big_text_jump_search_and_coverage(text_5mb):
         await pilot.press("N", "N", "N")
         assert view.match_at == count - 1 and browser.status.startswith(f"{count:,}/")
         assert view.cursor == text.count("\n", 0, view.matches[-1][0])
-        assert any("needle" in line.lower() for line in _screen(app))
+        assert any("needle" in line.lower() for line in screen_lines(app))
 
         assert view.search("Needle") is None  # a capital: case matters
         await _until(pilot, lambda: not view.searching)
@@ -345,11 +339,11 @@ async def test_long_lines_are_cut_with_markers():
         browser = app.query_one(ContextBrowser)
         browser.load(text)
         await pilot.pause()
-        row = next(line for line in _screen(app) if "0123456789" in line)
+        row = next(line for line in screen_lines(app) if "0123456789" in line)
         assert row.rstrip().endswith("›") and "TAIL" not in row
         browser.text_view.jump_to_offset(text.index("TAIL"))
         await pilot.pause()
-        row = next(line for line in _screen(app) if "TAIL" in line)
+        row = next(line for line in screen_lines(app) if "TAIL" in line)
         assert "‹" in row and browser.text_view.cursor == 1
 
 
@@ -366,7 +360,7 @@ async def test_highlight_jumps_to_what_was_seen():
         browser.set_highlight(ranges)
         await pilot.pause()
         assert browser.text_view.cursor == 300
-        assert any(line.lstrip().startswith("301 line 300:") for line in _screen(app))
+        assert any(line.lstrip().startswith("301 line 300:") for line in screen_lines(app))
 
 
 async def test_dict_context_tree_opens_lazily():
@@ -428,7 +422,7 @@ async def test_directory_context_splits_tree_and_text():
         assert view.index.line_text(view.cursor) == "alpha"
         header = str(browser.query_one("#context-header").render())
         assert "context: dir" in header and "3 files" in header and "notes/a.txt" in header
-        screen = "\n".join(_screen(app))
+        screen = "\n".join(screen_lines(app))
         assert "━━ notes/a.txt ━━" in screen and "readme.md" in screen
         browser.search("print")
         await _until(pilot, lambda: "matches" in browser.status)

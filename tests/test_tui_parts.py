@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import screen_lines
 from rich.style import Style
 from scripted import until
 from textual.app import App, ComposeResult
@@ -85,7 +86,7 @@ async def test_browser_jump_search_and_coverage():
         view.focus()
         view.jump_to_line(150_000)
         await pilot.pause()
-        assert any("150001 line 150000" in line for line in _screen_lines(app))
+        assert any("150001 line 150000" in line for line in screen_lines(app))
         browser.action_goto_line()
         await pilot.press(*"@25", "enter")
         assert view.cursor == text[:25].count("\n")
@@ -127,13 +128,6 @@ async def test_browser_tree_for_structured_context():
         await pilot.pause()
         assert [str(c.label) for c in episodes.children] == ["0: dict (1 keys)", "1: dict (1 keys)"]
         assert '"title": "Sleep"' in browser.text_view.text  # the JSON text stays searchable
-
-
-def _screen_lines(app: App) -> list[str]:
-    return [
-        "".join(segment.text for segment in strip)
-        for strip in app.screen._compositor.render_strips()
-    ]
 
 
 # -- themes, config and keymap ---------------------------------------------------------------
@@ -341,7 +335,7 @@ async def test_budget_meter_warns_and_updates_in_place():
         await pilot.pause()
         assert "model calls at 90% of limit" in meter.warning
         assert "prompt tokens" not in meter.warning
-        screen = "\n".join(_screen_lines(app))
+        screen = "\n".join(screen_lines(app))
         assert "model calls at 90% of limit" in screen and "no limit" in screen
         table = app.query_one(UsageTable)
         children = list(meter.walk_children())
