@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import FRUITS_QUERY, NESTED_QUERY
+from conftest import FRUITS_QUERY, NESTED_QUERY, screen_lines
 from scripted import ScriptedModel, cell, until
 
 from rlm_tui.engine.control import Breakpoints
@@ -614,3 +614,31 @@ async def test_the_app_ending_while_the_run_screen_mounts_ends_cleanly(sessions_
             await asyncio.sleep(0)
         app.exit()  # before the screen's Mount is handled: its panes go first
     assert app.return_code == 0
+
+
+@pytest.mark.parametrize(
+    ("size", "keys"),
+    [
+        ((80, 24), "n Next match / Search g Go to line space Pause/go s Step e Edit"),
+        (
+            (160, 48),
+            "n Next match / Search g Go to line space Pause/go s Step e Edit x Skip f2 Home f1 Help",
+        ),
+    ],
+)
+async def test_the_context_panes_footer_shows_whole_keys_and_the_palette(sessions_dir, size, keys):
+    """The keys that do not fit are left out whole: none is cut under the palette key, and no
+    letter of one shows past it at the right edge."""
+    app = RlmApp(
+        config=RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir),
+        ui_config=UiConfig(),
+        watch=False,
+    )
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        await until(pilot, lambda: screen(pilot).view.finished)
+        await pilot.press("3")
+        await until(pilot, lambda: "Search" in screen_lines(app)[-1])
+        shown, palette = screen_lines(app)[-1].split("▏")
+        assert shown.split() == keys.split()
+        assert palette.rstrip() == "^p palette"

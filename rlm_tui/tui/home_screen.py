@@ -13,13 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, Static
 
 from rlm_tui import defaults
 from rlm_tui.engine.budget import Limits
 from rlm_tui.errors import RlmError
 from rlm_tui.models.demo import NAME as DEMO_NAME
 from rlm_tui.session.catalog import SessionSummary, list_sessions
+from rlm_tui.tui.footer import WholeKeysFooter
 
 WIDE = 120
 """From this many columns the form and the sessions list show side by side."""
@@ -120,7 +121,7 @@ class HomeScreen(Screen[None]):
             yield Static("[b]Saved sessions[/b]  (Enter opens · / filters)")
             yield Input(placeholder="filter: words of the query, model, status", id="filter")
             yield SessionTable(id="sessions", cursor_type="row")
-        yield Footer()
+        yield WholeKeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#new-run").border_title = "New run (ctrl+n)"

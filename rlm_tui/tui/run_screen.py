@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Static, Tab, Tabs, Tree
+from textual.widgets import Static, Tab, Tabs, Tree
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run
@@ -37,6 +37,7 @@ from rlm_tui.tui.budget_meter import BudgetMeter
 from rlm_tui.tui.cell_log import CellLog
 from rlm_tui.tui.changes import Changes
 from rlm_tui.tui.context_view import ContextBrowser, coverage_ranges, read_context
+from rlm_tui.tui.footer import WholeKeysFooter
 from rlm_tui.tui.modals import (
     BreakpointsScreen,
     ConfirmScreen,
@@ -189,7 +190,7 @@ class RunScreen(Screen[None]):
             with Vertical(id="pane-context", classes="pane"):
                 yield ContextBrowser(id="context")
         yield Static("", id="answer")
-        yield Footer(compact=True)
+        yield WholeKeysFooter(compact=True)
 
     def on_mount(self) -> None:
         if not self.is_attached:  # the app ended while this screen mounted: its panes are gone
