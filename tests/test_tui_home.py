@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import screen_lines
 from scripted import ScriptedModel, cell, until
 from textual.widgets import DataTable, Input, Static
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
-from rlm_tui.tui.home_screen import HomeScreen
+from rlm_tui.tui.home_screen import QUERY, HomeScreen
 from rlm_tui.tui.modals import TextScreen
 from rlm_tui.tui.run_screen import RunScreen
 
@@ -286,3 +287,38 @@ async def test_the_tui_commands_sandbox_flags_are_the_forms_defaults(sessions_di
             [tmp_path],
             ["LANG"],
         )
+
+
+LONG_QUERY = (
+    "Which fruits have the most R's in their names, and how many of them are there in all, "
+    "counted in code?"
+)
+
+
+async def test_the_query_column_takes_the_width_the_others_leave(sessions_dir):
+    """The list was filled at 200 columns first: its columns stay no wider than the pane at
+    80 and 160 (the table only ever widened them), and the table does not scroll sideways."""
+    for query in [LONG_QUERY, "count the R's"]:
+        await Run(RunConfig(query=query, sessions_dir=sessions_dir)).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        for size in [(80, 24), (160, 48)]:
+            await pilot.resize_terminal(*size)
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            table = app.screen.query_one(DataTable)
+            columns = list(table.columns.values())
+            widths = sum(column.get_render_width(table) for column in columns)
+            assert widths == table.scrollable_content_region.width, size
+            assert table.max_scroll_x == 0, size
+            shown = LONG_QUERY[: columns[QUERY].width - 1] + "…"
+            assert any(f"  {shown}  " in line for line in screen_lines(app)), (size, shown)
+
+
+async def test_a_query_with_brackets_is_listed_as_typed(sessions_dir):
+    query = "[/b] count [b]R's[/b]"
+    await Run(RunConfig(query=query, sessions_dir=sessions_dir)).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert any(f"  {query}  " in line for line in screen_lines(app))

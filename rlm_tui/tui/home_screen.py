@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -25,6 +27,7 @@ from rlm_tui.tui.footer import WholeKeysFooter
 WIDE = 120
 """From this many columns the form and the sessions list show side by side."""
 SESSION_COLUMNS = ("status", "cost", "query", "started", "model", "cells")
+QUERY = SESSION_COLUMNS.index("query")
 
 NESTED_QUERY = (
     "Generate a dictionary of different categories: fruits, countries, animals. For each "
@@ -58,7 +61,7 @@ class HomeScreen(Screen[None]):
     HomeScreen .row { height: auto; }
     HomeScreen .row Input { width: 1fr; }
     HomeScreen #start { margin-top: 1; }
-    HomeScreen DataTable { height: 1fr; }
+    HomeScreen DataTable { height: 1fr; scrollbar-gutter: stable; }
     """
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run", id="home.start"),
@@ -126,8 +129,6 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#new-run").border_title = "New run (ctrl+n)"
         self.query_one("#sessions-pane").border_title = "Sessions (ctrl+o)"
-        table = self.query_one(DataTable)
-        table.add_columns(*SESSION_COLUMNS)
         self._apply_width(self.size.width)
         self.action_reload()
         self.query_one("#query", Input).focus()
@@ -148,8 +149,10 @@ class HomeScreen(Screen[None]):
         self._fill()
 
     def _fill(self) -> None:
+        """The sessions the filter keeps, each column sized here (the table's own sizing only
+        grows a column: after a resize or a filter, the query was cut in a wide column and the
+        table scrolled sideways); a query too long for its column ends in "…"."""
         table = self.query_one(DataTable)
-        table.clear()
         words = self.query_one("#filter", Input).value.lower().split()
         rows = []
         for s in self._sessions:
@@ -157,19 +160,22 @@ class HomeScreen(Screen[None]):
             haystack = f"{s.query} {model} {s.status} {s.id}".lower()
             if all(word in haystack for word in words):
                 started = s.started.replace("T", " ")[5:16]
-                rows.append((s, (s.status, f"${s.cost:.4f}", started, model, str(s.cells))))
-        pane = self.size.width if self.has_class("narrow") else self.size.width // 2
-        others = [
-            max([len(name), *(len(values[i]) for _, values in rows)])
-            for i, name in enumerate(("status", "cost", "started", "model", "cells"))
+                query = " ".join(s.query.split())
+                rows.append((s, [s.status, f"${s.cost:.4f}", query, started, model, str(s.cells)]))
+        widths = [
+            max([len(name), *(cell_len(values[i]) for _, values in rows)])
+            for i, name in enumerate(SESSION_COLUMNS)
         ]
-        # the query fills what the other columns leave: the pane's border and padding (4),
-        # each column's padding (2), the scrollbar (2)
-        room = max(12, pane - 4 - sum(others) - 2 * len(SESSION_COLUMNS) - 2)
-        for s, (status, cost, started, model, cells) in rows:
-            query = " ".join(s.query.split())
-            shown = query if len(query) <= room else query[: room - 1] + "…"
-            table.add_row(status, cost, shown, started, model, cells, key=s.path)
+        pane = self.size.width if self.has_class("narrow") else self.size.width // 2
+        # the query takes what the other columns leave: the pane's border and padding (4),
+        # each column's padding (2), the scrollbar's gutter (2)
+        room = pane - 4 - 2 * len(SESSION_COLUMNS) - 2 - (sum(widths) - widths[QUERY])
+        widths[QUERY] = max(12, room)
+        table.clear(columns=True)
+        for name, width in zip(SESSION_COLUMNS, widths, strict=True):
+            table.add_column(name, width=width)
+        for s, values in rows:  # as text, not markup: a query may hold "[/b]"
+            table.add_row(*(Text(value, overflow="ellipsis") for value in values), key=s.path)
 
     def _show(self, pane: str) -> None:
         self.remove_class("show-new-run", "show-sessions-pane")
