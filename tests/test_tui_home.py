@@ -289,6 +289,53 @@ async def test_the_tui_commands_sandbox_flags_are_the_forms_defaults(sessions_di
         )
 
 
+def _form(home: HomeScreen) -> dict[str, str]:
+    return {str(field.id): field.value for field in home.query_one("#new-run").query(Input)}
+
+
+async def test_a_missing_context_file_is_refused_on_the_form_with_what_was_typed(sessions_dir):
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        home = app.screen
+        typed = {
+            "#query": "Generate 3 names of fruits",
+            "#context": str(sessions_dir / "no-such-notes.txt"),
+            "#max-time": "60",
+            "#sandbox": "off",
+        }
+        for field, text in typed.items():
+            home.query_one(field, Input).value = text
+        await pilot.pause()
+        before = _form(home)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.screen is home and app.current_run is None
+        last = list(app._notifications)[-1]
+        assert last.message == f"context file not found: {sessions_dir / 'no-such-notes.txt'}"
+        assert _form(home) == before
+        assert not any(sessions_dir.iterdir())  # nothing was started
+
+
+async def test_after_a_run_that_failed_on_its_screen_f2_shows_the_form_as_typed(sessions_dir):
+    """A bad gateway URL is found as the run starts, on its screen: the form comes back as the
+    user left it."""
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        home = app.screen
+        home.query_one("#query", Input).value = "Generate 3 names of fruits"
+        home.query_one("#max-cost", Input).value = "0.5"
+        home.query_one("#kernel-gateway", Input).value = "not-a-url"
+        await pilot.pause()
+        typed = _form(home)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await until(pilot, lambda: app.screen.view.status == "error")
+        assert "bad kernel gateway URL 'not-a-url'" in app.screen.view.reason
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        assert app.screen is not home and _form(app.screen) == typed
+
+
 LONG_QUERY = (
     "Which fruits have the most R's in their names, and how many of them are there in all, "
     "counted in code?"

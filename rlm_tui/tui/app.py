@@ -194,6 +194,8 @@ class RlmApp(App[None]):
         self._litellm_ready = False
         self._kept_models: KeptModels | None = None
         """The models of the runs started here, kept for the next (made with the first run)."""
+        self.form_values: dict[str, str] = {}
+        """What was typed in the home screen's new-run form, by field id, for the next one."""
 
     def on_mount(self) -> None:
         if self._config_problem:
@@ -237,7 +239,9 @@ class RlmApp(App[None]):
         else:
             from rlm_tui.tui.home_screen import HomeScreen
 
-            self.push_screen(HomeScreen(self.sessions_dir, self.ui.run))
+            self.push_screen(
+                HomeScreen(self.sessions_dir, self.ui.run, form_values=self.form_values)
+            )
 
     def _theme_chosen(self, theme: Theme) -> None:
         if theme.name == self.ui.theme:
@@ -362,7 +366,12 @@ class RlmApp(App[None]):
 
         if not isinstance(self.screen, HomeScreen):
             self.push_screen(
-                HomeScreen(self.sessions_dir, self.ui.run, back=self.live_run is not None)
+                HomeScreen(
+                    self.sessions_dir,
+                    self.ui.run,
+                    back=self.live_run is not None,
+                    form_values=self.form_values,
+                )
             )
 
     async def action_quit(self) -> None:

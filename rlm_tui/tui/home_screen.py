@@ -76,6 +76,7 @@ class HomeScreen(Screen[None]):
         sessions_dir: Path | None = None,
         run_defaults: dict[str, Any] | None = None,
         back: bool = False,
+        form_values: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.sessions_dir = sessions_dir
@@ -84,6 +85,9 @@ class HomeScreen(Screen[None]):
         self.limits: Limits = self.run_defaults.pop("limits", None) or Limits()
         self.back = back
         """Escape goes back to the live run this screen was opened over."""
+        self.form_values = {} if form_values is None else form_values
+        """The form's fields as typed, by id: the app keeps them, so that the next home screen
+        (F2 after a run that failed to start, or any run) shows what was typed."""
         self._sessions: list[SessionSummary] = []
 
     def compose(self) -> ComposeResult:
@@ -131,6 +135,8 @@ class HomeScreen(Screen[None]):
         self.query_one("#sessions-pane").border_title = "Sessions (ctrl+o)"
         self._apply_width(self.size.width)
         self.action_reload()
+        for field in self.query_one(RunForm).query(Input):
+            field.value = self.form_values.get(str(field.id), field.value)
         self.query_one("#query", Input).focus()
         form = self.query_one(RunForm)
         self.call_after_refresh(form.scroll_home, animate=False)  # the form from its top
@@ -198,6 +204,8 @@ class HomeScreen(Screen[None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
             self._fill()
+        else:
+            self.form_values[str(event.input.id)] = event.value
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -221,12 +229,15 @@ class HomeScreen(Screen[None]):
         self.action_start()
 
     def action_start(self) -> None:
+        from rlm_tui.engine.context import context_from_file
         from rlm_tui.engine.run import config_from_settings
 
         def value(name: str) -> str:
             return self.query_one(f"#{name}", Input).value.strip()
 
         try:
+            if value("context"):  # refused here, as the CLI does, not on the run's screen
+                context_from_file(Path(value("context")))
             # as text: validated with the rest of the config, as the same flags are
             limits = {
                 **self.limits.model_dump(),
