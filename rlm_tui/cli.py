@@ -593,6 +593,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
         if "query" not in args:
             _usage_exit(f"{parser.prog} run", "the following arguments are required: query")
+        if not args.query.strip():
+            _usage_exit(f"{parser.prog} run", "the query is empty")
         if args.tui:
             return _tui(config=run_config_from_args(args, args.query))
         return _run_cli(args)

@@ -144,6 +144,8 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path):
         (["run", "q", "--bogus"], "rlm-tui run: error: unrecognized arguments: --bogus"),
         (["sessions", "-x"], "rlm-tui sessions: error: unrecognized arguments: -x"),
         (["run"], "rlm-tui run: error: the following arguments are required: query"),
+        (["run", ""], "rlm-tui run: error: the query is empty"),
+        (["run", " \t\n"], "rlm-tui run: error: the query is empty"),
     ],
 )
 def test_a_commands_bad_flag_is_named_first_and_by_the_command(args: list[str], line: str):

@@ -316,6 +316,19 @@ async def test_a_missing_context_file_is_refused_on_the_form_with_what_was_typed
         assert not any(sessions_dir.iterdir())  # nothing was started
 
 
+async def test_an_empty_query_is_refused_on_the_form(sessions_dir):
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        home = app.screen
+        for query in ["", " \t "]:
+            home.query_one("#query", Input).value = query
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert app.screen is home and app.current_run is None
+            assert list(app._notifications)[-1].message.startswith("the query is empty")
+        assert not any(sessions_dir.iterdir())
+
+
 async def test_after_a_run_that_failed_on_its_screen_f2_shows_the_form_as_typed(sessions_dir):
     """A bad gateway URL is found as the run starts, on its screen: the form comes back as the
     user left it."""

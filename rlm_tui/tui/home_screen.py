@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from rlm_tui import defaults
 from rlm_tui.engine.budget import Limits
-from rlm_tui.errors import RlmError
+from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.models.demo import NAME as DEMO_NAME
 from rlm_tui.session.catalog import SessionSummary, list_sessions
 from rlm_tui.tui.footer import WholeKeysFooter
@@ -236,6 +236,8 @@ class HomeScreen(Screen[None]):
             return self.query_one(f"#{name}", Input).value.strip()
 
         try:
+            if not value("query"):
+                raise UsageError("the query is empty: type the question or task")
             if value("context"):  # refused here, as the CLI does, not on the run's screen
                 context_from_file(Path(value("context")))
             # as text: validated with the rest of the config, as the same flags are
@@ -250,7 +252,7 @@ class HomeScreen(Screen[None]):
             if self.sessions_dir:
                 options["sessions_dir"] = self.sessions_dir
             options.update(
-                query=value("query") or NESTED_QUERY,
+                query=value("query"),
                 context_file=value("context") or None,
                 model=value("model") or defaults.MODEL,
                 sub_model=value("sub-model") or None,
