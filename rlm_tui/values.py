@@ -15,8 +15,12 @@ PREVIEW_LIMIT = 2000
 
 
 def preview(value: Any) -> str:
-    """``repr(value)``, cut at ``PREVIEW_LIMIT`` characters."""
-    shown = repr(value)
+    """``repr(value)``, cut at ``PREVIEW_LIMIT`` characters; a repr that fails (one of its own
+    raising, or nested too deeply) is said, so the value still crosses."""
+    try:
+        shown = repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} object; its repr failed: {type(exc).__name__}>"
     return shown if len(shown) <= PREVIEW_LIMIT else shown[:PREVIEW_LIMIT] + "..."
 
 

@@ -113,3 +113,26 @@ def test_a_bad_schema_file_is_one_line_and_exit_2(tmp_path: Path, content, messa
     )
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        (
+            "x = []\nfor _ in range(100_000):\n    x = [x]\nFINAL(x)",
+            "<list object; its repr failed: RecursionError>",
+        ),
+        (
+            "class Odd:\n    def __repr__(self):\n        raise ValueError('no')\nFINAL(Odd())",
+            "<Odd object; its repr failed: ValueError>",
+        ),
+    ],
+    ids=["nested too deeply", "repr raises"],
+)
+async def test_an_answer_whose_repr_fails_still_answers(sessions_dir, code, shown):
+    model = ScriptedModel({"q": [cell(code)]})
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    assert result.status == "answered", result.reason
+    assert len(model.seen) == 1, "FINAL worked the first time"
+    events = read_session(result.session_dir).events
+    assert events[-1].answer.repr == shown
