@@ -180,3 +180,30 @@ async def test_an_export_never_replaces_a_sessions_file_or_one_beside_its_output
     assert output.read_text().startswith("# rlm-tui session") and "kept" in output.read_text()
     assert (tmp_path / "out.md.partial").read_text() == "the user's"
     assert sorted(p.name for p in tmp_path.glob("*out.md*")) == ["out.md", "out.md.partial"]
+
+
+async def test_a_cell_still_running_is_exported_with_its_output_so_far(sessions_dir, tmp_path):
+    import asyncio
+
+    from scripted import ScriptedModel, cell
+
+    from rlm_tui.events import CellOutput
+    from rlm_tui.session.export import export
+
+    code = "print('half way', flush=True)\nimport time\ntime.sleep(60)"
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir), model=ScriptedModel({"q": [cell(code)]})
+    )
+    printed = asyncio.Event()
+    run.subscribe(lambda e: printed.set() if isinstance(e, CellOutput) else None)
+    await run.start()
+    await asyncio.wait_for(printed.wait(), 60)
+    assert run.session_dir is not None
+    report = export(run.session_dir, None, tmp_path / "live.md").read_text()
+    assert "### Cell 0:1 (running when exported: its output so far)" in report
+    assert "half way" in report
+    notebook = nbformat.read(export(run.session_dir, None, tmp_path / "live.ipynb"), as_version=4)
+    assert notebook.cells[-1].outputs[0]["text"] == "half way\n"
+    assert "was running when exported" in notebook.cells[-2].source
+    run.stop("done")
+    await run.wait()

@@ -24,8 +24,10 @@ from rlm_tui.session.projection import AgentView, CellView, RunView, fold
 from rlm_tui.session.store import EVENTS_FILE, read_session
 
 OUTPUT_IN_REPORT = 2000
-NOT_RUN = frozenset({"pending", "paused", "running", "cancelled", "stopped"})
+NOT_RUN = frozenset({"pending", "paused", "cancelled", "stopped"})
 """Cell states of the projection that an export shows as "not run"."""
+STILL_RUNNING = "running when exported: its output so far"
+"""A cell of a live session (or of one a crash cut off mid-cell)."""
 
 
 def _read(directory: Path) -> RunView:
@@ -43,6 +45,8 @@ def _agent_answer(agent: AgentView) -> str:
 def _cell_status(cell: CellView) -> str:
     if cell.status in NOT_RUN:
         return "not run"
+    if cell.status == "running":
+        return STILL_RUNNING
     return "ok" if cell.status == "edited" else cell.status
 
 
@@ -193,6 +197,8 @@ def to_notebook(directory: Path) -> Any:
                     )
                 )
                 continue
+            if status == STILL_RUNNING:
+                cells.append(new_markdown_cell(f"*Cell {cell.cell_id} was {status}:*"))
             notebook_cell = new_code_cell(code)
             if output := _cell_output(cell):
                 notebook_cell.outputs = [new_output("stream", name="stdout", text=output)]
