@@ -423,7 +423,11 @@ def add_budget_options(parser: argparse.ArgumentParser) -> None:
         help="also sent to the provider as max_tokens (what is left of it)",
     )
     budget.add_argument("--max-cost", type=_positive_float, help="US dollars")
-    budget.add_argument("--max-time", type=_positive_float, help="seconds of wall time")
+    budget.add_argument(
+        "--max-time",
+        type=_positive_float,
+        help="seconds of the run's time (not counting time held at a breakpoint or paused)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:

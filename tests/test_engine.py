@@ -283,8 +283,23 @@ async def test_time_budget(sessions_dir: Path) -> None:
     config = RunConfig(query="q", sessions_dir=sessions_dir, limits=Limits(max_time=1.0))
     result = await Run(config, model=model).execute()
     assert result.status == "budget"
-    assert "time limit 1 s" in result.reason
+    assert "time limit 1 s reached (0.25 s of it kept to extract an answer)" in result.reason
     assert result.elapsed < 10
+
+
+async def test_time_waiting_on_a_person_is_not_spent(sessions_dir: Path, start_run) -> None:
+    model = ScriptedModel({"q": [cell("x = 1"), cell("FINAL(x)")]})
+    config = RunConfig(query="q", sessions_dir=sessions_dir, limits=Limits(max_time=2.0))
+    run = Run(config, model=model, breakpoints=Breakpoints(every_cell=True))
+    await start_run(run)
+    await _first(run, CellPaused)
+    await asyncio.sleep(3.0)  # a person reads the cell, longer than the whole limit
+    assert run.budget.elapsed < 1.5
+    run.set_breakpoints(Breakpoints())
+    run.resume()
+    result = await run.wait()
+    assert result.status == "answered", result.reason
+    assert result.answer == 1
 
 
 def test_bad_input_gets_one_line_and_exit_2(tmp_path: Path) -> None:

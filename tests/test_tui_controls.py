@@ -14,6 +14,7 @@ from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import UsageError
 from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.app import RlmApp
+from rlm_tui.tui.budget_meter import BudgetMeter
 from rlm_tui.tui.config import UiConfig
 from rlm_tui.tui.modals import ConfirmScreen, EditCellScreen, LaunchScreen
 from rlm_tui.tui.run_screen import RunScreen
@@ -39,6 +40,24 @@ def held_at_each_cell(model: ScriptedModel, sessions_dir: Path) -> Run:
         model=model,
         breakpoints=Breakpoints(every_cell=True),
     )
+
+
+async def test_the_budget_panes_clock_moves_while_a_cell_runs(sessions_dir):
+    model = ScriptedModel({"q": [cell("import time\ntime.sleep(4)"), cell("FINAL(1)")]})
+    run = Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model)
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: "0:1" in screen(pilot).view.cells)
+
+        def clock() -> str:
+            meter = screen(pilot).query_one(BudgetMeter).region
+            lines = screen_lines(pilot.app)[meter.y : meter.bottom]
+            return next(line[meter.x : meter.right] for line in lines if " time " in line)
+
+        await pilot.pause(1.0)
+        first = clock()
+        await pilot.pause(1.5)
+        assert clock() != first, "no event came, and the run's time moved on"
+        await until(pilot, lambda: screen(pilot).view.finished)
 
 
 async def test_demo_run_completes_with_three_sub_agents(sessions_dir):

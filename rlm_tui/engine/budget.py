@@ -9,10 +9,11 @@ calls cannot pass a limit between them (prompt tokens within their estimate).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -109,6 +110,11 @@ class Budget:
         self._extract_price = extract_price
         self.usage = Usage()
         self.started = time.monotonic()
+        self._holds = 0
+        """Gates waiting on a person now (``waiting_on_a_person``)."""
+        self._waiting_since = 0.0
+        self._waited = 0.0
+        """Seconds the run waited on a person, not counted in ``elapsed``."""
         self.max_depth_seen = 0
         self.in_flight = 0
         self._held = _Held(0, 0, 0.0)
@@ -120,7 +126,24 @@ class Budget:
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        """The run's seconds, but those it waited on a person (at a breakpoint, paused): the
+        time limit is the machine's and the provider's time, not the reader's."""
+        now = time.monotonic()
+        waited = self._waited + (now - self._waiting_since if self._holds else 0.0)
+        return now - self.started - waited
+
+    @contextlib.contextmanager
+    def waiting_on_a_person(self) -> Iterator[None]:
+        """Around a gate held for a person; several at once are one wait."""
+        if not self._holds:
+            self._waiting_since = time.monotonic()
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds:
+                self._waited += time.monotonic() - self._waiting_since
 
     def check_depth(self, depth: int, agent_id: str) -> None:
         if depth > self.limits.max_depth:
@@ -330,10 +353,18 @@ class Budget:
         )
 
     def check_time(self, agent_id: str | None = None) -> None:
-        lim = self.limits
-        if lim.max_time is not None and self.elapsed > lim.max_time - self.reserve_time:
-            where = f" at agent {agent_id}" if agent_id else ""
-            raise BudgetExceeded("time", f"time limit {lim.max_time:g} s reached{where}", agent_id)
+        if (left := self.time_to_stop) is not None and self.elapsed > left:
+            raise self.time_exceeded(agent_id)
+
+    def time_exceeded(self, agent_id: str | None = None) -> BudgetExceeded:
+        where = f" at agent {agent_id}" if agent_id else ""
+        kept = (
+            f" ({self.reserve_time:g} s of it kept to extract an answer)"
+            if self.reserve_time
+            else ""
+        )
+        message = f"time limit {self.limits.max_time:g} s reached{where}{kept}"
+        return BudgetExceeded("time", message, agent_id)
 
 
 def _quarter(limit: float | None, most: float, keep: bool) -> float:

@@ -595,8 +595,11 @@ class Run:
             self._root_task.cancel()
 
     async def _watch_time(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        self.fail(BudgetExceeded("time", f"time limit {self.config.limits.max_time:g} s reached"))
+        """Stop the run ``seconds`` of its elapsed time after its start (time it waited on a
+        person is not counted, so the watch goes on past it)."""
+        while (left := seconds - self.budget.elapsed) > 0:
+            await asyncio.sleep(left)
+        self.fail(self.budget.time_exceeded())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -748,9 +751,10 @@ class Run:
         if reason is None:
             return Decision(code, skipped=False, edited=edited)
         self.emit(CellPaused(agent_id=agent.id, cell_id=gate_id, reason=reason))
-        decision = await self.control.hold(
-            Pending(kind, agent.id, gate_id, code, reason, edited=edited)
-        )
+        with self.budget.waiting_on_a_person():
+            decision = await self.control.hold(
+                Pending(kind, agent.id, gate_id, code, reason, edited=edited)
+            )
         if self._fatal is not None:
             raise asyncio.CancelledError
         return decision

@@ -394,7 +394,7 @@ class RunScreen(Screen[None]):
                 view.limits,
                 view.usage,
                 view.depth,
-                view.elapsed or max(0.0, now - view.started if view.started else 0.0),
+                self._run_elapsed(),
                 [(a.agent_id, a.usage) for a in agents],
                 view.tokens_per_step,
                 every_agent,
@@ -408,6 +408,13 @@ class RunScreen(Screen[None]):
             answer.set_class(shown is not None, "shown")
             answer.set_class(shown not in (None, "answered"), "failed")
             answer.update(self._answer_text() if shown else "")
+
+    def _run_elapsed(self) -> float:
+        """The run's time as its budget counts it: live, its clock (which stops while the run
+        waits on a person); else the last one recorded."""
+        if self.run is not None and not self.view.finished:
+            return self.run.budget.elapsed
+        return self.view.elapsed
 
     def _now(self) -> float:
         """The wall clock for a live run; the newest event's time for a recorded one."""
