@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask a follow-up question of a session that answered, in its rebuilt root kernel",
     )
     ask.add_argument("session", help="session id, id prefix, or directory")
-    ask.add_argument("question", help="the next question; earlier answers are answer_1, ...")
+    ask.add_argument(
+        "question",
+        type=_question,
+        help="the next question; earlier answers are answer_1, ...",
+    )
     _add_continue_options(ask)
 
     fork = commands.add_parser(
@@ -464,6 +468,12 @@ def _non_empty(text: str) -> str:
     """A path's text; an empty one is refused (``Path("")`` is the current directory)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+def _question(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty")
     return text
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import wait_for_session_text
 
 import rlm_tui
+from rlm_tui.errors import UsageError
 from rlm_tui.events import RunFinished
 from rlm_tui.session.store import read_session
 
@@ -41,6 +42,13 @@ def test_a_context_given_twice_is_refused(sessions_dir: Path, tmp_path: Path) ->
         rlm_tui.run(
             "q", "a value", context_file=tmp_path / "context.txt", sessions_dir=sessions_dir
         )
+
+
+@pytest.mark.parametrize("context", [lambda: 1, (n for n in range(3))], ids=["lambda", "generator"])
+def test_a_context_that_cannot_be_sent_is_one_clear_error(sessions_dir: Path, context) -> None:
+    with pytest.raises(UsageError, match="cannot be sent to the kernel as a context"):
+        rlm_tui.run("q", context, sessions_dir=sessions_dir)
+    assert not any(sessions_dir.iterdir())
 
 
 def test_a_session_id_cannot_leave_the_sessions_dir(sessions_dir: Path) -> None:

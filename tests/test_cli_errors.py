@@ -76,6 +76,7 @@ BAD = {
     "import nested too deeply": (["import", "{tmp}/deep.json"], "nested too deeply"),
     "import of a fifo": (["import", "{tmp}/fifo"], "not a regular file"),
     "tools that exit": (["run", "q", "--tools", "{tmp}/exits.py"], "SystemExit: 3"),
+    "ask with an empty question": (["ask", "x", " "], "the question is empty"),
     "demo delay -1": (["demo", "--delay", "-1"], "0 or more"),
     "demo delay nan": (["demo", "--delay", "nan"], "finite"),
     "resume of an empty name": (["resume", ""], "not a session"),

@@ -17,6 +17,7 @@ from typing import Any
 
 from rlm_tui.errors import UsageError
 from rlm_tui.kernel.base import ContextKind
+from rlm_tui.values import preview
 
 PREVIEW_CHARS = 400
 _KIND_BY_SUFFIX: dict[str, ContextKind] = {
@@ -127,9 +128,16 @@ def context_from_value(value: Any, directory: Path) -> ContextSource:
         path = directory / "context.json"
         _write_private(path, text.encode("utf-8"))
         return ContextSource(path.resolve(), "json", len(text), text[:PREVIEW_CHARS])
+    try:
+        data = pickle.dumps(value)
+    except Exception as exc:  # a lambda, a generator, an open file: not a value to send
+        raise UsageError(
+            f"a {type(value).__name__} cannot be sent to the kernel as a context or input: "
+            f"it cannot be pickled ({type(exc).__name__}: {exc})"
+        ) from None
     path = directory / "context.pickle"
-    _write_private(path, pickle.dumps(value))
-    shown = repr(value)
+    _write_private(path, data)
+    shown = preview(value)
     return ContextSource(path.resolve(), "pickle", len(shown), shown[:PREVIEW_CHARS])
 
 
