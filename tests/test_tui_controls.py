@@ -94,6 +94,8 @@ async def test_pause_edit_resume_runs_the_edited_code(sessions_dir):
         editor.text = "names = ['Rare Berry', 'Fig']"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        waiting = screen(pilot).query_one(WaitList)
+        await until(pilot, lambda: "Rare Berry" in str(waiting.get_option_at_index(0).prompt))
         await pilot.press("b")
         await pilot.click("#every")
         await pilot.click("#apply")

@@ -285,6 +285,8 @@ class RunView:
         if cell is not None:
             cell.code, cell.edited = code, True
             cell.rev += 1
+        if cell_id in self.waiting:
+            self.waiting[cell_id].what = code
 
 
 def _run_started(view: RunView, e: RunStarted) -> None:
