@@ -564,7 +564,7 @@ class GatewayKernelProvider(WarmReserve[GatewayKernel]):
             self._ready = asyncio.ensure_future(probe(self.gateway))
         return await asyncio.shield(self._ready)
 
-    async def new_kernel(self) -> GatewayKernel:
+    async def new_kernel(self, ahead: bool) -> GatewayKernel:
         return GatewayKernel(await self._name(), self._bridge, self._packer, self._startup_code)
 
     async def start(self) -> None:

@@ -326,8 +326,11 @@ class LocalKernel:
         memory_limit_mb: int | None,
         sandbox: Sandbox,
         running: Callable[[], contextlib.AbstractContextManager[None]],
+        warm_up: bool = True,
     ) -> None:
-        """``running``: held around each cell (the pool's ``WarmReserve.running``)."""
+        """``running``: held around each cell (the pool's ``WarmReserve.running``);
+        ``warm_up``: its first start runs the warm-up pass (``start``)."""
+        self._warm_up = warm_up
         self.kernel_id = uuid.uuid4().hex[:8]
         self._running = running
         self._root = root
@@ -418,8 +421,12 @@ class LocalKernel:
         self._host_pid = await self._zygote.host_pid(self._pid, keeper=self._sandbox.active)
         # a request's first pass through the kernel copies the template's pages it touches
         # (~10 ms of CPU here): paid now, in the reserve, not by the agent's setup and first
-        # cell. Silent: no execution count, no history, no output.
-        await self._run_cell("pass", ignore_output, None, silent=True)
+        # cell. Silent: no execution count, no history, no output. A kernel an agent already
+        # waits for (started on demand, or restarted) skips it: its setup pays those copies
+        # anyway, and the pass would add a cell's own cost (~4 ms) to the wait.
+        if self._warm_up:
+            self._warm_up = False
+            await self._run_cell("pass", ignore_output, None, silent=True)
 
     async def _handshake(self) -> None:
         """Wait until the kernel's iopub welcomes our subscription (ipykernel 7): it is up, no
@@ -692,9 +699,15 @@ class LocalKernelPool(WarmReserve[LocalKernel]):
             self._zygote.kill()
             shutil.rmtree(self._root, ignore_errors=True)
 
-    async def new_kernel(self) -> LocalKernel:
+    async def new_kernel(self, ahead: bool) -> LocalKernel:
         return LocalKernel(
-            self._root, self._zygote, self._env, self._memory_limit_mb, self.sandbox, self.running
+            self._root,
+            self._zygote,
+            self._env,
+            self._memory_limit_mb,
+            self.sandbox,
+            self.running,
+            warm_up=ahead,
         )
 
     async def close_rest(self) -> None:

@@ -51,15 +51,16 @@ class WarmReserve(Generic[K]):
         """Kernels in the reserve, ready or starting."""
         return self._warm.qsize()
 
-    async def new_kernel(self) -> K:
+    async def new_kernel(self, ahead: bool) -> K:
+        """A kernel not yet started; ``ahead``: for the reserve (no agent waits for it yet)."""
         raise NotImplementedError
 
     async def close_rest(self) -> None:
         """What the provider ends after its kernels."""
 
-    def _launch(self) -> asyncio.Task[K]:
+    def _launch(self, ahead: bool) -> asyncio.Task[K]:
         async def boot() -> K:
-            kernel = await self.new_kernel()
+            kernel = await self.new_kernel(ahead)
             self._all.add(kernel)
             starting = asyncio.ensure_future(kernel.start())
             try:
@@ -85,7 +86,7 @@ class WarmReserve(Generic[K]):
             and not self._waiting
             and not self._running
         ):
-            self._warm.put_nowait(self._launch())
+            self._warm.put_nowait(self._launch(ahead=True))
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -100,7 +101,7 @@ class WarmReserve(Generic[K]):
     async def acquire(self) -> K:
         if self._closed:
             raise RuntimeError("the kernel provider is closed")
-        task = self._warm.get_nowait() if not self._warm.empty() else self._launch()
+        task = self._warm.get_nowait() if not self._warm.empty() else self._launch(ahead=False)
         self._waiting += 1
         try:
             return await task
