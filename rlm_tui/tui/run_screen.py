@@ -411,10 +411,11 @@ class RunScreen(Screen[None]):
 
     def _run_elapsed(self) -> float:
         """The run's time as its budget counts it: live, its clock (which stops while the run
-        waits on a person); else the last one recorded."""
-        if self.run is not None and not self.view.finished:
+        waits on a person); else the last one recorded, or the time its events span."""
+        view = self.view
+        if self.run is not None and not view.finished:
             return self.run.budget.elapsed
-        return self.view.elapsed
+        return view.elapsed or max(0.0, view.last_t - view.started if view.started else 0.0)
 
     def _now(self) -> float:
         """The wall clock for a live run; the newest event's time for a recorded one."""
