@@ -1,7 +1,7 @@
 """Secrets out of every line we write: the values themselves, whatever their shape.
 
-A secret is the value of any environment variable whose name looks secret (…KEY, …TOKEN,
-…SECRET, …PASSWORD, …CREDENTIALS, …AUTH…), and any key handed to a model explicitly
+A secret is the value of any environment variable whose name looks secret (a part of it
+ending in KEY, TOKEN, SECRET, PASSWORD, CREDENTIALS, or AUTH, PWD), and any key handed to a model explicitly
 (``remember``). Credentials inside URLs (``user:pass@``, ``?api-key=``) are blanked too.
 Applied to model errors, every session line, log records, the CLI's error lines and exports.
 """
@@ -16,9 +16,18 @@ import re
 from typing import Any
 
 MASK = "***"
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"(?:^|_)(?:[A-Z0-9]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)|AUTH|AUTHORIZATION|PWD)"
+    r"(?:_|$)",
+    re.IGNORECASE,
+)
+"""A secret's variable, by a whole part of its name: ``OPENAI_API_KEY``, ``GH_TOKEN``,
+``MYSQL_PWD``; not ``GIT_AUTHOR_NAME`` (whose value, masked, rewrote the user's own name in
+every line)."""
 _MIN_LENGTH = 8
-_SK_SHAPED = re.compile(r"sk-[A-Za-z0-9_-]{6,}")
+_SK_SHAPED = re.compile(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{20,}")
+"""A key of OpenAI's shape not known as a value: a word of its own, 20 characters past
+``sk-`` at least (inside ``task-management`` it masked ordinary code and text)."""
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
 _PARAM_NAMES = r"api[-_]?key|key|token|access[-_]?token|secret|password|sig"
 _SECRET_PARAM = re.compile(rf"(?<=[?&])((?:{_PARAM_NAMES})=)[^&\s\"']+", re.IGNORECASE)
