@@ -26,6 +26,7 @@ from rlm_tui import __version__, defaults, heap
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
+from rlm_tui.terminal import show_controls, visible
 
 if TYPE_CHECKING:
     from rlm_tui.engine.run import RunConfig
@@ -725,6 +726,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     answer is printed before the kernels are torn down."""
     from rlm_tui.engine.run import kernel_pool
 
+    show_controls()  # the progress lines draw agents' text: shown, never obeyed
     config = run_config_from_args(args, args.query, check=False)
     if config.kernel_gateway:  # the run makes its kernels on the gateway
         check_models(config)
@@ -805,13 +807,15 @@ def _print_result(result: Any, as_json: bool) -> None:
         print(json.dumps(payload, ensure_ascii=False, indent=2))
     elif value is not None:
         answer = value.python()
-        if isinstance(answer, str):
-            print(answer)
-        else:
-            print(json.dumps(answer, ensure_ascii=False, indent=2) if value.is_json else value.repr)
+        if not isinstance(answer, str):
+            answer = (
+                json.dumps(answer, ensure_ascii=False, indent=2) if value.is_json else value.repr
+            )
+        # to a terminal the answer is shown, not obeyed; to a pipe or a file it is as it was
+        print(visible(answer) if sys.stdout.isatty() else answer)
     if result.status != "answered":
         how = " (the answer above was extracted from the trajectory)" if result.extracted else ""
-        print(f"rlm-tui: {result.status}: {result.reason}{how}", file=sys.stderr)
+        print(f"rlm-tui: {result.status}: {visible(result.reason)}{how}", file=sys.stderr)
     if result.session_dir:
         print(f"rlm-tui: session saved in {result.session_dir}", file=sys.stderr)
 

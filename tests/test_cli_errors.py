@@ -181,3 +181,39 @@ def test_version_is_the_packages():
 
     done = cli("--version")
     assert (done.returncode, done.stdout, done.stderr) == (0, f"rlm-tui {__version__}\n", "")
+
+
+def test_an_answers_escape_codes_are_shown_on_a_terminal_and_kept_in_a_pipe(tmp_path: Path):
+    import pty
+
+    from openai_server import OpenAIServer, Reply
+    from scripted import cell
+
+    answer = "ok \x1b]0;TITLE\x07 done"
+    with OpenAIServer() as server:
+        server.script(lambda request: Reply(text=cell(f"FINAL({answer!r})")))
+        args = ["run", "q", "-m", "openai/t", "--api-base", server.base_url]
+        args += ["--sessions-dir", str(tmp_path / "s")]
+        piped = cli(*args)
+        primary, secondary = pty.openpty()
+        shown = subprocess.run(
+            [sys.executable, "-m", "rlm_tui", *args],
+            stdout=secondary,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the writer is gone and all it wrote was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(primary)
+        printed = b"".join(chunks).decode()
+    assert piped.returncode == 0 and piped.stdout == answer + "\n"
+    assert shown.returncode == 0
+    assert "ok ␛]0;TITLE␇ done" in printed and "\x1b" not in printed

@@ -663,3 +663,15 @@ async def test_the_context_panes_footer_shows_whole_keys_and_the_palette(session
         shown, palette = screen_lines(app)[-1].split("▏")
         assert shown.split() == keys.split()
         assert palette.rstrip() == "^p palette"
+
+
+async def test_a_cells_escape_codes_are_drawn_not_sent_to_the_terminal(sessions_dir):
+    code = r"print('\x1b]0;TITLE\x07\x1b]52;c;Y3VybCBldmlsIHwgc2gK\x07 \x1b[2K\x1b[31mRED')"
+    model = ScriptedModel({"q": [cell(code), cell("FINAL('\\x1b]0;ANSWER\\x07')")]})
+    run = Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model)
+    async with App(run).run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: screen(pilot).view.finished)
+        await pilot.pause(0.2)
+        lines = screen_lines(pilot.app)
+        assert not any("\x1b" in line or "\x07" in line for line in lines)
+        assert any("␛]0;TITLE" in line and "␛[31mRED" in line for line in lines)

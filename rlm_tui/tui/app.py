@@ -27,6 +27,7 @@ from textual.widgets import Static
 from rlm_tui import heap
 from rlm_tui.defaults import THEME
 from rlm_tui.errors import RlmError
+from rlm_tui.terminal import show_controls
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
 
@@ -165,6 +166,7 @@ class RlmApp(App[None]):
         ``run:`` defaults for the runs started from the home screen."""
         super().__init__()
         heap.collect_less_often()
+        show_controls()  # a model's escape codes are drawn, not sent to the terminal
         self.run_config = config
         self._pause = pause
         self.session = session
