@@ -157,7 +157,7 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
         out: list[str] = []
         code = (
             "import os\nopen('mine.txt', 'w').write('x')\nopen('/tmp/left.txt', 'w').write('x')\n"
-            "print(os.getcwd())"
+            "open('/dev/shm/left.txt', 'w').write('x')\nprint(os.getcwd())"
         )
         await first.execute(code, lambda _s, text: out.append(text))
         where, pid = "".join(out).strip(), first.pid
@@ -166,12 +166,13 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
         assert list(first_scratch.parent.glob("c-*.json"))  # its connection file (HMAC key)
         out.clear()
         # its files; its view of them through /proc; its environment and memory
-        # (/tmp too: the sandbox's is one for all kernels, each has its own over it)
+        # (/tmp and /dev/shm too: the sandbox's are one for all kernels, each has its own)
         paths = [
             first_scratch,
             first_scratch.parent,
             f"/proc/{pid}/root{first_scratch}",
             "/tmp/left.txt",
+            "/dev/shm/left.txt",
         ]
         look = (
             "import os\n"
@@ -188,7 +189,7 @@ async def test_two_kernels_of_a_run_cannot_see_each_others_files():
         )
         result = await second.execute(look, lambda _s, text: out.append(text))
     assert result.status == "ok", result.error
-    assert "".join(out).split() == ["False"] * 4 + ["refused"] * 2 + ["-1"]
+    assert "".join(out).split() == ["False"] * 5 + ["refused"] * 2 + ["-1"]
 
 
 def nspids(host_pid: int) -> list[int]:

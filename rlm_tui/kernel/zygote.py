@@ -58,6 +58,7 @@ SPARE_PROC = "/tmp/.rlm-proc"
 """A /proc of the sandbox with nothing mounted over it, which the template mounts at its start:
 the kernel lets a user namespace mount a new /proc only beside a fully visible one (bwrap's own
 has read-only covers over /proc/sys and others). Each kernel covers it before any cell runs."""
+SHM = "/dev/shm"
 _PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 """What bwrap makes read-only in its /proc; a kernel's own /proc gets the same."""
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -138,9 +139,9 @@ def own_pids(tmp_size_mb: int | None) -> None:
     """Fork the kernel as pid 1 of a new PID namespace; this process stays outside as its
     keeper, returns only in the kernel, and otherwise ends as the kernel ended.
 
-    The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one, takes
-    a /tmp of its own (``own_tmp``, of ``tmp_size_mb``), and enters one more user namespace so
-    that a cell can undo none of it."""
+    The kernel mounts its own /proc (with bwrap's read-only covers), covers the spare one,
+    takes a /tmp and a /dev/shm of its own (``own_tmp``, ``own_shm``, of ``tmp_size_mb``), and
+    enters one more user namespace so that a cell can undo none of it."""
     _check(_libc.unshare(CLONE_NEWPID), "unshare")
     alive_r, alive_w = os.pipe()  # the keeper holds the write end while it lives
     kernel = os.fork()
@@ -171,6 +172,7 @@ def own_pids(tmp_size_mb: int | None) -> None:
     if os.path.isdir(SPARE_PROC):
         _mount("tmpfs", SPARE_PROC, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=4k")
     own_tmp(tmp_size_mb)
+    own_shm(tmp_size_mb)
     _own_namespaces(CLONE_NEWNS)
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
 
@@ -206,6 +208,14 @@ def own_tmp(size_mb: int | None) -> None:
     finally:
         for _, fd in kept:
             os.close(fd)
+
+
+def own_shm(size_mb: int | None) -> None:
+    """A new tmpfs on /dev/shm, as on /tmp (``own_tmp``): the sandbox's was one for all of a
+    run's kernels, so a file one agent left there was read by another."""
+    if os.path.isdir(SHM):
+        size = f",size={size_mb}m" if size_mb else ""
+        _mount("tmpfs", SHM, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + size)
 
 
 def _mounts_below(top: str) -> list[str]:
