@@ -50,6 +50,14 @@ class _Parser(argparse.ArgumentParser):
         return parsed, extras
 
 
+def _closed_streams_to_devnull() -> None:
+    """Started with stdout or stderr closed, Python has None there, and ``print(file=None)``
+    writes to stdout: the progress and 'session saved' lines went into the --json answer."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+
+
 def _usage_exit(prog: str, message: str) -> NoReturn:
     """A bad command line: one line on stderr naming the command's help, exit 2."""
     print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
@@ -534,6 +542,8 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
     context_value = None
     context_file = getattr(args, "context_file", None)
     if context_file == "-":
+        if sys.stdin is None:
+            raise UsageError("--context-file -: there is no standard input to read")
         context_value = sys.stdin.read()
         context_file = None
     elif context_file is not None:
@@ -584,6 +594,7 @@ def _named_inputs(given: list[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _closed_streams_to_devnull()
     redact_logs()
     heap.collect_less_often()
     parser = build_parser()

@@ -217,3 +217,28 @@ def test_an_answers_escape_codes_are_shown_on_a_terminal_and_kept_in_a_pipe(tmp_
     assert piped.returncode == 0 and piped.stdout == answer + "\n"
     assert shown.returncode == 0
     assert "ok ␛]0;TITLE␇ done" in printed and "\x1b" not in printed
+
+
+@pytest.mark.parametrize(
+    ("closed", "extra", "code"),
+    [(">&-", [], 0), ("2>&-", ["--json"], 0), ("<&-", ["-c", "-"], 2)],
+    ids=["stdout", "stderr", "stdin"],
+)
+def test_a_closed_standard_stream_is_no_traceback(tmp_path: Path, closed, extra, code):
+    command = [sys.executable, "-m", "rlm_tui", "run", "q", *extra]
+    command += ["--sessions-dir", str(tmp_path / "s")]
+    out, err = tmp_path / "out", tmp_path / "err"
+    line = " ".join(f"'{part}'" for part in command)
+    script = f"exec {line} {closed}"
+    if closed != ">&-":
+        script += f" >{out}"
+    if closed != "2>&-":
+        script += f" 2>{err}"
+    done = subprocess.run(["sh", "-c", script], timeout=120)
+    assert done.returncode == code
+    if closed != "2>&-":
+        assert "Traceback" not in err.read_text()
+    if closed == "2>&-":  # the progress lines went nowhere, not into the JSON
+        assert json.loads(out.read_text())["status"] == "answered"
+    if closed == "<&-":
+        assert err.read_text().count("\n") == 1 and "no standard input" in err.read_text()
