@@ -382,3 +382,30 @@ async def test_a_query_with_brackets_is_listed_as_typed(sessions_dir):
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         assert any(f"  {query}  " in line for line in screen_lines(app))
+
+
+@pytest.mark.parametrize("gateway", ["not-a-url", "http://127.0.0.1:9"])
+async def test_a_run_that_failed_on_its_screen_is_not_live(sessions_dir, gateway):
+    """A bad gateway URL fails the run's start, once its screen is up (nobody listening at the
+    URL: its first kernel, and the run ends): from then on nothing treats it as live. Escape on
+    the home screen stays there; the next run and quitting do not ask to stop it."""
+    from rlm_tui.tui.modals import ConfirmScreen
+
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.query_one("#query", Input).value = "Generate 3 names of fruits"
+        app.screen.query_one("#kernel-gateway", Input).value = gateway
+        for _ in range(2):  # the first run, then one started over the failed one
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen | ConfirmScreen))
+            assert isinstance(app.screen, RunScreen)
+            await until(pilot, lambda: app.screen.view.finished)
+            assert gateway in app.screen.view.reason
+            await pilot.press("f2")
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, HomeScreen)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: not app.is_running or isinstance(app.screen, ConfirmScreen))
+        assert not app.is_running

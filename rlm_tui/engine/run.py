@@ -298,6 +298,7 @@ class Run:
         self._root_task: asyncio.Task[Value] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._result: RunResult | None = None
+        self._start_failed = False
         self._teardown: asyncio.Future[None] | None = None
         self._state: RunState | None = None
         """The state the events last told: none before ``RunStarted``, which tells "running"."""
@@ -341,6 +342,7 @@ class Run:
             self._emit_started()
             heap.settle()  # what came before this run outlives it: no full collection walks it
         except BaseException:
+            self._start_failed = True
             await self._services.aclose()
             self._close_session()
             if created is not None:
@@ -835,3 +837,9 @@ class Run:
     @property
     def result(self) -> RunResult | None:
         return self._result
+
+    @property
+    def ended(self) -> bool:
+        """Finished, or failed to start: nothing more will happen (a failed start has no
+        result, as ``start`` raised instead)."""
+        return self._result is not None or self._start_failed

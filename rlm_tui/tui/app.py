@@ -359,9 +359,9 @@ class RlmApp(App[None]):
 
     @property
     def live_run(self) -> Run | None:
-        """The run this app follows, while it has not finished."""
+        """The run this app follows, while it has not ended (finished, or failed to start)."""
         run = self.current_run
-        return run if run is not None and run.result is None else None
+        return run if run is not None and not run.ended else None
 
     def action_home(self) -> None:
         from rlm_tui.tui.home_screen import HomeScreen
@@ -413,7 +413,7 @@ class RlmApp(App[None]):
         run = self.current_run
         if run is not None:
             with contextlib.suppress(Exception):  # closing must not fail because the run did
-                if run.result is None:
+                if not run.ended:
                     run.stop("the app was closed")
                     await run.wait()
                 await run.closed()  # no kernel outlives the app
