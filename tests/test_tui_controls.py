@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import FRUITS_QUERY, NESTED_QUERY, screen_lines
 from scripted import ScriptedModel, cell, until
+from textual.widgets import DataTable
 
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
@@ -16,6 +17,7 @@ from rlm_tui.tui.agent_tree import AgentTree
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.budget_meter import BudgetMeter
 from rlm_tui.tui.config import UiConfig
+from rlm_tui.tui.home_screen import QUERY, HomeScreen
 from rlm_tui.tui.modals import ConfirmScreen, EditCellScreen, LaunchScreen
 from rlm_tui.tui.run_screen import RunScreen
 from rlm_tui.tui.wait_list import WaitList
@@ -217,6 +219,43 @@ async def test_fork_from_the_tui_and_edit_the_fork_cell(sessions_dir):
         await until(pilot, lambda: screen(pilot).view.finished)
         assert screen(pilot).view.answer == 42
     assert (original.session_dir / "events.jsonl").read_bytes() == before
+
+
+async def test_a_fork_while_another_run_is_live_asks_to_stop_that_run(sessions_dir):
+    """F on a saved session opened over a live run: the app follows one run, so the live one
+    is stopped first, and that is asked (it went on unfollowed, and quitting left it)."""
+    model = ScriptedModel({"q": [cell("a = 1"), cell("FINAL('saved')")]})
+    await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    live = Run(
+        RunConfig(query="live", sessions_dir=sessions_dir),
+        model=ScriptedModel({"live": [cell("x = 1")]}),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    async with App(live).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        await until(pilot, lambda: "0:1" in live.control.pending)
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        table = app.screen.query_one(DataTable)
+        saved = next(i for i in range(table.row_count) if str(table.get_row_at(i)[QUERY]) == "q")
+        table.move_cursor(row=saved)
+        table.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run is None)
+        screen(pilot).query_one("CellLog").select_cell("0:1")
+        await pilot.press("F")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert screen(pilot).run is None and not live.ended
+        await pilot.press("F")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: screen(pilot).run not in (None, live))
+        fork = screen(pilot).run
+        assert app.current_run is fork and fork.config.append_to is not None
+        await until(pilot, lambda: live.ended)
+        assert live.result is not None and live.result.status == "stopped"
 
 
 def notes(app) -> list[str]:

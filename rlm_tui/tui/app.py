@@ -273,18 +273,28 @@ class RlmApp(App[None]):
 
         ``config`` may be a function that makes it: it is called after the first frame, with
         the engine imported (a bad setting then ends the app with one line and exit 2)."""
+        self.replace_live_run(partial(self._start_run, config, breakpoints))
+
+    def replace_live_run(self, start: Callable[[], None]) -> None:
+        """Call ``start``, which starts another run (a new one, a fork): the app follows one
+        run, so a live one is stopped first, and that is asked."""
         old = self.live_run
         if old is None:
-            self._start_run(config, breakpoints)
+            start()
             return
         from rlm_tui.tui.modals import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
                 old.stop("a new run was started")
-                self._start_run(config, breakpoints)
+                start()
 
         self.push_screen(ConfirmScreen(REPLACE_QUESTION), answered)
+
+    def follow(self, run: Run, screen: Screen[Any]) -> None:
+        """Follow ``run`` on ``screen``: it is the run quitting stops."""
+        self.current_run = run
+        self.push_screen(screen)
 
     def _start_run(
         self, config: RunConfig | Callable[[], RunConfig], breakpoints: Breakpoints | None
@@ -315,8 +325,7 @@ class RlmApp(App[None]):
         except RlmError as exc:
             self.notify(str(exc), title="cannot start", severity="error")
             return
-        self.current_run = run
-        self.push_screen(RunScreen(run, editor=self.ui.editor))
+        self.follow(run, RunScreen(run, editor=self.ui.editor))
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
     def _prepare(

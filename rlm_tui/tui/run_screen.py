@@ -862,18 +862,21 @@ class RunScreen(Screen[None]):
         if self.live:
             self.notify("stop the run (X) before forking it", severity="warning")
             return
+        fork = partial(self._fork_at, Path(directory), cell.cell_id)
+        self.app.replace_live_run(fork)  # type: ignore[attr-defined]
+
+    def _fork_at(self, directory: Path, cell_id: str) -> None:
         from rlm_tui.engine.resume import fork_run
 
         try:
-            run = fork_run(Path(directory), cell.cell_id, breakpoints=Breakpoints(every_cell=True))
+            run = fork_run(directory, cell_id, breakpoints=Breakpoints(every_cell=True))
         except RlmError as exc:
             self.notify(str(exc), title="cannot fork", severity="error")
             return
-        self.notify(f"forked at cell {cell.cell_id}: edit it (e), then resume (space)")
+        self.notify(f"forked at cell {cell_id}: edit it (e), then resume (space)")
         screen = RunScreen(run, editor=self.editor)
-        screen.hold_at = cell.cell_id
-        self.app.current_run = run  # type: ignore[attr-defined]  # the app stops it on quit
-        self.app.push_screen(screen)
+        screen.hold_at = cell_id
+        self.app.follow(run, screen)  # type: ignore[attr-defined]
 
     def action_fork_diff(self) -> None:
         """This fork beside its original, from the fork point."""
