@@ -3,8 +3,9 @@
 What a process imports lives as long as it does, yet each full collection walks all of it:
 270 ms with litellm loaded (380,000 objects), 44 ms for the TUI, stalls that land at whatever
 allocation of a run triggers one (a fan-out's event loop stalled 0.4-0.5 s, and 13 % of its
-host CPU went to the collector). ``settle`` moves every object alive now into the permanent
-generation, after collecting the young generations, whose garbage it would otherwise keep.
+host CPU went to the collector). ``settle``, at a process's first run's start, moves every
+object alive then into the permanent generation, after collecting the young generations,
+whose garbage it would otherwise keep.
 
 A large import is made with no collection at all (``import_settled``): litellm's import grows
 the heap by 400,000 objects, and each growth by a quarter set off a full collection of it,
@@ -33,10 +34,19 @@ def collect_less_often() -> None:
     gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, old)
 
 
+_settled = False
+"""A run has started in this process: what was alive then is frozen."""
+
+
 def settle() -> None:
-    """Call after a large import, and when a run starts."""
-    gc.collect(1)
-    gc.freeze()
+    """Call when a run starts; only a process's first run freezes. What a later start finds
+    alive is mostly the runs before it (a workbench's, their screens; the Python API's), soon
+    garbage: frozen, it was never collected, and memory grew with every run."""
+    global _settled
+    if not _settled:
+        _settled = True
+        gc.collect(1)
+        gc.freeze()
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from scripted import ScriptedModel, cell
 
+from rlm_tui import heap
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import UsageError
 from rlm_tui.events import CellFinished, KernelEvent, RunStarted
@@ -51,17 +52,26 @@ async def test_a_kernel_restarted_for_a_timeout_is_recorded(sessions_dir: Path):
     assert len(restarts) == 1 and restarts[0].seq < first.seq
 
 
-async def test_what_was_alive_before_a_run_is_out_of_the_collectors_sight(sessions_dir: Path):
+async def test_only_a_process_first_run_freezes_what_was_alive_before_it(
+    sessions_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
     """A full collection would walk every object imported (litellm: 380,000, 270 ms) at any
-    allocation of the run; a run's start freezes them instead."""
+    allocation of the run; a process's first run's start freezes them instead. A later start
+    freezes nothing: what is alive then is mostly the runs before, and frozen they were never
+    collected (memory grew with each run of the workbench, or of the Python API)."""
     gc.unfreeze()
+    monkeypatch.setattr(heap, "_settled", False)  # as in a process where no run started yet
     kept = [object()]  # a list, which the collector tracks
     config = RunConfig(query="q", sessions_dir=sessions_dir)
-    run = Run(config, model=ScriptedModel({"q": [cell("FINAL(1)")]}))
-    await run.start()
+    first = Run(config, model=ScriptedModel({"q": [cell("FINAL(1)")]}))
+    await first.start()
     frozen = gc.get_freeze_count()
-    assert (await run.wait()).answer == 1
+    assert (await first.wait()).answer == 1
     assert frozen > 0 and not any(o is kept for o in gc.get_objects())
+    second = Run(config, model=ScriptedModel({"q": [cell("FINAL(2)")]}))
+    await second.start()
+    assert any(o is second for o in gc.get_objects())  # not frozen: it can be collected
+    assert (await second.wait()).answer == 2
 
 
 async def test_a_pause_while_the_run_starts_is_told_after_run_started(sessions_dir: Path):

@@ -340,7 +340,7 @@ class Run:
             self.inputs = self._resolve_inputs()
             await self._start_services()
             self._emit_started()
-            heap.settle()  # what came before this run outlives it: no full collection walks it
+            heap.settle()  # a first run: what the process imported outlives it, out of gc sight
         except BaseException:
             self._start_failed = True
             await self._services.aclose()
