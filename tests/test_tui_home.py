@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 
 import pytest
-from conftest import screen_lines
+from conftest import our_kernel_processes, screen_lines
 from scripted import ScriptedModel, cell, until
 from textual.widgets import DataTable, Input, Static
 
+from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.tui.app import RlmApp
 from rlm_tui.tui.config import UiConfig
 from rlm_tui.tui.home_screen import QUERY, HomeScreen
-from rlm_tui.tui.modals import TextScreen
+from rlm_tui.tui.modals import ConfirmScreen, TextScreen
 from rlm_tui.tui.run_screen import RunScreen
 
 pytestmark = pytest.mark.timeout(60)
@@ -389,8 +392,6 @@ async def test_a_run_that_failed_on_its_screen_is_not_live(sessions_dir, gateway
     """A bad gateway URL fails the run's start, once its screen is up (nobody listening at the
     URL: its first kernel, and the run ends): from then on nothing treats it as live. Escape on
     the home screen stays there; the next run and quitting do not ask to stop it."""
-    from rlm_tui.tui.modals import ConfirmScreen
-
     app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
     async with app.run_test(size=(120, 40)) as pilot:
         app.screen.query_one("#query", Input).value = "Generate 3 names of fruits"
@@ -409,3 +410,57 @@ async def test_a_run_that_failed_on_its_screen_is_not_live(sessions_dir, gateway
         await pilot.press("ctrl+q")
         await until(pilot, lambda: not app.is_running or isinstance(app.screen, ConfirmScreen))
         assert not app.is_running
+
+
+def _stack(app: RlmApp) -> list[str]:
+    return [type(screen).__name__ for screen in app.screen_stack]
+
+
+async def test_each_run_from_the_home_screen_replaces_the_screens_of_the_last(sessions_dir):
+    """F2 and a new run, again and again: the screens of the runs before, out of reach, are
+    let go with their runs (memory does not grow with each run); the stack holds at most the
+    live run's screen, which Escape on the home screen goes back to, and the home screen."""
+    held = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir),
+        model=ScriptedModel({"q": [cell("x = 1"), cell("FINAL('done')")]}),
+        breakpoints=Breakpoints(every_cell=True),
+    )
+    app = RlmApp(run=held, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "0:1" in held.control.pending)
+        held.step()
+        await until(pilot, lambda: "0:2" in held.control.pending)
+        kernel = held.agents["0"].kernel
+        assert kernel is not None and kernel.pid in our_kernel_processes()
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        assert _stack(app) == ["Screen", "RunScreen", "HomeScreen"]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        assert app.screen.run is held and _stack(app) == ["Screen", "RunScreen"]
+        runs: list[weakref.ref[Run]] = []
+        for _ in range(3):
+            await pilot.press("f2")
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            under = [] if held.ended else ["RunScreen"]  # the live run's screen, for Escape
+            assert _stack(app) == ["Screen", *under, "HomeScreen"]
+            app.screen.query_one("#query", Input).value = "Generate 3 names of fruits"
+            await pilot.press("ctrl+r")
+            if not held.ended:  # the held run is live: stopped, once asked
+                await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+                await pilot.press("y")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.run_id)
+            assert app.screen.run is app.current_run and _stack(app) == ["Screen", "RunScreen"]
+            runs.append(weakref.ref(app.current_run))
+            await until(pilot, lambda: app.screen.view.finished)
+            assert app.screen.view.status == "answered"
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        assert _stack(app) == ["Screen", "HomeScreen"]
+        assert held.result is not None and held.result.status == "stopped"
+        await until(pilot, lambda: kernel.pid not in our_kernel_processes())
+        gc.collect()
+        alive = {id(o) for o in gc.get_objects() if isinstance(o, Run)}  # not frozen ones
+        # each run before is collected, or can be: the loop's cancelled timers may hold it a
+        # while (their contexts reach its screen's worker)
+        assert all(run() is None or id(run()) in alive for run in runs[:-1])

@@ -294,7 +294,27 @@ class RlmApp(App[None]):
     def follow(self, run: Run, screen: Screen[Any]) -> None:
         """Follow ``run`` on ``screen``: it is the run quitting stops."""
         self.current_run = run
-        self.push_screen(screen)
+        self._show(screen)
+
+    def _show(self, screen: Screen[Any]) -> None:
+        """Show ``screen`` in place of every screen above the live run's: they are out of reach
+        (Escape on the home screen goes back to the live run only), and each would keep a
+        whole run in memory. The stack is at most the live run's screen and this one."""
+        keep = self._live_screen() or self.screen_stack[0]
+        with self.batch_update():
+            while self.screen is not keep:
+                self.pop_screen()
+            self.push_screen(screen)
+
+    def _live_screen(self) -> Screen[Any] | None:
+        """The screen that follows the live run, if there is one."""
+        live = self.live_run
+        if live is None:
+            return None
+        from rlm_tui.tui.run_screen import RunScreen
+
+        followers = (s for s in self.screen_stack if isinstance(s, RunScreen) and s.run is live)
+        return next(followers, None)
 
     def _start_run(
         self, config: RunConfig | Callable[[], RunConfig], breakpoints: Breakpoints | None
@@ -364,7 +384,7 @@ class RlmApp(App[None]):
             return
         for problem in log.problems:
             self.notify(problem, title="session repaired on reading", severity="warning")
-        self.push_screen(RunScreen(None, list(log.events), editor=self.ui.editor))
+        self._show(RunScreen(None, list(log.events), editor=self.ui.editor))
 
     @property
     def live_run(self) -> Run | None:
@@ -376,11 +396,11 @@ class RlmApp(App[None]):
         from rlm_tui.tui.home_screen import HomeScreen
 
         if not isinstance(self.screen, HomeScreen):
-            self.push_screen(
+            self._show(
                 HomeScreen(
                     self.sessions_dir,
                     self.ui.run,
-                    back=self.live_run is not None,
+                    back=self._live_screen() is not None,
                     form_values=self.form_values,
                 )
             )
