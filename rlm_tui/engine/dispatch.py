@@ -26,7 +26,7 @@ from rlm_tui.engine.context import (
 )
 from rlm_tui.engine.replay import Replay
 from rlm_tui.engine.schema import checked
-from rlm_tui.engine.tools import ToolExit, ToolFailed, Tools
+from rlm_tui.engine.tools import ToolFailed, Tools
 from rlm_tui.errors import BudgetExceeded, KernelError, ModelError, RlmError, UsageError
 from rlm_tui.events import Notice, SubcallFinished, SubcallStarted, Value
 from rlm_tui.kernel.wire import Op
@@ -149,14 +149,7 @@ class Subcalls:
             arguments={"args": args, "kwargs": kwargs},
         )
         async with self._bracket(started) as done:
-            try:
-                result = await run.tools.call(name, args, kwargs)
-            except UsageError:
-                raise
-            except ToolExit as exc:
-                raise ToolFailed(str(exc)) from None
-            except Exception as exc:
-                raise ToolFailed(f"{type(exc).__name__}: {exc}") from None
+            result = await run.tools.call(name, args, kwargs)
             value = Value.from_host(result)
             done(value)
         return value

@@ -85,9 +85,9 @@ class Tools:
         return [_spec(name, f) for name, f in self._functions.items()]
 
     async def call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """Run a tool; its exception leaves as it is (the dispatcher reports it to the cell),
-        but a ``sys.exit()`` or a ``KeyboardInterrupt`` of its own, which asyncio would let
-        end the whole run, leaves as a ``ToolExit``."""
+        """Run a tool; what it raises leaves as ``ToolFailed`` (the dispatcher reports it to the
+        cell), a ``sys.exit()`` or a ``KeyboardInterrupt`` of its own too: asyncio would let
+        those end the whole run."""
         function = self._functions.get(name)
         if function is None:
             raise UsageError(f"no tool named {name!r}")
@@ -95,15 +95,10 @@ class Tools:
             if inspect.iscoroutinefunction(function):
                 return await function(*args, **kwargs)
             return await asyncio.to_thread(function, *args, **kwargs)
-        except (SystemExit, KeyboardInterrupt) as exc:
-            raise ToolExit(f"{type(exc).__name__}: {exc}") from None
-
-
-class ToolExit(Exception):
-    """A tool raised ``SystemExit`` or ``KeyboardInterrupt``: an error of that call only."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+        except UsageError:
+            raise
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            raise ToolFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 def _spec(name: str, function: Callable[..., Any]) -> ToolSpec:
