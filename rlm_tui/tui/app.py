@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import textual.content
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -166,7 +167,9 @@ class RlmApp(App[None]):
         ``run:`` defaults for the runs started from the home screen."""
         super().__init__()
         heap.collect_less_often()
-        show_controls()  # a model's escape codes are drawn, not sent to the terminal
+        # a model's escape codes are drawn, not sent to the terminal
+        show_controls()
+        show_controls(textual.content._CONTROL_STRIP_TRANSLATE)
         self.run_config = config
         self._pause = pause
         self.session = session
