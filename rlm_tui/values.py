@@ -14,13 +14,18 @@ PREVIEW_LIMIT = 2000
 """Characters of a value's repr that are carried (and recorded) with it."""
 
 
-def preview(value: Any) -> str:
-    """``repr(value)``, cut at ``PREVIEW_LIMIT`` characters; a repr that fails (one of its own
-    raising, or nested too deeply) is said, so the value still crosses."""
+def safe_repr(value: Any) -> str:
+    """``repr(value)``; a repr that fails (one of its own raising, or nested too deeply) is
+    said, so the value still crosses."""
     try:
-        shown = repr(value)
+        return repr(value)
     except Exception as exc:
         return f"<{type(value).__name__} object; its repr failed: {type(exc).__name__}>"
+
+
+def preview(value: Any) -> str:
+    """``safe_repr(value)``, cut at ``PREVIEW_LIMIT`` characters."""
+    shown = safe_repr(value)
     return shown if len(shown) <= PREVIEW_LIMIT else shown[:PREVIEW_LIMIT] + "..."
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rlm_tui.errors import UsageError
 from rlm_tui.kernel.base import ContextKind
-from rlm_tui.values import preview
+from rlm_tui.values import safe_repr
 
 PREVIEW_CHARS = 400
 _KIND_BY_SUFFIX: dict[str, ContextKind] = {
@@ -137,7 +137,7 @@ def context_from_value(value: Any, directory: Path) -> ContextSource:
         ) from None
     path = directory / "context.pickle"
     _write_private(path, data)
-    shown = preview(value)
+    shown = safe_repr(value)  # its length is the context's size shown
     return ContextSource(path.resolve(), "pickle", len(shown), shown[:PREVIEW_CHARS])
 
 
