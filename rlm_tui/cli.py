@@ -473,17 +473,20 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _non_empty(text: str) -> str:
-    """A path's text; an empty one is refused (``Path("")`` is the current directory)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
+def _not_blank(problem: str) -> Callable[[str], str]:
+    """An argparse type: text that is not empty or blank, else ``problem``."""
+
+    def text(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
     return text
 
 
-def _question(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("the question is empty")
-    return text
+_non_empty = _not_blank("an empty path")
+"""A path's text (``Path("")`` is the current directory)."""
+_question = _not_blank("the question is empty")
 
 
 def _path(text: str) -> Path:

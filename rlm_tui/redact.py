@@ -1,7 +1,8 @@
 """Secrets out of every line we write: the values themselves, whatever their shape.
 
 A secret is the value of any environment variable whose name looks secret (a part of it
-ending in KEY, TOKEN, SECRET, PASSWORD, CREDENTIALS, or AUTH, PWD), and any key handed to a model explicitly
+ending in KEY, TOKEN, SECRET, PASSWORD, CREDENTIALS, or AUTH, PWD), and any key handed to a
+model explicitly
 (``remember``). Credentials inside URLs (``user:pass@``, ``?api-key=``) are blanked too.
 Applied to model errors, every session line, log records, the CLI's error lines and exports.
 """

@@ -1,5 +1,6 @@
-"""The user's settings, as the config file holds them; checked by ``config_file_schema.ConfigFile``
-(this module imports neither pydantic nor yaml: the app's first frame waits for what it imports)."""
+"""The user's settings, as the config file holds them; checked by
+``config_file_schema.ConfigFile`` (this module imports neither pydantic nor yaml: the app's
+first frame waits for what it imports)."""
 
 from __future__ import annotations
 
