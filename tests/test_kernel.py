@@ -293,6 +293,41 @@ async def test_every_output_of_a_cell_arrives_before_its_end_in_order(pool):
     await pool.release(kernel)
 
 
+async def test_a_kernel_sends_a_cells_output_up_to_its_limit_and_counts_the_rest():
+    """Past its limit a kernel's stream sends nothing (a print loop grew a kernel to 3 GB and
+    its host to 0.9 GB) and tells the host how much it did not send; the next cell has a
+    limit of its own."""
+    async with LocalKernelPool(size=0, output_limit=1000) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        for _ in range(2):
+            chunks: list[tuple[str, str]] = []
+            result = await kernel.execute(
+                "import sys\nfor i in range(500):\n    print('y' * 99)\n"
+                "    print('z' * 49, file=sys.stderr)",
+                lambda stream, text, into=chunks: into.append((stream, text)),
+            )
+            assert result.status == "ok", result.error
+            out = "".join(text for stream, text in chunks if stream == "stdout")
+            err = "".join(text for stream, text in chunks if stream == "stderr")
+            assert out == ("y" * 99 + "\n") * 10 and err == ("z" * 49 + "\n") * 20
+            assert result.dropped == 500 * 100 + 500 * 50 - 2000
+
+
+async def test_what_a_cell_printed_is_not_kept_in_its_kernel():
+    """IPython 9 keeps every write of a cell to its streams for as long as the kernel lives:
+    300 MB printed stayed 300 MB of the kernel's memory."""
+    async with LocalKernelPool(size=0, output_limit=1000) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        status, _, _ = await run(kernel, "for i in range(3000):\n    print('x' * 100_000)")
+        assert status == "ok"
+        _, _, peak_kb = await run(
+            kernel, "import resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        assert int(peak_kb) < 200 * 1024
+
+
 SHELL_PROBE = (
     "import os\nip = get_ipython()\n"
     "print(hasattr(ip, 'marker'), ip.alias_manager.is_alias('hello'), "

@@ -447,7 +447,8 @@ class Agent:
             )
         if result.status == "killed":
             error = await self._recover_kernel(kernel, result.error or "kernel died")
-        return result.status, "".join(parts), counts["total"], error, result.duration
+        total = counts["total"] + result.dropped
+        return result.status, "".join(parts), total, error, result.duration
 
     async def _recover_kernel(self, kernel: Kernel, reason: str) -> str:
         """A dead kernel is restarted with its context; the model is told its state is gone."""

@@ -233,6 +233,7 @@ def kernel_pool(config: RunConfig, sandbox: Sandbox | None = None) -> LocalKerne
         sandbox=sandbox or resolve_sandbox(config.sandbox_policy()),
         pass_env=config.kernel_env,
         shared=True,
+        output_limit=config.keep_output,
     )
 
 

@@ -31,6 +31,8 @@ class ExecResult:
     """One line: 'ValueError: bad thing', or why the cell was cut short."""
     restarted: bool = False
     """The kernel was restarted to end the cell (its state is gone)."""
+    dropped: int = 0
+    """Characters the cell printed past its kernel's output limit: counted, never sent."""
 
 
 class Kernel(Protocol):

@@ -8,6 +8,7 @@ from typing import Any
 
 from rlm_tui.kernel.awaiting import INTERRUPTED
 from rlm_tui.kernel.base import ExecResult, OutputCallback
+from rlm_tui.kernel.wire import DROPPED
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -26,6 +27,7 @@ class CellReader:
         self.msg_id = msg_id
         self.on_output = on_output
         self.error: str | None = None
+        self.dropped = 0
 
     def feed(self, msg: dict[str, Any]) -> bool:
         """Take one iopub message; True once the cell is done (its kernel went idle)."""
@@ -34,7 +36,10 @@ class CellReader:
         kind = msg["msg_type"]
         content = msg["content"]
         if kind == "stream":
-            self.on_output("stderr" if content["name"] == "stderr" else "stdout", content["text"])
+            self.dropped += int(content.get(DROPPED, 0))
+            if content["text"]:
+                name = content["name"]
+                self.on_output("stderr" if name == "stderr" else "stdout", content["text"])
         elif kind in ("execute_result", "display_data"):
             text = content.get("data", {}).get("text/plain")
             if text is not None:
@@ -53,11 +58,12 @@ class CellReader:
         """The cell's result; ``timed_out_after`` if it was interrupted for its time limit."""
         if self.error == "KeyboardInterrupt":
             if timed_out_after is not None:
-                return ExecResult(
-                    "timeout", duration, f"cell ran past {timed_out_after:g} s: interrupted"
-                )
-            return ExecResult("interrupted", duration, "interrupted")
-        return ExecResult("error" if self.error else "ok", duration, self.error)
+                why = f"cell ran past {timed_out_after:g} s: interrupted"
+                return ExecResult("timeout", duration, why, dropped=self.dropped)
+            return ExecResult("interrupted", duration, "interrupted", dropped=self.dropped)
+        return ExecResult(
+            "error" if self.error else "ok", duration, self.error, dropped=self.dropped
+        )
 
 
 def unstoppable(timeout: float | None, started: float) -> ExecResult:

@@ -327,10 +327,13 @@ class LocalKernel:
         sandbox: Sandbox,
         running: Callable[[], contextlib.AbstractContextManager[None]],
         warm_up: bool = True,
+        output_limit: int | None = None,
     ) -> None:
         """``running``: held around each cell (the pool's ``WarmReserve.running``);
-        ``warm_up``: its first start runs the warm-up pass (``start``)."""
+        ``warm_up``: its first start runs the warm-up pass (``start``); ``output_limit``: the
+        characters of a cell's printed output the kernel sends (``outstream``)."""
         self._warm_up = warm_up
+        self._output_limit = output_limit
         self.kernel_id = uuid.uuid4().hex[:8]
         self._running = running
         self._root = root
@@ -408,6 +411,7 @@ class LocalKernel:
             "cwd": str(self._scratch),
             "env": env,
             "memory_limit_mb": self._memory_limit_mb,
+            "output_limit": self._output_limit,
             "isolate": {"root": str(self._root), "own": str(self._home)}
             if self._sandbox.active
             else None,
@@ -673,12 +677,14 @@ class LocalKernelPool(WarmReserve[LocalKernel]):
         pass_env: Sequence[str] = (),
         wrap: Wrap | None = None,
         shared: bool = False,
+        output_limit: int | None = None,
     ) -> None:
         """``sandbox``: the run's (default: the machine's, mode auto); ``wrap`` replaces it
         around the template's command line (tests); ``shared``: fork from this process's
         template for the same sandbox and environment (``SHARED_TEMPLATES``), not one of its
-        own."""
+        own; ``output_limit``: as ``LocalKernel``'s."""
         super().__init__(size)
+        self._output_limit = output_limit
         self.sandbox = sandbox or resolve_sandbox(SandboxPolicy())
         self._env = kernel_env(env or {}, pass_env)
         self._memory_limit_mb = memory_limit_mb
@@ -708,6 +714,7 @@ class LocalKernelPool(WarmReserve[LocalKernel]):
             self.sandbox,
             self.running,
             warm_up=ahead,
+            output_limit=self._output_limit,
         )
 
     async def close_rest(self) -> None:

@@ -36,6 +36,10 @@ FETCH = "fetch"
 replies, one frame ``{"size": n}`` (or ``{"error": ...}``) and then the context's n raw bytes."""
 CONTEXT_CHUNK = 1 << 20
 """Bytes per read and write while a context streams to a kernel."""
+DROPPED = "rlm_dropped"
+"""In the content of a kernel's Jupyter ``stream`` message: how many characters the request
+printed past the kernel's output limit, counted there and never sent (``outstream``). Other
+Jupyter clients ignore the key."""
 
 
 class FrameTooLarge(ValueError):

@@ -34,6 +34,7 @@ import traceback
 from typing import Any
 
 from rlm_tui.kernel import prelude, wire
+from rlm_tui.kernel.outstream import QuickFlushStream
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -304,6 +305,9 @@ def prebuild() -> None:
         quiet=True,
         config=kernel_config(),
     )
+    # IPython 9 keeps every write of a cell to its streams, for ``%history -o``, as long as
+    # the kernel lives (in a 15 s print loop: 3 GB); nothing here reads them
+    SHELL._tee = lambda channel: contextlib.nullcontext()
     # the traits are set above: skip building a parser for an empty command line (~30 ms)
     APP.parse_command_line = lambda argv=None: None
     # no heartbeat (its own zmq context and thread): the template reports a kernel's death
@@ -358,6 +362,9 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     shell.home_dir = os.environ["HOME"]
     shell.init_environment()
     prelude.install(shell.user_ns)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, QuickFlushStream):
+            stream.limit = request.get("output_limit")
     if request.get("memory_limit_mb"):
         prelude.limit_memory(int(request["memory_limit_mb"]))
     app.start()
