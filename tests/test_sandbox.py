@@ -399,6 +399,24 @@ def test_sandbox_auto_without_a_sandbox_answers_with_a_loud_warning(failing_bwra
     assert any(isinstance(e, Notice) and "NO SANDBOX" in e.message for e in events)
 
 
+def test_an_interpreter_started_through_dotdot_runs_its_kernels_in_the_sandbox(tmp_path):
+    """``../venv/bin/python -m rlm_tui`` from a directory beside the venv: Python keeps the
+    ``..`` in ``sys.executable``, and the sandbox has none of the directories it goes
+    through (the kernel's template failed with execvp's "No such file or directory")."""
+    python = os.path.relpath(sys.executable, tmp_path)
+    assert python.startswith("..")
+    done = subprocess.run(
+        [python, "-m", "rlm_tui", "run", "--sandbox", "require", "--sessions-dir", "s", "hi"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    started = read_session(next((tmp_path / "s").iterdir())).events[0]
+    assert isinstance(started, RunStarted) and started.sandbox and started.sandbox.active
+
+
 def test_a_system_bwrap_that_fails_gives_way_to_the_bundled_one(tmp_path, monkeypatch):
     """A setuid system bwrap refuses the sandbox's capability; the bundled one is tried next
     instead of running with no sandbox (named by $RLM_TUI_BWRAP, only the named one is)."""

@@ -123,7 +123,7 @@ class Zygote:
         if self._process is not None:
             return
         ours, theirs = socket.socketpair()
-        argv = [sys.executable, "-m", "rlm_tui.kernel.zygote", str(theirs.fileno())]
+        argv = [interpreter(), "-m", "rlm_tui.kernel.zygote", str(theirs.fileno())]
         with open(self._root / "zygote.log", "wb") as log:
             self._process = subprocess.Popen(
                 self._wrap(argv, self._root),
@@ -313,6 +313,14 @@ def _descendant(ancestor: int, inner_pid: int, depth: int) -> int | None:
                 return pid
         level = below
     return None
+
+
+def interpreter() -> str:
+    """This interpreter's path as the sandbox binds it: its directory resolved (a path through
+    ``..`` or a symlinked directory does not exist there), its own name kept (a venv's
+    ``python`` is a symlink to the base interpreter, which would not see the venv)."""
+    path = Path(sys.executable)
+    return str(path.parent.resolve() / path.name)
 
 
 class LocalKernel:
