@@ -682,7 +682,9 @@ def _continue(args: argparse.Namespace) -> int:
             except (OSError, UnicodeDecodeError) as exc:
                 raise UsageError(f"cannot read {args.code_file}: {_reason(exc)}") from None
         run = fork_run(directory, args.at, code, **changes)
-        print(f"rlm-tui: forked into session {run.config.append_to.name}", file=sys.stderr)
+        forked = run.config.append_to
+        assert forked is not None  # a fork always goes on in its new session
+        print(f"rlm-tui: forked into session {forked.name}", file=sys.stderr)
     elif args.command == "ask":
         run = ask_run(directory, args.question, **changes)
     else:

@@ -12,6 +12,9 @@ POOL_SIZE = 2
 CELL_TIMEOUT = 120.0
 MIN_MEMORY_LIMIT_MB = 64
 """The smallest address-space cap a kernel starts under (Python with IPython needs ~50 MB)."""
+KERNEL_MAX_TASKS = 512
+"""Processes and threads a sandboxed kernel may hold at once, its cells' children included
+(the ``pid_max`` of its PID namespace, Linux 6.14+): a fork bomb in a cell stops there."""
 MAX_DEPTH = 3
 MAX_ITERATIONS = 20
 MAX_CONCURRENCY = 32

@@ -24,6 +24,7 @@ from conftest import cli, live_processes_with, start_cli_run, wait_for_session_t
 from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
 
+from rlm_tui import defaults
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import Notice, RunFinished, RunStarted, SandboxInfo
 from rlm_tui.kernel import wire
@@ -198,6 +199,62 @@ def nspids(host_pid: int) -> list[int]:
     return [
         int(n) for n in next(x for x in status.splitlines() if x.startswith("NSpid:")).split()[1:]
     ]
+
+
+FORK_BOMB = """
+import ctypes, os, time
+def bomb(report):
+    kids, error = [], None
+    try:
+        while len(kids) < 5000:
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(60)
+                os._exit(0)
+            kids.append(pid)
+    except OSError as exc:
+        error = type(exc).__name__
+    for pid in kids:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    os.write(report, f"{len(kids)} {error}".encode())
+r, w = os.pipe()
+if NESTED:  # from a PID namespace of the cell's own (a single-threaded child can make one)
+    child = os.fork()
+    if child == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x10000000 | 0x20000000):  # CLONE_NEWUSER | CLONE_NEWPID
+            os.write(w, f"0 unshare-{ctypes.get_errno()}".encode())
+            os._exit(1)
+        first = os.fork()  # pid 1 of the new namespace
+        if first == 0:
+            bomb(w)
+            os._exit(0)
+        os.waitpid(first, 0)
+        os._exit(0)
+    os.waitpid(child, 0)
+else:
+    bomb(w)
+os.close(w)
+print(os.read(r, 100).decode())
+"""
+
+
+@pytest.mark.parametrize("nested", [False, True])
+async def test_a_fork_bomb_stops_at_the_kernels_task_cap(nested):
+    async with LocalKernelPool(size=0) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        parts: list[str] = []
+        result = await kernel.execute(
+            f"NESTED = {nested}\n{FORK_BOMB}", lambda _s, text: parts.append(text), timeout=60
+        )
+        assert result.status == "ok", "".join(parts)
+        forked, error = "".join(parts).split()[:2]
+        assert 100 < int(forked) < defaults.KERNEL_MAX_TASKS and error == "BlockingIOError"
+        parts.clear()
+        await kernel.execute("import os\nprint(os.getpid())", lambda _s, t: parts.append(t))
+        assert "".join(parts).strip() == "1"  # the kernel itself lives on
 
 
 def parent_of(host_pid: int) -> int:

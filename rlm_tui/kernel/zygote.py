@@ -33,6 +33,7 @@ import tempfile
 import traceback
 from typing import Any
 
+from rlm_tui import defaults
 from rlm_tui.kernel import prelude, wire
 from rlm_tui.kernel.outstream import QuickFlushStream
 
@@ -165,6 +166,7 @@ def own_pids(tmp_size_mb: int | None) -> None:
         os._exit(1)
     os.close(alive_r)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    cap_tasks(defaults.KERNEL_MAX_TASKS)
     for name in _PROC_COVERS:
         path = f"/proc/{name}"
         if os.path.exists(path):
@@ -176,6 +178,15 @@ def own_pids(tmp_size_mb: int | None) -> None:
     own_shm(tmp_size_mb)
     _own_namespaces(CLONE_NEWNS)
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl")
+
+
+def cap_tasks(count: int) -> None:
+    """At most ``count`` processes and threads in this PID namespace and those below it: its
+    ``pid_max`` (a namespace's own since Linux 6.14; before, the write is refused and there is
+    no cap). Set before /proc/sys is made read-only; a cell cannot raise it (the namespace
+    belongs to a user namespace above the cell's)."""
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/pid_max", "w") as f:
+        f.write(str(count + 1))  # pids 1 .. pid_max - 1
 
 
 def own_tmp(size_mb: int | None) -> None:
