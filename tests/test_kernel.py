@@ -314,6 +314,25 @@ async def test_a_kernel_sends_a_cells_output_up_to_its_limit_and_counts_the_rest
             assert result.dropped == 500 * 100 + 500 * 50 - 2000
 
 
+async def test_a_value_a_cell_shows_is_sent_up_to_the_limit_and_the_rest_counted():
+    """A cell ending in a 100 MB string sent it all (1.7 s and 300 MB of the host to read);
+    its last value and each ``display()`` are cut at the limit and the rest is counted."""
+    async with LocalKernelPool(size=0, output_limit=1000) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        chunks: list[tuple[str, str]] = []
+        result = await kernel.execute(
+            "from IPython.display import display\ndisplay('d' * 5000)\n'r' * 3000",
+            lambda stream, text: chunks.append((stream, text)),
+        )
+        assert result.status == "ok", result.error
+        shown = [text for stream, text in chunks if stream == "result"]
+        assert shown == ["'" + "d" * 999 + "\n", "'" + "r" * 999 + "\n"]
+        assert result.dropped == (5002 - 1000) + (3002 - 1000)
+        status, _, value = await run(kernel, "len(_)")
+        assert status == "ok" and value.strip() == "3000"  # the kernel keeps the value whole
+
+
 async def test_what_a_cell_printed_is_not_kept_in_its_kernel():
     """IPython 9 keeps every write of a cell to its streams for as long as the kernel lives:
     300 MB printed stayed 300 MB of the kernel's memory."""

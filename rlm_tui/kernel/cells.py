@@ -41,6 +41,7 @@ class CellReader:
                 name = content["name"]
                 self.on_output("stderr" if name == "stderr" else "stdout", content["text"])
         elif kind in ("execute_result", "display_data"):
+            self.dropped += int(content.get("metadata", {}).get(DROPPED, 0))
             text = content.get("data", {}).get("text/plain")
             if text is not None:
                 self.on_output("result", text + "\n")

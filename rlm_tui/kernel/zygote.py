@@ -35,7 +35,7 @@ from typing import Any
 
 from rlm_tui import defaults
 from rlm_tui.kernel import prelude, wire
-from rlm_tui.kernel.outstream import QuickFlushStream
+from rlm_tui.kernel.outstream import QuickFlushStream, cap_displays
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -373,9 +373,11 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     shell.home_dir = os.environ["HOME"]
     shell.init_environment()
     prelude.install(shell.user_ns)
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, QuickFlushStream):
-            stream.limit = request.get("output_limit")
+    if request.get("output_limit") is not None:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, QuickFlushStream):
+                stream.limit = request["output_limit"]
+        cap_displays(shell, request["output_limit"])
     if request.get("memory_limit_mb"):
         prelude.limit_memory(int(request["memory_limit_mb"]))
     app.start()
