@@ -132,6 +132,43 @@ async def test_gateway_kernels_run_cells_and_are_seen_by_the_leftover_check(gate
     assert gateway.wait_no_kernels() == []
 
 
+async def test_a_gateway_kernel_sends_output_up_to_its_limit_and_counts_the_rest(gateway) -> None:
+    """A gateway's kernel is stock ipykernel: its streams and shown values get the same cut as
+    a local kernel's (a print loop there grew it by gigabytes), and IPython's copy is off."""
+
+    async def no_subcalls(agent, op, args):
+        raise AssertionError("no sub-call expected")
+
+    bridge = BridgeServer(no_subcalls, tcp_host="127.0.0.1")
+    await bridge.start()
+    provider = GatewayKernelProvider(
+        Gateway(gateway.url, gateway.token), bridge, size=0, output_limit=1000
+    )
+    try:
+        kernel = await provider.acquire()
+        await kernel.setup("0", None, "none", bridge.grant("0"))
+        chunks: list[tuple[str, str]] = []
+        result = await kernel.execute(
+            "for i in range(500):\n    print('y' * 99)\n'r' * 3000",
+            lambda stream, text: chunks.append((stream, text)),
+        )
+        assert result.status == "ok", result.error
+        out = "".join(text for stream, text in chunks if stream == "stdout")
+        shown = [text for stream, text in chunks if stream == "result"]
+        assert out == ("y" * 99 + "\n") * 10 and shown == ["'" + "r" * 999 + "\n"]
+        assert result.dropped == 500 * 100 - 1000 + 3002 - 1000
+        kept: list[str] = []
+        await kernel.execute(
+            "outputs = get_ipython().history_manager.outputs.values()\n"
+            "print(sum(len(o.bundle.get('stream', ())) for cell in outputs for o in cell))",
+            lambda _s, t: kept.append(t),
+        )
+        assert "".join(kept).strip() == "0"
+    finally:
+        await provider.close()
+        await bridge.close()
+
+
 def test_nested_demo_problem_on_gateway_kernels(gateway, sessions_dir: Path) -> None:
     done = cli(
         "run",

@@ -402,7 +402,9 @@ class Run:
         services.push_async_callback(bridge.close)
         self._bridge = bridge
         if gateway is not None:
-            self._provider = GatewayKernelProvider(gateway, bridge, size=config.pool_size)
+            self._provider = GatewayKernelProvider(
+                gateway, bridge, size=config.pool_size, output_limit=config.keep_output
+            )
         elif self._provider is None:
             # the first resolve starts bwrap to probe it: in a thread, not on the app's loop
             sandbox = await asyncio.to_thread(resolve_sandbox, config.sandbox_policy())

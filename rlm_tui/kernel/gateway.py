@@ -47,7 +47,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from rlm_tui import values
 from rlm_tui.errors import KernelError, UsageError
-from rlm_tui.kernel import aio_link, answer_check, awaiting, prelude, wire
+from rlm_tui.kernel import aio_link, answer_check, awaiting, outstream, prelude, wire
 from rlm_tui.kernel.base import ContextKind, ExecResult, OutputCallback, ignore_output
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.cells import CellReader, unstoppable
@@ -66,7 +66,7 @@ URL_ENV = "JUPYTER_GATEWAY_URL"
 def _shipped_modules() -> str:
     """Code that makes the kernel-side modules importable in a kernel that lacks rlm_tui."""
     modules: list[tuple[str, str | None]] = [("rlm_tui", None), ("rlm_tui.kernel", None)]
-    shipped = (values, wire, aio_link, answer_check, awaiting, prelude)  # each after its imports
+    shipped = (values, wire, outstream, aio_link, answer_check, awaiting, prelude)  # imports first
     modules += [(m.__name__, inspect.getsource(m)) for m in shipped]
     return (
         "import sys as _s, types as _t\n"
@@ -292,9 +292,16 @@ class GatewayKernel:
     """One kernel on the gateway and its websocket; cells on it run one at a time."""
 
     def __init__(
-        self, kernel_name: str, bridge: BridgeServer, packer: _Packer, startup_code: str = ""
+        self,
+        kernel_name: str,
+        bridge: BridgeServer,
+        packer: _Packer,
+        startup_code: str = "",
+        output_limit: int | None = None,
     ) -> None:
+        """``output_limit``: the characters of a cell's output the kernel sends (``outstream``)."""
         self.kernel_id = uuid.uuid4().hex[:8]
+        self._output_limit = output_limit
         self.kernel_name = kernel_name
         self._bridge = bridge
         self._packer = packer
@@ -334,9 +341,15 @@ class GatewayKernel:
         await client.start_channels()
         self._client = client
         await self._wait_ready()
+        limit = "from rlm_tui.kernel.outstream import limit_output as _l\n_l(get_ipython(), {})"
+        # two cells: a cell's stream writes are wrapped while it runs (IPython's copy) and put
+        # back as they were when it ends, so the streams are limited in a cell after the copy
+        # is turned off
+        await self._run_internal(f"{INSTALL_CODE}\n{limit.format(None)}")
         pid: list[str] = []
         await self._run_internal(
-            INSTALL_CODE + "\n" + self._startup_code + "\nprint(__import__('os').getpid())",
+            f"{limit.format(self._output_limit)}\ndel _l\n{self._startup_code}\n"
+            "print(__import__('os').getpid())",
             lambda _s, text: pid.append(text),
         )
         self._pid = int("".join(pid).split()[-1])
@@ -548,9 +561,16 @@ class GatewayKernelProvider(WarmReserve[GatewayKernel]):
     failure = "kernel failed to start on the gateway"
 
     def __init__(
-        self, gateway: Gateway, bridge: BridgeServer, size: int = 2, startup_code: str = ""
+        self,
+        gateway: Gateway,
+        bridge: BridgeServer,
+        size: int = 2,
+        startup_code: str = "",
+        output_limit: int | None = None,
     ) -> None:
+        """``output_limit``: as ``GatewayKernel``'s."""
         super().__init__(size)
+        self._output_limit = output_limit
         self.gateway = gateway
         self._bridge = bridge
         self._packer = _Packer()
@@ -565,7 +585,9 @@ class GatewayKernelProvider(WarmReserve[GatewayKernel]):
         return await asyncio.shield(self._ready)
 
     async def new_kernel(self, ahead: bool) -> GatewayKernel:
-        return GatewayKernel(await self._name(), self._bridge, self._packer, self._startup_code)
+        return GatewayKernel(
+            await self._name(), self._bridge, self._packer, self._startup_code, self._output_limit
+        )
 
     async def start(self) -> None:
         await self._name()

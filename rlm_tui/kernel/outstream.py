@@ -17,6 +17,8 @@ how much the cell printed."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -35,6 +37,22 @@ class QuickFlushStream(OutStream):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._start_counts()
+
+    @classmethod
+    def adopt(cls, stream: OutStream) -> QuickFlushStream:
+        """``stream``, made by ipykernel's own class (a gateway's kernel), made one of these:
+        the class adds only methods and the counts, so its buffers and thread stay as they are.
+        Not in a cell IPython copies the output of: it puts the stream's old ``write`` back on
+        the instance when the cell ends, and after, that ``write`` (the ``OutStream``'s) is
+        dropped here, as it would hide this class's."""
+        if not isinstance(stream, cls):
+            stream.__class__ = cls
+            stream._start_counts()  # type: ignore[attr-defined]  # the class just changed
+        vars(stream).pop("write", None)
+        return stream  # type: ignore[return-value]
+
+    def _start_counts(self) -> None:
         self._count_lock = threading.Lock()
         self._sent: OrderedDict[str, int] = OrderedDict()
         self._dropped: dict[str, tuple[dict[str, Any], int]] = {}
@@ -79,6 +97,19 @@ class QuickFlushStream(OutStream):
                 self.session.msg("stream", content, parent=parent),
                 ident=self.topic,
             )
+
+
+def limit_output(shell: Any, limit: int | None) -> None:
+    """What ``shell``'s cells print and show is sent up to ``limit`` characters a request or a
+    value, and counted past it (None: all is sent); IPython 9's copy of every stream write (for
+    ``%history -o``, kept as long as the kernel lives: 3 GB in a 15 s print loop) is off."""
+    shell._tee = lambda channel: contextlib.nullcontext()
+    if limit is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, OutStream):
+            QuickFlushStream.adopt(stream).limit = limit
+    cap_displays(shell, limit)
 
 
 def cap_displays(shell: Any, limit: int) -> None:

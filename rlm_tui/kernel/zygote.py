@@ -35,7 +35,7 @@ from typing import Any
 
 from rlm_tui import defaults
 from rlm_tui.kernel import prelude, wire
-from rlm_tui.kernel.outstream import QuickFlushStream, cap_displays
+from rlm_tui.kernel.outstream import limit_output
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -316,9 +316,6 @@ def prebuild() -> None:
         quiet=True,
         config=kernel_config(),
     )
-    # IPython 9 keeps every write of a cell to its streams, for ``%history -o``, as long as
-    # the kernel lives (in a 15 s print loop: 3 GB); nothing here reads them
-    SHELL._tee = lambda channel: contextlib.nullcontext()
     # the traits are set above: skip building a parser for an empty command line (~30 ms)
     APP.parse_command_line = lambda argv=None: None
     # no heartbeat (its own zmq context and thread): the template reports a kernel's death
@@ -373,11 +370,7 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     shell.home_dir = os.environ["HOME"]
     shell.init_environment()
     prelude.install(shell.user_ns)
-    if request.get("output_limit") is not None:
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, QuickFlushStream):
-                stream.limit = request["output_limit"]
-        cap_displays(shell, request["output_limit"])
+    limit_output(shell, request.get("output_limit"))
     if request.get("memory_limit_mb"):
         prelude.limit_memory(int(request["memory_limit_mb"]))
     app.start()
