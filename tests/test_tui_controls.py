@@ -339,6 +339,29 @@ async def test_controls_on_a_saved_session_only_notify(sessions_dir):
         assert pilot.app.screen.body == "done"
 
 
+async def test_a_long_answer_opens_whole_and_scrolls_to_its_end_at_80x24(sessions_dir):
+    from textual.containers import VerticalScroll
+
+    answer = "\\n".join(f"line {n}" for n in range(200))
+    model = ScriptedModel({"q": [cell(f"FINAL('{answer}')")]})
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(session=result.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: screen(pilot).view.finished)
+        bar = [line for line in screen_lines(pilot.app) if "line 0" in line]
+        assert len(bar) == 1 and "line 199" not in bar[0]  # one row of the screen
+        await pilot.press("A")
+        await until(pilot, lambda: not isinstance(pilot.app.screen, RunScreen))
+        assert "line 199" not in "\n".join(screen_lines(pilot.app))
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        scroll = pilot.app.screen.query_one(VerticalScroll)
+        assert scroll.max_scroll_y > 0 and scroll.scroll_y == scroll.max_scroll_y
+        assert "line 199" in "\n".join(screen_lines(pilot.app))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+
+
 async def test_help_lists_the_focused_panes_keys_and_the_palette_every_action(sessions_dir):
     from rlm_tui.tui.app import ActionCommands
     from rlm_tui.tui.modals import TextScreen
@@ -452,6 +475,19 @@ async def test_concurrent_waits_are_listed_and_s_releases_the_selected_one(sessi
         await pilot.press("s")
         await until(pilot, lambda: chosen not in run.control.pending)
         assert all(g in run.control.pending for g in waiting if g != chosen)
+        first, last = waiting[0], waiting[2]
+        screen(pilot).query_one(WaitList).select_gate(last)  # the later one: x skips it
+        await pilot.press("x")
+        await until(pilot, lambda: view.cells[last].status == "skipped")
+        assert first in run.control.pending
+        screen(pilot).query_one(WaitList).select_gate(first)  # and e edits the selected one
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, EditCellScreen))
+        assert pilot.app.screen.cell_id == first
+        assert pilot.app.screen.query_one("TextArea").text == view.cells[first].code
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunScreen))
+        assert first in run.control.pending and view.cells[first].status != "edited"
         run.set_breakpoints(Breakpoints())
         await pilot.press("space")
         await until(pilot, lambda: view.finished)

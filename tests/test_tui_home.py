@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import gc
+import os
+import pty
 import re
+import struct
+import subprocess
+import sys
+import termios
+import threading
 import weakref
 
 import pytest
 from conftest import our_kernel_processes, screen_lines
-from scripted import ScriptedModel, cell, until
+from scripted import ScriptedModel, cell, until, until_true
 from textual.widgets import DataTable, Input, Static
 
 from rlm_tui.engine.control import Breakpoints
@@ -464,3 +473,110 @@ async def test_each_run_from_the_home_screen_replaces_the_screens_of_the_last(se
         # each run before is collected, or can be: the loop's cancelled timers may hold it a
         # while (their contexts reach its screen's worker)
         assert all(run() is None or id(run()) in alive for run in runs[:-1])
+
+
+class PricedModel(ScriptedModel):
+    """The scripted model, each reply priced as a paid model's would be."""
+
+    async def complete(self, messages, info, on_delta=None):  # type: ignore[no-untyped-def]
+        from dataclasses import replace
+
+        return replace(await super().complete(messages, info, on_delta), cost=0.0125)
+
+
+async def test_the_sessions_list_tells_runs_apart_by_status_and_cost(sessions_dir):
+    from rlm_tui.engine.budget import Limits
+
+    model = PricedModel({"paid": [cell("x = 1"), cell("FINAL(x)")], "cut": [cell("y = 2")]})
+    await Run(RunConfig(query="paid twice", sessions_dir=sessions_dir), model=model).execute()
+    cut = RunConfig(query="cut short", sessions_dir=sessions_dir, limits=Limits(max_calls=1))
+    await Run(cut, model=model).execute()
+    app = RlmApp(sessions_dir=sessions_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        lines = screen_lines(app)
+        paid = next(line for line in lines if "paid twice" in line)
+        short = next(line for line in lines if "cut short" in line)
+        assert "  answered  $0.0250  paid twice  " in paid
+        assert "  budget    $0.0125  cut short  " in short
+
+
+ESCAPES = re.compile(r"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\x1b[()][0-9A-Za-z]|\x1b.")
+
+
+class Terminal:
+    """``rlm-tui`` on a real pseudo-terminal: what it draws, read as it comes, as text."""
+
+    def __init__(self, args: list[str], cwd, size: tuple[int, int] = (160, 48)) -> None:
+        self._primary, secondary = pty.openpty()
+        columns, rows = size
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rlm_tui", *args],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(secondary)
+        self._drawn = bytearray()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._primary, 65536)
+            except OSError:  # EIO: the app is gone
+                return
+            if not chunk:
+                return
+            self._drawn += chunk
+
+    def text(self) -> str:
+        return re.sub(
+            r"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\x1b[()][0-9A-Za-z]|\x1b.",
+            "",
+            self._drawn.decode(errors="replace"),
+        )
+
+    def send(self, keys: str) -> None:
+        os.write(self._primary, keys.encode())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        os.close(self._primary)
+
+
+def finished_runs(sessions_dir) -> list:
+    """The event logs of the finished runs saved in ``sessions_dir``."""
+    logs = [path / "events.jsonl" for path in sessions_dir.iterdir()]
+    return [log for log in logs if log.is_file() and "run_finished" in log.read_text()]
+
+
+async def test_the_workbench_started_with_a_sessions_dir_lists_and_saves_there(tmp_path):
+    """``rlm-tui --sessions-dir X`` on a terminal: the home screen lists X's sessions, and a run
+    started from its form is saved in X, not in ./sessions."""
+    saved = tmp_path / "X"
+    model = ScriptedModel({"listed": [cell("FINAL(1)")]})
+    await Run(RunConfig(query="listed here", sessions_dir=saved), model=model).execute()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    terminal = Terminal(["--sessions-dir", str(saved)], cwd)
+    try:
+        await until_true(lambda: "listed here" in terminal.text(), 60)
+        terminal.send("typed in the form\x12")  # the query field has the focus; ctrl+r starts
+        await until_true(lambda: len(finished_runs(saved)) == 2, 90)
+        terminal.send("\x11")  # ctrl+q: the run is over, the app quits at once
+        await until_true(lambda: terminal.process.poll() is not None, 30, asyncio.sleep, 0.1)
+        assert terminal.process.returncode == 0
+    finally:
+        terminal.close()
+    typed = sorted("typed in the form" in events.read_text() for events in finished_runs(saved))
+    assert typed == [False, True]
+    assert not (cwd / "sessions").exists()

@@ -393,13 +393,14 @@ async def test_the_cells_follow_the_tree_cursor_and_enter_folds():
         await pilot.pause(0.2)
         cells = app.screen.query_one(CellLog)
         assert {c.agent_id for c in cells.cells} == {"0", "0.1"}
+        tree = app.screen.query_one(AgentTree)
+        assert tree.cursor_node is not None and tree.cursor_node.data == "0"  # from the start
         await pilot.press("2", "down")  # the cursor on agent 0.1
         await pilot.pause(0.1)
         assert {c.agent_id for c in cells.cells} == {"0.1"}
         await pilot.press("up")
         await pilot.pause(0.1)
         assert {c.agent_id for c in cells.cells} == {"0"}
-        tree = app.screen.query_one(AgentTree)
         agent0 = tree.root.children[0]
         assert agent0.is_expanded
         await pilot.press("enter")

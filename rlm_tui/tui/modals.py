@@ -50,7 +50,8 @@ class EditCellScreen(Modal[str | None]):
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="edit.save"),
-        Binding("escape", "cancel", "Cancel", id="edit.cancel"),
+        # priority: the code editor takes a plain escape to leave itself (tab indents there)
+        Binding("escape", "cancel", "Cancel", id="edit.cancel", priority=True),
         Binding("ctrl+e", "external", "$EDITOR", id="edit.external"),
     ]
 
