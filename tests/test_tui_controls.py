@@ -598,7 +598,7 @@ async def test_fork_diff_shows_both_branches_from_the_fork_point(sessions_dir):
 
     original = await Run(RunConfig(query=FRUITS_QUERY, sessions_dir=sessions_dir)).execute()
     fork = fork_run(original.session_dir, "0:1", code="names = ['Rare Berry', 'Fig']")
-    await fork.execute()
+    forked = await fork.execute()
     assert fork.session_dir is not None
     app = RlmApp(session=fork.session_dir, ui_config=UiConfig(), watch=False)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -612,6 +612,11 @@ async def test_fork_diff_shows_both_branches_from_the_fork_point(sessions_dir):
         forks = [str(c) for c in table.columns[2]._cells]
         assert "Rare Berry" in forks[0] and "Rare Berry" not in originals[0]
         assert forks[-2] == '{"Rare Berry": 4, "Fig": 0}' and originals[-2] != forks[-2]
+        # each cell's output under its code; each branch's cost as its run counted it
+        assert originals[0].endswith("50 names, 50 distinct") and forks[0].startswith("edited")
+        assert originals[1].endswith("46 R's in total") and forks[1].endswith("4 R's in total")
+        for shown, usage in [(originals[-1], original.usage), (forks[-1], forked.usage)]:
+            assert shown == f"${usage.cost:.4f} · {usage.total_tokens:,} tok"
 
 
 async def test_a_resumed_run_shows_the_recorded_cell_it_runs_again(sessions_dir):
@@ -750,3 +755,46 @@ async def test_a_cells_escape_codes_are_drawn_not_sent_to_the_terminal(sessions_
         lines = screen_lines(pilot.app)
         assert not any("\x1b" in line or "\x07" in line for line in lines)
         assert any("␛]0;TITLE" in line and "␛[31mRED" in line for line in lines)
+
+
+async def test_coverage_counts_every_cells_output_and_a_big_context_loads_off_the_ui_thread(
+    sessions_dir, tmp_path, monkeypatch
+):
+    """Two cells of one agent print two lines of a 2 MB context: both are marked seen, and the
+    context's loading and matching ran in worker threads, not on the app's."""
+    import threading
+
+    from rlm_tui.tui import run_screen
+    from rlm_tui.tui.context_view import ContextBrowser
+
+    lines = [f"line {n:06d} of the big context, long enough to be matched" for n in range(32_000)]
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines))
+    threads: dict[str, set[str]] = {"read_context": set(), "_match": set()}
+    for name in threads:
+        real = getattr(run_screen, name)
+
+        def seen_in(*args, real=real, name=name):  # type: ignore[no-untyped-def]
+            threads[name].add(threading.current_thread().name)
+            return real(*args)
+
+        monkeypatch.setattr(run_screen, name, seen_in)
+    model = ScriptedModel(
+        {
+            "q": [cell("print(context.splitlines()[10])"), cell("print(context.splitlines()[-10])")]
+            + [cell("FINAL(1)")]
+        }
+    )
+    config = RunConfig(query="q", context_file=str(path), sessions_dir=sessions_dir)
+    async with App(Run(config, model=model)).run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: screen(pilot).view.finished)
+        browser = screen(pilot).query_one(ContextBrowser)
+        text = browser.text_view.text
+        await until(pilot, lambda: browser.text_view.coverage.total >= 2 * len(lines[0]))
+        covered = [text[a:b] for a, b in browser.text_view.coverage.ranges]
+        assert any(lines[10] in part for part in covered)
+        assert any(lines[-10] in part for part in covered)
+        assert browser.coverage_share < 0.01
+    main = threading.main_thread().name
+    assert threads["read_context"] and main not in threads["read_context"]
+    assert threads["_match"] and main not in threads["_match"]

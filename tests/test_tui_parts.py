@@ -654,3 +654,40 @@ async def test_the_trees_kept_component_styles_follow_a_change_of_theme_and_of_f
         await pilot.pause()
         focused = cursor()
         assert focused == Tree.get_component_rich_style(tree, "tree--cursor")
+
+
+def contrast(first: Any, second: Any) -> float:
+    """WCAG's contrast ratio of two colors."""
+
+    def luminance(color: Any) -> float:
+        linear = [
+            c / 255 / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in color.rgb
+        ]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted([luminance(first), luminance(second)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["rlm-dark", "rlm-light"])
+async def test_a_pane_without_the_focus_has_a_border_that_can_be_seen(theme):
+    """3:1 against the screen behind it (WCAG's least for a part of a screen); the focused
+    pane's border stands out from the others."""
+    from tui_fixtures import sample_events
+
+    from rlm_tui.tui.app import RlmApp
+    from rlm_tui.tui.config import UiConfig
+
+    app = RlmApp(events=sample_events(), ui_config=UiConfig(theme=theme), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.2)
+        panes = list(app.screen.query("#panes > .pane"))
+        focused = [pane for pane in panes if pane.has_focus_within]
+        assert len(focused) == 1 and len(panes) == 4
+        behind = app.screen.styles.background
+        drawn = {}
+        for pane in panes:
+            _, color = pane.styles.border_top
+            drawn[pane] = behind.blend(color.with_alpha(1.0), color.a)
+            assert contrast(drawn[pane], behind) >= 3.0, (pane.id, drawn[pane].hex)
+        assert len(set(drawn.values())) == 2  # the focused pane's, and the others'

@@ -117,9 +117,10 @@ def test_paused_with_three_waiting(snap_compare, size):
     assert snap_compare(app(events=three_waiting_events()), terminal_size=size, run_before=still)
 
 
-def test_help_scrolled_at_80x24(snap_compare):
-    """F1 at 80x24 scrolls to its last keys."""
-    assert snap_compare(app(), terminal_size=(80, 24), press=["f1", "end"], run_before=still)
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_help_scrolled(snap_compare, size):
+    """F1, scrolled to its last keys."""
+    assert snap_compare(app(), terminal_size=size, press=["f1", "end"], run_before=still)
 
 
 @pytest.mark.parametrize("theme", THEMES)

@@ -49,8 +49,8 @@ class RunForm(VerticalScroll, can_focus=False):
 class HomeScreen(Screen[None]):
     DEFAULT_CSS = """
     HomeScreen { layout: horizontal; }
-    HomeScreen > #new-run { width: 1fr; padding: 0 1; border: round $foreground 30%; }
-    HomeScreen > #sessions-pane { width: 1fr; padding: 0 1; border: round $foreground 30%; }
+    HomeScreen > #new-run { width: 1fr; padding: 0 1; border: round $pane-border; }
+    HomeScreen > #sessions-pane { width: 1fr; padding: 0 1; border: round $pane-border; }
     HomeScreen > .pane:focus-within { border: round $primary; }
     HomeScreen.narrow > .pane { display: none; }
     HomeScreen.narrow.show-new-run > #new-run { display: block; }

@@ -80,7 +80,7 @@ class RunScreen(Screen[None]):
     #panes {
         height: 1fr; layout: grid; grid-size: 2 2; grid-columns: 2fr 3fr; grid-rows: 1fr 1fr;
     }
-    #panes > .pane { border: round $foreground 30%; border-title-color: $text-muted; }
+    #panes > .pane { border: round $pane-border; border-title-color: $text-muted; }
     #panes > .pane:focus-within { border: round $primary; border-title-color: $primary; }
     #panes.narrow { layout: vertical; }
     #panes.narrow > .pane { display: none; height: 1fr; }
