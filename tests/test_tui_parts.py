@@ -691,3 +691,32 @@ async def test_a_pane_without_the_focus_has_a_border_that_can_be_seen(theme):
             drawn[pane] = behind.blend(color.with_alpha(1.0), color.a)
             assert contrast(drawn[pane], behind) >= 3.0, (pane.id, drawn[pane].hex)
         assert len(set(drawn.values())) == 2  # the focused pane's, and the others'
+
+
+def test_the_readme_key_table_names_every_binding_and_no_other():
+    """Each binding id of the app is in the README's key table (exactly, or by a ``prefix.*``
+    pattern), and each id the table names exactly is one the app has."""
+    import fnmatch
+    import importlib
+    import pkgutil
+
+    import rlm_tui.tui
+
+    ids: set[str] = set()
+    for module in pkgutil.iter_modules(rlm_tui.tui.__path__):
+        found = importlib.import_module(f"rlm_tui.tui.{module.name}")
+        for value in vars(found).values():
+            if isinstance(value, type) and value.__module__ == found.__name__:
+                ids |= {b.id for b in vars(value).get("BINDINGS", []) if getattr(b, "id", None)}
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("### Key bindings", 1)[1].split("\n## ", 1)[0]
+    named = {
+        name
+        for row in table.splitlines()
+        if row.startswith("| ") and row.count("|") >= 4
+        for name in re.findall(r"`([a-z_*]+\.[a-z_*]+)`", row.rsplit("|", 2)[1])
+    }
+    assert len(ids) > 80 and len(named) > 20
+    missing = sorted(i for i in ids if not any(fnmatch.fnmatch(i, name) for name in named))
+    assert missing == []
+    assert sorted(name for name in named if "*" not in name and name not in ids) == []
