@@ -427,6 +427,9 @@ async def test_a_remapped_key_drives_the_run(sessions_dir):
     app = RlmApp(run=run, ui_config=UiConfig(keymap={"run.step": "n"}), watch=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "0:1" in run.control.pending)
+        await pilot.pause(0.2)
+        footer = screen_lines(pilot.app)[-1]
+        assert " n Step " in footer and " s Step " not in footer  # the footer shows the new key
         await pilot.press("s")  # no longer the step key
         await pilot.pause(0.2)
         assert "0:1" in run.control.pending
