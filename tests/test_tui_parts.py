@@ -467,6 +467,19 @@ async def test_replay_pauses_steps_seeks_and_changes_speed_with_recorded_times()
         again = app.screen
         assert again is not screen and isinstance(again, RunScreen)
         assert again.player is not None and again.player.paused and again.player.position == 0
+        await pilot.press("minus")
+        assert again.player.speed == 1.0  # one step down from 2x
+        ends = [i + 1 for i, e in enumerate(events) if type(e).__name__ == "CellFinished"]
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        assert again.player.position == ends[1]
+        await pilot.press("less_than_sign")  # seek back a cell: shown up to the first's end
+        await pilot.pause(0.2)
+        back = app.screen
+        assert back is not again and isinstance(back, RunScreen) and back.player is not None
+        assert back.player.paused and back.player.position == ends[0]
+        first, second = (events[end - 1].cell_id for end in ends[:2])
+        assert back.view.cells[first].duration is not None  # played: it ended
+        assert second not in back.view.cells or back.view.cells[second].duration is None
 
 
 def test_the_status_line_cuts_the_path_never_the_state():

@@ -47,6 +47,12 @@ class Player:
                 return self.advance(i + 1 - self.position)
         return self.to_end()
 
+    def previous_cell_end(self) -> int:
+        """The position just after the cell that ended before the last one played (0: none):
+        where a step back a cell starts from."""
+        ends = [i + 1 for i in range(self.position - 1) if isinstance(self.events[i], CellFinished)]
+        return ends[-1] if ends else 0
+
     def to_end(self) -> list[Event]:
         return self.advance(len(self.events) - self.position)
 

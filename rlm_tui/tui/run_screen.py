@@ -112,6 +112,9 @@ class RunScreen(Screen[None]):
         Binding("F", "fork", "Fork at cell", show=False, id="run.fork"),
         Binding("D", "fork_diff", "Diff fork with original", show=False, id="run.fork_diff"),
         Binding(">", "replay_next_cell", "Replay: to next cell", show=False, id="replay.next"),
+        Binding(
+            "<", "replay_previous_cell", "Replay: back a cell", show=False, id="replay.previous"
+        ),
         Binding("E", "replay_end", "Replay: to the end", show=False, id="replay.end"),
         Binding("r", "replay_restart", "Replay: from the start", show=False, id="replay.restart"),
         Binding("+", "replay_speed(1)", "Replay: faster", show=False, id="replay.faster"),
@@ -137,6 +140,8 @@ class RunScreen(Screen[None]):
         self.player = Player(list(events or []), speed=replay_speed) if replay_speed > 0 else None
         """The replay's position and speed (None for a live run or a saved session)."""
         self.start_paused = False
+        self.start_at = 0
+        """A replay's first position: the events before it are shown at once."""
         self.hold_at: str | None = None
         """A fork's cell: selected in the waiting list once it waits."""
         self._replay_wake = asyncio.Event()
@@ -200,6 +205,8 @@ class RunScreen(Screen[None]):
             self.query_one(f"#pane-{key}").border_title = f"[{number}] {label}"
         if self.player is not None:
             self.player.paused = self.start_paused
+            if self.start_at:
+                self._played(self.player.advance(self.start_at))
             self._replay()
         else:
             for event in self._recorded:
@@ -282,11 +289,19 @@ class RunScreen(Screen[None]):
             self._replay_key(lambda p: p.faster(direction))
 
     def action_replay_restart(self) -> None:
-        """Seek back: the recording played again from its start, paused there."""
-        if self.player is None:
-            return
+        if self.player is not None:
+            self._replay_from(0)
+
+    def action_replay_previous_cell(self) -> None:
+        if self.player is not None:
+            self._replay_from(self.player.previous_cell_end())
+
+    def _replay_from(self, position: int) -> None:
+        """Seek back: the recording played again up to ``position`` at once, paused there (the
+        projection only folds forward)."""
+        assert self.player is not None
         again = RunScreen(None, self._recorded, editor=self.editor, replay_speed=self.player.speed)
-        again.start_paused = True
+        again.start_paused, again.start_at = True, position
         self.app.switch_screen(again)
 
     def _on_event(self, event: Event) -> None:
