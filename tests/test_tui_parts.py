@@ -90,6 +90,11 @@ async def test_browser_jump_search_and_coverage():
         browser.action_goto_line()
         await pilot.press(*"@25", "enter")
         assert view.cursor == text[:25].count("\n")
+        for typed in ["²", "@²", "1²"]:  # digits to isdigit, not to int(): a warning
+            browser.action_goto_line()
+            await pilot.press(*typed, "enter")
+            assert view.cursor == text[:25].count("\n")
+        assert sum("a line number" in n.message for n in app._notifications) == 3
         view.jump_to_line(150_000)
         await pilot.press("slash", *"needle", "enter")
         for _ in range(100):
@@ -733,3 +738,61 @@ def test_the_readme_key_table_names_every_binding_and_no_other():
     missing = sorted(i for i in ids if not any(fnmatch.fnmatch(i, name) for name in named))
     assert missing == []
     assert sorted(name for name in named if "*" not in name and name not in ids) == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "depth"), [("2", 2), ("", None), ("²", "refused"), ("-1", "refused")]
+)
+async def test_the_breakpoints_depth_takes_a_whole_number(typed, depth):
+    from textual.widgets import Input
+
+    from rlm_tui.engine.control import Breakpoints
+    from rlm_tui.tui.modals import BreakpointsScreen
+
+    chosen: list[Any] = []
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(BreakpointsScreen(Breakpoints()), chosen.append)
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#depth", Input).value = typed
+        await pilot.click("#apply")
+        await pilot.pause()
+        if depth == "refused":
+            assert chosen == [] and isinstance(app.screen, BreakpointsScreen)
+            assert any("whole number" in n.message for n in app._notifications)
+        else:
+            assert chosen[0].min_depth == depth
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("dialog", ["edit", "launch", "breakpoints"])
+async def test_every_dialogs_buttons_are_on_the_screen(dialog, size):
+    from textual.widgets import Button
+
+    from rlm_tui.engine.control import Breakpoints
+    from rlm_tui.tui.modals import BreakpointsScreen, EditCellScreen, LaunchScreen
+
+    screens = {
+        "edit": lambda: EditCellScreen("0:1", "\n".join(f"x{n} = {n}" for n in range(60))),
+        "launch": lambda: LaunchScreen("0", "some lines " * 40),
+        "breakpoints": lambda: BreakpointsScreen(Breakpoints()),
+    }
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(screens[dialog]())
+
+    app = Host()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        frame = app.screen.query_one("Modal > Vertical").content_region
+        buttons = list(app.screen.query(Button))
+        assert len(buttons) == 2
+        for button in buttons:
+            region = button.region
+            assert region.height == 3 and frame.contains_region(region), (button.id, region)
+            assert str(button.label) in "\n".join(screen_lines(app))

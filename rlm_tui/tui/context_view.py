@@ -1255,9 +1255,11 @@ class ContextBrowser(Vertical):
         view = self.text_view
         if self._goto:
             self._show_text()
-            if value.replace(",", "").replace("_", "").isdigit():
-                view.jump_to_line(max(0, int(value.replace(",", "").replace("_", "")) - 1))
-            elif value.startswith("@") and value[1:].isdigit():
+            # isdecimal, not isdigit: int() refuses "²", which isdigit takes
+            line = value.replace(",", "").replace("_", "")
+            if line.isdecimal():
+                view.jump_to_line(max(0, int(line) - 1))
+            elif value.startswith("@") and value[1:].isdecimal():
                 view.jump_to_offset(int(value[1:]))
             elif value:
                 self.app.notify("a line number, or @ and a character offset", severity="warning")

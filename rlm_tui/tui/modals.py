@@ -41,8 +41,12 @@ class Modal(ModalScreen[ResultT]):
     Modal .title { text-style: bold; margin-bottom: 1; width: 100%; }
     Modal .buttons { height: auto; align: right middle; margin-top: 1; }
     Modal Button { margin-left: 1; }
-    Modal TextArea { height: 20; }
+    Modal Checkbox { border: none; padding: 0; }
+    EditCellScreen > Vertical { height: 90%; }
+    Modal TextArea { height: 1fr; }
     """
+    """A checkbox is one line (three, framed: at 80x24 the breakpoints' buttons fell off the
+    dialog); the cell editor takes the dialog's height less its hint and buttons."""
 
 
 class EditCellScreen(Modal[str | None]):
@@ -186,7 +190,7 @@ class BreakpointsScreen(Modal[Breakpoints | None]):
             self.dismiss(None)
             return
         depth = self.query_one("#depth", Input).value.strip()
-        if depth and not depth.isdigit():
+        if depth and not depth.isdecimal():  # int() refuses "²", which isdigit takes
             self.notify("depth must be a whole number", severity="warning")
             return
         self.dismiss(
