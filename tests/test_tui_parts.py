@@ -12,6 +12,7 @@ import pytest
 from conftest import screen_lines
 from rich.style import Style
 from scripted import until
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static, Tree
@@ -118,6 +119,39 @@ async def test_browser_jump_search_and_coverage():
         await pilot.press(*"(unclosed", "enter")
         await pilot.pause(0.1)
         assert any("bad regular expression" in n.message for n in app._notifications)
+
+
+async def test_a_search_that_backtracks_without_end_stops_and_the_app_goes_on(monkeypatch):
+    """``(\\w+\\s?)+$`` over 3 MB: the search lets go of the GIL (the app still answers keys
+    while it runs) and stops at its timeout with one line saying so."""
+    import time
+
+    from rlm_tui.tui import context_view
+
+    monkeypatch.setattr(context_view, "SEARCH_TIMEOUT", 1.5)
+    text = ("word " * 30 + "!\n") * 20_000
+    app = BrowserApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        browser = app.query_one(ContextBrowser)
+        view = app.query_one(ContextTextView)
+        browser.load(text)
+        await until(pilot, lambda: view.index.complete)
+        view.focus()
+        started = time.monotonic()
+        browser.search(r"(\w+\s?)+$")
+        await asyncio.sleep(0.3)
+        assert view.searching
+        at = view.cursor
+        # a key, handled while the search runs (not pilot.press: it waits for the process's
+        # CPU time to stand still, and the search's thread spends it)
+        app.post_message(events.Key("down", None))
+        await asyncio.sleep(0.2)
+        assert view.cursor == at + 1 and view.searching
+        assert time.monotonic() - started < 1.0
+        await until(pilot, lambda: not view.searching, timeout=10)
+        assert time.monotonic() - started < 5
+        assert browser.status.startswith("search stopped after 1.5 s")
+        assert any("search stopped" in n.message for n in app._notifications)
 
 
 async def test_browser_tree_for_structured_context():

@@ -21,6 +21,7 @@ from operator import sub
 from pathlib import Path
 from typing import Any
 
+import regex
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
@@ -44,6 +45,9 @@ QUICK_LINES = 2000
 """Lines indexed at once for a big text's first paint."""
 MAX_MATCHES = 100_000
 """Matches kept for highlighting and n/N; the count goes on past them."""
+SEARCH_TIMEOUT = 10.0
+"""Seconds a search may take: a pattern that backtracks without end (``(\\w+\\s?)+!``) stops
+there, with the matches found so far."""
 MIN_SEEN_LINE = 40
 COVERAGE_SCAN = 2_000_000_000
 """Characters ``str.find`` may scan for one :func:`coverage_ranges` call (misses cost most)."""
@@ -391,9 +395,13 @@ class ContextTextView(ScrollView, can_focus=True):
     class _SearchResult(Message):
         bubble = False
 
-        def __init__(self, search_id: int, found: list[tuple[int, int]], count: int) -> None:
+        def __init__(
+            self, search_id: int, found: list[tuple[int, int]], count: int, stopped: bool
+        ) -> None:
             super().__init__()
             self.search_id, self.found, self.count = search_id, found, count
+            self.stopped = stopped
+            """The search took ``SEARCH_TIMEOUT``: ``found`` is what it had found by then."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -588,7 +596,7 @@ class ContextTextView(ScrollView, can_focus=True):
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, pattern: str, regex: bool = True, case: bool | None = None) -> str | None:
+    def search(self, pattern: str, is_regex: bool = True, case: bool | None = None) -> str | None:
         """Search in a thread: the first match is shown as soon as it is found
         (:class:`MatchMoved`), then the count (:class:`SearchDone`). ``case=None`` is smart
         case: a pattern with a capital letter matches case, otherwise case is ignored.
@@ -600,11 +608,11 @@ class ContextTextView(ScrollView, can_focus=True):
         self.search_pattern = pattern
         if not pattern:
             return None
-        source = pattern if regex else re.escape(pattern)
+        source = pattern if is_regex else regex.escape(pattern)
         sensitive = case if case is not None else pattern != pattern.lower()
         try:
-            compiled = re.compile(source, 0 if sensitive else re.IGNORECASE)
-        except (re.error, OverflowError, RecursionError, ValueError) as exc:
+            compiled = regex.compile(source, 0 if sensitive else regex.IGNORECASE)
+        except (regex.error, OverflowError, RecursionError, ValueError) as exc:
             error = f"bad regular expression: {exc}"
             self.post_message(self.SearchDone(self, pattern, 0, error))
             return error
@@ -637,24 +645,30 @@ class ContextTextView(ScrollView, can_focus=True):
 
     @work(thread=True, exclusive=True, group="context-search", description=_SEARCH)
     def _search(
-        self, compiled: re.Pattern[str], text: str, pattern: str, search_id: int, blind: bool
+        self, compiled: regex.Pattern[str], text: str, pattern: str, search_id: int, blind: bool
     ) -> None:
+        """With ``regex``, not ``re``: it lets go of the GIL while it matches (``re`` held it,
+        and a pattern that backtracked without end froze the app) and stops at a timeout."""
         worker = get_current_worker()
         if blind:
             lowered = self._lower(text)
             if lowered is not None:
-                text, compiled = lowered, re.compile(compiled.pattern)
+                text, compiled = lowered, regex.compile(compiled.pattern)
         found: list[tuple[int, int]] = []
         count = 0
-        for match in compiled.finditer(text):
-            if count < MAX_MATCHES:
-                found.append(match.span())
-            count += 1
-            if count == 1:
-                self.post_message(self._FirstMatch(search_id, match.span()))
-            elif not count & 0xFFF and worker.is_cancelled:
-                return
-        self.post_message(self._SearchResult(search_id, found, count))
+        stopped = False
+        try:
+            for match in compiled.finditer(text, concurrent=True, timeout=SEARCH_TIMEOUT):
+                if count < MAX_MATCHES:
+                    found.append(match.span())
+                count += 1
+                if count == 1:
+                    self.post_message(self._FirstMatch(search_id, match.span()))
+                elif not count & 0xFFF and worker.is_cancelled:
+                    return
+        except TimeoutError:
+            stopped = True
+        self.post_message(self._SearchResult(search_id, found, count, stopped))
 
     @on(_FirstMatch)
     def _first_match(self, event: _FirstMatch) -> None:
@@ -672,7 +686,13 @@ class ContextTextView(ScrollView, can_focus=True):
         self._set_search(event.found, event.count)
         if event.found and self.match_at < 0:
             self._go_to_match(0)
-        self.post_message(self.SearchDone(self, self.search_pattern, event.count, None))
+        error = (
+            f"search stopped after {SEARCH_TIMEOUT:g} s: the pattern backtracks too much on"
+            f" this text ({event.count:,} matches before)"
+            if event.stopped
+            else None
+        )
+        self.post_message(self.SearchDone(self, self.search_pattern, event.count, error))
 
     def _set_search(self, found: list[tuple[int, int]], count: int) -> None:
         self.matches, self.match_count = found, count
@@ -1211,10 +1231,10 @@ class ContextBrowser(Vertical):
 
     # -- search and go-to ----------------------------------------------------------------------
 
-    def search(self, pattern: str, regex: bool = True, case: bool | None = None) -> str | None:
+    def search(self, pattern: str, is_regex: bool = True, case: bool | None = None) -> str | None:
         """Search the text (see :meth:`ContextTextView.search`); the status line follows it."""
         self._show_text()
-        error = self.text_view.search(pattern, regex, case)
+        error = self.text_view.search(pattern, is_regex, case)
         if error:
             self._set_status(error, error=True)
         elif pattern:
