@@ -302,3 +302,86 @@ async def test_a_resume_serves_a_recorded_compaction_instead_of_asking_again(ses
     assert [(info.purpose, info.step) for info, _ in live.seen] == [("agent", 5)]
     events = read_session(stopped.session_dir).events
     assert len([e for e in events if isinstance(e, HistoryCompacted)]) == 1
+
+
+async def test_a_resume_interrupts_an_interrupted_cell_again_and_asks_no_model(sessions_dir):
+    """A cell interrupted in its run (before the sub-agent it would have started) runs again
+    for as long, is interrupted there, and nothing of it reaches a model: the rebuild spends
+    nothing, as the recording says it did."""
+    import asyncio
+
+    from scripted import ScriptedModel
+
+    from rlm_tui.events import CellRerunFinished, CellStarted, ModelRequest
+
+    steps = [
+        cell("x = 1\nimport time\ntime.sleep(30)\nanswer = rlm_query('child task')"),
+        cell("y = x + 1"),
+        cell("FINAL_VAR('y')"),
+    ]
+    scripts = {"q": steps, "child": [cell("FINAL('from the child')")]}
+    limits = Limits(max_calls=2)
+    run = Run(
+        RunConfig(query="q", sessions_dir=sessions_dir, limits=limits, on_budget="stop"),
+        model=ScriptedModel(scripts),
+    )
+    started = asyncio.get_running_loop().create_future()
+    run.subscribe(
+        lambda e: isinstance(e, CellStarted) and not started.done() and started.set_result(e)
+    )
+    await run.start()
+    await asyncio.wait_for(started, 30)
+    await asyncio.sleep(1.0)
+    await run.interrupt("0")
+    stopped = await run.wait()
+    assert stopped.status == "budget"
+    live = ScriptedModel(scripts)
+    resumed_run = resume_run(stopped.session_dir, live_model=live, limits=Limits(max_calls=9))
+    began = time.monotonic()
+    resumed = await resumed_run.execute()
+    assert resumed.answer == 2
+    assert time.monotonic() - began < 20, "the re-run was not cut where the first run was"
+    events = read_session(stopped.session_dir).events
+    [rerun] = [e for e in events if isinstance(e, CellRerunFinished) and e.cell_id == "0:1"]
+    assert rerun.status in ("interrupted", "timeout")
+    assert [info.query for info, _ in live.seen] == ["q"]  # step 3 only: no child, no rerun call
+    assert not [e for e in events if isinstance(e, ModelRequest) and e.agent_id != "0"]
+
+
+async def test_a_recorded_cell_that_takes_another_path_when_run_again_asks_no_model(sessions_dir):
+    """The cell's second run reaches an llm_query, a sub-agent and a tool its first run never
+    called: each is refused in the cell (``BeyondRecord``), none reaches a model or a tool."""
+    import asyncio
+
+    from scripted import ScriptedModel
+
+    from rlm_tui.events import CellRerunFinished
+
+    then = time.time() + 2
+    later = (
+        f"import time\nif time.time() > {then}:\n"
+        "    try:\n        llm_query('a new question')\n    except Exception as e: print(e)\n"
+        "    try:\n        rlm_query('a new child')\n    except Exception as e: print(e)\n"
+        "    raise RuntimeError('took another path')"
+    )
+    steps = [cell(later), cell("y = 2"), cell("FINAL_VAR('y')")]
+    scripts = {"q": steps, "a new child": [cell("FINAL(1)")]}
+    limits = Limits(max_calls=2)
+    stopped = await Run(
+        RunConfig(query="q", sessions_dir=sessions_dir, limits=limits, on_budget="stop"),
+        model=ScriptedModel(scripts),
+    ).execute()
+    assert stopped.status == "budget"
+    await asyncio.sleep(max(0.0, then - time.time() + 0.1))
+    live = ScriptedModel(scripts)
+    resumed = await resume_run(
+        stopped.session_dir, live_model=live, limits=Limits(max_calls=9)
+    ).execute()
+    assert resumed.answer == 2
+    [rerun] = [
+        e
+        for e in read_session(stopped.session_dir).events
+        if isinstance(e, CellRerunFinished) and e.cell_id == "0:1"
+    ]
+    assert rerun.status == "error" and "took another path" in (rerun.error or "")
+    assert [(info.purpose, info.query) for info, _ in live.seen] == [("agent", "q")]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from rlm_tui.engine import prompts
 from rlm_tui.engine.context import ContextSource
 from rlm_tui.engine.parse import CodeCell, FinalMarker, code_cells, plain_final, truncate
+from rlm_tui.engine.replay import BeyondRecord
 from rlm_tui.errors import KernelError, RlmError
 from rlm_tui.events import (
     AgentFinished,
@@ -158,6 +159,16 @@ class Agent:
         self._kernel_deaths = 0
         self.replaying = False
         """True while the current step's reply came from a recording (resume, fork)."""
+        self.record_only = False
+        """Started by a recorded cell being run again: it gets its replies from the recording
+        and nothing more (``BeyondRecord`` where they end)."""
+        self._rerunning = False
+
+    @property
+    def rebuilding(self) -> bool:
+        """Its sub-calls must come from the recording: it runs a recorded cell again, or
+        is a sub-agent of one."""
+        return self._rerunning or self.record_only
 
     def next_child_id(self) -> str:
         while True:
@@ -272,6 +283,8 @@ class Agent:
                 sent = await self._compact(sent)
             recorded = host.recorded_reply(self.id, self.step)
             self.replaying = recorded is not None
+            if recorded is None and self.record_only:
+                raise BeyondRecord(f"agent {self.id}'s step {self.step}")
             if recorded is not None:
                 text = recorded
             else:
@@ -351,7 +364,7 @@ class Agent:
         await host.redo_hand_launches(self, index - 1)
         recorded = host.recorded_cell(cell_id) if self.replaying else None
         if recorded is not None:
-            return await self._rerun_cell(cell_id, index, cell, recorded.code)
+            return await self._rerun_cell(cell_id, index, cell, recorded)
         host.emit(
             CellProposed(
                 agent_id=self.id,
@@ -389,15 +402,25 @@ class Agent:
             model_view = f"(the user replaced this cell's code before it ran)\n{model_view}"
         return prompts.cell_feedback(index, _status_words(status, error), model_view)
 
-    async def _rerun_cell(self, cell_id: str, index: int, cell: CodeCell, code: str | None) -> str:
+    async def _rerun_cell(
+        self, cell_id: str, index: int, cell: CodeCell, recorded: RecordedCell
+    ) -> str:
         """Run a recorded cell again to rebuild the kernel; its events are already saved, so
-        only the re-run itself is recorded (started, finished)."""
+        only the re-run itself is recorded (started, finished). A cell interrupted in its run
+        is interrupted again after as long; its sub-calls get what they got, nothing more."""
+        code = recorded.code
         if code is None:
             return prompts.cell_feedback(index, "skipped by the user, not run", "")
         parts: list[str] = []
         kernel = await self._ready_kernel()
         self.host.emit(CellRerunStarted(agent_id=self.id, cell_id=cell_id, code=code))
-        result = await kernel.execute(code, lambda _s, text: parts.append(text))
+        self._rerunning = True
+        try:
+            result = await kernel.execute(
+                code, lambda _s, text: parts.append(text), timeout=recorded.cut_after
+            )
+        finally:
+            self._rerunning = False
         self.host.emit(
             CellRerunFinished(
                 agent_id=self.id,

@@ -24,7 +24,7 @@ from rlm_tui.engine.context import (
     context_from_pickle_bytes,
     context_from_value,
 )
-from rlm_tui.engine.replay import Replay
+from rlm_tui.engine.replay import BeyondRecord, Replay
 from rlm_tui.engine.schema import checked
 from rlm_tui.engine.tools import ToolFailed, Tools
 from rlm_tui.errors import BudgetExceeded, KernelError, ModelError, RlmError, UsageError
@@ -140,6 +140,8 @@ class Subcalls:
             if recorded.value is None:
                 raise ToolFailed(recorded.error or f"{name} failed")
             return recorded.value
+        if agent.rebuilding:
+            raise BeyondRecord(f"the tool call {call[:60]}")
         self._count += 1
         started = SubcallStarted(
             agent_id=agent.id,
@@ -160,6 +162,8 @@ class Subcalls:
         recorded = run.replay.query_reply(agent.id, prompt)
         if recorded is not None:
             return recorded
+        if agent.rebuilding:
+            raise BeyondRecord(f"llm_query({' '.join(prompt.split())[:40]!r})")
         self._count += 1
         call_id = f"q{self._count}"
         started = SubcallStarted(
@@ -192,6 +196,7 @@ class Subcalls:
         run.budget.check_depth(parent.depth + 1, child_id)
         source = self._child_context(child_id, context)
         child = run.new_agent(parent, child_id, prompt, source, by_hand, bind_var, schema)
+        child.record_only = parent.rebuilding
         started = SubcallStarted(
             agent_id=parent.id,
             call_id=f"r{child_id}",

@@ -22,10 +22,21 @@ RAN = frozenset({"ok", "edited", "error", "interrupted", "timeout", "killed"})
 """Cell states of the projection whose code ran to an end: recorded, so run again."""
 
 
+CUT_SHORT = frozenset({"interrupted", "timeout"})
+"""Cell states of a cell stopped while it ran: run again, it is stopped at the same time."""
+
+
 @dataclass
 class RecordedCell:
     code: str | None
     """The code that ran, or None if the cell was skipped."""
+    status: str = "ok"
+    duration: float | None = None
+
+    @property
+    def cut_after(self) -> float | None:
+        """Seconds after which its re-run is interrupted, as it was (None: let it end)."""
+        return self.duration if self.status in CUT_SHORT and self.duration else None
 
 
 @dataclass
@@ -54,7 +65,7 @@ class Recording:
         self.follow_ups = view.follow_ups
         self.launches: dict[str, HandLaunch] = view.launches
         self.cells = {
-            c.cell_id: RecordedCell(None if c.status == "skipped" else c.code)
+            c.cell_id: RecordedCell(None if c.status == "skipped" else c.code, c.status, c.duration)
             for c in view.cells.values()
             if c.status in RAN or c.status == "skipped"
         }

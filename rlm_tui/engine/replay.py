@@ -11,6 +11,15 @@ from rlm_tui.events import Usage, Value
 from rlm_tui.session.projection import HandLaunch
 
 
+class BeyondRecord(Exception):
+    """A recorded cell being run again asked for what its first run never got (it was cut
+    short there, or took another path): refused in the cell, never asked of a model or a tool,
+    so a rebuild spends nothing."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not in the recording (a re-run cell gets only what it got)")
+
+
 class Replay:
     def __init__(self, recording: Recording | None) -> None:
         self._recording = recording
