@@ -580,3 +580,34 @@ async def test_the_workbench_started_with_a_sessions_dir_lists_and_saves_there(t
     typed = sorted("typed in the form" in events.read_text() for events in finished_runs(saved))
     assert typed == [False, True]
     assert not (cwd / "sessions").exists()
+
+
+async def test_a_moved_session_forks_and_diffs_where_it_is_now(sessions_dir, tmp_path):
+    """A sessions folder moved after its runs: the session opened from the new place shows
+    that place, and F forks it there (its events still name the old one, which is gone)."""
+    import shutil
+
+    from rlm_tui.tui.cell_log import CellLog
+    from rlm_tui.tui.modals import TextScreen
+
+    model = ScriptedModel({"q": [cell("x = 1"), cell("FINAL(x)")]})
+    made = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    assert made.session_dir is not None
+    moved = tmp_path / "moved"
+    shutil.move(sessions_dir, moved)
+    opened = moved / made.session_dir.name
+    app = RlmApp(session=opened, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.finished)
+        assert str(opened) in str(app.screen.query_one("#status").render())
+        app.screen.query_one(CellLog).select_cell("0:1")
+        await pilot.press("F")
+        await until(pilot, lambda: len(list(moved.iterdir())) == 2)
+        fork_screen = app.screen
+        assert isinstance(fork_screen, RunScreen) and fork_screen.run is not None
+        await until(pilot, lambda: "0:1" in fork_screen.run.control.pending)
+        fork_screen.run.stop()
+        await until(pilot, lambda: fork_screen.view.finished)
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, TextScreen))
+    assert not sessions_dir.exists()

@@ -394,7 +394,7 @@ class RlmApp(App[None]):
             return
         for problem in log.problems:
             self.notify(problem, title="session repaired on reading", severity="warning")
-        self._show(RunScreen(None, list(log.events), editor=self.ui.editor))
+        self._show(RunScreen(None, list(log.events), editor=self.ui.editor, directory=directory))
 
     @property
     def live_run(self) -> Run | None:

@@ -133,9 +133,13 @@ class RunScreen(Screen[None]):
         events: list[Event] | None = None,
         editor: str | None = None,
         replay_speed: float = 0.0,
+        directory: Path | None = None,
     ) -> None:
+        """``directory``: where a saved session was opened from (its events name where it was
+        made, and it may have moved since)."""
         super().__init__()
         self.run = run
+        self._directory = directory
         self.replay_speed = replay_speed
         self.player = Player(list(events or []), speed=replay_speed) if replay_speed > 0 else None
         """The replay's position and speed (None for a live run or a saved session)."""
@@ -300,7 +304,13 @@ class RunScreen(Screen[None]):
         """Seek back: the recording played again up to ``position`` at once, paused there (the
         projection only folds forward)."""
         assert self.player is not None
-        again = RunScreen(None, self._recorded, editor=self.editor, replay_speed=self.player.speed)
+        again = RunScreen(
+            None,
+            self._recorded,
+            editor=self.editor,
+            replay_speed=self.player.speed,
+            directory=self._directory,
+        )
         again.start_paused, again.start_at = True, position
         self.app.switch_screen(again)
 
@@ -432,6 +442,14 @@ class RunScreen(Screen[None]):
             return self.run.budget.elapsed
         return view.elapsed or max(0.0, view.last_t - view.started if view.started else 0.0)
 
+    @property
+    def session_dir(self) -> Path | None:
+        """Where this run's session is: the directory it was opened from, else the one its
+        events name (a live run's)."""
+        if self._directory is not None:
+            return self._directory
+        return Path(self.view.session_dir) if self.view.session_dir else None
+
     def _now(self) -> float:
         """The wall clock for a live run; the newest event's time for a recorded one."""
         return time.time() if self.live else self.view.last_t
@@ -445,7 +463,8 @@ class RunScreen(Screen[None]):
 
     def _status_line(self) -> Text:
         playing = self.player.describe() if self.player is not None else ""
-        return status_line(self.view, self.size.width, self.mode, self.selected_gate, playing)
+        path = str(self.session_dir or "")
+        return status_line(self.view, self.size.width, self.mode, self.selected_gate, playing, path)
 
     @property
     def selected_gate(self) -> str | None:
@@ -870,14 +889,14 @@ class RunScreen(Screen[None]):
     def action_fork(self) -> None:
         """A new session sharing this one up to the selected cell, held there to be edited."""
         cell = self.query_one(CellLog).current
-        directory = self.view.session_dir
-        if cell is None or not directory:
+        directory = self.session_dir
+        if cell is None or directory is None:
             self.notify("select a cell of a saved session to fork at", severity="warning")
             return
         if self.live:
             self.notify("stop the run (X) before forking it", severity="warning")
             return
-        fork = partial(self._fork_at, Path(directory), cell.cell_id)
+        fork = partial(self._fork_at, directory, cell.cell_id)
         self.app.replace_live_run(fork)  # type: ignore[attr-defined]
 
     def _fork_at(self, directory: Path, cell_id: str) -> None:
@@ -898,11 +917,12 @@ class RunScreen(Screen[None]):
         from rlm_tui.session.fork_diff import fork_diff
         from rlm_tui.tui.fork_diff_view import fork_diff_renderable
 
-        if not self.view.forked_from or not self.view.session_dir:
+        directory = self.session_dir
+        if not self.view.forked_from or directory is None:
             self.notify("this session is not a fork (F forks at the selected cell)")
             return
         try:
-            diff = fork_diff(Path(self.view.session_dir))
+            diff = fork_diff(directory)
         except RlmError as exc:
             self.notify(str(exc), title="cannot compare", severity="error")
             return

@@ -26,10 +26,16 @@ def run_state(view: RunView, mode: str) -> str:
 
 
 def status_line(
-    view: RunView, width: int, mode: str, selected: str | None, playing: str = ""
+    view: RunView,
+    width: int,
+    mode: str,
+    selected: str | None,
+    playing: str = "",
+    path: str | None = None,
 ) -> Text:
     """The status for ``width`` columns; ``mode`` is "live", "replay" or "saved";
-    ``playing`` is a replay's position and speed."""
+    ``playing`` is a replay's position and speed; ``path`` the session's (None: the one its
+    events name)."""
     state = run_state(view, mode)
     icon = ICONS.get("replay" if mode == "replay" else (view.status or view.state), "■")
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -55,13 +61,16 @@ def status_line(
     optional = [("  │  model ", "dim"), (view.model, "bold")]
     if view.model_is_demo:
         optional.append((" (canned text, real kernels)", "dim"))
-    if view.resumed_from or view.forked_from:
-        optional.append((f"  (from {view.forked_from or view.resumed_from})", "dim"))
+    if view.forked_from:
+        optional.append((f"  (fork of {view.forked_from})", "dim"))
+    elif view.resumed_from:
+        optional.append(("  (resumed)", "dim"))
     for part, style in optional:
         if text.cell_len + len(part) > room:
             break
         text.append(part, style=style)
-    path = view.session_dir or ""
+    if path is None:
+        path = view.session_dir or ""
     left = room - text.cell_len - 5
     if path and left >= 12:
         shown = path if len(path) <= left else "…" + path[-(left - 1) :]
