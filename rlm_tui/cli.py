@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -26,7 +25,7 @@ from rlm_tui import __version__, defaults, heap
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
-from rlm_tui.terminal import show_controls, visible
+from rlm_tui.terminal import STOP_SIGNALS, show_controls, visible
 
 if TYPE_CHECKING:
     from rlm_tui.engine.run import RunConfig
@@ -780,13 +779,13 @@ async def _follow_headless(run: Any, as_json: bool) -> int:
         received.append(signum)
         run.stop(reason)
 
-    for signum, reason in _STOP_SIGNALS.items():
+    for signum, reason in STOP_SIGNALS.items():
         loop.add_signal_handler(signum, on_signal, signum, reason)
     try:
         await run.start()
         result = await run.wait()
     finally:
-        for signum in _STOP_SIGNALS:
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
         with contextlib.suppress(OSError):  # after a hangup the terminal may be gone
             progress.close()
@@ -796,14 +795,6 @@ async def _follow_headless(run: Any, as_json: bool) -> int:
     with contextlib.suppress(OSError):
         _print_result(result, as_json)
     return 128 + received[0] if result.status == "stopped" else int(result.exit_code)
-
-
-_STOP_SIGNALS = {
-    signal.SIGINT: "interrupted by Ctrl-C",
-    signal.SIGTERM: "terminated",
-    signal.SIGHUP: "hung up (the terminal closed)",
-}
-"""Each stops the run cleanly (kernels down, run_finished written); exit 128 + the signal."""
 
 
 def _print_result(result: Any, as_json: bool) -> None:

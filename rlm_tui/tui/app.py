@@ -6,6 +6,7 @@ screens and litellm are imported after it, in a thread (a run shows a starting l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import importlib
@@ -28,7 +29,7 @@ from textual.widgets import Static
 from rlm_tui import heap
 from rlm_tui.defaults import THEME
 from rlm_tui.errors import RlmError
-from rlm_tui.terminal import show_controls
+from rlm_tui.terminal import STOP_SIGNALS, show_controls
 from rlm_tui.tui.config import UiConfig, apply_keymap, load_config, save_theme
 from rlm_tui.tui.themes import load_themes, theme_dirs, watch_themes
 
@@ -210,6 +211,9 @@ class RlmApp(App[None]):
         """What was typed in the home screen's new-run form, by field id, for the next one."""
 
     def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum, reason in STOP_SIGNALS.items():
+            loop.add_signal_handler(signum, self._stop_for_signal, signum, reason)
         if self._config_problem:
             self.notify(self._config_problem, title="config not used", severity="error")
         problems: list[str] = []
@@ -448,7 +452,18 @@ class RlmApp(App[None]):
         title = "Keys of the focused pane, the screen and the app (remap by id in config.yaml)"
         self.push_screen(TextScreen(title, bindings_table(groups, self.keymap)))
 
+    def _stop_for_signal(self, signum: int, reason: str) -> None:
+        """SIGTERM, SIGHUP (the terminal closed), SIGINT from outside: the run is stopped for
+        that reason (``on_unmount`` waits for it) and the terminal given back, not left in the
+        app's screen with its cursor hidden."""
+        run = self.current_run
+        if run is not None and not run.ended:
+            run.stop(reason)
+        self.exit(return_code=128 + signum)
+
     async def on_unmount(self) -> None:
+        for signum in STOP_SIGNALS:
+            asyncio.get_running_loop().remove_signal_handler(signum)
         run = self.current_run
         if run is not None:
             with contextlib.suppress(Exception):  # closing must not fail because the run did
