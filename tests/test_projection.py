@@ -8,6 +8,7 @@ from tui_fixtures import sample_events
 
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import (
+    AgentFinished,
     AgentStarted,
     CellEdited,
     CellFinished,
@@ -71,6 +72,13 @@ def _live_cell_events():
         ModelDelta(agent_id="0", call_id="c1", text="I will "),
         ModelDelta(agent_id="0", call_id="c1", text="print."),
     ]
+
+
+def test_an_agent_stopped_while_its_model_writes_shows_no_reply_being_written():
+    view = fold(_live_cell_events())
+    assert view.agents["0"].streaming == "I will print."
+    view.apply(AgentFinished(agent_id="0", status="stopped", reason="the run was stopped"))
+    assert view.agents["0"].streaming == ""
 
 
 def test_pause_edit_stream_and_finish_a_cell():
@@ -305,3 +313,25 @@ def test_hand_launches_follow_ups_and_compactions_are_kept_for_resume():
     assert launch.answer is not None and launch.answer.json_value == {"lion": 0}
     assert view.follow_ups == {("0", 2): "and then?"}
     assert view.compactions == {("0", 3): "so far"}
+
+
+def test_an_agents_time_is_what_it_ran_not_the_gap_before_its_resume():
+    from rlm_tui.events import AgentStarted, RunStarted
+
+    start = RunStarted(t=1000.0, run_id="r", query="q", model="m", sub_model="m", limits={})
+    view = fold(
+        [
+            start,
+            AgentStarted(t=1000.0, agent_id="0", query="q", model="m"),
+            AgentStarted(t=1001.0, agent_id="0.1", parent_id="0", depth=1, query="c", model="m"),
+            ModelRequest(t=1003.0, agent_id="0.1", call_id="c1", step=1, model="m"),
+        ]
+    )  # the process died here; resumed ten minutes later
+    view.apply(start.model_copy(update={"t": 1603.0, "resumed_from": "r"}))
+    assert view.agents["0.1"].elapsed() == 2.0 and view.agents["0.1"].status == "stopped"
+    for agent_id in ["0", "0.1"]:
+        view.apply(AgentStarted(t=1603.5, agent_id=agent_id, query="q", model="m"))
+    view.apply(AgentFinished(t=1604.5, agent_id="0.1", status="answered"))
+    view.apply(AgentFinished(t=1605.0, agent_id="0", status="answered"))
+    assert view.agents["0.1"].elapsed() == 3.0  # 2 s before, 1 s after
+    assert view.agents["0"].elapsed() == 4.5  # 3 s before, 1.5 s after

@@ -120,9 +120,12 @@ class AgentView:
     children: list[str] = field(default_factory=list)
     tokens_per_step: list[int] = field(default_factory=list)
 
+    earlier: float = 0.0
+    """Seconds it ran in the runs before a resume (the time between is not its own)."""
+
     def elapsed(self, now: float | None = None) -> float:
         end = self.finished or now or self.started
-        return max(0.0, end - self.started)
+        return self.earlier + max(0.0, end - self.started)
 
 
 @dataclass
@@ -271,13 +274,13 @@ class RunView:
     def apply(self, event: Event) -> None:
         """Fold one event into the view."""
         self.version += 1
-        self.last_t = max(self.last_t, event.t)
         handler = _HANDLERS.get(type(event))
-        if handler is not None:
+        if handler is not None:  # it sees ``last_t`` of the events before this one
             handler(self, event)
             cell = self.cells.get(getattr(event, "cell_id", ""))
             if cell is not None:
                 cell.rev += 1
+        self.last_t = max(self.last_t, event.t)
 
     def mark_edited(self, cell_id: str, code: str) -> None:
         """Show a replaced code at once (the engine's CellEdited comes when the cell runs)."""
@@ -291,7 +294,7 @@ class RunView:
 
 def _run_started(view: RunView, e: RunStarted) -> None:
     if view.run_id:  # a resumed or forked run goes on from a past that may have been cut
-        _close_past(view, e.t)
+        _close_past(view, view.last_t)  # when the past ended, not when it was resumed
     view.status, view.reason = None, ""
     view.run_id, view.query, view.model = e.run_id, e.query, e.model
     view.sub_model, view.model_is_demo = e.sub_model, e.model_is_demo
@@ -308,6 +311,7 @@ def _agent_started(view: RunView, e: AgentStarted) -> None:
     view.start_prompts.pop(e.agent_id, None)
     known = view.agents.get(e.agent_id)
     if known is not None:  # the agent goes on in a resumed or forked run
+        known.earlier, known.started = known.elapsed(), e.t
         known.status, known.finished, known.answer_preview = "running", None, ""
         known.answer, known.reason = None, ""
         return
@@ -336,6 +340,7 @@ def _agent_finished(view: RunView, e: AgentFinished) -> None:
         return
     agent.status, agent.finished = e.status, e.t  # usage adds up from its model responses
     agent.answer, agent.reason = e.answer, e.reason
+    agent.streaming = ""  # a reply cut off by the agent's end is no longer being written
     if e.answer is not None:
         agent.answer_preview = e.answer.repr[:200]
     elif e.reason:

@@ -25,7 +25,7 @@ _SLICES: dict[type, frozenset[str]] = {
     ev.CellRerunStarted: frozenset({"cell"}),
     ev.CellRerunFinished: frozenset({"cell"}),
     ev.AgentStarted: frozenset({"agent", "budget", "context"}),
-    ev.AgentFinished: frozenset({"agent"}),
+    ev.AgentFinished: frozenset({"agent", "stream"}),
     ev.SubcallStarted: frozenset({"agent_cells", "context"}),
     ev.SubcallFinished: frozenset({"agent_cells"}),
     ev.HistoryCompacted: frozenset({"agent_cells"}),
