@@ -97,14 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tui", action="store_true", default=False, help="follow the run in the TUI")
 
     tui = commands.add_parser("tui", help="open the workbench (the default command)")
-    tui.add_argument("--sessions-dir", type=_path, default=None)
+    add_sessions_dir(tui)
     tui.add_argument("--session", metavar="SESSION", help="open a saved session")
     add_sandbox_options(tui)  # the new-run form's defaults
 
     demo = commands.add_parser(
         "demo", help="open the workbench on the nested demo problem (offline demo model)"
     )
-    demo.add_argument("--sessions-dir", type=_path, default=None)
+    add_sessions_dir(demo)
     demo.add_argument(
         "--delay",
         type=_non_negative_float,
@@ -155,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: md for an OUTPUT ending .md, else ipynb",
     )
     export.add_argument("--output", "-o", type=_path, required=True, metavar="PATH")
-    export.add_argument("--sessions-dir", type=_path, default=None)
+    add_sessions_dir(export)
 
     importer = commands.add_parser(
         "import", help="turn a fast-rlm or official rlm (RLMLogger) JSONL log into a session"
     )
     importer.add_argument("log", type=_path, help="the .jsonl log file")
-    importer.add_argument("--sessions-dir", type=_path, default=None)
+    add_sessions_dir(importer)
 
     replay = commands.add_parser("replay", help="play a session back in the TUI")
     replay.add_argument("session", help="session id, id prefix, or directory")
@@ -171,27 +171,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="times the recorded pace (default 1; faster or slower with + and - while it plays)",
     )
-    replay.add_argument("--sessions-dir", type=_path, default=None)
+    add_sessions_dir(replay)
 
     sessions = commands.add_parser("sessions", help="list saved sessions")
-    sessions.add_argument("--sessions-dir", type=_path, default=None)
+    add_sessions_dir(sessions)
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
     return parser
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The settings of a run, shared by ``run``, ``resume`` and ``fork``.
+def _default(recorded: bool) -> Callable[[str], str]:
+    """How a flag's help names its default: ``recorded`` (resume, fork, ask), the setting the
+    session recorded, whatever the default of a new run is."""
+    return lambda new: "default: the session's" if recorded else new
+
+
+def add_run_options(parser: argparse.ArgumentParser, recorded: bool = False) -> None:
+    """The settings of a run, shared by ``run``, ``resume``, ``fork`` and ``ask``
+    (``recorded``: their help says a flag left out keeps the session's setting).
 
     No flag has a default here: a flag left out is absent from the parsed arguments, so a new
     run takes RunConfig's default and a resumed one keeps what its session recorded. Each
     flag's ``dest`` is the RunConfig field it sets (budget flags: the Limits field).
     """
+    default = _default(recorded)
     parser.add_argument(
         "--model",
         "-m",
-        help=f"litellm model name, 'demo' (offline) or 'replay:SESSION' (default {defaults.MODEL})",
+        help="litellm model name, 'demo' (offline) or 'replay:SESSION' "
+        f"({default(f'default {defaults.MODEL}')})",
     )
-    parser.add_argument("--sub-model", help="model for sub-agents and llm_query (default: --model)")
+    parser.add_argument(
+        "--sub-model",
+        help=f"model for sub-agents and llm_query ({default('default: --model')})",
+    )
     parser.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     parser.add_argument(
         "--no-stream",
@@ -200,20 +212,23 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="ask the provider for whole replies (faster on loopback servers)",
     )
     parser.add_argument(
-        "--stream", dest="stream", action="store_true", help="stream replies (the default)"
+        "--stream",
+        dest="stream",
+        action="store_true",
+        help=f"stream replies ({default('the default')})",
     )
     parser.add_argument(
         "--request-timeout",
         type=_positive_float,
         metavar="SECONDS",
-        help="seconds one model request may take before it is retried (default 60)",
+        help=f"seconds one model request may take before it is retried ({default('default 60')})",
     )
     parser.add_argument(
         "--max-concurrency",
         type=_positive_int,
         metavar="N",
         help="model calls at once across the run; more wait their turn "
-        f"(default {defaults.MAX_CONCURRENCY})",
+        f"({default(f'default {defaults.MAX_CONCURRENCY}')})",
     )
     parser.add_argument(
         "--output-schema",
@@ -238,7 +253,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compact-at",
-        type=_positive_int,
+        type=_int_at_least(defaults.MIN_COMPACT_AT),
         metavar="TOKENS",
         help="when an agent's history passes TOKENS (characters / 4), replace its earlier "
         "turns by a summary the model writes (the kernel keeps every variable)",
@@ -247,18 +262,21 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--on-budget",
         choices=["extract", "stop"],
         help="when a budget runs out: one call kept back asks for the best answer so far "
-        "(extract, the default; status budget, exit 3) or just stop",
+        "(extract; the run ends with status budget, exit 3) or just stop "
+        f"({default('default extract')})",
     )
-    add_budget_options(parser)
+    add_budget_options(parser, recorded)
     parser.add_argument(
         "--truncate",
-        type=_positive_int,
-        help=f"characters of each cell's output the model sees (default {defaults.TRUNCATE})",
+        type=_int_at_least(defaults.MIN_TRUNCATE),
+        help="characters of each cell's output the model sees "
+        f"({default(f'default {defaults.TRUNCATE}')})",
     )
     parser.add_argument(
         "--cell-timeout",
         type=_positive_float,
-        help=f"seconds before a cell is interrupted (default {defaults.CELL_TIMEOUT:g})",
+        help="seconds before a cell is interrupted "
+        f"({default(f'default {defaults.CELL_TIMEOUT:g}')})",
     )
     parser.add_argument(
         "--memory-limit",
@@ -270,26 +288,37 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool-size",
         type=_non_negative_int,
-        help=f"kernels kept warm for sub-agents (default {defaults.POOL_SIZE})",
+        help=f"kernels kept warm for sub-agents ({default(f'default {defaults.POOL_SIZE}')})",
     )
     parser.add_argument(
         "--max-kernels",
         type=_positive_int,
         default=None,
         metavar="N",
-        help="kernels alive at once; past it sub-agents queue (default: from free memory)",
+        help="kernels alive at once; past it sub-agents queue "
+        f"({default('default: from free memory')})",
     )
+    add_sessions_dir(parser)
+    add_gateway_options(parser, recorded)
+    add_sandbox_options(parser, recorded)
+
+
+def add_sessions_dir(parser: argparse.ArgumentParser) -> None:
+    """``--sessions-dir``, the same on every command that saves or reads sessions."""
     parser.add_argument(
         "--sessions-dir",
         type=_path,
+        default=None,
         help=f"where sessions are saved (default {default_sessions_dir()})",
     )
-    add_gateway_options(parser)
-    add_sandbox_options(parser)
 
 
-def add_gateway_options(parser: argparse.ArgumentParser) -> None:
+KERNEL_NAME_DEFAULT = "default: the gateway's default kernel"
+
+
+def add_gateway_options(parser: argparse.ArgumentParser, recorded: bool = False) -> None:
     """Kernels on a Jupyter Kernel/Enterprise Gateway instead of this machine."""
+    default = _default(recorded)
     group = parser.add_argument_group("kernels on a Jupyter gateway")
     group.add_argument(
         "--kernel-gateway",
@@ -300,17 +329,19 @@ def add_gateway_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--kernel-gateway-token-env",
         metavar="NAME",
-        help="the variable holding the gateway's token (default JUPYTER_GATEWAY_AUTH_TOKEN)",
+        help="the variable holding the gateway's token "
+        f"({default('default JUPYTER_GATEWAY_AUTH_TOKEN')})",
     )
     group.add_argument(
-        "--kernel-name", help="the gateway's kernelspec (default: the gateway's default kernel)"
+        "--kernel-name",
+        help=f"the gateway's kernelspec ({default(KERNEL_NAME_DEFAULT)})",
     )
     group.add_argument(
         "--bridge-host",
         type=_host,
         metavar="ADDRESS",
         help="address of this machine the gateway's kernels reach for sub-calls "
-        "(default 127.0.0.1, for a gateway on this machine)",
+        f"({default('default 127.0.0.1, for a gateway on this machine')})",
     )
 
 
@@ -336,17 +367,18 @@ def gateway_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+def add_sandbox_options(parser: argparse.ArgumentParser, recorded: bool = False) -> None:
     """How the kernels are isolated from the machine (see the README's "Sandbox"); when
     resuming, a flag left out keeps the recorded setting."""
     from rlm_tui.kernel.sandbox import SANDBOX_MODES
 
+    default = _default(recorded)
     group = parser.add_argument_group("sandbox (model-written code runs in it)")
     group.add_argument(
         "--sandbox",
         choices=SANDBOX_MODES,
-        help="auto (default): sandbox where the machine allows, else warn; "
-        "require: exit 2 where it cannot; off: no sandbox",
+        help="auto: sandbox where the machine allows, else warn; "
+        f"require: exit 2 where it cannot; off: no sandbox ({default('default auto')})",
     )
     group.add_argument(
         "--allow-read",
@@ -404,7 +436,7 @@ def _absolute_path(text: str) -> Path:
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
-    add_run_options(parser)
+    add_run_options(parser, recorded=True)
     parser.add_argument("--tui", action="store_true", default=False, help="go on in the TUI")
     parser.add_argument(
         "--headless", action="store_true", default=False, help="go on headless (the default)"
@@ -414,18 +446,19 @@ def _add_continue_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_budget_options(parser: argparse.ArgumentParser) -> None:
+def add_budget_options(parser: argparse.ArgumentParser, recorded: bool = False) -> None:
     """The budget flags (dest: the Limits field)."""
+    default = _default(recorded)
     budget = parser.add_argument_group("budgets (the run stops with exit 3 when one runs out)")
     budget.add_argument(
         "--max-depth",
         type=_non_negative_int,
-        help=f"sub-agent depth (default {defaults.MAX_DEPTH})",
+        help=f"sub-agent depth ({default(f'default {defaults.MAX_DEPTH}')})",
     )
     budget.add_argument(
         "--max-iterations",
         type=_positive_int,
-        help=f"model turns per agent (default {defaults.MAX_ITERATIONS})",
+        help=f"model turns per agent ({default(f'default {defaults.MAX_ITERATIONS}')})",
     )
     budget.add_argument("--max-calls", type=_positive_int, help="model calls in all")
     budget.add_argument("--max-prompt-tokens", type=_positive_int)

@@ -7,6 +7,10 @@ screen and the kernel pool read the same names; ``run:`` in the config file over
 MODEL = "demo"
 TRUNCATE = 2000
 """Characters of each cell's output the model sees."""
+MIN_TRUNCATE = 100
+"""Less output than this tells the model nothing it can act on."""
+MIN_COMPACT_AT = 100
+"""The smallest history (in tokens) worth replacing by a summary."""
 POOL_SIZE = 2
 """Kernels kept warm for sub-agents."""
 CELL_TIMEOUT = 120.0

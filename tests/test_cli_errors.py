@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
+from rlm_tui import defaults
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -83,6 +85,14 @@ BAD = {
     "resume of a pattern": (["resume", "*"], "not a session"),
     "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),
     "replay of a directory that is no session": (["replay", "{tmp}/ctx"], "not a session"),
+    "truncate below 100 by argparse": (
+        ["run", "q", "--truncate", "0"],
+        f"argument --truncate: must be at least {defaults.MIN_TRUNCATE}",
+    ),
+    "compact at below 100": (
+        ["run", "q", "--compact-at", "50"],
+        f"argument --compact-at: must be at least {defaults.MIN_COMPACT_AT}",
+    ),
     "export of a path that is not there": (
         ["export", "{tmp}/none", "-o", "{tmp}/out.ipynb"],
         "no such directory",
@@ -242,3 +252,26 @@ def test_a_closed_standard_stream_is_no_traceback(tmp_path: Path, closed, extra,
         assert json.loads(out.read_text())["status"] == "answered"
     if closed == "<&-":
         assert err.read_text().count("\n") == 1 and "no standard input" in err.read_text()
+
+
+@pytest.mark.parametrize("command", ["resume", "fork", "ask"])
+def test_continuing_commands_say_a_flag_left_out_keeps_the_sessions_setting(command: str):
+    shown = " ".join(cli(command, "--help").stdout.split())
+    for flag_help in ("'replay:SESSION'", "sub-agent depth", "the model sees"):
+        assert f"{flag_help} (default: the session's)" in shown, flag_help
+    assert f"(default {defaults.MODEL})" not in shown and "(default 2000)" not in shown
+
+
+def test_a_new_run_says_its_defaults():
+    shown = " ".join(cli("run", "--help").stdout.split())
+    assert f"'replay:SESSION' (default {defaults.MODEL})" in shown
+    assert f"the model sees (default {defaults.TRUNCATE})" in shown
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["run", "resume", "ask", "fork", "tui", "demo", "export", "import", "replay", "sessions"],
+)
+def test_every_sessions_dir_says_what_it_is(command: str):
+    shown = " ".join(cli(command, "--help").stdout.split())
+    assert "--sessions-dir SESSIONS_DIR where sessions are saved (default" in shown

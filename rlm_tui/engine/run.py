@@ -80,7 +80,7 @@ class RunConfig(BaseModel):
     sub_model: str | None = None
     api_base: str | None = None
     limits: Limits = Field(default_factory=Limits)
-    truncate: int = Field(defaults.TRUNCATE, ge=100)
+    truncate: int = Field(defaults.TRUNCATE, ge=defaults.MIN_TRUNCATE)
     sessions_dir: Path = Field(default_factory=default_sessions_dir)
     session_id: str | None = None
     pool_size: int = Field(defaults.POOL_SIZE, ge=0)
@@ -118,7 +118,7 @@ class RunConfig(BaseModel):
     """More tools, as functions (the Python API's ``tools=[...]``)."""
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> file (``--input NAME=FILE``)."""
-    compact_at: int | None = Field(None, ge=100)
+    compact_at: int | None = Field(None, ge=defaults.MIN_COMPACT_AT)
     """Replace an agent's earlier turns by a summary when its history passes this many tokens."""
     follow_up: str | None = Field(default=None, exclude=True)
     """A question for the root after its recorded answer (``rlm-tui ask``)."""
