@@ -525,13 +525,15 @@ def _path(text: str) -> Path:
     return Path(_non_empty(text))
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``low``."""
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low`` (and at most ``high``)."""
 
     def whole_number(text: str) -> int:
         value = _parse(int, text)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
         return value
 
     return whole_number
@@ -539,7 +541,7 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
-_memory_limit = _int_at_least(defaults.MIN_MEMORY_LIMIT_MB)
+_memory_limit = _int_at_least(defaults.MIN_MEMORY_LIMIT_MB, defaults.MAX_MEMORY_LIMIT_MB)
 
 
 def _positive_float(text: str) -> float:

@@ -16,6 +16,8 @@ POOL_SIZE = 2
 CELL_TIMEOUT = 120.0
 MIN_MEMORY_LIMIT_MB = 64
 """The smallest address-space cap a kernel starts under (Python with IPython needs ~50 MB)."""
+MAX_MEMORY_LIMIT_MB = (2**63 - 1) // 2**20
+"""The largest cap setrlimit takes: its bytes must fit in a C long."""
 KERNEL_MAX_TASKS = 512
 """Processes and threads a sandboxed kernel may hold at once, its cells' children included
 (the ``pid_max`` of its PID namespace, Linux 6.14+): a fork bomb in a cell stops there."""

@@ -85,6 +85,10 @@ BAD = {
     "resume of a pattern": (["resume", "*"], "not a session"),
     "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),
     "replay of a directory that is no session": (["replay", "{tmp}/ctx"], "not a session"),
+    "memory limit past what setrlimit takes": (
+        ["run", "q", "--memory-limit", "99999999999999999"],
+        f"argument --memory-limit: must be at most {defaults.MAX_MEMORY_LIMIT_MB}",
+    ),
     "truncate below 100 by argparse": (
         ["run", "q", "--truncate", "0"],
         f"argument --truncate: must be at least {defaults.MIN_TRUNCATE}",

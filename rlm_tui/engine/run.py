@@ -95,7 +95,9 @@ class RunConfig(BaseModel):
     """Where gateway kernels reach the bridge over TCP (default 127.0.0.1 for a loopback
     gateway; required for any other)."""
     cell_timeout: float | None = Field(defaults.CELL_TIMEOUT, gt=0, allow_inf_nan=False)
-    memory_limit_mb: int | None = Field(None, ge=defaults.MIN_MEMORY_LIMIT_MB)
+    memory_limit_mb: int | None = Field(
+        None, ge=defaults.MIN_MEMORY_LIMIT_MB, le=defaults.MAX_MEMORY_LIMIT_MB
+    )
     max_kernels: int | None = Field(None, ge=1)
     """Kernels held at once; past it sub-agents queue. None: from the memory available."""
     keep_output: int = Field(1_000_000, ge=1000)
