@@ -581,7 +581,8 @@ def run_config_from_args(args: argparse.Namespace, query: str, check: bool = Tru
     if context_file == "-":
         if sys.stdin is None:
             raise UsageError("--context-file -: there is no standard input to read")
-        context_value = sys.stdin.read()
+        # decoded as a context file is (a byte that is not UTF-8 becomes U+FFFD)
+        context_value = sys.stdin.buffer.read().decode("utf-8", errors="replace")
         context_file = None
     elif context_file is not None:
         from rlm_tui.engine.context import context_from_file

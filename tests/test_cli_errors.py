@@ -258,6 +258,20 @@ def test_a_closed_standard_stream_is_no_traceback(tmp_path: Path, closed, extra,
         assert err.read_text().count("\n") == 1 and "no standard input" in err.read_text()
 
 
+def test_stdin_not_utf8_loads_like_a_context_file(tmp_path: Path):
+    """Bytes that are not UTF-8 become U+FFFD, as a context file's do in the kernel."""
+    sessions = tmp_path / "s"
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_tui", "run", "-c", "-", "q", "--sessions-dir", str(sessions)],
+        input=b"caf\xe9 \xff\xfe end",
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    (session,) = sessions.iterdir()
+    assert (session / "context.txt").read_text(encoding="utf-8") == "caf\ufffd \ufffd\ufffd end"
+
+
 @pytest.mark.parametrize("command", ["resume", "fork", "ask"])
 def test_continuing_commands_say_a_flag_left_out_keeps_the_sessions_setting(command: str):
     shown = " ".join(cli(command, "--help").stdout.split())
