@@ -59,7 +59,7 @@ async def arun(
         sub_model=sub_model,
         api_base=api_base,
         limits=limits or Limits(),
-        **({"sessions_dir": Path(sessions_dir)} if sessions_dir is not None else {}),
+        **({"sessions_dir": sessions_dir} if sessions_dir is not None else {}),
         **options,
     )
     result = await Run(config).execute()

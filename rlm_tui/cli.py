@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rlm_tui import __version__, defaults, heap
+from rlm_tui.checks import check_query, non_empty_path, set_variable
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
@@ -408,15 +409,6 @@ def sandbox_options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def _set_variable(name: str) -> str:
-    """A variable of this environment: passing one that is not set is a typo, not a choice."""
-    if not name or "=" in name or "\0" in name:
-        raise argparse.ArgumentTypeError(f"not a variable name: {name!r}")
-    if name not in os.environ:
-        raise argparse.ArgumentTypeError(f"{name} is not set in this environment")
-    return name
-
-
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
@@ -432,7 +424,7 @@ def _host(text: str) -> str:
 
 
 def _absolute_path(text: str) -> Path:
-    return Path(text).absolute()
+    return Path(_non_empty(text)).absolute()
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
@@ -505,6 +497,22 @@ def _file_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _argument(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a shared check (``rlm_tui.checks``): its UsageError becomes
+    argparse's one line naming the flag."""
+
+    def checked(text: str) -> Any:
+        try:
+            return check(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return checked
+
+
+_set_variable = _argument(set_variable)
+
+
 def _not_blank(problem: str) -> Callable[[str], str]:
     """An argparse type: text that is not empty or blank, else ``problem``."""
 
@@ -516,8 +524,7 @@ def _not_blank(problem: str) -> Callable[[str], str]:
     return text
 
 
-_non_empty = _not_blank("an empty path")
-"""A path's text (``Path("")`` is the current directory)."""
+_non_empty = _argument(non_empty_path)
 _question = _not_blank("the question is empty")
 
 
@@ -657,8 +664,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
         if "query" not in args:
             _usage_exit(f"{parser.prog} run", "the following arguments are required: query")
-        if not args.query.strip():
-            _usage_exit(f"{parser.prog} run", "the query is empty")
+        try:
+            check_query(args.query)
+        except UsageError as exc:
+            _usage_exit(f"{parser.prog} run", str(exc))
         if args.tui:
             return _tui(config=run_config_from_args(args, args.query))
         return _run_cli(args)

@@ -8,6 +8,7 @@ from typing import Any
 import pydantic.dataclasses
 from pydantic import ConfigDict, ValidationError, field_validator
 
+from rlm_tui.errors import UsageError
 from rlm_tui.keymap import key_problem, normalize_keys
 from rlm_tui.user_config import UserConfig
 
@@ -47,10 +48,12 @@ class ConfigFile(UserConfig):
         for name in value:
             if name not in allowed:
                 raise ValueError(f"'{name}' is not a run setting ({', '.join(sorted(allowed))})")
-        try:
-            checked = RunConfig.model_validate({"query": "", **value})
+        try:  # the query is a placeholder: a run's own, never a default
+            checked = RunConfig.model_validate({"query": "?", **value})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ValueError(f"{where}: {first['msg']}") from None
+        except UsageError as exc:  # a shared check's (rlm_tui.checks): its line, in the file's
+            raise ValueError(str(exc)) from None
         return {name: getattr(checked, name) for name in value}

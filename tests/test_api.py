@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +50,39 @@ def test_a_context_that_cannot_be_sent_is_one_clear_error(sessions_dir: Path, co
     with pytest.raises(UsageError, match="cannot be sent to the kernel as a context"):
         rlm_tui.run("q", context, sessions_dir=sessions_dir)
     assert not any(sessions_dir.iterdir())
+
+
+REFUSED = {
+    "an empty query": ({"query": " "}, "the query is empty"),
+    "a query not utf-8": ({"query": "q \udcff"}, "the query is not UTF-8 text"),
+    "a context not utf-8": ({"context": "a\udc80b"}, "the context is not UTF-8 text"),
+    "an input not utf-8": ({"inputs": {"notes": "a\udc80b"}}, "an input is not UTF-8 text"),
+    "an empty allow_read": ({"allow_read": [""]}, "--allow-read: an empty path"),
+    "an empty api_base": ({"api_base": ""}, "--api-base '' is not a URL"),
+    "a kernel_env not set": ({"kernel_env": ["RLM_TUI_TEST_NEVER_SET"]}, "is not set"),
+}
+
+
+@pytest.mark.parametrize(("given", "words"), REFUSED.values(), ids=REFUSED.keys())
+def test_the_api_refuses_what_the_cli_refuses(sessions_dir: Path, given: dict, words: str):
+    arguments = {"query": "q", **given}
+    with pytest.raises(UsageError, match=re.escape(words)):
+        rlm_tui.run(arguments.pop("query"), sessions_dir=sessions_dir, **arguments)
+    assert not any(sessions_dir.iterdir())
+
+
+def test_an_empty_sessions_dir_is_not_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="--sessions-dir: an empty path"):
+        rlm_tui.run("q", sessions_dir="")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_context_value_holding_a_lone_surrogate_is_sent_pickled(sessions_dir: Path) -> None:
+    result = rlm_tui.run("q", {"name": "x\udc80"}, sessions_dir=sessions_dir)
+    assert result.status == "answered"
 
 
 def test_a_session_id_cannot_leave_the_sessions_dir(sessions_dir: Path) -> None:

@@ -29,6 +29,7 @@ def files(tmp_path: Path) -> Path:
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
     (tmp_path / "ok.txt").write_text("an input\n")
+    (tmp_path / "name-\udcff.txt").write_text("a file named by a byte that is not UTF-8\n")
     return tmp_path
 
 
@@ -85,10 +86,17 @@ BAD = {
     "resume of a pattern": (["resume", "*"], "not a session"),
     "resume with a bad value": (["resume", "x", "--truncate", "abc"], "not a number"),
     "replay of a directory that is no session": (["replay", "{tmp}/ctx"], "not a session"),
+    "query not utf-8": (["run", "plain \udcff q"], "the query is not UTF-8 text: the byte \\xff"),
+    "context file name not utf-8": (
+        ["run", "q", "-c", "{tmp}/name-\udcff.txt"],
+        "--context-file is not UTF-8 text",
+    ),
+    "allow read of an empty path": (["run", "q", "--allow-read", ""], "an empty path"),
     "memory limit past what setrlimit takes": (
         ["run", "q", "--memory-limit", "99999999999999999"],
         f"argument --memory-limit: must be at most {defaults.MAX_MEMORY_LIMIT_MB}",
     ),
+    "api base empty": (["run", "q", "-m", "openai/x", "--api-base", ""], "'' is not a URL"),
     "truncate below 100 by argparse": (
         ["run", "q", "--truncate", "0"],
         f"argument --truncate: must be at least {defaults.MIN_TRUNCATE}",
@@ -258,6 +266,14 @@ def test_a_closed_standard_stream_is_no_traceback(tmp_path: Path, closed, extra,
         assert err.read_text().count("\n") == 1 and "no standard input" in err.read_text()
 
 
+def test_a_sessions_dir_not_utf8_is_refused_before_it_is_made(tmp_path: Path):
+    sessions = tmp_path / "s\udcff"
+    done = cli("run", "q", "--sessions-dir", str(sessions))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--sessions-dir is not UTF-8 text: the byte \\xff" in done.stderr
+    assert not sessions.exists()
+
+
 def test_stdin_not_utf8_loads_like_a_context_file(tmp_path: Path):
     """Bytes that are not UTF-8 become U+FFFD, as a context file's do in the kernel."""
     sessions = tmp_path / "s"
@@ -270,6 +286,19 @@ def test_stdin_not_utf8_loads_like_a_context_file(tmp_path: Path):
     assert done.returncode == 0, done.stderr.decode()
     (session,) = sessions.iterdir()
     assert (session / "context.txt").read_text(encoding="utf-8") == "caf\ufffd \ufffd\ufffd end"
+
+
+def test_a_question_not_utf8_leaves_the_answered_session_as_it_was(tmp_path: Path):
+    sessions = tmp_path / "s"
+    assert cli("run", "count r", "--sessions-dir", str(sessions)).returncode == 0
+    (session,) = sessions.iterdir()
+    saved = (session / "events.jsonl").read_bytes()
+    done = cli("ask", session.name, "q \udcff", "--sessions-dir", str(sessions))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "the question is not UTF-8 text" in done.stderr
+    assert (session / "events.jsonl").read_bytes() == saved
+    again = cli("ask", session.name, "and again?", "--sessions-dir", str(sessions))
+    assert again.returncode == 0, again.stderr
 
 
 @pytest.mark.parametrize("command", ["resume", "fork", "ask"])

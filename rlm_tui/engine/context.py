@@ -151,7 +151,8 @@ def _write_private(path: Path, data: bytes) -> None:
 def _json_text(value: Any) -> str | None:
     try:
         text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
+        text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError: a lone surrogate, kept by pickle
         return None
     return text if json.loads(text) == value else None
 

@@ -20,9 +20,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rlm_tui import defaults, heap
+from rlm_tui.checks import check_query, non_empty_path, set_variable, utf8_text
 from rlm_tui.engine.agent import Agent, AgentSettings
 from rlm_tui.engine.budget import Budget, Limits
 from rlm_tui.engine.bus import EventBus, Subscriber
@@ -140,6 +149,50 @@ class RunConfig(BaseModel):
             raise ValueError("the context is given twice: as a value and as a file")
         return self
 
+    @model_validator(mode="after")
+    def _savable(self) -> RunConfig:
+        """Every text the session saves (settings, query, question, paths) must be UTF-8."""
+        values = {
+            "context_value": [self.context_value],
+            "input_values": list(self.input_values.values()),
+        }
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in values:  # a text is saved as text; any other value is pickled
+                value = [item for item in values[name] if isinstance(item, str)]
+            for text in _texts(value):
+                utf8_text(text, _what(name))
+        return self
+
+    @field_validator("query")
+    @classmethod
+    def _has_query(cls, value: str) -> str:
+        """Refused as the CLI and the TUI refuse it: a run of nothing spends its budget."""
+        return check_query(value)
+
+    @field_validator("context_file", "sessions_dir", "allow_read", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
+        """Checked before pydantic makes it a Path: ``Path("")`` is the current directory."""
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                non_empty_path(item, _what(str(info.field_name)))
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        """An empty base is no local server: litellm would send the key to the provider's."""
+        if value is not None:
+            check_url(value)
+        return value
+
+    @field_validator("kernel_env")
+    @classmethod
+    def _set_variables(cls, value: list[str]) -> list[str]:
+        """As ``--kernel-env``: a variable that is not set is a typo, not a choice."""
+        return [set_variable(name) for name in value]
+
     @field_validator("sessions_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -174,14 +227,33 @@ NOT_RECORDED = {"query", "context_file", "context_value", "sessions_dir", "sessi
     "append_to",
     "save",
 }
-FLAG_OF_FIELD = {"memory_limit_mb": "--memory-limit", "stream": "--no-stream"}
+FLAG_OF_FIELD = {"memory_limit_mb": "--memory-limit", "stream": "--no-stream", "inputs": "--input"}
+
+
+def _what(name: str) -> str:
+    """A RunConfig field as the CLI names it, for a message."""
+    words = {
+        "query": "the query",
+        "follow_up": "the question",
+        "context_value": "the context",
+        "input_values": "an input",
+    }
+    return words.get(name) or FLAG_OF_FIELD.get(name, "--" + name.replace("_", "-"))
+
+
+def _texts(value: Any) -> list[str]:
+    """The text in a setting, paths as text."""
+    if isinstance(value, str | Path):
+        return [str(value)]
+    items = [*value, *value.values()] if isinstance(value, dict) else value
+    if not isinstance(items, list | tuple):
+        return []
+    return [text for item in items for text in _texts(item)]
 
 
 def config_from_settings(settings: dict[str, Any], **fields: Any) -> RunConfig:
     """A RunConfig from settings (given flags, or recorded ones); a bad value is a UsageError."""
     try:
-        if api_base := settings.get("api_base"):
-            check_url(api_base)
         return RunConfig.model_validate({**settings, **fields})
     except ValidationError as exc:
         error = exc.errors()[0]

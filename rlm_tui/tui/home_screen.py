@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from rlm_tui import defaults
 from rlm_tui.engine.budget import Limits
-from rlm_tui.errors import RlmError, UsageError
+from rlm_tui.errors import RlmError
 from rlm_tui.models.demo import NAME as DEMO_NAME
 from rlm_tui.session.catalog import SessionSummary, list_sessions
 from rlm_tui.tui.footer import WholeKeysFooter
@@ -229,6 +229,7 @@ class HomeScreen(Screen[None]):
         self.action_start()
 
     def action_start(self) -> None:
+        from rlm_tui.checks import check_query
         from rlm_tui.engine.context import context_from_file
         from rlm_tui.engine.run import config_from_settings
 
@@ -236,8 +237,7 @@ class HomeScreen(Screen[None]):
             return self.query_one(f"#{name}", Input).value.strip()
 
         try:
-            if not value("query"):
-                raise UsageError("the query is empty: type the question or task")
+            check_query(value("query"))  # first, as the CLI does
             if value("context"):  # refused here, as the CLI does, not on the run's screen
                 context_from_file(Path(value("context")))
             # as text: validated with the rest of the config, as the same flags are
