@@ -4,16 +4,19 @@ the API returns the type asked for; SUBMIT is FINAL; sub-agents can be given a s
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 from openai_server import OpenAIServer, Reply
 from pydantic import BaseModel
 from scripted import ScriptedModel, cell
 
 import rlm_tui
+from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.parse import plain_final
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.events import RunStarted
@@ -99,6 +102,8 @@ def test_submit_in_plain_text_is_final():
         (None, "cannot read the output schema"),
         ("{not json", "is not JSON"),
         ('{"type": 5}', "not a valid JSON Schema"),
+        ('{"$ref": "#/definitions/nope"}', "$ref '#/definitions/nope' does not resolve"),
+        ('{"$defs": {"a": {"$ref": "#/$defs/b"}}, "$ref": "#/$defs/a"}', "'#/$defs/b'"),
     ],
 )
 def test_a_bad_schema_file_is_one_line_and_exit_2(tmp_path: Path, content, message):
@@ -113,6 +118,36 @@ def test_a_bad_schema_file_is_one_line_and_exit_2(tmp_path: Path, content, messa
     )
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_remote_ref_is_refused_up_front_and_never_fetched(tmp_path: Path):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.json"
+        path = tmp_path / "schema.json"
+        path.write_text(json.dumps({"$ref": url}))
+        done = cli("run", "--output-schema", str(path), "q", "--sessions-dir", str(tmp_path))
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"$ref '{url}' does not resolve inside the schema" in done.stderr
+
+
+async def test_a_schema_that_cannot_be_applied_is_no_crash_at_the_budget_stop(sessions_dir):
+    """A ``$ref`` loop resolves (so it passes the loading check) but recurses without end."""
+    model = ScriptedModel({"q": [cell("FINAL(1)")]})
+    config = RunConfig(
+        query="q",
+        output_schema={"$ref": "#"},
+        limits=Limits(max_iterations=1),
+        sessions_dir=sessions_dir,
+    )
+    result = await Run(config, model=model).execute()
+    assert result.status == "budget" and result.value is None
+    assert "cannot be applied" in model.seen[-1][1][-1]["content"]
+    events = read_session(result.session_dir).events
+    assert events[-1].type == "run_finished"
+    assert any("no answer could be extracted" in getattr(e, "message", "") for e in events)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from rlm_tui.errors import UsageError
+from rlm_tui.kernel.answer_check import unresolved_ref
 
 
 class OutputSchema:
@@ -60,4 +61,9 @@ def checked(schema: Any, where: str) -> dict[str, Any]:
         validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         raise UsageError(f"{where}: not a valid JSON Schema: {exc.message}") from None
+    ref = unresolved_ref(schema)
+    if ref is not None:
+        raise UsageError(
+            f"{where}: $ref {ref!r} does not resolve inside the schema (nothing is fetched)"
+        )
     return schema

@@ -43,12 +43,20 @@ def as_json(value: Any) -> Any:
 
 
 def check(value: Any, schema: dict[str, Any]) -> Any:
-    """``value``'s JSON form if it matches ``schema``; else AnswerMismatch saying where not."""
+    """``value``'s JSON form if it matches ``schema``; else AnswerMismatch saying where not.
+
+    A schema that cannot be applied (a loop of ``$ref``, one refused as remote) is an
+    AnswerMismatch too: a FINAL, or the answer extracted at a budget stop, never crashes."""
     from jsonschema import validators
 
     data = as_json(value)
-    checker = validators.validator_for(schema)(schema)
-    errors = sorted(checker.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    checker = validators.validator_for(schema)(schema, registry=_no_fetching())
+    try:
+        errors = sorted(checker.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    except Exception as exc:
+        raise AnswerMismatch(
+            f"the expected schema cannot be applied ({type(exc).__name__}: {exc})"
+        ) from None
     if not errors:
         return data
     lines = [f"at {_where(e.absolute_path)}: {e.message}" for e in errors[:SHOWN_ERRORS]]
@@ -58,6 +66,56 @@ def check(value: Any, schema: dict[str, Any]) -> Any:
         "the answer does not match the expected schema; " + "; ".join(lines) + ". "
         f"Expected: {json.dumps(schema)}"
     )
+
+
+def unresolved_ref(schema: Any) -> str | None:
+    """The first ``$ref`` of ``schema`` that does not resolve inside it (or the bundled
+    meta-schemas), else None: checked when a schema is loaded, so a bad one is refused up
+    front rather than failing every FINAL. Nothing is fetched: the registry refuses."""
+    from jsonschema import validators
+    from jsonschema_specifications import REGISTRY
+    from referencing import Resource, jsonschema
+    from referencing.exceptions import Unresolvable
+
+    cls = validators.validator_for(schema)
+    spec = jsonschema.specification_with(
+        cls.ID_OF(cls.META_SCHEMA) or "", default=jsonschema.DRAFT202012
+    )
+    root = spec.create_resource(schema)
+    todo = [(root, REGISTRY.combine(_no_fetching()).resolver_with_root(root))]
+    seen: set[int] = set()
+    while todo:
+        resource, resolver = todo.pop()
+        if id(resource.contents) in seen:
+            continue
+        seen.add(id(resource.contents))
+        if isinstance(resource.contents, dict):
+            for key in ("$ref", "$dynamicRef"):
+                ref = resource.contents.get(key)
+                if not isinstance(ref, str):
+                    continue
+                try:
+                    resolved = resolver.lookup(ref)
+                except Unresolvable:
+                    return ref
+                if not isinstance(resolved.contents, (dict, bool)):
+                    return ref
+                # what it points at is checked too: it may lie outside every subschema
+                target = Resource.from_contents(resolved.contents, default_specification=spec)
+                todo.append((target, resolved.resolver))
+        todo.extend((sub, resolver.in_subresource(sub)) for sub in resource.subresources())
+    return None
+
+
+def _no_fetching() -> Any:
+    """A registry whose retrieve refuses: jsonschema's default fetches a remote ``$ref``."""
+    from referencing import Registry
+    from referencing.exceptions import NoSuchResource
+
+    def refuse(uri: str) -> Any:
+        raise NoSuchResource(uri)
+
+    return Registry(retrieve=refuse)  # type: ignore[call-arg]
 
 
 def _where(path: Any) -> str:
