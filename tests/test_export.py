@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -180,6 +182,31 @@ async def test_an_export_never_replaces_a_sessions_file_or_one_beside_its_output
     assert output.read_text().startswith("# rlm-tui session") and "kept" in output.read_text()
     assert (tmp_path / "out.md.partial").read_text() == "the user's"
     assert sorted(p.name for p in tmp_path.glob("*out.md*")) == ["out.md", "out.md.partial"]
+
+
+def test_an_export_writes_through_a_symlink_and_refuses_what_is_no_file(tmp_path):
+    from conftest import cli
+
+    sessions = tmp_path / "sessions"
+    assert cli("run", "hello", "--sessions-dir", str(sessions)).returncode == 0
+    session = str(next(sessions.iterdir()))
+    (tmp_path / "target.md").write_text("old")
+    (tmp_path / "link.md").symlink_to("target.md")
+    done = cli("export", session, "-o", str(tmp_path / "link.md"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "link.md").is_symlink()
+    assert (tmp_path / "target.md").read_text().startswith("# rlm-tui session")
+    os.mkfifo(tmp_path / "fifo.md")
+    done = cli("export", session, "-o", str(tmp_path / "fifo.md"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.strip().endswith("fifo.md: not a regular file")
+    assert stat.S_ISFIFO((tmp_path / "fifo.md").lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fifo.md",
+        "link.md",
+        "sessions",
+        "target.md",
+    ]
 
 
 async def test_a_cell_still_running_is_exported_with_its_output_so_far(sessions_dir, tmp_path):

@@ -256,25 +256,31 @@ def to_markdown(directory: Path) -> str:
 
 def export(directory: Path, fmt: str | None, output: Path) -> Path:
     """Write the export (``fmt``: by default the output's suffix, else a notebook); an existing
-    file is only replaced once the new one is complete, and never one of a session's."""
+    file is only replaced once the new one is complete, and never one of a session's, nor
+    anything that is not a regular file."""
     fmt = fmt or ("md" if output.suffix == ".md" else "ipynb")
     if fmt not in defaults.EXPORT_FORMATS:
         raise UsageError(
             f"unknown export format '{fmt}' (use {' or '.join(defaults.EXPORT_FORMATS)})"
         )
-    if not output.name or output.is_dir():
+    # through a symlink to the file it names (the link stays); what is there must be a file:
+    # a FIFO, a device or a socket would be replaced by a regular file
+    target = Path(os.path.realpath(output))
+    if not output.name or target.is_dir():
         raise UsageError(f"cannot write {output}: not a file name")
-    if (output.resolve().parent / EVENTS_FILE).exists():
+    if target.exists() and not target.is_file():
+        raise UsageError(f"cannot write {output}: not a regular file")
+    if (target.parent / EVENTS_FILE).exists():
         raise UsageError(f"will not write into a session's directory: {output.parent}")
     text = nbformat.writes(to_notebook(directory)) if fmt == "ipynb" else to_markdown(directory)
-    try:  # a name of its own beside the output: no file of the user's is truncated
-        fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    try:  # a name of its own beside the target: no file of the user's is truncated
+        fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp's mode: 0600
             f.write(redact(text))
-        os.replace(partial, output)
+        os.replace(partial, target)
     except OSError as exc:
         Path(partial).unlink(missing_ok=True)
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
