@@ -289,7 +289,8 @@ def add_run_options(parser: argparse.ArgumentParser, recorded: bool = False) -> 
     parser.add_argument(
         "--pool-size",
         type=_non_negative_int,
-        help=f"kernels kept warm for sub-agents ({default(f'default {defaults.POOL_SIZE}')})",
+        help=f"kernels kept warm for sub-agents ({default(f'default {defaults.POOL_SIZE}')}, "
+        f"at most {defaults.MAX_POOL_SIZE}, never more than --max-kernels)",
     )
     parser.add_argument(
         "--max-kernels",

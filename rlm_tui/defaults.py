@@ -13,6 +13,10 @@ MIN_COMPACT_AT = 100
 """The smallest history (in tokens) worth replacing by a summary."""
 POOL_SIZE = 2
 """Kernels kept warm for sub-agents."""
+MAX_POOL_SIZE = 16
+"""The most ``pool_size`` may ask for: each warm kernel is a process started ahead of need, and
+a fan-out wider than the reserve starts the rest on demand (~0.14 s each). The reserve is
+also never more than the kernels a run may hold at once (``max_kernels``)."""
 CELL_TIMEOUT = 120.0
 MIN_MEMORY_LIMIT_MB = 64
 """The smallest address-space cap a kernel starts under (Python with IPython needs ~50 MB)."""

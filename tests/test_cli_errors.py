@@ -53,6 +53,7 @@ BAD = {
         ["run", "q", "--kernel-gateway", "http://127.0.0.1:9", "--bridge-host", "999.1.1.1"],
         "not an IP address or host name",
     ),
+    "pool size over its bound": (["run", "q", "--pool-size", "100000"], "--pool-size 100000"),
     "cell timeout nan": (["run", "q", "--cell-timeout", "nan"], "finite"),
     "max cost nan": (["run", "q", "--max-cost", "nan"], "finite"),
     "max time inf": (["run", "q", "--max-time", "inf"], "finite"),
@@ -134,6 +135,16 @@ def test_a_config_file_that_is_a_directory(files: Path):
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "config.yaml: not a regular file" in done.stderr
+
+
+def test_a_pool_size_over_its_bound_in_the_config_file(files: Path):
+    (files / "config").mkdir()
+    (files / "config" / "config.yaml").write_text("run:\n  pool_size: 100000\n")
+    env = {"RLM_TUI_CONFIG_DIR": str(files / "config")}
+    done = cli("run", "q", "--sessions-dir", str(files / "s"), env=env)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "pool_size" in done.stderr and f"{defaults.MAX_POOL_SIZE}" in done.stderr
+    assert not (files / "s").exists()
 
 
 @pytest.mark.parametrize("command", [["run", "q"], ["sessions"]])

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from scripted import ScriptedModel, cell
 
-from rlm_tui.engine.run import Run, RunConfig
+from rlm_tui import defaults
+from rlm_tui.engine.run import Run, RunConfig, kernel_pool
 from rlm_tui.engine.slots import CEILING, FLOOR, default_max_kernels
 from rlm_tui.events import KernelEvent, ModelRequest
 
@@ -67,3 +68,11 @@ def test_the_default_cap_follows_the_memory_available(tmp_path: Path) -> None:
     meminfo.write_text("MemAvailable: 999999999 kB\n")
     assert default_max_kernels(meminfo) == CEILING
     assert default_max_kernels(tmp_path / "missing") == FLOOR
+
+
+def test_the_warm_reserve_is_never_more_than_the_kernel_cap(tmp_path: Path) -> None:
+    """A reserve past the cap only piles up processes, and the run waits for them at its end."""
+    config = RunConfig(query="q", sessions_dir=tmp_path, pool_size=defaults.MAX_POOL_SIZE)
+    assert config.model_copy(update={"max_kernels": 3}).reserve_size() == 3
+    assert kernel_pool(config.model_copy(update={"max_kernels": 1})).size == 1
+    assert kernel_pool(config).size == min(defaults.MAX_POOL_SIZE, default_max_kernels())

@@ -92,7 +92,7 @@ class RunConfig(BaseModel):
     truncate: int = Field(defaults.TRUNCATE, ge=defaults.MIN_TRUNCATE)
     sessions_dir: Path = Field(default_factory=default_sessions_dir)
     session_id: str | None = None
-    pool_size: int = Field(defaults.POOL_SIZE, ge=0)
+    pool_size: int = Field(defaults.POOL_SIZE, ge=0, le=defaults.MAX_POOL_SIZE)
     kernel_gateway: str | None = None
     """A Jupyter Kernel/Enterprise Gateway URL: the run's kernels are created there."""
     kernel_gateway_token_env: str | None = None
@@ -208,6 +208,14 @@ class RunConfig(BaseModel):
             raise ValueError(f"a session id is a plain name, not {value!r}")
         return value
 
+    def kernel_cap(self) -> int:
+        """Kernels the run holds at once: ``max_kernels``, else from the memory available."""
+        return self.max_kernels or default_max_kernels()
+
+    def reserve_size(self) -> int:
+        """Kernels kept warm: never more than the run may hold, else they only pile up."""
+        return min(self.pool_size, self.kernel_cap())
+
     def sandbox_policy(self) -> SandboxPolicy:
         return SandboxPolicy(self.sandbox, tuple(self.allow_read), self.allow_net)
 
@@ -302,7 +310,7 @@ def kernel_pool(config: RunConfig, sandbox: Sandbox | None = None) -> LocalKerne
     its sandbox (``sandbox``, or resolved here), forked from the template this process shares
     between its runs; a required sandbox that cannot start is a ``SandboxUnavailable`` here."""
     return LocalKernelPool(
-        size=config.pool_size,
+        size=config.reserve_size(),
         memory_limit_mb=config.memory_limit_mb,
         sandbox=sandbox or resolve_sandbox(config.sandbox_policy()),
         pass_env=config.kernel_env,
@@ -365,7 +373,7 @@ class Run:
         """Private files of this run (sub-agents' contexts); made by start(), removed at the end."""
         self._provider = provider
         self._owns_provider = provider is None
-        self.kernel_slots = KernelSlots(config.max_kernels or default_max_kernels())
+        self.kernel_slots = KernelSlots(config.kernel_cap())
         self._bridge: BridgeServer | None = None
         self._services = AsyncExitStack()
         """Closed when the run ends, before its last events: bridge, kernels, models."""
@@ -477,7 +485,7 @@ class Run:
         self._bridge = bridge
         if gateway is not None:
             self._provider = GatewayKernelProvider(
-                gateway, bridge, size=config.pool_size, output_limit=config.keep_output
+                gateway, bridge, size=config.reserve_size(), output_limit=config.keep_output
             )
         elif self._provider is None:
             # the first resolve starts bwrap to probe it: in a thread, not on the app's loop
