@@ -385,3 +385,45 @@ async def test_a_recorded_cell_that_takes_another_path_when_run_again_asks_no_mo
     ]
     assert rerun.status == "error" and "took another path" in (rerun.error or "")
     assert [(info.purpose, info.query) for info, _ in live.seen] == [("agent", "q")]
+
+
+def _budget_stopped_config(sessions_dir: Path, **kwargs) -> RunConfig:
+    return RunConfig(
+        query="q", sessions_dir=sessions_dir, limits=Limits(max_calls=1), on_budget="stop", **kwargs
+    )
+
+
+TYPE_STEPS = [cell("print(type(context).__name__)")] * 2 + [cell("FINAL(type(context).__name__)")]
+
+
+async def test_a_resume_refuses_a_context_file_that_changed_and_leaves_the_session(
+    sessions_dir, tmp_path
+):
+    from scripted import ScriptedModel
+
+    context = tmp_path / "notes.txt"
+    context.write_text("ten chars!")
+    config = _budget_stopped_config(sessions_dir, context_file=str(context))
+    stopped = await Run(config, model=ScriptedModel({"q": TYPE_STEPS})).execute()
+    assert stopped.status == "budget"
+    before = digest(stopped.session_dir)
+    context.write_text("8 chars!")
+    with pytest.raises(UsageError, match="changed since the session was made"):
+        resume_run(stopped.session_dir, limits=Limits(max_calls=9))
+    assert digest(stopped.session_dir) == before
+    context.write_text("ten chars!")  # put back as it was: the resume goes on
+    run = resume_run(
+        stopped.session_dir, live_model=ScriptedModel({"q": TYPE_STEPS}), limits=Limits(max_calls=9)
+    )
+    assert (await run.execute()).answer == "str"
+
+
+async def test_a_python_value_context_is_the_same_value_after_a_resume(sessions_dir):
+    from scripted import ScriptedModel
+
+    config = _budget_stopped_config(sessions_dir, context_value={1, 2, 3})
+    stopped = await Run(config, model=ScriptedModel({"q": TYPE_STEPS})).execute()
+    run = resume_run(
+        stopped.session_dir, live_model=ScriptedModel({"q": TYPE_STEPS}), limits=Limits(max_calls=9)
+    )
+    assert (await run.execute()).answer == "set"  # was read back as its pickle's text: str

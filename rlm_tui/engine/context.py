@@ -25,6 +25,7 @@ _KIND_BY_SUFFIX: dict[str, ContextKind] = {
     ".jsonl": "jsonl",
     ".yaml": "yaml",
     ".yml": "yaml",
+    ".pickle": "pickle",  # a Python value's own file (context_from_value): resumed as the value
 }
 
 

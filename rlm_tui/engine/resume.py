@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_tui.engine.budget import Limits
+from rlm_tui.engine.context import context_from_file
 from rlm_tui.engine.control import Breakpoints
 from rlm_tui.engine.recording import Recording, cut_before_cell
 from rlm_tui.engine.run import Run, RunConfig, config_from_settings
@@ -38,6 +39,7 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
             "this session's --api-base held credentials, which are never recorded: "
             "give --api-base again"
         )
+    _check_context_unchanged(recording.started, directory)
     return config_from_settings(
         settings,
         query=started.query,
@@ -45,6 +47,23 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
         sessions_dir=directory.parent,
         append_to=directory,
     )
+
+
+def _check_context_unchanged(started: RunStarted, directory: Path) -> None:
+    """The recorded cells run again on the context they first ran on, or not at all: on a
+    changed file they would rebuild the kernels from other data, silently. Its kind and
+    size stand for it (a hash would read 400 MB on every resume). A context the session
+    saved itself (a value, stdin) is its own private file."""
+    if not started.context_file or Path(started.context_file).is_relative_to(directory.resolve()):
+        return
+    now = context_from_file(Path(started.context_file))  # a missing file: one line
+    if (now.kind, now.chars) != (started.context_kind, started.context_chars):
+        raise UsageError(
+            f"the context {started.context_file} changed since the session was made "
+            f"({started.context_kind}, {started.context_chars:,} -> {now.kind}, "
+            f"{now.chars:,} characters): its cells would run again on other data; put it "
+            "back as it was, or start a new run"
+        )
 
 
 def _settings_of_old(started: RunStarted) -> dict[str, Any]:
