@@ -801,3 +801,28 @@ async def test_coverage_counts_every_cells_output_and_a_big_context_loads_off_th
     main = threading.main_thread().name
     assert threads["read_context"] and main not in threads["read_context"]
     assert threads["_match"] and main not in threads["_match"]
+
+
+async def test_help_at_80_columns_shows_every_id_whole_and_no_undescribed_key(sessions_dir):
+    from rich.console import Console
+
+    from rlm_tui.tui.modals import TextScreen
+
+    model = ScriptedModel({"q": [cell("FINAL('done')")]})
+    result = await Run(RunConfig(query="q", sessions_dir=sessions_dir), model=model).execute()
+    app = RlmApp(session=result.session_dir, ui_config=UiConfig(), watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2", "f1")  # the agents pane: its ids are the longest
+        await until(pilot, lambda: isinstance(pilot.app.screen, TextScreen))
+        table = pilot.app.screen.body
+        width = pilot.app.screen.query_one("VerticalScroll").scrollable_content_region.width
+    actions = [str(c) for c in table.columns[1]._cells]
+    ids = [str(c) for c in table.columns[2]._cells if str(c)]
+    assert "help_quit" not in actions and "tree.previous_sibling" in ids
+    console = Console(width=width, record=True, color_system=None)
+    console.print(table)
+    drawn = console.export_text()
+    assert "…" not in drawn
+    joined = "".join(line.split()[-1] for line in drawn.splitlines() if line.split())
+    for binding_id in ids:
+        assert binding_id in joined

@@ -260,12 +260,14 @@ def bindings_table(groups: list[tuple[str, list[Any]]], keymap: dict[str, str]) 
     table = Table(box=None, padding=(0, 2), expand=True)
     table.add_column("key", style="bold")
     table.add_column("action")
-    table.add_column("id (remap in config.yaml)", style="dim")
-    for title, bindings in groups:
+    # folded, never cut: the id is what a remapping in config.yaml needs whole
+    table.add_column("id (remap in config.yaml)", style="dim", overflow="fold")
+    for title, group in groups:
+        bindings = [b for b in group if b.description or b.tooltip]  # not Textual's own
         if not bindings:
             continue
         table.add_row(Text(title, style="underline"), "", "")
         for b in bindings:
             key = keymap.get(b.id, b.key) if b.id else b.key
-            table.add_row(key, b.description or b.action, b.id or "")
+            table.add_row(key, b.description or b.tooltip, b.id or "")
     return table
