@@ -134,6 +134,8 @@ class RunStarted(_Event):
     compact_at: int | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     """Named inputs besides ``context``: variable name -> the file it was loaded from."""
+    input_sizes: dict[str, int] = Field(default_factory=dict)
+    """Each input's size as loaded (``context_chars``'s measure): a resume checks it."""
     sandbox: SandboxInfo | None = None
     """None in sessions recorded before the sandbox existed."""
     imported_from: str | None = None

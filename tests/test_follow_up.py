@@ -24,7 +24,7 @@ async def test_a_follow_up_sees_the_first_runs_variables_and_answer(sessions_dir
 
     follow = cell("FINAL({'names': len(names), 'prev': len(answer_1), 'same': answer_1 == counts})")
     model = ScriptedModel({FRUITS_QUERY[:20]: [follow]})
-    result = await ask_run(first.session_dir, "How many fruits?", model=model).execute()
+    result = await ask_run(first.session_dir, "How many fruits?", live_model=model).execute()
     assert result.status == "answered", result.reason
     assert result.answer == {"names": 50, "prev": 50, "same": True}
     assert len(model.seen) == 1, "the first run was rebuilt from its record, not asked again"
@@ -42,3 +42,19 @@ async def test_a_follow_up_sees_the_first_runs_variables_and_answer(sessions_dir
 def test_asking_an_unknown_session_is_one_line_and_exit_2(tmp_path: Path, capsys):
     assert main(["ask", "--sessions-dir", str(tmp_path), "nope", "why?"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_ask_with_another_model_asks_that_model(sessions_dir: Path, capsys):
+    """``--model`` is a RunConfig setting for ask as for resume and fork (it crashed: the
+    name reached a parameter that wanted a Model)."""
+    first = main(["run", "--sessions-dir", str(sessions_dir), "--model", "demo", "--json", "q"])
+    assert first == 0
+    session = next(sessions_dir.iterdir())
+    capsys.readouterr()
+    code = main(["ask", "--sessions-dir", str(sessions_dir), "--model", "demo", session.name, "x"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err
+    assert [e.status for e in read_session(session).events if isinstance(e, RunFinished)] == [
+        "answered",
+        "answered",
+    ]

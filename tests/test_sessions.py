@@ -401,17 +401,24 @@ async def test_a_resume_refuses_a_context_file_that_changed_and_leaves_the_sessi
 ):
     from scripted import ScriptedModel
 
-    context = tmp_path / "notes.txt"
+    context, extra = tmp_path / "notes.txt", tmp_path / "extra.txt"
     context.write_text("ten chars!")
-    config = _budget_stopped_config(sessions_dir, context_file=str(context))
+    extra.write_text("four")
+    config = _budget_stopped_config(
+        sessions_dir, context_file=str(context), inputs={"extra": str(extra)}
+    )
     stopped = await Run(config, model=ScriptedModel({"q": TYPE_STEPS})).execute()
     assert stopped.status == "budget"
     before = digest(stopped.session_dir)
     context.write_text("8 chars!")
-    with pytest.raises(UsageError, match="changed since the session was made"):
+    with pytest.raises(UsageError, match="the context .* changed since the session was made"):
+        resume_run(stopped.session_dir, limits=Limits(max_calls=9))
+    context.write_text("ten chars!")
+    extra.write_text("seventeen chars!!")
+    with pytest.raises(UsageError, match="the input extra .* changed since the session"):
         resume_run(stopped.session_dir, limits=Limits(max_calls=9))
     assert digest(stopped.session_dir) == before
-    context.write_text("ten chars!")  # put back as it was: the resume goes on
+    extra.write_text("four")  # both put back as they were: the resume goes on
     run = resume_run(
         stopped.session_dir, live_model=ScriptedModel({"q": TYPE_STEPS}), limits=Limits(max_calls=9)
     )

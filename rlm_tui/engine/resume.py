@@ -50,20 +50,28 @@ def config_for(recording: Recording, directory: Path, **changes: Any) -> RunConf
 
 
 def _check_context_unchanged(started: RunStarted, directory: Path) -> None:
-    """The recorded cells run again on the context they first ran on, or not at all: on a
-    changed file they would rebuild the kernels from other data, silently. Its kind and
-    size stand for it (a hash would read 400 MB on every resume). A context the session
-    saved itself (a value, stdin) is its own private file."""
-    if not started.context_file or Path(started.context_file).is_relative_to(directory.resolve()):
-        return
-    now = context_from_file(Path(started.context_file))  # a missing file: one line
-    if (now.kind, now.chars) != (started.context_kind, started.context_chars):
-        raise UsageError(
-            f"the context {started.context_file} changed since the session was made "
-            f"({started.context_kind}, {started.context_chars:,} -> {now.kind}, "
-            f"{now.chars:,} characters): its cells would run again on other data; put it "
-            "back as it was, or start a new run"
-        )
+    """The recorded cells run again on the context and inputs they first ran on, or not at
+    all: on a changed file they would rebuild the kernels from other data, silently. Kind and
+    size stand for a file (a hash would read 400 MB on every resume). What the session saved
+    itself (a value, stdin) is its own private file."""
+    files: list[tuple[str, str | None, str | None, int]] = [
+        ("the context", started.context_file, started.context_kind, started.context_chars)
+    ]
+    files += [
+        (f"the input {name}", file, None, started.input_sizes[name])
+        for name, file in started.inputs.items()
+        if name in started.input_sizes  # recorded since sessions have input sizes
+    ]
+    for what, file, kind, size in files:
+        if not file or Path(file).is_relative_to(directory.resolve()):
+            continue
+        now = context_from_file(Path(file))  # a missing file: one line
+        if now.chars != size or kind not in (None, now.kind):
+            raise UsageError(
+                f"{what} {file} changed since the session was made ({size:,} -> "
+                f"{now.chars:,} characters): its cells would run again on other data; put it "
+                "back as it was, or start a new run"
+            )
 
 
 def _settings_of_old(started: RunStarted) -> dict[str, Any]:
@@ -105,11 +113,12 @@ def ask_run(
     directory: Path,
     question: str,
     breakpoints: Breakpoints | None = None,
-    model: Model | None = None,
+    live_model: Model | None = None,
     **changes: Any,
 ) -> Run:
     """A follow-up question to a session that answered: its root kernel is rebuilt from the
-    record (variables and all, at no model cost) and the question is its next user turn."""
+    record (variables and all, at no model cost) and the question is its next user turn.
+    ``live_model`` and ``changes`` as ``resume_run``'s (``model``: a model name)."""
     writer, recording = _locked(directory)
     try:
         if recording.status != "answered":
@@ -118,7 +127,9 @@ def ask_run(
     except BaseException:
         writer.close()
         raise
-    return Run(config, model=model, breakpoints=breakpoints, recording=recording, writer=writer)
+    return Run(
+        config, model=live_model, breakpoints=breakpoints, recording=recording, writer=writer
+    )
 
 
 def resume_run(

@@ -523,6 +523,7 @@ class Run:
                 tools_file=config.tools_file,
                 compact_at=config.compact_at,
                 inputs={k: str(v.path) for k, v in self.inputs.items()},
+                input_sizes={k: v.chars for k, v in self.inputs.items()},
                 sandbox=SandboxInfo(
                     mode=config.sandbox,
                     active=bool(sandbox and sandbox.active),
