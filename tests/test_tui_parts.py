@@ -825,3 +825,22 @@ async def test_every_dialogs_buttons_are_on_the_screen(dialog, size):
             region = button.region
             assert region.height == 3 and frame.contains_region(region), (button.id, region)
             assert str(button.label) in "\n".join(screen_lines(app))
+
+
+def test_the_trees_label_counts_an_agents_time_before_its_resume():
+    from rlm_tui.events import AgentFinished, AgentStarted, ModelRequest, RunStarted
+    from rlm_tui.session.projection import fold
+    from rlm_tui.tui.agent_tree import agent_label
+
+    start = RunStarted(t=1000.0, run_id="r", query="q", model="m", sub_model="m", limits={})
+    view = fold(
+        [
+            start,
+            AgentStarted(t=1000.0, agent_id="0", query="q", model="m"),
+            ModelRequest(t=1009.4, agent_id="0", call_id="c1", step=1, model="m"),
+        ]
+    )  # stopped there; resumed 20 s later
+    view.apply(start.model_copy(update={"t": 1030.0, "resumed_from": "r"}))
+    view.apply(AgentStarted(t=1030.0, agent_id="0", query="q", model="m"))
+    view.apply(AgentFinished(t=1046.2, agent_id="0", status="answered"))
+    assert "· 25.6s" in str(agent_label(view.agents["0"]))  # 9.4 before the stop, 16.2 after

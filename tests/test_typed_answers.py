@@ -104,6 +104,11 @@ def test_submit_in_plain_text_is_final():
         ('{"type": 5}', "not a valid JSON Schema"),
         ('{"$ref": "#/definitions/nope"}', "$ref '#/definitions/nope' does not resolve"),
         ('{"$defs": {"a": {"$ref": "#/$defs/b"}}, "$ref": "#/$defs/a"}', "'#/$defs/b'"),
+        ('{"$ref": "#"}', "cannot be applied"),
+        (
+            '{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}',
+            "loops back on itself",
+        ),
     ],
 )
 def test_a_bad_schema_file_is_one_line_and_exit_2(tmp_path: Path, content, message):

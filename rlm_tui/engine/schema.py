@@ -15,7 +15,12 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from rlm_tui.errors import UsageError
-from rlm_tui.kernel.answer_check import unresolved_ref
+from rlm_tui.kernel.answer_check import (
+    AnswerMismatch,
+    SchemaNotApplicable,
+    check,
+    unresolved_ref,
+)
 
 
 class OutputSchema:
@@ -66,4 +71,12 @@ def checked(schema: Any, where: str) -> dict[str, Any]:
         raise UsageError(
             f"{where}: $ref {ref!r} does not resolve inside the schema (nothing is fetched)"
         )
+    probes: tuple[Any, ...] = (None, {}, [], 0, "")
+    for probe in probes:  # a loop of $ref ({"$ref": "#"}) fails on any value
+        try:
+            check(probe, schema)
+        except SchemaNotApplicable as exc:
+            raise UsageError(f"{where}: {exc} (a $ref that loops back on itself?)") from None
+        except AnswerMismatch:
+            pass  # the probe is not an answer of this shape: as it should be
     return schema

@@ -20,6 +20,10 @@ class AnswerMismatch(ValueError):
     """The answer does not have the shape the run asked for."""
 
 
+class SchemaNotApplicable(AnswerMismatch):
+    """The schema itself fails on a value (a loop of ``$ref``), whatever the answer."""
+
+
 def schema_of(shape: Any) -> dict[str, Any]:
     """A JSON Schema from a JSON Schema (a dict) or a Python type (through pydantic)."""
     if isinstance(shape, dict):
@@ -54,7 +58,7 @@ def check(value: Any, schema: dict[str, Any]) -> Any:
     try:
         errors = sorted(checker.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     except Exception as exc:
-        raise AnswerMismatch(
+        raise SchemaNotApplicable(
             f"the expected schema cannot be applied ({type(exc).__name__}: {exc})"
         ) from None
     if not errors:

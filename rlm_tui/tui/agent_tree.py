@@ -35,7 +35,7 @@ def agent_label(agent: AgentView, now: float | None = None, paused: bool = False
     """``● agent 0.1  d1 · step 2 · 1,415 tok · $0.0012 · 1.0s → {'Apple': 0, …}``."""
     status = "waiting" if paused and agent.status == "running" else agent.status
     icon, style = AGENT_ICONS.get(status, ("?", ""))
-    end = agent.finished or now or time.time()
+    seconds = agent.elapsed(now or time.time())
     label = Text(no_wrap=True, overflow="ellipsis")
     label.append(f"{icon} ", style=style)
     label.append(f"agent {agent.agent_id}", style="bold")
@@ -44,7 +44,7 @@ def agent_label(agent: AgentView, now: float | None = None, paused: bool = False
     usage = agent.usage
     label.append(
         f"  d{agent.depth} · step {agent.step} · {format_tokens(usage.total_tokens)} tok"
-        f" · ${usage.cost:.4f} · {max(0.0, end - agent.started):.1f}s",
+        f" · ${usage.cost:.4f} · {seconds:.1f}s",
         style="dim",
     )
     if agent.answer_preview:
