@@ -191,11 +191,20 @@ def test_an_export_writes_through_a_symlink_and_refuses_what_is_no_file(tmp_path
     assert cli("run", "hello", "--sessions-dir", str(sessions)).returncode == 0
     session = str(next(sessions.iterdir()))
     (tmp_path / "target.md").write_text("old")
+    (tmp_path / "target.md").chmod(0o640)
     (tmp_path / "link.md").symlink_to("target.md")
     done = cli("export", session, "-o", str(tmp_path / "link.md"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "link.md").is_symlink()
     assert (tmp_path / "target.md").read_text().startswith("# rlm-tui session")
+    assert stat.S_IMODE((tmp_path / "target.md").stat().st_mode) == 0o640  # kept
+    (tmp_path / "loop-a.md").symlink_to("loop-b.md")
+    (tmp_path / "loop-b.md").symlink_to("loop-a.md")
+    done = cli("export", session, "-o", str(tmp_path / "loop-a.md"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "symbolic links" in done.stderr and (tmp_path / "loop-a.md").is_symlink()
+    (tmp_path / "loop-a.md").unlink()
+    (tmp_path / "loop-b.md").unlink()
     os.mkfifo(tmp_path / "fifo.md")
     done = cli("export", session, "-o", str(tmp_path / "fifo.md"))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -265,13 +266,19 @@ def export(directory: Path, fmt: str | None, output: Path) -> Path:
         )
     # through a symlink to the file it names (the link stays); what is there must be a file:
     # a FIFO, a device or a socket would be replaced by a regular file
-    target = Path(os.path.realpath(output))
+    try:
+        target = Path(os.path.realpath(output, strict=True))
+    except FileNotFoundError:  # a new file (or a link to one)
+        target = Path(os.path.realpath(output))
+    except OSError as exc:  # a loop of links
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     if not output.name or target.is_dir():
         raise UsageError(f"cannot write {output}: not a file name")
     if target.exists() and not target.is_file():
         raise UsageError(f"cannot write {output}: not a regular file")
     if (target.parent / EVENTS_FILE).exists():
-        raise UsageError(f"will not write into a session's directory: {output.parent}")
+        raise UsageError(f"will not write into a session's directory: {target.parent}")
+    kept_mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
     text = nbformat.writes(to_notebook(directory)) if fmt == "ipynb" else to_markdown(directory)
     try:  # a name of its own beside the target: no file of the user's is truncated
         fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -280,6 +287,8 @@ def export(directory: Path, fmt: str | None, output: Path) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp's mode: 0600
             f.write(redact(text))
+        if kept_mode is not None:  # a file replaced keeps its permissions
+            os.chmod(partial, kept_mode)
         os.replace(partial, target)
     except OSError as exc:
         Path(partial).unlink(missing_ok=True)
