@@ -429,6 +429,10 @@ def _absolute_path(text: str) -> Path:
 
 
 def _add_continue_options(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        f"{parser.description or ''}Every setting the session recorded stays as it was; a flag "
+        "given here changes that setting only."
+    ).strip()
     add_run_options(parser, recorded=True)
     parser.add_argument("--tui", action="store_true", default=False, help="go on in the TUI")
     parser.add_argument(

@@ -318,6 +318,7 @@ def test_continuing_commands_say_a_flag_left_out_keeps_the_sessions_setting(comm
     for flag_help in ("'replay:SESSION'", "sub-agent depth", "the model sees"):
         assert f"{flag_help} (default: the session's)" in shown, flag_help
     assert f"(default {defaults.MODEL})" not in shown and "(default 2000)" not in shown
+    assert "Every setting the session recorded stays as it was" in shown
 
 
 def test_a_new_run_says_its_defaults():
