@@ -12,18 +12,21 @@ import os
 from rlm_tui.errors import UsageError
 
 
+def not_blank(text: str, problem: str) -> str:
+    """``text`` if it holds more than white space, else ``problem`` as the one line."""
+    if not text.strip():
+        raise UsageError(problem)
+    return text
+
+
 def check_query(query: str) -> str:
     """A run needs a question: an empty one would spend its budget on nothing."""
-    if not query.strip():
-        raise UsageError("the query is empty")
-    return query
+    return not_blank(query, "the query is empty")
 
 
 def non_empty_path(text: str, what: str = "") -> str:
     """A path's text: ``Path("")`` is the current directory, never what an empty value meant."""
-    if not text.strip():
-        raise UsageError(f"{what}: an empty path" if what else "an empty path")
-    return text
+    return not_blank(text, f"{what}: an empty path" if what else "an empty path")
 
 
 def set_variable(name: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rlm_tui import __version__, defaults, heap
-from rlm_tui.checks import check_query, non_empty_path, set_variable
+from rlm_tui.checks import check_query, non_empty_path, not_blank, set_variable
 from rlm_tui.errors import RlmError, UsageError
 from rlm_tui.paths import config_file, default_sessions_dir
 from rlm_tui.redact import redact, redact_logs
@@ -518,19 +518,8 @@ def _argument(check: Callable[[str], Any]) -> Callable[[str], Any]:
 _set_variable = _argument(set_variable)
 
 
-def _not_blank(problem: str) -> Callable[[str], str]:
-    """An argparse type: text that is not empty or blank, else ``problem``."""
-
-    def text(value: str) -> str:
-        if not value.strip():
-            raise argparse.ArgumentTypeError(problem)
-        return value
-
-    return text
-
-
 _non_empty = _argument(non_empty_path)
-_question = _not_blank("the question is empty")
+_question = _argument(partial(not_blank, problem="the question is empty"))
 
 
 def _path(text: str) -> Path:
