@@ -71,8 +71,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+MUTE_KERNEL = "mute"
+"""A kernelspec of the gateway whose process runs but never answers: a kernel whose start
+does not end."""
+
+
+def _mute_kernelspec(root: Path) -> Path:
+    """A Jupyter data directory holding the mute kernelspec (the gateway's JUPYTER_PATH)."""
+    spec = root / "kernels" / MUTE_KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", "import time; time.sleep(600)", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": MUTE_KERNEL}))
+    return root
+
+
 def start_gateway(log: Path) -> tuple[subprocess.Popen[bytes], LoopbackGateway]:
     port, token = free_port(), secrets.token_hex(16)
+    data = _mute_kernelspec(log.parent / "jupyter-data")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -88,6 +103,9 @@ def start_gateway(log: Path) -> tuple[subprocess.Popen[bytes], LoopbackGateway]:
         env={
             **os.environ,
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "JUPYTER_PATH": os.pathsep.join(
+                filter(None, [str(data), os.environ.get("JUPYTER_PATH")])
+            ),
             # what of the gateway's environment its kernels get: the suite's tag, for the check
             "KG_ENV_PROCESS_WHITELIST": f"{SUITE_TAG.split('=')[0]},PYDEVD_DISABLE_FILE_VALIDATION",
         },

@@ -12,6 +12,8 @@ import functools
 import json
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import conftest
@@ -23,7 +25,12 @@ from conftest import (
     start_cli_run,
     wait_for_session_text,
 )
-from gateway_fixture import LoopbackGateway, free_port, kernel_gateway  # noqa: F401
+from gateway_fixture import (  # noqa: F401
+    MUTE_KERNEL,
+    LoopbackGateway,
+    free_port,
+    kernel_gateway,
+)
 from openai_server import OpenAIServer, Reply
 from scripted import ScriptedModel, cell
 from test_engine import _check_r_counts, _first
@@ -42,7 +49,7 @@ from rlm_tui.events import (
 )
 from rlm_tui.kernel import prelude
 from rlm_tui.kernel.bridge import BridgeServer
-from rlm_tui.kernel.gateway import Gateway, GatewayKernelProvider
+from rlm_tui.kernel.gateway import START_TIMEOUT, Gateway, GatewayKernelProvider
 from rlm_tui.session.store import read_session
 
 pytestmark = pytest.mark.timeout(180)
@@ -371,22 +378,39 @@ async def test_a_kernel_lost_on_the_gateway_mid_cell_is_an_event_and_the_run_goe
     assert len(died) == 1 and expected in died[0].reason
 
 
+def start_gateway_run(
+    server: OpenAIServer, gateway: LoopbackGateway, sessions_dir: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """`rlm-tui run q` in a child process, its kernels on the gateway."""
+    flags = ("--kernel-gateway", gateway.url, "--kernel-gateway-token-env", TOKEN_ENV, *extra)
+    return start_cli_run(server.base_url, sessions_dir, *flags, "q")
+
+
 def test_ctrl_c_of_a_gateway_run_deletes_its_kernels(gateway, sessions_dir: Path) -> None:
     with OpenAIServer() as server:
         server.script([Reply(text=cell("import time\ntime.sleep(60)"))])
-        process = start_cli_run(
-            server.base_url,
-            sessions_dir,
-            "--kernel-gateway",
-            gateway.url,
-            "--kernel-gateway-token-env",
-            TOKEN_ENV,
-            "q",
-        )
+        process = start_gateway_run(server, gateway, sessions_dir)
         wait_for_session_text(sessions_dir, '"cell_started"', timeout=90)
         assert gateway.kernels(), "the run's kernels are on the gateway"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert gateway.wait_no_kernels() == []
+
+
+def test_ctrl_c_while_a_gateway_kernel_starts_ends_at_once(gateway, sessions_dir: Path) -> None:
+    """A kernel that never answers: the run stops without waiting out its start timeout."""
+    with OpenAIServer() as server:
+        server.script([Reply(text=cell("1"))])
+        process = start_gateway_run(server, gateway, sessions_dir, "--kernel-name", MUTE_KERNEL)
+        wait_for_session_text(sessions_dir, '"model_response"', timeout=90)
+        deadline = time.monotonic() + 30
+        while not gateway.kernels() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gateway.kernels(), "the gateway has the kernel that does not answer"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=START_TIMEOUT / 3)  # not the wait for an answer
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert gateway.wait_no_kernels() == []

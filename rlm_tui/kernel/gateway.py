@@ -238,6 +238,37 @@ class _WebSocket:
         return getattr(self._ws, name)
 
 
+async def _opened(ws: websocket.WebSocket, url: str, headers: dict[str, str]) -> None:
+    """Open the kernel's websocket on a thread of its own. The gateway answers the handshake
+    once the kernel has answered, which may take a minute; a cancel stops the wait at once,
+    and no thread of asyncio's executor is left for the end of ``asyncio.run`` to wait for
+    (a Ctrl-C while a kernel started took the rest of that minute)."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not opened.done():
+            opened.set_result(None) if error is None else opened.set_exception(error)
+
+    def connect() -> None:
+        error: BaseException | None = None
+        try:
+            ws.connect(url, header=headers)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(settle, error)
+
+    Thread(target=connect, name="gateway-websocket", daemon=True).start()
+    try:
+        await opened
+    except asyncio.CancelledError:
+        if ws.sock is not None:  # wakes the handshake's read; a connect still under way ends
+            with contextlib.suppress(OSError):  # on its own (the thread is a daemon)
+                ws.sock.shutdown(socket.SHUT_RDWR)
+        raise
+
+
 class _Client(GatewayKernelClient):
     """``GatewayKernelClient`` with the token on the websocket, and waking queues."""
 
@@ -255,13 +286,9 @@ class _Client(GatewayKernelClient):
         )
         headers = {"Authorization": f"token {config.auth_token}"} if config.auth_token else {}
         self._loop = asyncio.get_running_loop()
-        ws = await asyncio.to_thread(
-            websocket.create_connection,
-            url,
-            timeout=START_TIMEOUT,
-            enable_multithread=True,
-            header=headers,
-        )
+        ws = websocket.WebSocket(enable_multithread=True)
+        ws.settimeout(START_TIMEOUT)
+        await _opened(ws, url, headers)
         self.channel_socket = _WebSocket(ws)  # type: ignore[assignment]
         AsyncKernelClient.start_channels(
             self, shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control
@@ -332,7 +359,15 @@ class GatewayKernel:
         return self._km.has_kernel and self._dead is None
 
     async def start(self) -> None:
-        await self._km.start_kernel(kernel_name=self.kernel_name)
+        """Cancelled, it stops once the gateway has said the kernel's id (so ``shutdown`` can
+        delete it), not after the kernel has answered, which may take its whole timeout."""
+        created = asyncio.ensure_future(self._km.start_kernel(kernel_name=self.kernel_name))
+        try:
+            await asyncio.shield(created)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await created
+            raise
         await self._connect()
 
     async def _connect(self) -> None:
@@ -559,6 +594,7 @@ class GatewayKernelProvider(WarmReserve[GatewayKernel]):
     """Kernels started on the gateway ahead of need, like the local pool's warm kernels."""
 
     failure = "kernel failed to start on the gateway"
+    start_stops_safely = True
 
     def __init__(
         self,

@@ -6,7 +6,9 @@ the sub-agents it waits on) shares the machine with the reserve's refills. On 2 
 fan-out's kernels started 1.5x slower beside them, and a 7-agent run with no model latency
 took 0.45-0.50 s with refills beside its cells, 0.30 s with refills after them. A launch
 cancelled midway is let finish and then shut down, so no kernel is left that the provider does
-not know; a released kernel ends in the background, and ``close`` waits for every one.
+not know (a gateway's kernel stops waiting once the gateway has named it: a kernel that never
+answered held a Ctrl-C up for its whole start timeout); a released kernel ends in the
+background, and ``close`` waits for every one.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class WarmReserve(Generic[K]):
 
     failure = "kernel failed to start"
     """The start of the one line an error of a kernel's start is reported with."""
+    start_stops_safely = False
+    """A kernel's ``start`` may be cancelled: it leaves a kernel its ``shutdown`` ends."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -66,7 +70,10 @@ class WarmReserve(Generic[K]):
             try:
                 await asyncio.shield(starting)
             except BaseException:
-                # cancelled mid-launch: let the launch finish, so the kernel is known and ends
+                # cancelled mid-launch: let the launch finish (or stop where the kernel can say
+                # it stops safely), so the kernel is known and ends
+                if self.start_stops_safely:
+                    starting.cancel()
                 with contextlib.suppress(BaseException):
                     await starting
                 await kernel.shutdown()
