@@ -530,13 +530,15 @@ def gone_within(pids: set[int], seconds: float) -> set[int]:
 
 
 def start_cli_holding_children(server: OpenAIServer, sessions_dir: Path, *extra: str):
-    """A headless run whose cell starts 10 children and one in a session of its own, then
-    spins in C (``sum`` over a range holds the GIL and ignores interrupts)."""
+    """A headless run whose cell starts 10 children, one in a session of its own and one there
+    with its environment cleared (no tag), then spins in C (``sum`` over a range holds the
+    GIL and ignores interrupts)."""
     marker = f"3000.{uuid.uuid4().int % 10**6}"
     code = (
         "import subprocess\n"
         f"kids = [subprocess.Popen(['sleep', '{marker}']) for _ in range(10)]\n"
         f"loner = subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        f"ghost = subprocess.Popen(['sleep', '{marker}'], start_new_session=True, env={{}})\n"
         "print('children started', flush=True)\n"
         "sum(range(10**15))"
     )
@@ -545,9 +547,9 @@ def start_cli_holding_children(server: OpenAIServer, sessions_dir: Path, *extra:
     try:
         wait_for_session_text(sessions_dir, "children started", timeout=90)
         deadline = time.monotonic() + 10
-        while len(live_processes_with(marker)) < 11 and time.monotonic() < deadline:
+        while len(live_processes_with(marker)) < 12 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(live_processes_with(marker)) == 11
+        assert len(live_processes_with(marker)) == 12
         run_processes = descendants(process.pid)
         assert set(live_processes_with(marker)) <= run_processes
     except BaseException:
@@ -598,6 +600,32 @@ def test_sandbox_off_leaves_no_child_of_a_cell_behind(sessions_dir, end):
         assert gone_within(kernels, 2.0) == set()
         asyncio.run(LocalKernelPool(size=0).close())
     assert gone_within(run_processes, 2.0) == set()
+
+
+async def test_sandbox_off_kills_what_escaped_its_group_and_tag_when_its_kernel_ends():
+    """A cell's child in a session of its own with a cleared environment, and one it leaves
+    behind by exiting first (a daemon's double fork): neither process group nor tag finds
+    them, and they come back to the template as orphans, which it kills."""
+    marker = f"3000.{uuid.uuid4().int % 10**6}"
+    code = (
+        "import subprocess\n"
+        f"subprocess.Popen(['sleep', '{marker}'], start_new_session=True, env={{}})\n"
+        f"subprocess.Popen(['sh', '-c', 'setsid sleep {marker} & exit'], env={{}}).wait()"
+    )
+    sandbox = resolve_sandbox(SandboxPolicy(mode="off"))
+    async with LocalKernelPool(size=0, sandbox=sandbox) as pool:
+        kernel = await pool.acquire()
+        await kernel.setup("0", None, "none")
+        result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
+        assert result.status == "ok", result.error
+        deadline = time.monotonic() + 10
+        while len(live_processes_with(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        escaped = set(live_processes_with(marker))
+        assert len(escaped) == 2
+        assert all(os.getsid(pid) not in (os.getsid(0), kernel.pid) for pid in escaped)
+        await pool.release(kernel)  # its end runs on this loop: wait off it
+        assert await asyncio.to_thread(gone_within, escaped, 2.0) == set()
 
 
 def test_the_next_start_sweeps_temp_dirs_of_dead_runs_only():

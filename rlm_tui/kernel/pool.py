@@ -241,10 +241,13 @@ class Zygote:
             self._writer.write(wire.encode({"op": "signal", "pid": pid, "signal": number}))
 
     def kill(self) -> None:
-        """Kill the template at once (before any kernel was asked for)."""
+        """End the template outside any event loop: its end of the socket closes, so it kills
+        its kernels and what their cells left on its way out; killed if it takes a second."""
         if self._socket is not None:
             self._socket.close()
         if self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(1.0)
             self._process.kill()
             self._process.wait()
 

@@ -7,8 +7,10 @@ Run as ``python -m rlm_tui.kernel.zygote FD`` with one end of a socketpair on ``
 memory cap), ``signal`` (a kernel's process group) and ``kill``; the template answers ``forked``
 and reports each child's end as ``exited`` with its wait status. Nothing here ever runs user
 code, and no ZMQ context exists before a fork (ZMQ does not survive one): every kernel is a copy
-of a template that never ran a cell. The template dies with the host (PR_SET_PDEATHSIG) and its
-kernels with the template; when the host's end closes, it kills every kernel and exits.
+of a template that never ran a cell. The template ends with the host (PR_SET_PDEATHSIG, however
+the host dies) and its kernels with the template; when the host's end closes, it kills every
+kernel and exits. It is its processes' subreaper: what a cell starts and leaves behind comes
+back to it, and is killed, also unsandboxed, where no namespace ends it.
 
 In the run's sandbox a fork asks to be isolated (``isolate``): the kernel enters user and mount
 namespaces of its own where the runtime root holds its own directory only, and cannot be
@@ -30,6 +32,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import traceback
 from typing import Any
 
@@ -39,6 +42,7 @@ from rlm_tui.kernel.outstream import limit_output
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -66,9 +70,13 @@ _PROC_COVERS = ("sys", "sysrq-trigger", "irq", "bus")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def die_with_parent() -> None:
-    """SIGKILL this process when the process that started it dies, however it dies."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def die_with_parent(number: int = signal.SIGKILL) -> None:
+    """Signal this process (SIGKILL) when the process that started it dies, however it dies."""
+    _libc.prctl(PR_SET_PDEATHSIG, number, 0, 0, 0)
+
+
+def _end(*_: object) -> None:
+    raise SystemExit(0)
 
 
 def _check(result: int, what: str) -> None:
@@ -389,6 +397,10 @@ class Template:
         self.selector = selectors.DefaultSelector()
 
     def serve(self) -> None:
+        # what a cell starts and leaves (its kernel gone, or itself in a session of its own
+        # with its environment cleared, which no process group or tag finds) comes back here
+        # as an orphan, and is killed (``reap``)
+        _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl")
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.selector.register(self.host, selectors.EVENT_READ, "host")
@@ -407,6 +419,7 @@ class Template:
             for group in self.groups:
                 with contextlib.suppress(OSError):
                     os.killpg(group, signal.SIGKILL)
+            self.kill_orphans_until_none()
 
     def handle(self, request: dict[str, Any]) -> bool:
         op = request.get("op")
@@ -433,6 +446,7 @@ class Template:
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             self.selector.close()
             self.host.close()
@@ -446,16 +460,45 @@ class Template:
         os._exit(code)
 
     def reap(self) -> None:
-        while self.children:
+        """Report each kernel that ended, and kill every orphan that has come back: an orphan's
+        end brings this here again, for the orphans it leaves in turn."""
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
-                return
+                break
             if pid in self.children:
                 self.children.discard(pid)
                 wire.send(self.host, {"exited": pid, "status": status})
+        for orphan in self.orphans():
+            with contextlib.suppress(OSError):
+                os.kill(orphan, signal.SIGKILL)
+
+    def orphans(self) -> set[int]:
+        """The template's children that are not its kernels: processes of cells, come back."""
+        found: set[int] = set()
+        with contextlib.suppress(OSError):
+            for task in os.listdir("/proc/self/task"):
+                with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
+                    found.update(int(pid) for pid in f.read().split())
+        return found - self.children
+
+    def kill_orphans_until_none(self, seconds: float = 2.0) -> None:
+        """At the end: orphans keep coming back as what they started loses its parent."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                while pid := os.waitpid(-1, os.WNOHANG)[0]:
+                    self.children.discard(pid)
+            left = self.orphans() | self.children
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
 
 
 def idle_group(group: int) -> None:
@@ -495,7 +538,10 @@ def yield_to_host() -> None:
 
 
 def main(argv: list[str]) -> None:
-    die_with_parent()
+    # the host's death (even kill -9) ends the template through its loop's cleanup, which
+    # kills every kernel and what their cells left (``Template.serve``), not at once
+    signal.signal(signal.SIGTERM, _end)
+    die_with_parent(signal.SIGTERM)
     yield_to_host()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     host = socket.socket(fileno=int(argv[0]))
