@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from rlm_tui import defaults
 from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.run import Run, RunConfig, RunResult
 from rlm_tui.engine.schema import OutputSchema
+from rlm_tui.errors import UsageError, validation_problem
 
 
 async def arun(
@@ -37,35 +42,46 @@ async def arun(
     ``Limits`` fields (``max_calls``, ``max_cost``, ...: over those of ``limits``); any other
     is a ``TypeError``, as a misspelled budget must not run unbounded.
     """
-    limit_options = {
-        name: options.pop(name) for name in list(options) if name in Limits.model_fields
-    }
-    unknown = sorted(set(options) - set(RunConfig.model_fields))
-    if unknown:
-        raise TypeError(f"arun() got unexpected keyword arguments: {', '.join(unknown)}")
-    if limit_options:
-        given = limits.model_dump(exclude_unset=True) if limits is not None else {}
-        limits = Limits.model_validate({**given, **limit_options})
-    if inputs:
-        options["input_values"] = dict(inputs)
-    schema = OutputSchema.from_type(output_type) if output_type is not None else None
-    if schema is not None:
-        options["output_schema"] = schema.schema
-    config = RunConfig(
-        query=query,
-        context_value=context,
-        context_file=str(context_file) if context_file is not None else None,
-        model=model,
-        sub_model=sub_model,
-        api_base=api_base,
-        limits=limits or Limits(),
-        **({"sessions_dir": sessions_dir} if sessions_dir is not None else {}),
-        **options,
-    )
+    with _arguments_checked():
+        limit_options = {
+            name: options.pop(name) for name in list(options) if name in Limits.model_fields
+        }
+        unknown = sorted(set(options) - set(RunConfig.model_fields))
+        if unknown:
+            raise TypeError(f"arun() got unexpected keyword arguments: {', '.join(unknown)}")
+        if limit_options:
+            given = limits.model_dump(exclude_unset=True) if limits is not None else {}
+            limits = Limits.model_validate({**given, **limit_options})
+        if inputs:
+            options["input_values"] = dict(inputs)
+        schema = OutputSchema.from_type(output_type) if output_type is not None else None
+        if schema is not None:
+            options["output_schema"] = schema.schema
+        config = RunConfig(
+            query=query,
+            context_value=context,
+            context_file=str(context_file) if context_file is not None else None,
+            model=model,
+            sub_model=sub_model,
+            api_base=api_base,
+            limits=limits or Limits(),
+            **({"sessions_dir": sessions_dir} if sessions_dir is not None else {}),
+            **options,
+        )
     result = await Run(config).execute()
     if schema is not None:
         result.typed = schema.typed
     return result
+
+
+@contextlib.contextmanager
+def _arguments_checked() -> Iterator[None]:
+    """A bad argument is one UsageError line naming it, as a bad flag is in the CLI (not
+    pydantic's several lines)."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise UsageError(validation_problem(exc, "arguments")) from None
 
 
 def run(query: str, context: Any = None, **kwargs: Any) -> RunResult:

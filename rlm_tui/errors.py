@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from rlm_tui.events import AgentStatus, RunStatus
 
 
@@ -64,3 +66,19 @@ class RunStopped(RlmError):
 
     exit_code = 130
     run_status = "stopped"
+
+
+def validation_problem(exc: ValidationError, whole: str = "(file)") -> str:
+    """A pydantic error as one line: the first field at fault (``whole`` if the fault is of
+    no one field) and what is wrong with it."""
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"]) or whole
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        message = "unknown field"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field}: {message}{more}"

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rlm_tui.errors import UsageError
+from rlm_tui.errors import UsageError, validation_problem
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
     from yaml import YAMLError
 
 M = TypeVar("M")
@@ -43,7 +42,7 @@ def read_yaml_model(path: Path, model: type[M], error: type[UsageError]) -> M:
     try:
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
-        raise error(f"{path}: {_validation_problem(exc)}") from None
+        raise error(f"{path}: {validation_problem(exc)}") from None
 
 
 def _yaml_problem(exc: YAMLError) -> str:
@@ -51,17 +50,3 @@ def _yaml_problem(exc: YAMLError) -> str:
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return f"{where}{problem}"
-
-
-def _validation_problem(exc: ValidationError) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(file)"
-    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        message = "unknown field"
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{field}: {message}{more}"

@@ -39,7 +39,7 @@ def test_budget_keywords_hold_like_limits(sessions_dir: Path) -> None:
 
 def test_a_context_given_twice_is_refused(sessions_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "context.txt").write_text("from the file")
-    with pytest.raises(ValueError, match="context is given twice"):
+    with pytest.raises(UsageError, match="arguments: the context is given twice"):
         rlm_tui.run(
             "q", "a value", context_file=tmp_path / "context.txt", sessions_dir=sessions_dir
         )
@@ -60,6 +60,8 @@ REFUSED = {
     "an empty allow_read": ({"allow_read": [""]}, "--allow-read: an empty path"),
     "an empty api_base": ({"api_base": ""}, "--api-base '' is not a URL"),
     "a kernel_env not set": ({"kernel_env": ["RLM_TUI_TEST_NEVER_SET"]}, "is not set"),
+    "a negative depth": ({"max_depth": -1}, "max_depth: Input should be greater than or equal"),
+    "a cut below its minimum": ({"truncate": 5}, "truncate: Input should be greater than"),
 }
 
 
@@ -86,7 +88,7 @@ def test_a_context_value_holding_a_lone_surrogate_is_sent_pickled(sessions_dir: 
 
 
 def test_a_session_id_cannot_leave_the_sessions_dir(sessions_dir: Path) -> None:
-    with pytest.raises(ValueError, match="plain name"):
+    with pytest.raises(UsageError, match="session_id: a session id is a plain name"):
         rlm_tui.run("q", sessions_dir=sessions_dir, session_id="../escaped")
     assert not (sessions_dir.parent / "escaped").exists()
 
