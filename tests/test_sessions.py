@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.resume import fork_run, resume_run
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import SessionError, UsageError
-from rlm_tui.events import CellFinished, RunFinished
-from rlm_tui.session.store import read_session
+from rlm_tui.events import CellFinished, RunFinished, RunStarted
+from rlm_tui.session.catalog import list_sessions
+from rlm_tui.session.store import EVENTS_FILE, read_session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,6 +98,28 @@ async def test_fork_from_cell_2_with_an_edited_cell_diverges(server, sessions_di
         fork_run(original.session_dir, "9:9")
     with pytest.raises(SessionError, match="already answered"):
         resume_run(original.session_dir)
+
+
+async def test_a_fork_is_listed_as_started_when_it_was_forked(server, sessions_dir):
+    original = await Run(config(server, sessions_dir)).execute()
+    events_file = original.session_dir / EVENTS_FILE
+    lines = events_file.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["t"] -= 3600  # the original ran an hour ago
+    events_file.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    forked = await fork_run(original.session_dir, "0:2").execute()
+    fork_start = next(
+        e
+        for e in read_session(forked.session_dir).events
+        if isinstance(e, RunStarted) and e.forked_from
+    )
+    listed = {s.path: s.started for s in list_sessions(sessions_dir)}
+    assert listed[str(original.session_dir)] == isoformat(first["t"])
+    assert listed[str(forked.session_dir)] == isoformat(fork_start.t) != isoformat(first["t"])
+
+
+def isoformat(t: float) -> str:
+    return datetime.fromtimestamp(t).isoformat(timespec="seconds")
 
 
 async def test_a_fork_that_cannot_start_leaves_no_session(server, sessions_dir):

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from rlm_tui.errors import SessionError
+from rlm_tui.events import RunStarted
 from rlm_tui.session.projection import fold
 from rlm_tui.session.store import EVENTS_FILE, default_sessions_dir, read_session
 
@@ -29,6 +30,8 @@ def summarize(directory: Path) -> SessionSummary:
     log = read_session(directory)
     start = log.started
     assert start is not None
+    # a fork holds its original's past: it started when it was forked
+    made = next((e for e in log.events if isinstance(e, RunStarted) and e.forked_from), start)
     view = fold(log.events)
     usage = view.usage
     finished = [c for c in view.cells.values() if c.duration is not None]
@@ -38,7 +41,7 @@ def summarize(directory: Path) -> SessionSummary:
         query=start.query,
         model=start.model,
         status=view.status or "unfinished",
-        started=datetime.fromtimestamp(start.t).isoformat(timespec="seconds"),
+        started=datetime.fromtimestamp(made.t).isoformat(timespec="seconds"),
         agents=len(view.agents),
         cells=len(finished),
         tokens=usage.total_tokens,
