@@ -20,7 +20,7 @@ from rlm_tui.engine.budget import Limits
 from rlm_tui.engine.resume import fork_run, resume_run
 from rlm_tui.engine.run import Run, RunConfig
 from rlm_tui.errors import SessionError, UsageError
-from rlm_tui.events import CellFinished, RunFinished, RunStarted
+from rlm_tui.events import BudgetUpdate, CellFinished, RunFinished, RunStarted
 from rlm_tui.session.catalog import list_sessions
 from rlm_tui.session.store import EVENTS_FILE, read_session
 
@@ -81,6 +81,23 @@ async def test_resume_after_a_budget_stop_spends_nothing_twice(server, sessions_
     assert [e.status for e in events if isinstance(e, RunFinished)] == ["budget", "answered"]
     cell_ids = [e.cell_id for e in events if isinstance(e, CellFinished)]
     assert cell_ids == ["0:1", "0:2", "0:3", "0:4"], "recorded cells are not recorded twice"
+
+
+async def test_a_resumed_run_counts_its_past_seconds_against_the_time_limit(server, sessions_dir):
+    """As it counts the past's calls: the budget's time goes on from where it stopped."""
+    stopped = await Run(
+        config(server, sessions_dir, limits=Limits(max_calls=3), on_budget="stop")
+    ).execute()
+    past = stopped.elapsed
+    tight = resume_run(stopped.session_dir, limits=Limits(max_calls=10, max_time=past / 2))
+    assert (await tight.execute()).status == "budget"  # half the time: spent already
+    wide = Limits(max_calls=10, max_time=600)
+    resumed = await resume_run(stopped.session_dir, limits=wide).execute()
+    assert resumed.status == "answered" and resumed.elapsed > past, resumed.reason
+    events = read_session(stopped.session_dir).events
+    resumed_at = [e.seq for e in events if isinstance(e, RunStarted)][-1]
+    updates = [e for e in events if isinstance(e, BudgetUpdate) and e.seq > resumed_at]
+    assert updates and all(u.elapsed >= past for u in updates)
 
 
 async def test_fork_from_cell_2_with_an_edited_cell_diverges(server, sessions_dir):

@@ -110,6 +110,8 @@ class Budget:
         self._extract_price = extract_price
         self.usage = Usage()
         self.started = time.monotonic()
+        self.earlier = 0.0
+        """Seconds a resumed run's past already counted (as its usage is counted)."""
         self._holds = 0
         """Gates waiting on a person now (``waiting_on_a_person``)."""
         self._waiting_since = 0.0
@@ -130,7 +132,7 @@ class Budget:
         time limit is the machine's and the provider's time, not the reader's."""
         now = time.monotonic()
         waited = self._waited + (now - self._waiting_since if self._holds else 0.0)
-        return now - self.started - waited
+        return self.earlier + now - self.started - waited
 
     @contextlib.contextmanager
     def waiting_on_a_person(self) -> Iterator[None]:

@@ -60,6 +60,8 @@ class Recording:
         self.status = view.status
         """How the last run ended (None: it did not)."""
         self.usage = view.usage.model_copy()
+        self.elapsed = view.elapsed
+        """Seconds counted against the time limit, as of the last budget update."""
         self.replies = view.replies
         self.compactions = view.compactions
         self.follow_ups = view.follow_ups

@@ -35,6 +35,11 @@ class Replay:
         return self._recording.usage.model_copy() if self._recording else Usage()
 
     @property
+    def elapsed(self) -> float:
+        """The seconds the recorded runs counted against the time limit."""
+        return self._recording.elapsed if self._recording else 0.0
+
+    @property
     def origin(self) -> str | None:
         """The run id the recording started as (None for a fresh run)."""
         return self._recording.started.run_id if self._recording else None

@@ -350,7 +350,7 @@ class Run:
             reserve_calls=int(config.on_budget == "extract"),
             extract_price=price_of(self.models.model),
         )
-        self.budget.usage = self.replay.usage
+        self.budget.usage, self.budget.earlier = self.replay.usage, self.replay.elapsed
         self.calls = ModelCalls(self.budget, self.emit, config.max_concurrency)
         self.subcalls = Subcalls(self)
         file_tools = load_tools(Path(config.tools_file)).functions if config.tools_file else []
