@@ -445,6 +445,19 @@ def test_a_group_about_to_be_killed_gets_only_idle_cpu() -> None:
             process.wait()
 
 
+async def test_a_cell_killing_its_own_process_group_leaves_its_kernel_as_it_was(pool):
+    """The kernel is pid 1 of its namespace, which its own SIGKILL does not reach; its keeper
+    outside is in another group (it was not: the kernel died with it after the cell, and the
+    next cell was blamed)."""
+    kernel = await pool.acquire()
+    await kernel.setup("0", None, "none")
+    await run(kernel, "x = 41")
+    assert (await run(kernel, "import os\nos.kill(0, 9)"))[0] == "ok"
+    await asyncio.sleep(0.3)  # the keeper's death would reach the kernel by now
+    assert await run(kernel, "print(x + 1)") == ("ok", None, "42\n")
+    await pool.release(kernel)
+
+
 async def test_a_killed_kernel_is_reported_with_a_reason_and_restarts_clean(pool):
     kernel = await pool.acquire()
     await kernel.setup("0", None, "none")

@@ -157,7 +157,10 @@ def own_pids(tmp_size_mb: int | None) -> None:
     kernel = os.fork()
     if kernel:
         os.close(alive_r)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the kernel's
+        # the kernel leads a process group of its own, so a cell's ``os.kill(0, 9)`` cannot
+        # reach its keeper (the kernel, pid 1, ignores it: the cell goes on, as it did); an
+        # interrupt the template sends this group is the kernel's group's
+        signal.signal(signal.SIGINT, lambda *_: os.killpg(kernel, signal.SIGINT))
         while True:
             with contextlib.suppress(InterruptedError):
                 _, status = os.waitpid(kernel, 0)
@@ -169,6 +172,7 @@ def own_pids(tmp_size_mb: int | None) -> None:
             os.kill(os.getpid(), number)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     os.close(alive_w)
+    os.setpgid(0, 0)
     die_with_parent()
     if select.select([alive_r], [], [], 0)[0]:  # the keeper died before the death signal was set
         os._exit(1)
@@ -514,8 +518,10 @@ def idle_group(group: int) -> None:
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[2]) != group:
-                    continue
+                ppid, pgrp = f.read().rsplit(")", 1)[1].split()[1:3]
+            # the group, and a sandboxed kernel: its keeper's child, in a group of its own
+            if group not in (int(pgrp), int(ppid)):
+                continue
             tasks = os.listdir(f"/proc/{entry}/task")
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
