@@ -1,5 +1,6 @@
 """Headless progress on stderr through rich: on a terminal a live table of the active agents
-(depth, step, tokens, cost) under the milestones; elsewhere the milestones as plain lines."""
+(depth, step, tokens, cost) under the milestones; elsewhere (and on a dumb terminal) the
+milestones as plain lines."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ class Progress:
         self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
         self.view = RunView()
         self._live: Live | None = None
-        if self.console.is_terminal:
+        # a dumb terminal (TERM=dumb: an editor's shell, a CI log) cannot redraw a table in
+        # place: rich draws it only at the end, which a transient table erases
+        if self.console.is_terminal and not self.console.is_dumb_terminal:
             self._live = Live(
                 self._table(),
                 console=self.console,

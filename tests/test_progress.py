@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from rlm_tui.events import AgentFinished, AgentStarted, ModelResponse, Notice, RunStarted, Usage
 from rlm_tui.progress import Progress
 
@@ -25,8 +27,10 @@ def events() -> list:
     ]
 
 
-def test_plain_lines_off_a_terminal():
-    out = io.StringIO()
+@pytest.mark.parametrize("where", ["a file", "a dumb terminal"])
+def test_plain_lines_off_a_terminal(where, monkeypatch):
+    out = io.StringIO() if where == "a file" else Terminal()
+    monkeypatch.setenv("TERM", "dumb")  # rich's dumb terminal: no redraw in place
     progress = Progress(out)
     for event in events():
         progress(event)
@@ -41,7 +45,8 @@ def test_plain_lines_off_a_terminal():
     ]
 
 
-def test_live_table_on_a_terminal():
+def test_live_table_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")  # whatever the suite's own terminal is
     out = Terminal()
     progress = Progress(out, refresh_per_second=50)
     for event in events()[:4]:
