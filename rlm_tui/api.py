@@ -16,6 +16,10 @@ from rlm_tui.engine.run import Run, RunConfig, RunResult
 from rlm_tui.engine.schema import OutputSchema
 from rlm_tui.errors import UsageError, validation_problem
 
+ENGINE_ONLY = frozenset({"append_to"})
+"""RunConfig fields that are not arguments: a run appended to a session is resume's and fork's
+(appended from here, a new query's run went into a saved, even answered, session)."""
+
 
 async def arun(
     query: str,
@@ -46,7 +50,7 @@ async def arun(
         limit_options = {
             name: options.pop(name) for name in list(options) if name in Limits.model_fields
         }
-        unknown = sorted(set(options) - set(RunConfig.model_fields))
+        unknown = sorted(set(options) - (set(RunConfig.model_fields) - ENGINE_ONLY))
         if unknown:
             raise TypeError(f"arun() got unexpected keyword arguments: {', '.join(unknown)}")
         if limit_options:

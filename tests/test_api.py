@@ -87,6 +87,14 @@ def test_a_context_value_holding_a_lone_surrogate_is_sent_pickled(sessions_dir: 
     assert result.status == "answered"
 
 
+def test_a_run_cannot_be_appended_to_a_saved_session(sessions_dir: Path) -> None:
+    answered = rlm_tui.run("q", sessions_dir=sessions_dir)
+    before = (answered.session_dir / "events.jsonl").read_bytes()
+    with pytest.raises(TypeError, match="unexpected keyword arguments: append_to"):
+        rlm_tui.run("another", sessions_dir=sessions_dir, append_to=answered.session_dir)
+    assert (answered.session_dir / "events.jsonl").read_bytes() == before
+
+
 def test_a_session_id_cannot_leave_the_sessions_dir(sessions_dir: Path) -> None:
     with pytest.raises(UsageError, match="session_id: a session id is a plain name"):
         rlm_tui.run("q", sessions_dir=sessions_dir, session_id="../escaped")
