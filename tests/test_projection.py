@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import FRUITS_QUERY
+from scripted import until
 from tui_fixtures import sample_events
 
 from rlm_tui.engine.run import Run, RunConfig
@@ -248,9 +249,8 @@ async def test_an_extracted_answer_and_a_compaction_show_in_the_panes():
     assert view.cells_of("0")[-1].tool_calls[-1].startswith("⟲ history compacted before step 3")
     app = RlmApp(events=events, ui_config=UiConfig(), watch=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause(0.3)
-        bar = app.screen._answer_text().plain
-        assert "extracted answer" in bar and "morning light walk" in bar
+        await until(pilot, lambda: "extracted answer" in app.screen._answer_text().plain)
+        assert "morning light walk" in app.screen._answer_text().plain
 
 
 async def test_sub_calls_replies_and_answers_are_in_the_view(sessions_dir):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, live_processes_with, start_cli_run, wait_for_session_text
 from openai_server import OpenAIServer, Reply
-from scripted import ScriptedModel, cell
+from scripted import ScriptedModel, cell, until
 
 from rlm_tui import defaults
 from rlm_tui.engine.run import Run, RunConfig
@@ -655,8 +655,7 @@ async def test_the_tui_header_says_when_kernels_run_unsandboxed():
     events[0] = events[0].model_copy(update={"sandbox": SandboxInfo(warning=warning)})
     app = RlmApp(events=events, ui_config=UiConfig(), watch=False)
     async with app.run_test(size=(200, 40)) as pilot:
-        await pilot.pause(0.3)
-        assert warning in str(pilot.app.screen.query_one("#status").render())
+        await until(pilot, lambda: warning in str(pilot.app.screen.query_one("#status").render()))
 
 
 async def test_no_object_in_the_kernel_holds_the_bridge_token_and_reconnects_still_work():

@@ -76,10 +76,8 @@ async def test_demo_run_completes_with_three_sub_agents(sessions_dir):
         assert view.status == "answered"
         assert sorted(view.answer) == ["animals", "countries", "fruits"]
         assert sorted(a for a in view.agents if view.agents[a].depth == 1) == ["0.1", "0.2", "0.3"]
-        await pilot.pause(0.1)
         tree = pilot.app.screen.query_one(AgentTree)
-        labels = [str(node.label) for node in tree.root.children]
-        assert labels[0].startswith("✔ agent 0")
+        await until(pilot, lambda: str(tree.root.children[0].label).startswith("✔ agent 0"))
         assert "demo (offline)" in str(pilot.app.screen.query_one("#status").render())
 
 
@@ -279,8 +277,9 @@ async def test_pause_key_then_edit_step_and_the_kernel_has_the_edit(sessions_dir
         await pilot.press("space")
         await until(pilot, lambda: "0:1" in run.control.pending)
         assert screen(pilot).view.paused
-        await pilot.pause(0.1)
-        assert "⏸ paused" in str(pilot.app.screen.query_one("#status").render())
+        await until(
+            pilot, lambda: "⏸ paused" in str(pilot.app.screen.query_one("#status").render())
+        )
         await pilot.press("e")
         await until(pilot, lambda: isinstance(pilot.app.screen, EditCellScreen))
         area = pilot.app.screen.query_one("TextArea")
@@ -311,10 +310,14 @@ async def test_sub_agent_start_breakpoint_holds_them_in_the_tree(sessions_dir):
     )
     async with App(run).run_test(size=(160, 48)) as pilot:
         await until(pilot, lambda: len(screen(pilot).view.waiting_starts) == 3)
-        await pilot.pause(0.1)
         tree = pilot.app.screen.query_one(AgentTree)
-        labels = [str(node.label) for node in tree.root.children[0].children]
-        assert len(labels) == 3 and all("held at its start" in label for label in labels)
+
+        def labels() -> list[str]:
+            return [str(node.label) for node in tree.root.children[0].children]
+
+        await until(
+            pilot, lambda: len(labels()) == 3 and all("held at its start" in t for t in labels())
+        )
         await pilot.press("s")  # one sub-agent starts
         await until(pilot, lambda: len(screen(pilot).view.waiting_starts) == 2)
         await pilot.press("space")  # and the rest
@@ -470,9 +473,11 @@ async def test_concurrent_waits_are_listed_and_s_releases_the_selected_one(sessi
         waiting = list(view.waiting)
         assert sorted(waiting) == ["0.1:1", "0.2:1", "0.3:1"]
         await pilot.press("]")  # the second one
-        await pilot.pause(0.1)
-        chosen = screen(pilot).selected_gate
-        assert chosen == waiting[1]
+        chosen = waiting[1]
+        await until(pilot, lambda: screen(pilot).selected_gate == chosen)
+        await until(
+            pilot, lambda: f"cell {chosen}" in str(screen(pilot).query_one("#status").render())
+        )
         status = str(screen(pilot).query_one("#status").render())
         assert "3 waiting" in status and f"cell {chosen}" in status
         assert screen(pilot).query_one("CellLog").current.cell_id == chosen
@@ -506,18 +511,22 @@ async def test_a_held_sub_agent_start_shows_in_the_tree_with_its_prompt(sessions
     async with App(run).run_test(size=(160, 48)) as pilot:
         view = screen(pilot).view
         await until(pilot, lambda: len(view.waiting) == 3)
-        await pilot.pause(0.1)
         tree = pilot.app.screen.query_one(AgentTree)
-        labels = [str(node.label) for node in tree.root.children[0].children]
         prompt = view.waiting["0.1"].what
-        assert prompt and any(prompt[:20] in label for label in labels)
-        status = str(screen(pilot).query_one("#status").render())
-        assert "3 waiting ▸ start of agent 0.1" in status
+        assert prompt
+        await until(
+            pilot, lambda: any(prompt[:20] in str(n.label) for n in tree.root.children[0].children)
+        )
+
+        def status() -> str:
+            return str(screen(pilot).query_one("#status").render())
+
+        await until(pilot, lambda: "3 waiting ▸ start of agent 0.1" in status())
         await pilot.press("x")  # skip the selected start
         await until(pilot, lambda: "0.1" not in view.waiting)
-        await pilot.pause(0.2)
-        assert "0.1" not in view.agents and len(tree.root.children[0].children) == 2
-        assert "2 waiting" in str(screen(pilot).query_one("#status").render())
+        await until(pilot, lambda: len(tree.root.children[0].children) == 2)
+        assert "0.1" not in view.agents
+        await until(pilot, lambda: "2 waiting" in str(screen(pilot).query_one("#status").render()))
         run.stop()
         await until(pilot, lambda: view.finished)
         assert not view.waiting
@@ -538,9 +547,8 @@ async def test_stop_asks_first_and_the_cut_cell_shows_stopped(sessions_dir):
         await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: view.finished)
-        await pilot.pause(0.2)
         assert view.status == "stopped" and view.cells["0:1"].status == "stopped"
-        assert "stopped" in str(screen(pilot).query_one("#status").render())
+        await until(pilot, lambda: "stopped" in str(screen(pilot).query_one("#status").render()))
         answer = str(screen(pilot).query_one("#answer").render())
         assert answer.startswith("■ stopped")
 
