@@ -605,7 +605,8 @@ def test_sandbox_off_leaves_no_child_of_a_cell_behind(sessions_dir, end):
 async def test_sandbox_off_kills_what_escaped_its_group_and_tag_when_its_kernel_ends():
     """A cell's child in a session of its own with a cleared environment, and one it leaves
     behind by exiting first (a daemon's double fork): neither process group nor tag finds
-    them, and they come back to the template as orphans, which it kills."""
+    them. They live while their kernel does (another kernel's end leaves them be), then come
+    back to the template as orphans, which kills them."""
     marker = f"3000.{uuid.uuid4().int % 10**6}"
     code = (
         "import subprocess\n"
@@ -614,16 +615,19 @@ async def test_sandbox_off_kills_what_escaped_its_group_and_tag_when_its_kernel_
     )
     sandbox = resolve_sandbox(SandboxPolicy(mode="off"))
     async with LocalKernelPool(size=0, sandbox=sandbox) as pool:
-        kernel = await pool.acquire()
+        kernel, other = await pool.acquire(), await pool.acquire()
         await kernel.setup("0", None, "none")
         result = await kernel.execute(code, lambda _stream, _text: None, timeout=30)
         assert result.status == "ok", result.error
         deadline = time.monotonic() + 10
         while len(live_processes_with(marker)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            await asyncio.sleep(0.05)
         escaped = set(live_processes_with(marker))
         assert len(escaped) == 2
         assert all(os.getsid(pid) not in (os.getsid(0), kernel.pid) for pid in escaped)
+        await other.shutdown()  # the template reaps, and looks for orphans
+        await asyncio.sleep(0.3)
+        assert alive(escaped) == escaped, "a live kernel's processes are its own"
         await pool.release(kernel)  # its end runs on this loop: wait off it
         assert await asyncio.to_thread(gone_within, escaped, 2.0) == set()
 

@@ -359,6 +359,10 @@ def run_kernel(request: dict[str, Any], template: int) -> None:
     die_with_parent()
     if os.getppid() != template:  # the template died before the death signal was set
         os._exit(1)
+    # what its cells start and leave (a daemon's double fork) stays the kernel's while it
+    # lives, and comes back to the template, which kills it, only when the kernel has ended
+    # (sandboxed, the kernel is pid 1 of its namespace: that is so already)
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl")
     if request.get("isolate"):
         isolate(request["isolate"]["root"], request["isolate"]["own"])
         own_pids(request.get("memory_limit_mb"))
@@ -401,9 +405,9 @@ class Template:
         self.selector = selectors.DefaultSelector()
 
     def serve(self) -> None:
-        # what a cell starts and leaves (its kernel gone, or itself in a session of its own
-        # with its environment cleared, which no process group or tag finds) comes back here
-        # as an orphan, and is killed (``reap``)
+        # what a cell started and its ended kernel left (in a session of its own with its
+        # environment cleared, which no process group or tag finds) comes back here as an
+        # orphan, and is killed (``reap``)
         _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl")
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -481,7 +485,8 @@ class Template:
                 os.kill(orphan, signal.SIGKILL)
 
     def orphans(self) -> set[int]:
-        """The template's children that are not its kernels: processes of cells, come back."""
+        """The template's children that are not its kernels: processes of ended kernels' cells
+        (a live kernel keeps its own orphans: it is their subreaper)."""
         found: set[int] = set()
         with contextlib.suppress(OSError):
             for task in os.listdir("/proc/self/task"):
