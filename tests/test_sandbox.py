@@ -545,8 +545,10 @@ def start_cli_holding_children(server: OpenAIServer, sessions_dir: Path, *extra:
     server.script([Reply(text=cell(code))])
     process = start_cli_run(server.base_url, sessions_dir, *extra, "q")
     try:
+        # the cell has started (its code holds the words: its output may never leave, as the
+        # C loop after it holds the GIL the kernel's IOPub thread needs to send it)
         wait_for_session_text(sessions_dir, "children started", timeout=90)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(live_processes_with(marker)) < 12 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(live_processes_with(marker)) == 12

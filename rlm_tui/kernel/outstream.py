@@ -17,8 +17,14 @@ how much the cell printed."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import fcntl
+import os
+import select
+import struct
 import sys
+import termios
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -36,8 +42,41 @@ class QuickFlushStream(OutStream):
     """Characters of one request's output that are sent; None: all (set by the template)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._pipe_lock = threading.Lock()  # before ipykernel starts its pipe's reader
+        self._pipe_text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         super().__init__(*args, **kwargs)
         self._start_counts()
+
+    def _watch_pipe_fd(self) -> None:
+        """ipykernel's reader of the pipe its stream captures the file descriptor with (what a
+        subprocess writes to it), reading only under ``_pipe_lock`` what it then writes at
+        once: a flush takes what is left itself (``_drain_pipe``), so nothing read is on its
+        way meanwhile. ipykernel's reader wrote what it had read at its own pace, and under
+        load a subprocess's output came after its cell's end."""
+        fid = self._fid
+        try:
+            while fid is not None and self._should_watch:
+                select.select([fid], [], [])
+                if not self._drain_pipe():
+                    return
+        except Exception:
+            self._exc = sys.exc_info()
+
+    def _drain_pipe(self) -> bool:
+        """Write what the pipe holds now to the stream; False once the pipe is closed."""
+        fid = self._fid
+        if fid is None:
+            return False
+        with self._pipe_lock:
+            pending = struct.unpack("i", fcntl.ioctl(fid, termios.FIONREAD, b"\0" * 4))[0]
+            if not pending:  # drained by a flush, or closed: readable with nothing to read
+                return not select.select([fid], [], [], 0)[0]
+            data = os.read(fid, pending)
+            if not self._should_watch:  # the byte ``close`` wakes the reader with
+                return False
+            self.write(self._pipe_text.decode(data))
+            os.write(self._original_stdstream_copy, data)
+        return True
 
     @classmethod
     def adopt(cls, stream: OutStream) -> QuickFlushStream:
@@ -79,6 +118,8 @@ class QuickFlushStream(OutStream):
         return given
 
     def flush(self) -> None:
+        if getattr(self, "_pipe_lock", None) is not None:  # not a stream adopted (a gateway's)
+            self._drain_pipe()
         lock, buffers = getattr(self, "_buffer_lock", None), getattr(self, "_buffers", None)
         if lock is not None and buffers is not None and not self._dropped:
             with lock:  # ipykernel 7's buffers; else every flush waits

@@ -427,7 +427,7 @@ class Template:
             for group in self.groups:
                 with contextlib.suppress(OSError):
                     os.killpg(group, signal.SIGKILL)
-            self.kill_orphans_until_none()
+            self.kill_everything()
 
     def handle(self, request: dict[str, Any]) -> bool:
         op = request.get("op")
@@ -487,27 +487,34 @@ class Template:
     def orphans(self) -> set[int]:
         """The template's children that are not its kernels: processes of ended kernels' cells
         (a live kernel keeps its own orphans: it is their subreaper)."""
-        found: set[int] = set()
-        with contextlib.suppress(OSError):
-            for task in os.listdir("/proc/self/task"):
-                with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
-                    found.update(int(pid) for pid in f.read().split())
-        return found - self.children
+        return _children(os.getpid()) - self.children
 
-    def kill_orphans_until_none(self, seconds: float = 2.0) -> None:
-        """At the end: orphans keep coming back as what they started loses its parent."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                while pid := os.waitpid(-1, os.WNOHANG)[0]:
-                    self.children.discard(pid)
-            left = self.orphans() | self.children
-            if not left:
+    def kill_everything(self, passes: int = 3) -> None:
+        """At the end: SIGKILL every descendant at once, whatever its group, session or
+        environment (waiting for each kernel's end to hand back its orphans took seconds on a
+        loaded machine); the next passes take what forked meanwhile."""
+        for _ in range(passes):
+            found, seen = [os.getpid()], set[int]()
+            while found:
+                pid = found.pop()
+                for child in _children(pid) - seen:
+                    seen.add(child)
+                    found.append(child)
+                    with contextlib.suppress(OSError):
+                        os.kill(child, signal.SIGKILL)
+            if not seen:
                 return
-            for pid in left:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+            time.sleep(0.001)
+
+
+def _children(pid: int) -> set[int]:
+    """The children of process ``pid`` (of each of its threads)."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(child) for child in f.read().split())
+    return found
 
 
 def idle_group(group: int) -> None:
@@ -561,7 +568,12 @@ def main(argv: list[str]) -> None:
     preload()
     prebuild()
     wire.send(host, {"ready": os.getpid()})
-    Template(host).serve()
+    try:
+        Template(host).serve()
+    finally:
+        # its kernels are dead: no interpreter teardown of all it imported (a loaded machine
+        # took seconds of it, at the template's low priority, after the host's death)
+        os._exit(0)
 
 
 if __name__ == "__main__":
