@@ -247,8 +247,12 @@ async def _opened(ws: websocket.WebSocket, url: str, headers: dict[str, str]) ->
     opened: asyncio.Future[None] = loop.create_future()
 
     def settle(error: BaseException | None) -> None:
-        if not opened.done():
-            opened.set_result(None) if error is None else opened.set_exception(error)
+        if opened.done():
+            return
+        if error is None:
+            opened.set_result(None)
+        else:
+            opened.set_exception(error)
 
     def connect() -> None:
         error: BaseException | None = None

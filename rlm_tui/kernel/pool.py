@@ -47,7 +47,7 @@ from rlm_tui.kernel.prelude import SETUP_NAME
 from rlm_tui.kernel.reserve import WarmReserve
 from rlm_tui.kernel.rundirs import private_dir, sweep_stale
 from rlm_tui.kernel.sandbox import Sandbox, SandboxPolicy, resolve_sandbox
-from rlm_tui.kernel.zygote import KERNEL_IPYTHONDIR, SANDBOXED
+from rlm_tui.kernel.zygote import KERNEL_IPYTHONDIR, SANDBOXED, children
 
 START_TIMEOUT = 60.0
 GRACE_AFTER_INTERRUPT = 2.0
@@ -225,8 +225,7 @@ class Zygote:
                 self._host_template = _descendant(self._process.pid, template, depth=3)
             found = _child_with_nspid(self._host_template, pid, self._known)
         if found is not None and keeper:
-            children = _children(found)
-            found = children[0] if children else None
+            found = next(iter(children(found)), None)  # a keeper's one child: its kernel
         if found is None:
             raise RuntimeError(f"kernel {pid} of the sandbox is not among its processes")
         return found
@@ -275,14 +274,6 @@ def _future() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
 
 
-def _children(pid: int) -> list[int]:
-    below = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError, ValueError):
-            below += [int(child) for child in task.read_text().split()]
-    return below
-
-
 def _inner_pid(pid: int) -> int | None:
     """The pid of host process ``pid`` in the namespace one level below the host's."""
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -299,7 +290,7 @@ def _child_with_nspid(parent: int | None, inner_pid: int, known: dict[int, int])
         return None
     if inner_pid not in known:
         seen = set(known.values())
-        for child in _children(parent):
+        for child in children(parent):
             if child not in seen and (inner := _inner_pid(child)) is not None:
                 known[inner] = child
     return known.get(inner_pid)
@@ -310,7 +301,7 @@ def _descendant(ancestor: int, inner_pid: int, depth: int) -> int | None:
     in the namespace one level below the host's is ``inner_pid``."""
     level = [ancestor]
     for _ in range(depth):
-        below = [child for pid in level for child in _children(pid)]
+        below = [child for pid in level for child in children(pid)]
         for pid in below:
             if _inner_pid(pid) == inner_pid:
                 return pid

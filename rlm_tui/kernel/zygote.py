@@ -424,9 +424,6 @@ class Template:
         except (ConnectionError, OSError):
             traceback.print_exc()
         finally:
-            for group in self.groups:
-                with contextlib.suppress(OSError):
-                    os.killpg(group, signal.SIGKILL)
             self.kill_everything()
 
     def handle(self, request: dict[str, Any]) -> bool:
@@ -487,7 +484,7 @@ class Template:
     def orphans(self) -> set[int]:
         """The template's children that are not its kernels: processes of ended kernels' cells
         (a live kernel keeps its own orphans: it is their subreaper)."""
-        return _children(os.getpid()) - self.children
+        return children(os.getpid()) - self.children
 
     def kill_everything(self, passes: int = 3) -> None:
         """At the end: SIGKILL every descendant at once, whatever its group, session or
@@ -497,7 +494,7 @@ class Template:
             found, seen = [os.getpid()], set[int]()
             while found:
                 pid = found.pop()
-                for child in _children(pid) - seen:
+                for child in children(pid) - seen:
                     seen.add(child)
                     found.append(child)
                     with contextlib.suppress(OSError):
@@ -507,12 +504,15 @@ class Template:
             time.sleep(0.001)
 
 
-def _children(pid: int) -> set[int]:
+def children(pid: int) -> set[int]:
     """The children of process ``pid`` (of each of its threads)."""
     found: set[int] = set()
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(f"/proc/{pid}/task/{task}/children") as f,
+            ):
                 found.update(int(child) for child in f.read().split())
     return found
 
