@@ -34,12 +34,14 @@ STEPS = [
 ]
 
 
+def step_of(request: dict) -> int:
+    return sum(1 for m in request["messages"] if m["role"] == "assistant")
+
+
 def responder(request: dict) -> Reply:
-    messages = request["messages"]
-    if len(messages) == 1:
+    if len(request["messages"]) == 1:
         return Reply(text="yes")
-    step = sum(1 for m in messages if m["role"] == "assistant")
-    return Reply(text=STEPS[min(step, len(STEPS) - 1)])
+    return Reply(text=STEPS[min(step_of(request), len(STEPS) - 1)])
 
 
 def config(server: OpenAIServer, sessions_dir: Path, **kwargs) -> RunConfig:
@@ -98,6 +100,19 @@ async def test_a_resumed_run_counts_its_past_seconds_against_the_time_limit(serv
     resumed_at = [e.seq for e in events if isinstance(e, RunStarted)][-1]
     updates = [e for e in events if isinstance(e, BudgetUpdate) and e.seq > resumed_at]
     assert updates and all(u.elapsed >= past for u in updates)
+
+
+async def test_a_resumed_run_does_not_count_its_re_run_cells_twice(sessions_dir):
+    """A recorded cell's seconds counted when it first ran: its re-run stops the clock."""
+    slow = [cell("import time\ntime.sleep(2)\na = 7"), cell("FINAL(a)")]
+    with OpenAIServer() as server:
+        server.script(lambda r: Reply(text=slow[min(step_of(r), 1)]))
+        limits = Limits(max_calls=1)
+        stopped = await Run(config(server, sessions_dir, limits=limits, on_budget="stop")).execute()
+        assert stopped.status == "budget" and stopped.elapsed >= 2
+        resumed = await resume_run(stopped.session_dir, limits=Limits(max_calls=5)).execute()
+    assert resumed.answer == 7  # ``a`` came from the slow cell, run again
+    assert resumed.elapsed - stopped.elapsed < 2, "the re-run's 2 s counted again"
 
 
 async def test_fork_from_cell_2_with_an_edited_cell_diverges(server, sessions_dir):

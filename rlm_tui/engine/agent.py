@@ -101,6 +101,10 @@ class AgentHost(Protocol):
 
     def note_cell_error(self, agent_id: str) -> None: ...
 
+    def clock_stopped(self) -> contextlib.AbstractContextManager[None]:
+        """Around time the time limit does not count (a recorded cell run again)."""
+        ...
+
     def launched_by_hand(self, agent_id: str) -> bool:
         """The id belongs to a recorded hand-launched sub-agent."""
         ...
@@ -416,9 +420,10 @@ class Agent:
         self.host.emit(CellRerunStarted(agent_id=self.id, cell_id=cell_id, code=code))
         self._rerunning = True
         try:
-            result = await kernel.execute(
-                code, lambda _s, text: parts.append(text), timeout=recorded.cut_after
-            )
+            with self.host.clock_stopped():  # its first run counted its time
+                result = await kernel.execute(
+                    code, lambda _s, text: parts.append(text), timeout=recorded.cut_after
+                )
         finally:
             self._rerunning = False
         self.host.emit(

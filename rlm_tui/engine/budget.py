@@ -112,11 +112,11 @@ class Budget:
         self.started = time.monotonic()
         self.earlier = 0.0
         """Seconds a resumed run's past already counted (as its usage is counted)."""
-        self._holds = 0
-        """Gates waiting on a person now (``waiting_on_a_person``)."""
-        self._waiting_since = 0.0
-        self._waited = 0.0
-        """Seconds the run waited on a person, not counted in ``elapsed``."""
+        self._stops = 0
+        """Stops of the clock now (``clock_stopped``)."""
+        self._stopped_since = 0.0
+        self._stopped = 0.0
+        """Seconds the clock stopped (a person's waits, re-run cells), not in ``elapsed``."""
         self.max_depth_seen = 0
         self.in_flight = 0
         self._held = _Held(0, 0, 0.0)
@@ -128,24 +128,26 @@ class Budget:
 
     @property
     def elapsed(self) -> float:
-        """The run's seconds, but those it waited on a person (at a breakpoint, paused): the
-        time limit is the machine's and the provider's time, not the reader's."""
+        """The run's seconds, but those the clock stopped (``clock_stopped``): the time limit
+        is the machine's and the provider's time, not the reader's, and a re-run cell's time
+        was counted when the cell first ran."""
         now = time.monotonic()
-        waited = self._waited + (now - self._waiting_since if self._holds else 0.0)
-        return self.earlier + now - self.started - waited
+        stopped = self._stopped + (now - self._stopped_since if self._stops else 0.0)
+        return self.earlier + now - self.started - stopped
 
     @contextlib.contextmanager
-    def waiting_on_a_person(self) -> Iterator[None]:
-        """Around a gate held for a person; several at once are one wait."""
-        if not self._holds:
-            self._waiting_since = time.monotonic()
-        self._holds += 1
+    def clock_stopped(self) -> Iterator[None]:
+        """Around time the limit does not count: a gate held for a person, a recorded cell
+        run again on resume (its first run counted it); several at once are one stop."""
+        if not self._stops:
+            self._stopped_since = time.monotonic()
+        self._stops += 1
         try:
             yield
         finally:
-            self._holds -= 1
-            if not self._holds:
-                self._waited += time.monotonic() - self._waiting_since
+            self._stops -= 1
+            if not self._stops:
+                self._stopped += time.monotonic() - self._stopped_since
 
     def check_depth(self, depth: int, agent_id: str) -> None:
         if depth > self.limits.max_depth:

@@ -727,6 +727,9 @@ class Run:
     def note_cell_error(self, agent_id: str) -> None:
         self.control.note_cell_error(agent_id)
 
+    def clock_stopped(self) -> contextlib.AbstractContextManager[None]:
+        return self.budget.clock_stopped()
+
     def launched_by_hand(self, agent_id: str) -> bool:
         return self.replay.launched_by_hand(agent_id)
 
@@ -839,7 +842,7 @@ class Run:
         if reason is None:
             return Decision(code, skipped=False, edited=edited)
         self.emit(CellPaused(agent_id=agent.id, cell_id=gate_id, reason=reason))
-        with self.budget.waiting_on_a_person():
+        with self.budget.clock_stopped():
             decision = await self.control.hold(
                 Pending(kind, agent.id, gate_id, code, reason, edited=edited)
             )
