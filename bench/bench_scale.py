@@ -27,6 +27,7 @@ from scripted import cell  # noqa: E402
 
 from rlm_tui.engine.run import Run, RunConfig  # noqa: E402
 from rlm_tui.events import CellFinished, KernelEvent, ModelRequest  # noqa: E402
+from rlm_tui.kernel.zygote import children  # noqa: E402
 
 
 def step_of(request: dict) -> int:
@@ -78,9 +79,13 @@ async def fan_out(
         started, host, busy = time.perf_counter(), time.process_time(), machine_busy()
         limit = {} if max_concurrency is None else {"max_concurrency": max_concurrency}
         tag = "" if max_concurrency is None else f"_concurrency{max_concurrency}"
+        templates = templates_cpu()
         _, events = await run_against(url, Path(tmp), pool_size=pool, **limit)
         wall = time.perf_counter() - started
         host, busy = time.process_time() - host, machine_busy() - busy
+        await asyncio.sleep(1)  # the ended kernels' teardown, after the answer
+        (own, lives), (own_before, lives_before) = templates_cpu(), templates
+        own, lives = own - own_before, lives - lives_before
     kernels = sum(1 for e in events if isinstance(e, KernelEvent) and e.what == "started")
     return {
         f"fanout_{children}_subagents_pool{pool}{tag}_s": wall,
@@ -89,7 +94,53 @@ async def fan_out(
         "fanout_host_cpu_s": host,
         "fanout_machine_cpu_s": busy,
         "fanout_cpu_floor_s": busy / (os.cpu_count() or 1),
+        "fanout_host_cpu_per_agent_ms": 1000 * host / kernels,
+        "fanout_kernel_life_cpu_per_agent_ms": 1000 * lives / kernels,
+        "fanout_template_cpu_per_agent_ms": 1000 * own / kernels,
     }
+
+
+def templates_cpu() -> tuple[float, float]:
+    """CPU seconds of this process's kernel templates: their own, and those of the children
+    they reaped (each kernel's whole life, from its fork to its end, with its keeper's in the
+    sandbox and what its cells started)."""
+    own = lives = 0.0
+    for pid in descendants(os.getpid()):
+        stat = read_stat(pid)
+        if stat and is_template_or_fork(pid) and not is_template_or_fork(stat[1]):
+            ticks = [int(n) / os.sysconf("SC_CLK_TCK") for n in stat[11:15]]
+            own, lives = own + ticks[0] + ticks[1], lives + ticks[2] + ticks[3]
+    return own, lives
+
+
+def read_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the name (state, ppid, ...), None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def is_template_or_fork(pid: int | str) -> bool:
+    """A Python process running the template module (not the bwrap that starts it)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return TEMPLATE_MODULE in argv and name != "bwrap"
+
+
+TEMPLATE_MODULE = b"rlm_tui.kernel.zygote"
+
+
+def descendants(pid: int) -> set[int]:
+    found, todo = set[int](), [pid]
+    while todo:
+        for child in children(todo.pop()) - found:
+            found.add(child)
+            todo.append(child)
+    return found
 
 
 def machine_busy() -> float:
