@@ -18,7 +18,7 @@ from conftest import live_processes_with, our_kernel_processes
 
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import SHARED_TEMPLATES, LocalKernelPool
-from rlm_tui.kernel.zygote import idle_group
+from rlm_tui.kernel.zygote import children, idle_group
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -421,28 +421,40 @@ async def test_kernels_yield_the_cpu_to_the_host_in_one_scheduling_group(pool):
         await pool.release(kernel)
 
 
-def test_a_group_about_to_be_killed_gets_only_idle_cpu() -> None:
-    """``idle_group``: every thread of every process in the group, none outside it."""
+def test_a_kernel_about_to_be_killed_gets_only_idle_cpu() -> None:
+    """``idle_group``: every thread of the group's leader and of its child (a sandboxed
+    kernel's keeper and the kernel), none outside."""
     threads = (
         "import threading, time\n" + "threading.Thread(target=time.sleep, args=(60,)).start()\n" * 3
     )
-    group = subprocess.Popen(
-        [sys.executable, "-c", threads + "time.sleep(60)"], start_new_session=True
+    kernel = (  # in a process group of its own, as a sandboxed kernel is
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', {threads!r}], process_group=0)\n"
+    )
+    keeper = subprocess.Popen(
+        [sys.executable, "-c", kernel + threads + "time.sleep(60)"], start_new_session=True
     )
     outside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        tasks = Path(f"/proc/{group.pid}/task")
         deadline = time.monotonic() + 30
-        while len(list(tasks.iterdir())) < 4 and time.monotonic() < deadline:
+        while len(tasks := kernel_tasks(keeper.pid)) < 8 and time.monotonic() < deadline:
             time.sleep(0.02)
-        idle_group(group.pid)
-        policies = [os.sched_getscheduler(int(t.name)) for t in tasks.iterdir()]
-        assert policies == [os.SCHED_IDLE] * 4
+        idle_group(keeper.pid)
+        assert [os.sched_getscheduler(task) for task in tasks] == [os.SCHED_IDLE] * 8
         assert os.sched_getscheduler(outside.pid) == os.SCHED_OTHER
     finally:
-        for process in (group, outside):
-            process.kill()
-            process.wait()
+        for pid in children(keeper.pid):
+            os.kill(pid, signal.SIGKILL)
+        keeper.kill()
+        keeper.wait()
+        outside.kill()
+        outside.wait()
+
+
+def kernel_tasks(keeper: int) -> list[int]:
+    """The threads of ``keeper`` and of its children."""
+    pids = [keeper, *children(keeper)]
+    return [int(t.name) for pid in pids for t in Path(f"/proc/{pid}/task").iterdir()]
 
 
 async def test_a_cell_killing_its_own_process_group_leaves_its_kernel_as_it_was(pool):
