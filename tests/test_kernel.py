@@ -391,6 +391,31 @@ async def test_the_shell_built_once_by_the_template_is_each_kernels_own(pool, ho
     await pool.release(second)
 
 
+async def test_a_kernel_runs_no_startup_file_of_the_python_installation(host):
+    """A kernel is the same on every machine: IPython runs the startup files of the Python
+    installation's ``etc/ipython`` in every kernel it starts; ours runs none (nor reads a
+    configuration file there)."""
+    startup = Path(sys.prefix, "etc", "ipython", "startup")
+    made = [p for p in (startup.parent.parent, startup.parent, startup) if not p.exists()]
+    startup.mkdir(parents=True, exist_ok=True)
+    planted = startup / "00-rlm-tui-test.py"
+    planted.write_text("PLANTED = 1\n")
+    pool = LocalKernelPool(size=0)  # its kernels are forked after the file is there
+    try:
+        await pool.start()
+        kernel = await pool.acquire()
+        await kernel.setup("0.1", None, "none", host.bridge.grant("0.1"))
+        status, error, out = await run(kernel, "print('PLANTED' in globals())")
+        assert status == "ok", error
+        assert out.strip() == "False"
+        await pool.release(kernel)
+    finally:
+        await pool.close()
+        planted.unlink()
+        for directory in reversed(made):
+            directory.rmdir()
+
+
 async def test_the_reserve_refills_between_cells_not_beside_them():
     """A refill is a kernel's start, CPU on the machine's few cores: it waits until no cell
     runs, so a running cell and the sub-agents it waits on have the cores."""

@@ -332,7 +332,24 @@ def prebuild() -> None:
     APP.parse_command_line = lambda argv=None: None
     # no heartbeat (its own zmq context and thread): the template reports a kernel's death
     APP.init_heartbeat = lambda: None
+    # the connection file is the host's, written before the fork
+    APP.write_connection_file = lambda: None
+    # no IPython or Jupyter configuration file and no startup file: a kernel is the same on
+    # every machine, so a session replays elsewhere as it ran (the kernel's own profile,
+    # where IPython looks first, is new and empty anyway)
+    APP.init_config_files = APP.load_config_file = lambda *_: None
+    APP.init_code = hide_initial_namespace
+    # IPython's default extension, loaded into the shell every kernel starts with
+    SHELL.extension_manager.load_extension("storemagic")
+    APP.init_extensions = lambda: None
     warm_first_use()
+
+
+def hide_initial_namespace() -> None:
+    """What IPython's ``init_code`` leaves where no startup code runs: the names the kernel
+    starts with hidden from ``%who``, the modules ``%reset`` keeps."""
+    SHELL.user_ns_hidden.update(SHELL.user_ns)
+    SHELL._sys_modules_keys = set(sys.modules)
 
 
 def warm_first_use() -> None:
