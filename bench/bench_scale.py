@@ -1,5 +1,5 @@
-"""Scale figures: fan-out to 64 sub-agents, 32 batched sub-calls, and contexts from 0 to 400 MB.
-Prints JSON. `--pool N` sets the warm kernel pool for the fan-out (default 4),
+"""Scale figures: fan-out to 64 sub-agents (with its CPU an agent: on the host, in each kernel's
+whole life, in the template), 32 batched sub-calls, and contexts from 0 to 400 MB. Prints JSON. `--pool N` sets the warm kernel pool for the fan-out (default 4),
 `--max-concurrency N` the model calls at once (default: the run's default). The fan-out runs
 after the batched run in the same process, as a second run of a session would: it forks from
 the kernel template the first run started. Each server runs in a process of its own, as a
