@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from conftest import live_processes_with, our_kernel_processes
 
 from rlm_tui.kernel.bridge import BridgeServer
 from rlm_tui.kernel.pool import SHARED_TEMPLATES, LocalKernelPool
-from rlm_tui.kernel.zygote import children, idle_group
+from rlm_tui.kernel.zygote import Template, children, idle_group
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -474,6 +475,34 @@ def test_a_kernel_about_to_be_killed_gets_only_idle_cpu() -> None:
         keeper.wait()
         outside.kill()
         outside.wait()
+
+
+def test_the_templates_end_is_not_cut_short_by_its_death_signal() -> None:
+    """The host's death ends the template twice over (its socket, then SIGTERM): a SIGTERM
+    in the middle of the killing starts it again, and none after can interrupt it."""
+
+    class Interrupted(Template):
+        calls = 0
+
+        def kill_everything(self, passes: int = 3) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise SystemExit(0)  # what the template's SIGTERM handler raises
+
+    ours, theirs = socket.socketpair()
+    before = signal.getsignal(signal.SIGTERM)
+    template = Interrupted(theirs)
+    try:
+        template.end()
+        assert template.calls == 2
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        template.selector.close()
+        for fd in (template.wake_r, template.wake_w):
+            os.close(fd)
+        ours.close()
+        theirs.close()
 
 
 def kernel_tasks(keeper: int) -> list[int]:

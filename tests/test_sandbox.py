@@ -4,6 +4,7 @@ process of a run outlives it however the run ends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -522,6 +523,15 @@ def alive(pids: set[int]) -> set[int]:
     return left
 
 
+def described(pids: set[int]) -> dict[int, str]:
+    """What each of ``pids`` runs: an assertion's message names the survivors."""
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return found
+
+
 def gone_within(pids: set[int], seconds: float) -> set[int]:
     deadline = time.monotonic() + seconds
     while alive(pids) and time.monotonic() < deadline:
@@ -601,7 +611,8 @@ def test_sandbox_off_leaves_no_child_of_a_cell_behind(sessions_dir, end):
     else:  # the kernel died with the host; what its cell started waits for the next start
         assert gone_within(kernels, 2.0) == set()
         asyncio.run(LocalKernelPool(size=0).close())
-    assert gone_within(run_processes, 2.0) == set()
+    left = gone_within(run_processes, 2.0)
+    assert left == set(), described(left)
 
 
 async def test_sandbox_off_kills_what_escaped_its_group_and_tag_when_its_kernel_ends():
